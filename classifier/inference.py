@@ -1,0 +1,163 @@
+"""Loading a trained checkpoint and turning face crops into emotion probabilities.
+
+The crop (square box grown by a margin, grayscale, 48x48) is the one
+preprocessing shared by ``deepfer predict``, the streaming pipeline and the
+dashboard, and it matches the FER2013 training images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from classifier import EMOTIONS
+from classifier.data import IMAGE_SIZE
+from classifier.models import build_model
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+class WeightsError(ValueError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class EmotionPrediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    @classmethod
+    def from_probs(cls, probs: np.ndarray) -> "EmotionPrediction":
+        i = int(np.argmax(probs))
+        return cls(EMOTIONS[i], float(probs[i]), {e: float(p) for e, p in zip(EMOTIONS, probs)})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise WeightsError("device 'cuda' requested but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """A path to a ``.pt`` file, or the name of a shipped model in ``classifier/weights``."""
+    p = Path(spec)
+    if p.suffix == ".pt" or p.exists():
+        if not p.is_file():
+            raise WeightsError(f"weights file not found: {p}")
+        return p
+    shipped = WEIGHTS_DIR / f"{spec}.pt"
+    if not shipped.is_file():
+        available = ", ".join(sorted(f.stem for f in WEIGHTS_DIR.glob("*.pt"))) or "none"
+        raise WeightsError(f"no shipped weights named {spec!r} (available: {available})")
+    return shipped
+
+
+def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 ``[N, H, W]`` (any device) -> float ``[N, 1, H, W]``, channels-last, standardized."""
+    x = images.float().div_(255).unsqueeze(1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, mean: float, std: float, batch_size: int = 512, tta: bool = False
+) -> torch.Tensor:
+    """Logits for uint8 faces ``[N, 48, 48]`` already on the model's device; ``tta`` adds the mirror image."""
+    model.eval()
+    out = []
+    device = next(model.parameters()).device
+    use_amp = device.type == "cuda"
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start : start + batch_size], mean, std)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+        out.append(logits)
+    if not out:
+        return torch.empty(0, len(EMOTIONS), device=device)
+    return torch.cat(out)
+
+
+@dataclass
+class EmotionClassifier:
+    """A trained model ready for inference, with the preprocessing it was trained with."""
+
+    model: nn.Module
+    name: str
+    mean: float
+    std: float
+    device: torch.device
+    path: Path | None = None
+    tta: bool = False
+
+    @classmethod
+    def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> "EmotionClassifier":
+        path = resolve_weights(spec)
+        dev = pick_device(device)
+        model, meta = load_checkpoint(path)
+        model.to(dev).to(memory_format=torch.channels_last).eval()
+        return cls(model, meta["model"], float(meta["mean"]), float(meta["std"]), dev, path, tta)
+
+    def predict_faces(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Probabilities ``[N, 7]`` for uint8 grayscale faces ``[N, 48, 48]``."""
+        if len(faces) == 0:
+            return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device)
+        logits = predict_logits(self.model, x, self.mean, self.std, batch_size, self.tta)
+        return torch.softmax(logits, dim=1).cpu().numpy()
+
+    def predict(self, faces: np.ndarray) -> list[EmotionPrediction]:
+        return [EmotionPrediction.from_probs(p) for p in self.predict_faces(faces)]
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
+    """Model and metadata from a DeepFER checkpoint (training ``best.pt``/``last.pt`` or a shipped file)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad file
+        raise WeightsError(f"cannot read checkpoint {path}: {exc.__class__.__name__}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt:
+        raise WeightsError(f"{path} is not a DeepFER checkpoint")
+    if tuple(ckpt.get("classes", EMOTIONS)) != EMOTIONS:
+        raise WeightsError(f"{path}: classes {ckpt.get('classes')} differ from {EMOTIONS}")
+    model = build_model(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: weights do not fit model {ckpt['model']!r}: {str(exc).splitlines()[0]}") from None
+    return model, ckpt
+
+
+def crop_faces(image_rgb: np.ndarray, boxes: Sequence[Sequence[float]], margin: float) -> np.ndarray:
+    """Square crops around each box, grown by ``margin`` per side, as grayscale 48x48 uint8 ``[N, 48, 48]``.
+
+    Parts of a grown box outside the frame are filled by replicating the border,
+    so a face at the edge keeps its scale.
+    """
+    if len(boxes) == 0:
+        return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    gray = image_rgb if image_rgb.ndim == 2 else cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    h, w = gray.shape
+    crops = np.empty((len(boxes), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+        side = max(side, 2.0)
+        ax1, ay1 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        ax2, ay2 = ax1 + int(round(side)), ay1 + int(round(side))
+        pad = max(0, -ax1, -ay1, ax2 - w, ay2 - h)
+        src = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else gray
+        patch = src[ay1 + pad : ay2 + pad, ax1 + pad : ax2 + pad]
+        interp = cv2.INTER_AREA if patch.shape[0] > IMAGE_SIZE else cv2.INTER_LINEAR
+        crops[i] = cv2.resize(patch, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interp)
+    return crops

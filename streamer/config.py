@@ -1,0 +1,201 @@
+"""DeepFER settings: one validated object built once at start-up.
+
+Precedence, highest first: CLI flags, ``DEEPFER_*`` environment variables
+(nested keys with ``__``, e.g. ``DEEPFER_REDIS__URL``), the TOML file
+(``--config``, ``DEEPFER_CONFIG`` or ``./config.toml``), then the defaults below.
+The defaults are the embedded configuration: DeepFER runs with no file at all.
+``config.toml`` at the repository root lists every key with these defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathsSettings(Section):
+    data_dir: Path = Field(Path(".deepfer"), description="Cache, embedded Redis and journals live here.")
+
+
+class ClassifierSettings(Section):
+    weights: str = Field("deepfer_resnet", description="A name in classifier/weights/ or a path to a .pt checkpoint.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(64, ge=1, description="Most faces classified in one model call.")
+    max_wait_ms: float = Field(10.0, ge=0, description="Longest a face waits for its batch to fill.")
+    crop_margin: float = Field(0.2, ge=0, le=1, description="Box growth on each side before cropping, as in training.")
+    tta: bool = Field(False, description="Average with the mirrored face (twice the compute).")
+
+
+class DetectorSettings(Section):
+    kind: Literal["mtcnn", "haar"] = "mtcnn"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    min_face_size: int = Field(40, ge=8, description="Smallest face in pixels of the original frame.")
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    min_confidence: float = Field(0.9, ge=0, le=1, description="Faces scored below this are dropped.")
+    max_side: int = Field(640, ge=64, description="Frames whose long side exceeds this are downscaled for detection.")
+    detect_every: int = Field(1, ge=1, description="Run the detector on every k-th frame; boxes are carried between.")
+    batch_size: int = Field(8, ge=1, description="Frames per detector call, across all cameras.")
+    haar_scale_factor: float = Field(1.1, gt=1)
+    haar_min_neighbors: int = Field(5, ge=1)
+
+
+class TrainSettings(Section):
+    model: str = "deepfer_resnet"
+    epochs: int = Field(45, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["cosine", "plateau"] = "cosine"
+    warmup_epochs: int = Field(2, ge=0)
+    class_balance: Literal["none", "weights", "sampler"] = "none"
+    mixup_alpha: float = Field(0.0, ge=0, description="0 disables mixup.")
+    random_erasing: float = Field(0.25, ge=0, le=1, description="Probability of erasing a patch per image.")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="Held out of --data when no --val is given.")
+    patience: int = Field(15, ge=1, description="Early stopping: epochs without a better validation accuracy.")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="CPU threads for torch (0: all cores).")
+
+
+class SourceSettings(Section):
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(5.0, gt=0)
+    stall_timeout_s: float = Field(20.0, gt=0, description="A live stream with no frame for this long is restarted.")
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    file_rate: Literal["asap", "realtime"] = Field("asap", description="File sources: as fast as processed, or at their own fps.")
+
+
+class PipelineSettings(Section):
+    live_queue_size: int = Field(1, ge=1, description="Frames kept per live source when behind (newest wins).")
+    file_queue_size: int = Field(8, ge=1, description="Frames buffered per file source (no drops).")
+
+
+class TrackerSettings(Section):
+    iou_threshold: float = Field(0.3, gt=0, lt=1)
+    min_hits: int = Field(3, ge=1, description="Detections before a track is born.")
+    max_age_s: float = Field(1.5, gt=0, description="A track unseen this long dies.")
+    use_kalman: bool = True
+
+
+class SmoothingSettings(Section):
+    half_life_s: float = Field(0.5, gt=0, description="EMA half-life of the emotion probabilities, in seconds.")
+    switch_margin: float = Field(0.1, ge=0, lt=1, description="A new label must beat the shown one by this much.")
+
+
+class RedisSettings(Section):
+    url: str = Field("", description="Empty: use redis://127.0.0.1:6379 if it answers, else start an embedded one.")
+    retention_days: float = Field(7.0, gt=0)
+    buffer_max: int = Field(10000, ge=1, description="Points kept in memory while Redis is down before spilling to disk.")
+    key_prefix: str = "deepfer"
+
+
+class DashboardSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token: str = Field("", description="API token; required when host is not loopback.")
+    max_upload_mb: float = Field(10.0, gt=0)
+    snapshots: bool = Field(False, description="Keep face images; off by default for privacy.")
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Unknown keys are errors, so typos fail at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DEEPFER_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    paths: PathsSettings = PathsSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+    detector: DetectorSettings = DetectorSettings()
+    train: TrainSettings = TrainSettings()
+    sources: SourceSettings = SourceSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    tracker: TrackerSettings = TrackerSettings()
+    smoothing: SmoothingSettings = SmoothingSettings()
+    redis: RedisSettings = RedisSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+
+    @model_validator(mode="after")
+    def _token_required_off_loopback(self) -> "Settings":
+        if self.dashboard.host not in {"127.0.0.1", "localhost", "::1"} and not self.dashboard.token:
+            raise ValueError("dashboard.token must be set when dashboard.host is not loopback")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _CONFIG_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+
+
+class ConfigError(ValueError):
+    """Raised with a one-line, user-facing reason."""
+
+
+def resolve_config_path(path: Path | None = None) -> Path | None:
+    """The file to read: explicit, then ``DEEPFER_CONFIG``, then ``./config.toml`` when present."""
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    env = os.environ.get("DEEPFER_CONFIG")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"DEEPFER_CONFIG points to a missing file: {p}")
+        return p
+    local = Path("config.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+    """Build and validate the settings once; ``overrides`` are CLI flags as ``{section: {key: value}}``."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    config_path = resolve_config_path(path)
+    _CONFIG_FILE["path"] = config_path
+    clean = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
+    clean = {s: kv for s, kv in clean.items() if kv}
+    try:
+        return Settings(**clean)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        origin = f" (from {config_path})" if config_path else ""
+        raise ConfigError(f"invalid setting {where}: {first['msg']}{origin}") from None
+    finally:
+        _CONFIG_FILE["path"] = None
