@@ -1,0 +1,21 @@
+"""Face detectors: ``build_detector(settings.detector)`` gives the one chosen by ``detector.kind``."""
+
+from __future__ import annotations
+
+from detectors.base import FaceBox, FaceDetector
+from streamer.config import DetectorSettings
+
+__all__ = ["FaceBox", "FaceDetector", "build_detector"]
+
+
+def build_detector(settings: DetectorSettings) -> FaceDetector:
+    """A ready detector; imports are lazy so a Haar-only user never loads facenet."""
+    if settings.kind == "mtcnn":
+        from detectors.mtcnn import MtcnnDetector
+
+        return MtcnnDetector(settings)
+    if settings.kind == "haar":
+        from detectors.haar import HaarDetector
+
+        return HaarDetector(settings)
+    raise ValueError(f"unknown detector kind {settings.kind!r} (mtcnn or haar)")
