@@ -50,6 +50,8 @@ class DetectorSettings(Section):
     batch_size: int = Field(8, ge=1, description="Frames per detector call, across all cameras.")
     haar_scale_factor: float = Field(1.1, gt=1)
     haar_min_neighbors: int = Field(5, ge=1)
+    mtcnn_scale_factor: float = Field(0.709, gt=0, lt=1, description="MTCNN image pyramid step; lower is faster but misses more sizes.")
+    threads: int = Field(0, ge=0, description="CPU threads for torch when detecting on CPU (0: torch's default, one per core).")
 
 
 class TrainSettings(Section):
