@@ -91,10 +91,12 @@ class PipelineSettings(Section):
 
 
 class TrackerSettings(Section):
-    iou_threshold: float = Field(0.3, gt=0, lt=1)
-    min_hits: int = Field(3, ge=1, description="Detections before a track is born.")
-    max_age_s: float = Field(1.5, gt=0, description="A track unseen this long dies.")
-    use_kalman: bool = True
+    iou_threshold: float = Field(0.3, gt=0, lt=1, description="Least IoU between a track's predicted box and a detection to match.")
+    min_hits: int = Field(3, ge=1, description="Consecutive detections before a track is born and gets an id.")
+    max_age_s: float = Field(1.5, gt=0, description="A track unseen this long dies; a face seen later gets a new id.")
+    use_kalman: bool = Field(True, description="Predict boxes with a constant-velocity Kalman filter (else: last box).")
+    process_noise: float = Field(2.0, gt=0, description="Kalman: face acceleration spread, in face heights per second squared.")
+    measurement_noise: float = Field(0.05, gt=0, description="Kalman: detector box jitter, as a fraction of the face height.")
 
 
 class SmoothingSettings(Section):
@@ -103,10 +105,18 @@ class SmoothingSettings(Section):
 
 
 class RedisSettings(Section):
-    url: str = Field("", description="Empty: use redis://127.0.0.1:6379 if it answers, else start an embedded one.")
-    retention_days: float = Field(7.0, gt=0)
+    url: str = Field("", description="Empty: use default_url if it answers, else start an embedded redis-server.")
+    default_url: str = Field("redis://127.0.0.1:6379", description="Tried when url is empty.")
+    embedded: bool = Field(True, description="Start redis-server under paths.data_dir when no Redis answers.")
+    retention_days: float = Field(7.0, gt=0, description="Points, people and roll-ups older than this are removed.")
+    points_per_s: float = Field(5.0, ge=0, description="Most points written per person per second; 0: every processed frame.")
     buffer_max: int = Field(10000, ge=1, description="Points kept in memory while Redis is down before spilling to disk.")
-    key_prefix: str = "deepfer"
+    batch_size: int = Field(500, ge=1, description="Points per Redis transaction.")
+    connect_timeout_s: float = Field(1.0, gt=0, description="Connect and command timeout; slower counts as Redis down.")
+    retry_max_s: float = Field(5.0, gt=0, description="Longest wait between reconnection attempts.")
+    close_timeout_s: float = Field(5.0, ge=0, description="On exit, longest wait for Redis; the rest stays in the journal.")
+    events: bool = Field(True, description="Publish every frame's faces on the live channel {key_prefix}:events:{camera}.")
+    key_prefix: str = Field("deepfer", min_length=1, description="Start of every key, to share one Redis between setups.")
 
 
 class DashboardSettings(Section):
