@@ -81,6 +81,7 @@ class MtcnnDetector:
             if p < self.settings.min_confidence:
                 continue
             box = to_original(x1, y1, x2, y2, p, scale, shape)
-            if box is not None:
+            # MTCNN's min_face_size only sets the pyramid, so smaller faces slip through; make it the promised floor
+            if box is not None and max(box.width, box.height) >= self.settings.min_face_size:
                 keep.append(box)
         return keep
