@@ -120,6 +120,139 @@ def train(
 # --- evaluate (classifier) ---
 
 # --- predict, bench classifier (detectors + classifier) ---
+def int_list(text: str, option: str) -> list[int]:
+    """``"1,32,256"`` -> ``[1, 32, 256]``, or a one-line error naming the option."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} must be comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UserError(f"{option} must list numbers >= 1, got {text!r}")
+    return values
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@app.command()
+@user_errors
+def predict(
+    ctx: typer.Context,
+    images: list[Path] = typer.Argument(..., help="Image files (JPEG, PNG, ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list on stdout instead of tables."),
+    detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
+) -> None:
+    """Find the faces in still images and print each one's emotion and the 7 probabilities."""
+    from PIL import Image, UnidentifiedImageError
+    from rich.table import Table
+
+    from classifier import EMOTIONS
+    from classifier.inference import EmotionClassifier
+    from classifier.predict import analyze_image, load_image
+    from detectors import build_detector
+
+    settings = settings_from(ctx, classifier=dict(weights=weights, tta=tta or None), detector=dict(kind=detector))
+    for path in images:  # check every input before any work, so a typo in the last one costs nothing
+        if not path.is_file():
+            raise UserError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
+        try:
+            Image.open(path).close()
+        except (UnidentifiedImageError, OSError):
+            raise UserError(f"{path} is not an image PIL can read") from None
+    clf = EmotionClassifier.load(settings.classifier.weights, settings.classifier.device, tta=settings.classifier.tta)
+    det = build_detector(settings.detector)
+    out = Console() if sys.stdout.isatty() else Console(width=160)  # pipes get whole rows, not 80-column wraps
+    report = []
+    for path in images:
+        faces = analyze_image(load_image(path), det, clf, settings.classifier.crop_margin)
+        report.append({"image": str(path), "faces": [
+            {k: v for k, v in f.to_dict().items() if k in ("box", "emotion", "confidence", "probabilities")} for f in faces]})
+        if not faces:
+            (console if as_json else out).print(f"no face found in {path}", highlight=False, soft_wrap=True)
+        elif not as_json:
+            table = Table(title=f"{path}: {len(faces)} face{'s' * (len(faces) > 1)} ({det.name}, {clf.name})")
+            for col in ("face", "box x1,y1,x2,y2", "emotion", *EMOTIONS):
+                table.add_column(col, justify="right", no_wrap=True)
+            for i, f in enumerate(faces):
+                table.add_row(str(i), ",".join(f"{v:.0f}" for v in f.box.xyxy), f"{f.emotion} {f.confidence:.0%}",
+                              *(f"{p:.3f}" for p in f.probabilities))
+            out.print(table)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+
+
+@bench_app.command("classifier")
+@user_errors
+def bench_classifier_cmd(
+    ctx: typer.Context,
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    batch_sizes: str = typer.Option("1,32,256", help="Comma-separated batch sizes."),
+    seconds: float = typer.Option(3.0, min=0.0, help="Time spent per batch size and device."),
+    devices: str = typer.Option("auto", help="auto (CPU, plus CUDA when present), cpu or cuda."),
+) -> None:
+    """Classifier faces/s and per-batch latency (mean, p50, p95 ms) per batch size, on CPU and GPU."""
+    import torch
+
+    from classifier.bench import bench_classifier
+    from classifier.inference import EmotionClassifier
+    from streamer.machine_info import machine_info
+
+    settings = settings_from(ctx, classifier=dict(weights=weights))
+    sizes = int_list(batch_sizes, "--batch-sizes")
+    if devices not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--devices must be auto, cpu or cuda, got {devices!r}")
+    names = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) if devices == "auto" else [devices]
+    rows = []
+    for name in names:
+        clf = EmotionClassifier.load(settings.classifier.weights, name, tta=settings.classifier.tta)
+        console.print(f"benchmarking {clf.name} ({clf.path}) on {name}, batch sizes {sizes}, {seconds:g} s each", soft_wrap=True)
+        rows += bench_classifier(clf, sizes, seconds)
+    result = {"benchmark": "classifier", "model": clf.name, "weights": str(clf.path), "tta": settings.classifier.tta,
+              "seconds_per_point": seconds, "machine": machine_info(), "results": rows}
+    write_json(json_out, result)
+    for r in rows:
+        lat = r["latency_ms"]
+        console.print(f"{r['device']:>5} batch {r['batch_size']:>4}: {r['faces_per_s']:9.1f} faces/s, latency ms"
+                      f" mean {lat['mean']:.2f} p50 {lat['p50']:.2f} p95 {lat['p95']:.2f}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {json_out}")
+
+
+@bench_app.command("detector")
+@user_errors
+def bench_detector_cmd(
+    ctx: typer.Context,
+    source: Path = typer.Option(..., help="A video file; its first --frames frames are decoded once, then detected."),
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    frames: int = typer.Option(120, min=1, help="Frames to decode and detect."),
+    detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
+    max_side: Optional[str] = typer.Option(None, help="Comma-separated long-side limits (default: detector.max_side)."),
+    batch_size: Optional[str] = typer.Option(None, help="Comma-separated frames per call (default: 1 and detector.batch_size)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: detector.device)."),
+) -> None:
+    """Detection frames/s and faces found per max_side and batch size, on real video frames."""
+    from detectors.bench import bench_detector, read_frames
+    from streamer.machine_info import machine_info
+
+    settings = settings_from(ctx, detector=dict(kind=detector, device=device))
+    sides = int_list(max_side, "--max-side") if max_side else [settings.detector.max_side]
+    sizes = int_list(batch_size, "--batch-size") if batch_size else sorted({1, settings.detector.batch_size})
+    clip = read_frames(source, frames)
+    h, w = clip[0].shape[:2]
+    console.print(f"{settings.detector.kind} on {len(clip)} frames of {source} ({w}x{h}), max_side {sides}, batch {sizes}", soft_wrap=True)
+    rows = bench_detector(settings.detector, clip, sides, sizes)
+    write_json(json_out, {"benchmark": "detector", "source": str(source), "frame_size": [w, h],
+                          "settings": settings.detector.model_dump(mode="json"), "machine": machine_info(), "results": rows})
+    for r in rows:
+        console.print(f"{r['detector']} max_side {r['max_side']:>5} batch {r['batch_size']:>3}: {r['fps']:7.2f} fps"
+                      f" ({r['ms_per_frame']:.1f} ms/frame), faces {r['faces_found']} in {r['frames_with_face']}/{r['frames']} frames",
+                      highlight=False, soft_wrap=True)
+    console.print(f"wrote {json_out}")
+
 
 # --- run, bench pipeline (streaming pipeline) ---
 
