@@ -1,0 +1,355 @@
+"""The pipeline's Redis writer: never blocks or fails the pipeline, never loses a point.
+
+``handle`` only turns tracked faces into points and queues them; a background
+task writes them in order. While Redis is down points wait in memory; when
+``buffer_max`` are waiting they are spilled to a journal segment on disk
+(``{data_dir}/journal/{run}/``), and once Redis answers again the segments and
+then memory are written oldest first. Each transaction also stores the run's
+last written sequence number, so a replay after a crash never writes a point
+twice. On close, whatever Redis did not take in ``close_timeout_s`` stays in the
+journal; the next RedisSink on the same ``data_dir`` adopts and writes it.
+
+Sample rate: at most ``redis.points_per_s`` points per person per second (0: one
+per processed frame); roll-up counts are therefore proportional to time in view.
+Faces of tentative tracks (``track_id`` None) are not stored. Live events (one
+per frame) are published only while Redis is up; they are never buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from aggregator.timeseries import EmotionPoint, EmotionTimeSeries, redis_client
+from streamer.config import RedisSettings
+from streamer.results import FrameResult
+
+log = logging.getLogger(__name__)
+DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+EVENTS_KEPT = 64  # live events waiting for the writer; older ones are dropped (they are live, not data)
+
+
+def new_run_id() -> str:
+    """Base-36 milliseconds: short, unique per start, and sorts by time."""
+    n, digits = int(time.time() * 1000), "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, d = divmod(n, 36)
+        out = digits[d] + out
+    return out
+
+
+@dataclass
+class _PersonState:
+    t: float  # time of the last point written for this person
+    ms: int
+    n: int  # sequence within the same millisecond
+
+
+class Journal:
+    """Numbered segment files of points, oldest first, in a run's own locked folder."""
+
+    def __init__(self, root: Path, run_id: str):
+        self.dir = root / run_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.dir / "lock", "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._next = 0
+        self.segments: deque[tuple[Path, int]] = deque()  # (file, points)
+        self._adopt(root)
+
+    def _adopt(self, root: Path) -> None:
+        """Take over the segments of earlier runs that ended with points unwritten (their lock is free)."""
+        for other in sorted(p for p in root.iterdir() if p.is_dir() and p != self.dir):
+            files = sorted(other.glob("*.jsonl"))
+            if not files:
+                if time.time() - other.stat().st_mtime > 60:
+                    self._remove_if_unlocked(other)
+                continue
+            with open(other / "lock", "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a running DeepFER owns it
+                for f in files:
+                    n = self._count(f)
+                    self.segments.append((self._claim(f), n))
+                (other / "lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    other.rmdir()
+        if self.segments:
+            log.info("replaying %d journaled points of earlier runs", sum(n for _, n in self.segments))
+
+    def _remove_if_unlocked(self, other: Path) -> None:
+        with contextlib.suppress(OSError), open(other / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            (other / "lock").unlink(missing_ok=True)
+            other.rmdir()
+
+    @staticmethod
+    def _count(path: Path) -> int:
+        with path.open("rb") as f:
+            return sum(1 for _ in f)
+
+    def _claim(self, path: Path) -> Path:
+        target = self.dir / f"{self._next:08d}.jsonl"
+        self._next += 1
+        path.rename(target)
+        return target
+
+    @property
+    def points(self) -> int:
+        return sum(n for _, n in self.segments)
+
+    def spill(self, points: list[EmotionPoint]) -> Path:
+        path = self.dir / f"{self._next:08d}.jsonl"
+        self._next += 1
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            f.write("".join(p.to_json() + "\n" for p in points))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        self.segments.append((path, len(points)))
+        return path
+
+    @staticmethod
+    def read(path: Path) -> list[EmotionPoint]:
+        with path.open() as f:
+            return [EmotionPoint.from_json(line) for line in f if line.strip()]
+
+    def close(self) -> None:
+        """Release the folder; remove it when nothing is left in it."""
+        leftover = any(self.dir.glob("*.jsonl"))
+        if not leftover:
+            (self.dir / "lock").unlink(missing_ok=True)
+        self._lock.close()
+        if not leftover:
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()
+
+
+class RedisSink:
+    """A ``ResultSink`` that stores tracked faces in Redis (see ``aggregator.timeseries`` for the keys)."""
+
+    def __init__(self, settings: RedisSettings, url: str, data_dir: Path, run_id: str | None = None):
+        self.settings = settings
+        self.url = url
+        self.run_id = run_id or new_run_id()
+        self.journal = Journal(Path(data_dir) / "journal", self.run_id)
+        self.ts = EmotionTimeSeries(redis_client(url, settings), settings)
+        self._memory: deque[EmotionPoint] = deque()
+        self._inflight: deque[EmotionPoint] = deque()  # taken from memory or from the oldest segment
+        self._inflight_segment: tuple[Path, int] | None = None
+        self._events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=EVENTS_KEPT)
+        self._people: dict[tuple[str, int], _PersonState] = {}
+        self._applied: dict[str, int] = {}
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.connected = False
+        self.written = 0
+        self._last_prune = 0.0
+
+    # ----- the pipeline side: never awaits Redis ---------------------------------------------------------------
+
+    async def handle(self, result: FrameResult) -> None:
+        if self._closing:
+            raise RuntimeError("RedisSink is closed")
+        self._start()
+        cam, t = result.camera_id, result.frame.captured_at
+        min_gap = 1.0 / self.settings.points_per_s if self.settings.points_per_s > 0 else 0.0
+        for face in result.faces:
+            if face.track_id is None or face.smoothed is None or face.label is None:
+                continue
+            key = (cam, face.track_id)
+            state = self._people.get(key)
+            if state is not None and t - state.t < min_gap - 1e-3:
+                continue
+            ms = int(t * 1000)
+            if state is not None and ms <= state.ms:
+                ms, n = state.ms, state.n + 1
+            else:
+                n = 0
+            point = EmotionPoint(
+                camera_id=cam, person_id=f"{self.run_id}-{face.track_id}", track_id=face.track_id, t=t,
+                label=face.label, raw_label=face.raw_label, smoothed=tuple(float(p) for p in face.smoothed),
+                raw=tuple(float(p) for p in face.probabilities), dwell_s=0.0 if state is None else max(0.0, t - state.t),
+                stream_id=f"{ms}-{n}", run_id=self.run_id, seq=self._seq)
+            self._seq += 1
+            self._people[key] = _PersonState(t if state is None else max(t, state.t), ms, n)
+            if len(self._memory) >= self.settings.buffer_max:
+                self._spill()
+            self._memory.append(point)
+        if self.settings.events and self.connected:
+            event = result.to_dict()
+            for face in event["faces"]:
+                face["person_id"] = f"{self.run_id}-{face['track_id']}" if face["track_id"] is not None else None
+            self._events.append((cam, event))
+        self._prune(t)
+        self._wake.set()
+
+    def _spill(self) -> None:
+        points = list(self._memory)
+        self._memory.clear()
+        path = self.journal.spill(points)
+        log.warning("Redis unreachable at %s: %d points spilled to %s", self.url, len(points), path)
+
+    def _prune(self, t: float) -> None:
+        """Forget per-person state of people not seen for a minute (their next point starts a new dwell)."""
+        if t - self._last_prune < 60:
+            return
+        self._last_prune = t
+        self._people = {k: s for k, s in self._people.items() if t - s.t < 60}
+
+    @property
+    def buffer_depth(self) -> int:
+        """Points produced but not yet in Redis (memory + journal), for metrics."""
+        from_memory = len(self._inflight) if self._inflight_segment is None else 0
+        return len(self._memory) + from_memory + self.journal.points + (self._inflight_segment[1] if self._inflight_segment else 0)
+
+    def stats(self) -> dict[str, Any]:
+        return {"connected": self.connected, "buffered": self.buffer_depth, "in_memory": len(self._memory),
+                "in_journal": self.journal.points + (self._inflight_segment[1] if self._inflight_segment else 0),
+                "written": self.written}
+
+    # ----- the writer task ---------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"redis-sink-{self.run_id}")
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            if not self._pending() and not self._events:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                if not self.connected:
+                    await self.ts.r.ping()
+                    self._applied.clear()
+                    self.connected = True
+                    log.info("Redis at %s is up; %d points to write", self.url, self.buffer_depth)
+                await self._publish_events()
+                await self._write_batch()
+                backoff = 0.1
+            except DOWN_ERRORS as exc:
+                if self.connected:
+                    log.warning("Redis at %s is down (%s); buffering", self.url, exc.__class__.__name__)
+                self.connected = False
+                self._events.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.retry_max_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or a Redis refusal must not stop the writer or the pipeline
+                log.exception("Redis write failed; retrying")
+                await asyncio.sleep(self.settings.retry_max_s)
+
+    def _pending(self) -> bool:
+        return bool(self._inflight or self._inflight_segment or self.journal.segments or self._memory)
+
+    async def _publish_events(self) -> None:
+        if not self._events:
+            return
+        pipe = self.ts.r.pipeline(transaction=False)
+        while self._events:
+            cam, event = self._events.popleft()
+            pipe.publish(self.ts.keys.events(cam), json.dumps(event, separators=(",", ":")))
+        await pipe.execute()
+
+    def _refill(self) -> None:
+        """Inflight holds the oldest points: a whole journal segment first, else a batch from memory."""
+        if self._inflight:
+            return
+        if self._inflight_segment is not None:
+            self._inflight_segment[0].unlink(missing_ok=True)
+            self._inflight_segment = None
+        if self.journal.segments:
+            self._inflight_segment = self.journal.segments.popleft()
+            self._inflight.extend(Journal.read(self._inflight_segment[0]))
+        else:
+            for _ in range(min(self.settings.batch_size, len(self._memory))):
+                self._inflight.append(self._memory.popleft())
+
+    async def _write_batch(self) -> None:
+        self._refill()
+        if not self._inflight:
+            self._refill()  # a finished segment was just removed
+            if not self._inflight:
+                return
+        batch = [self._inflight[i] for i in range(min(self.settings.batch_size, len(self._inflight)))]
+        for run in {p.run_id for p in batch} - self._applied.keys():
+            self._applied[run] = await self.ts.applied_seq(run)
+        fresh = [p for p in batch if p.seq > self._applied[p.run_id]]
+        await self.ts.write(fresh)
+        for p in fresh:
+            self._applied[p.run_id] = max(self._applied[p.run_id], p.seq)
+        for _ in batch:
+            self._inflight.popleft()
+        self.written += len(fresh)
+        if not self._inflight and self._inflight_segment is not None:
+            self._inflight_segment[0].unlink(missing_ok=True)
+            self._inflight_segment = None
+
+    # ----- shutdown ------------------------------------------------------------------------------------------------
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until everything queued is in Redis; False if that did not happen within ``timeout_s``."""
+        self._start()
+        self._wake.set()
+        deadline = time.monotonic() + timeout_s
+        while self._pending():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    def _spill_everything(self) -> None:
+        """Leave every unwritten point in the journal, oldest first, for the next start."""
+        if self._inflight_segment is None and self._inflight:
+            # Points taken from memory are older than any segment spilled since: rewrite them in front.
+            older = list(self._inflight)
+            for path, _ in self.journal.segments:
+                older += Journal.read(path)
+                path.unlink()
+            self.journal.segments.clear()
+            self._memory.extendleft(reversed(older))
+        self._inflight.clear()
+        if self._memory:
+            self.journal.spill(list(self._memory))
+            self._memory.clear()
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        drained = await self.flush(self.settings.close_timeout_s) if self._pending() else True
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not drained:
+            self._spill_everything()
+            log.warning("Redis at %s did not take %d points before exit; they stay in %s and are written on the "
+                        "next start", self.url, self.buffer_depth, self.journal.dir)
+        self.journal.close()
+        with contextlib.suppress(Exception):
+            await self.ts.aclose()

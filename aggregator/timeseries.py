@@ -1,0 +1,360 @@
+"""Per-person emotion time series, per-camera roll-ups and the live event channel in Redis.
+
+Key schema (``{p}`` is ``redis.key_prefix``, times are unix seconds, buckets in UTC):
+
+=====================================================  ======  ==============================================
+key                                                    type    content
+=====================================================  ======  ==============================================
+``{p}:cameras``                                        ZSET    camera id -> last seen
+``{p}:cam:{camera}:people``                            ZSET    person id -> last seen
+``{p}:cam:{camera}:person:{person}``                   HASH    track_id, first_seen, last_seen, label,
+                                                               confidence, p (smoothed, 7 numbers), points,
+                                                               dwell_s, n:{emotion} (points per shown label)
+``{p}:cam:{camera}:person:{person}:series``            STREAM  id ``<ms>-<n>`` = capture time; fields label,
+                                                               raw_label, conf, p (smoothed), r (raw)
+``{p}:cam:{camera}:{minute|hour|day}:{start}``         HASH    points, n:{emotion}, dwell_s
+``{p}:cam:{camera}:{minute|hour|day}:{start}:people``  SET     person ids seen in that bucket
+``{p}:applied:{run}``                                  STRING  last point sequence number written by a run
+``{p}:events:{camera}``                                PUBSUB  one JSON message per processed frame
+=====================================================  ======  ==============================================
+
+A person id is ``{run}-{track_id}``: the writer's run id (base-36 start time in
+ms) and the tracker's id, so ids stay unique across restarts. Probabilities are
+7 comma-separated numbers in ``classifier.EMOTIONS`` order. Only numbers and ids
+are stored, never images. Retention: stream entries older than
+``retention_days`` are trimmed on every write (XADD MINID), every other key
+expires ``retention_days`` after its last write (or after its bucket ends).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any, AsyncIterator, Literal, Sequence
+
+import redis.asyncio as aioredis
+
+from classifier import EMOTIONS
+from streamer.config import RedisSettings
+
+log = logging.getLogger(__name__)
+Interval = Literal["minute", "hour", "day"]
+INTERVAL_S: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+MAX_BUCKETS = 20000  # one roll-up read: 2 weeks of minutes
+
+
+def _csv(values: Sequence[float]) -> str:
+    return ",".join(f"{v:.4f}" for v in values)
+
+
+def _floats(text: str | None) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",")) if text else ()
+
+
+@dataclass(frozen=True)
+class EmotionPoint:
+    """One point of one person's series: what the writer stores, and what the journal keeps while Redis is down."""
+
+    camera_id: str
+    person_id: str
+    track_id: int
+    t: float  # capture time, unix seconds
+    label: str  # shown label (smoothed, with hysteresis)
+    raw_label: str  # this frame's argmax
+    smoothed: tuple[float, ...]
+    raw: tuple[float, ...]
+    dwell_s: float  # seconds since this person's previous point (0 for the first)
+    stream_id: str  # "<ms>-<n>", increasing per person
+    run_id: str
+    seq: int  # increasing per run; makes replays after a crash exactly-once
+
+    @property
+    def confidence(self) -> float:
+        return self.smoothed[EMOTIONS.index(self.label)] if self.smoothed else 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> "EmotionPoint":
+        d = json.loads(line)
+        d["smoothed"], d["raw"] = tuple(d["smoothed"]), tuple(d["raw"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class PersonSummary:
+    """A person seen by one camera: time span, shown label now, and the emotion shown longest."""
+
+    camera_id: str
+    person_id: str
+    track_id: int
+    first_seen: float
+    last_seen: float
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    emotion_points: dict[str, int]
+    points: int
+    dwell_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.last_seen - self.first_seen
+
+    @property
+    def dominant(self) -> str:
+        return max(EMOTIONS, key=lambda e: self.emotion_points.get(e, 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "duration_s": round(self.duration_s, 3), "dominant": self.dominant}
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    t: float
+    label: str
+    raw_label: str
+    confidence: float
+    smoothed: dict[str, float]
+    raw: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RollupBucket:
+    """One interval of one camera: emotion mix (points per shown label), unique people, dwell time."""
+
+    start: float
+    interval_s: int
+    points: int
+    emotion_points: dict[str, int]
+    unique_people: int
+    dwell_s: float  # person-seconds in view
+
+    @property
+    def mean_dwell_s(self) -> float:
+        return self.dwell_s / self.unique_people if self.unique_people else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean_dwell_s": round(self.mean_dwell_s, 3)}
+
+
+class KeySchema:
+    """Every Redis key and channel name DeepFER uses, in one place."""
+
+    def __init__(self, prefix: str):
+        self.p = prefix
+
+    def cameras(self) -> str:
+        return f"{self.p}:cameras"
+
+    def people(self, camera: str) -> str:
+        return f"{self.p}:cam:{camera}:people"
+
+    def person(self, camera: str, person: str) -> str:
+        return f"{self.p}:cam:{camera}:person:{person}"
+
+    def series(self, camera: str, person: str) -> str:
+        return f"{self.p}:cam:{camera}:person:{person}:series"
+
+    def rollup(self, camera: str, interval: str, start: int) -> str:
+        return f"{self.p}:cam:{camera}:{interval}:{start}"
+
+    def rollup_people(self, camera: str, interval: str, start: int) -> str:
+        return f"{self.rollup(camera, interval, start)}:people"
+
+    def applied(self, run_id: str) -> str:
+        return f"{self.p}:applied:{run_id}"
+
+    def events(self, camera: str) -> str:
+        return f"{self.p}:events:{camera}"
+
+
+def redis_client(url: str, settings: RedisSettings) -> aioredis.Redis:
+    """An asyncio client that fails fast (no silent retries): the caller decides what Redis down means."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return aioredis.from_url(url, decode_responses=True, socket_connect_timeout=settings.connect_timeout_s,
+                             socket_timeout=settings.connect_timeout_s + 4.0, retry=Retry(NoBackoff(), 0))
+
+
+class EmotionTimeSeries:
+    """Writes points with retention trimming and reads people, series and roll-ups for the CLI and dashboard."""
+
+    def __init__(self, client: aioredis.Redis, settings: RedisSettings):
+        self.r = client
+        self.settings = settings
+        self.keys = KeySchema(settings.key_prefix)
+        self.retention_s = settings.retention_days * 86400.0
+
+    @classmethod
+    def from_url(cls, url: str, settings: RedisSettings) -> "EmotionTimeSeries":
+        return cls(redis_client(url, settings), settings)
+
+    async def aclose(self) -> None:
+        await self.r.aclose()
+
+    # ----- writing -------------------------------------------------------------------------------------------------
+
+    async def write(self, points: Sequence[EmotionPoint]) -> None:
+        """Store points (in order) in one MULTI/EXEC transaction, with the runs' applied markers."""
+        if not points:
+            return
+        k, keep = self.keys, self.retention_s
+        pipe = self.r.pipeline(transaction=True)
+        last_seen: dict[tuple[str, str], float] = {}  # (zset key, member) -> latest time
+        expire_at: dict[str, float] = {}
+        trim_before: dict[str, float] = {}
+        counters: dict[tuple[str, str], float] = defaultdict(float)
+        members: dict[str, set[str]] = defaultdict(set)
+        applied: dict[str, int] = {}
+        for pt in points:
+            cam, pid = pt.camera_id, pt.person_id
+            pipe.xadd(k.series(cam, pid), {"label": pt.label, "raw_label": pt.raw_label, "conf": f"{pt.confidence:.4f}",
+                                            "p": _csv(pt.smoothed), "r": _csv(pt.raw)},
+                      id=pt.stream_id, minid=max(0, int((pt.t - keep) * 1000)), approximate=False)
+            person = k.person(cam, pid)
+            pipe.hsetnx(person, "first_seen", pt.t)
+            pipe.hset(person, mapping={"track_id": pt.track_id, "last_seen": pt.t, "label": pt.label,
+                                       "confidence": f"{pt.confidence:.4f}", "p": _csv(pt.smoothed)})
+            counters[(person, "points")] += 1
+            counters[(person, f"n:{pt.label}")] += 1
+            counters[(person, "dwell_s")] += pt.dwell_s
+            for key in (person, k.series(cam, pid)):
+                expire_at[key] = pt.t + keep
+            for zkey, member in ((k.people(cam), pid), (k.cameras(), cam)):
+                last_seen[(zkey, member)] = max(pt.t, last_seen.get((zkey, member), pt.t))
+                expire_at[zkey] = max(pt.t + keep, expire_at.get(zkey, 0.0))
+                trim_before[zkey] = max(pt.t - keep, trim_before.get(zkey, 0.0))
+            for interval, size in INTERVAL_S.items():
+                start = int(pt.t // size * size)
+                bucket, people = k.rollup(cam, interval, start), k.rollup_people(cam, interval, start)
+                counters[(bucket, "points")] += 1
+                counters[(bucket, f"n:{pt.label}")] += 1
+                counters[(bucket, "dwell_s")] += pt.dwell_s
+                members[people].add(pid)
+                expire_at[bucket] = expire_at[people] = start + size + keep
+            applied[pt.run_id] = max(pt.seq, applied.get(pt.run_id, -1))
+        for (key, field), amount in counters.items():
+            if field == "dwell_s":
+                pipe.hincrbyfloat(key, field, round(amount, 3))
+            else:
+                pipe.hincrby(key, field, int(amount))
+        for key, pids in members.items():
+            pipe.sadd(key, *sorted(pids))
+        for (zkey, member), t in last_seen.items():
+            pipe.zadd(zkey, {member: t})
+        for zkey, before in trim_before.items():
+            pipe.zremrangebyscore(zkey, "-inf", f"({before}")
+        for key, when in expire_at.items():
+            pipe.expireat(key, max(1, math.ceil(when)))
+        for run, seq in applied.items():
+            pipe.set(k.applied(run), seq, ex=max(1, int(keep)))
+        replies = await pipe.execute(raise_on_error=False)
+        refused = [r for r in replies if isinstance(r, Exception)]
+        if refused:  # e.g. a stream id below the last one; the rest of the transaction is applied
+            log.warning("Redis refused %d of %d commands; first: %s", len(refused), len(replies), refused[0])
+
+    async def applied_seq(self, run_id: str) -> int:
+        """The highest point sequence number of ``run_id`` already stored (-1: none)."""
+        value = await self.r.get(self.keys.applied(run_id))
+        return int(value) if value is not None else -1
+
+    async def publish(self, camera: str, event: dict[str, Any]) -> None:
+        await self.r.publish(self.keys.events(camera), json.dumps(event, separators=(",", ":")))
+
+    # ----- reading -------------------------------------------------------------------------------------------------
+
+    async def cameras(self) -> list[tuple[str, float]]:
+        """(camera id, last seen), most recent first."""
+        rows = await self.r.zrevrange(self.keys.cameras(), 0, -1, withscores=True)
+        return [(cam, float(t)) for cam, t in rows]
+
+    async def people(self, camera: str, since: float | None = None, until: float | None = None,
+                     limit: int | None = None) -> list[PersonSummary]:
+        """People of ``camera`` in view at some time in [since, until], most recently seen first."""
+        lo = "-inf" if since is None else since
+        pids = await self.r.zrevrangebyscore(self.keys.people(camera), "+inf", lo,
+                                             start=0 if limit else None, num=limit if limit else None)
+        if not pids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for pid in pids:
+            pipe.hgetall(self.keys.person(camera, pid))
+        out = []
+        for pid, h in zip(pids, await pipe.execute()):
+            if not h or "first_seen" not in h:
+                continue  # expired between the two reads
+            first = float(h["first_seen"])
+            if until is not None and first > until:
+                continue
+            probs = _floats(h.get("p"))
+            out.append(PersonSummary(
+                camera_id=camera, person_id=pid, track_id=int(h.get("track_id", 0)), first_seen=first,
+                last_seen=float(h.get("last_seen", first)), label=h.get("label", ""),
+                confidence=float(h.get("confidence", 0.0)),
+                probabilities={e: p for e, p in zip(EMOTIONS, probs)},
+                emotion_points={e: int(h.get(f"n:{e}", 0)) for e in EMOTIONS},
+                points=int(h.get("points", 0)), dwell_s=float(h.get("dwell_s", 0.0))))
+        return out
+
+    async def present(self, camera: str, within_s: float = 5.0, now: float | None = None) -> list[PersonSummary]:
+        """People seen in the last ``within_s`` seconds."""
+        return await self.people(camera, since=(time.time() if now is None else now) - within_s)
+
+    async def series(self, camera: str, person: str, start: float | None = None, end: float | None = None,
+                     count: int | None = None) -> list[SeriesPoint]:
+        """One person's points in time order (raw and smoothed)."""
+        lo = "-" if start is None else str(int(start * 1000))
+        hi = "+" if end is None else str(int(end * 1000))
+        rows = await self.r.xrange(self.keys.series(camera, person), lo, hi, count=count)
+        out = []
+        for sid, f in rows:
+            out.append(SeriesPoint(t=int(sid.split("-")[0]) / 1000.0, label=f["label"], raw_label=f["raw_label"],
+                                   confidence=float(f["conf"]), smoothed=dict(zip(EMOTIONS, _floats(f["p"]))),
+                                   raw=dict(zip(EMOTIONS, _floats(f["r"])))))
+        return out
+
+    async def rollup(self, camera: str, interval: Interval, start: float, end: float) -> list[RollupBucket]:
+        """Every ``interval`` bucket that overlaps [start, end), empty ones included, oldest first."""
+        if interval not in INTERVAL_S:
+            raise ValueError(f"interval must be one of {', '.join(INTERVAL_S)}, not {interval!r}")
+        size = INTERVAL_S[interval]
+        first = int(start // size * size)
+        starts = list(range(first, int(math.ceil(end)), size))
+        if len(starts) > MAX_BUCKETS:
+            raise ValueError(f"{len(starts)} {interval} buckets asked; at most {MAX_BUCKETS} per read")
+        pipe = self.r.pipeline(transaction=False)
+        for s in starts:
+            pipe.hgetall(self.keys.rollup(camera, interval, s))
+            pipe.scard(self.keys.rollup_people(camera, interval, s))
+        replies = await pipe.execute() if starts else []
+        out = []
+        for i, s in enumerate(starts):
+            h, unique = replies[2 * i], replies[2 * i + 1]
+            out.append(RollupBucket(start=float(s), interval_s=size, points=int(h.get("points", 0)),
+                                    emotion_points={e: int(h.get(f"n:{e}", 0)) for e in EMOTIONS},
+                                    unique_people=int(unique), dwell_s=float(h.get("dwell_s", 0.0))))
+        return out
+
+    async def events(self, camera: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Live events (one per processed frame) of one camera, or of all cameras."""
+        pubsub = self.r.pubsub()
+        if camera is None:
+            await pubsub.psubscribe(self.keys.events("*"))
+        else:
+            await pubsub.subscribe(self.keys.events(camera))
+        try:
+            async for message in pubsub.listen():
+                if message["type"] in ("message", "pmessage"):
+                    yield json.loads(message["data"])
+        finally:
+            await pubsub.aclose()
