@@ -255,6 +255,52 @@ def bench_detector_cmd(
 
 
 # --- run, bench pipeline (streaming pipeline) ---
+@app.command("run")
+@user_errors
+def run_cmd(
+    ctx: typer.Context,
+    source: list[str] = typer.Option(..., "--source", "-s", help="Video file, rtsp:// or rtsps:// URL, /dev/videoN or a webcam index; repeat for more cameras."),
+    camera_id: list[str] = typer.Option([], "--camera-id", help="Id of the matching --source (default: derived from its URI)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Annotated MP4 (x-<camera>.mp4 per camera when several)."),
+    summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Per-camera counts, fps, latency and per-face results."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
+    detect_every: Optional[int] = typer.Option(None, min=1, help="Detect on every k-th frame, carrying boxes between."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (detector and classifier)."),
+    file_rate: Optional[str] = typer.Option(None, help="Files: asap (every frame, as fast as possible) or realtime."),
+    track: bool = typer.Option(True, "--track/--no-track", help="Track faces and smooth emotions per camera."),
+) -> None:
+    """Analyse cameras and video files. Files end at end of stream; live sources run until Ctrl-C (outputs are flushed)."""
+    from streamer.run import run_command
+
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device),
+                             detector=dict(kind=detector, detect_every=detect_every, device=device),
+                             sources=dict(file_rate=file_rate))
+    code = run_command(settings, source, camera_id, output, summary_json, track, console)
+    if code:
+        raise typer.Exit(code)
+
+
+@bench_app.command("pipeline")
+@user_errors
+def bench_pipeline_cmd(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--source", help="A video file, played as N live cameras at its own frame rate."),
+    streams: int = typer.Option(1, min=1, help="Concurrent copies of the stream."),
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    seconds: Optional[float] = typer.Option(None, min=1, help="Stop after this long (default: the file's length)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
+    detect_every: Optional[int] = typer.Option(None, min=1),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+) -> None:
+    """Per-stream fps, drops, capture-to-result latency p50/p95, CPU/GPU use and the decode/detect/classify split."""
+    from streamer.run import bench_command
+
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device),
+                             detector=dict(kind=detector, detect_every=detect_every, device=device))
+    bench_command(settings, source, streams, seconds, json_out, console)
+
 
 # --- people (aggregator) ---
 

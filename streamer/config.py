@@ -82,12 +82,26 @@ class SourceSettings(Section):
     stall_timeout_s: float = Field(20.0, gt=0, description="A live stream with no frame for this long is restarted.")
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_jitter: float = Field(0.5, ge=0, le=1, description="Each reconnect delay is cut by a random part up to this fraction.")
     file_rate: Literal["asap", "realtime"] = Field("asap", description="File sources: as fast as processed, or at their own fps.")
+    webcam_fps: float = Field(0.0, ge=0, description="Frame rate asked of webcams (0: the camera's default).")
 
 
 class PipelineSettings(Section):
     live_queue_size: int = Field(1, ge=1, description="Frames kept per live source when behind (newest wins).")
     file_queue_size: int = Field(8, ge=1, description="Frames buffered per file source (no drops).")
+    max_in_flight: int = Field(4, ge=1, description="Frames per camera being detected/classified at once (lets one camera fill a batch).")
+    detect_max_wait_ms: float = Field(5.0, ge=0, description="Longest a frame waits for the detector batch to fill.")
+    classify_carried: bool = Field(True, description="Classify the carried boxes' crops on frames without detection (else reuse the last probabilities).")
+    stats_window_s: float = Field(5.0, gt=0, description="Window of the recent-fps figure in stats.")
+    latency_samples: int = Field(2048, ge=16, description="Recent latencies kept per camera for p50/p95.")
+    log_every_s: float = Field(10.0, ge=0, description="deepfer run logs per-camera stats this often (0: never).")
+    summary_max_frames: int = Field(20000, ge=0, description="Per-frame results kept per camera in --summary-json (per-track totals are always complete).")
+    video_codec: str = Field("libx264", description="Encoder of the annotated video.")
+    video_preset: str = Field("veryfast", description="Encoder speed preset (libx264).")
+    video_crf: int = Field(23, ge=0, le=51, description="Encoder quality (lower is better, bigger).")
+    output_queue: int = Field(16, ge=1, description="Frames waiting for the video encoder before the pipeline waits (never dropped).")
+    stop_timeout_s: float = Field(15.0, gt=0, description="Longest a clean stop waits for in-flight frames and outputs.")
 
 
 class TrackerSettings(Section):

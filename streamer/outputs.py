@@ -1,0 +1,231 @@
+"""Pipeline outputs written by ``deepfer run``: the annotated video and the summary JSON (both ``ResultSink``s)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from classifier import EMOTIONS
+from streamer.config import PipelineSettings
+from streamer.results import FaceResult, FrameResult
+
+log = logging.getLogger(__name__)
+
+# One colour per emotion (RGB), in EMOTIONS order.
+COLOURS: dict[str, tuple[int, int, int]] = dict(zip(EMOTIONS, [
+    (230, 57, 70), (106, 153, 78), (155, 93, 229), (255, 200, 40), (200, 200, 200), (58, 134, 255), (255, 120, 0)]))
+MS = Fraction(1, 1000)
+
+
+def draw_faces(image: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
+    """A copy of the RGB frame with each face's box, label (``#track emotion 87%``) and probability bar.
+
+    The bar's filled part is the shown emotion's probability. Label and bar sit
+    above the box, or below it when the face touches the top of the frame.
+    Boxes carried from an earlier detection are drawn thinner.
+    """
+    out = np.ascontiguousarray(image).copy()
+    h, w = out.shape[:2]
+    scale = max(0.5, min(1.0, h / 720))
+    thick = max(1, round(2 * scale))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for face in faces:
+        colour = COLOURS.get(face.emotion, (255, 255, 255))
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box.xyxy)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick + 1 if face.detected else thick, cv2.LINE_AA)
+        label = f"{'#%d ' % face.track_id if face.track_id is not None else ''}{face.emotion} {face.confidence:.0%}"
+        (tw, th), base = cv2.getTextSize(label, font, 0.6 * scale, thick)
+        bw, bh = max(x2 - x1, tw + 4), max(5, round(10 * scale))
+        block = th + base + 4 + bh + 2
+        top = y1 - block - 2 if y1 - block - 2 >= 0 else min(h - block, y2 + 2)
+        lx = max(0, min(x1, w - bw))
+        cv2.rectangle(out, (lx, top), (lx + tw + 4, top + th + base + 4), colour, -1)
+        cv2.putText(out, label, (lx + 2, top + th + 2), font, 0.6 * scale, (0, 0, 0), thick, cv2.LINE_AA)
+        by = top + th + base + 4 + 1
+        cv2.rectangle(out, (lx, by), (lx + bw, by + bh), (40, 40, 40), -1)
+        cv2.rectangle(out, (lx, by), (lx + int(round(bw * face.confidence)), by + bh), colour, -1)
+    return out
+
+
+@dataclass
+class _Writer:
+    path: Path
+    container: Any = None
+    stream: Any = None
+    first: float | None = None
+    last_pts: int = -1
+    frames: int = 0
+
+
+class AnnotatedVideoSink:
+    """Encodes each camera's annotated frames to an MP4 (PyAV, ``pipeline.video_codec``) in a writer thread.
+
+    Frame times come from the stream (files) or the capture clock (live), so a
+    video with dropped frames still plays at true speed. Frames are never
+    dropped here: when ``pipeline.output_queue`` frames wait, the pipeline waits.
+    """
+
+    def __init__(self, outputs: dict[str, Path], settings: PipelineSettings):
+        self.outputs = dict(outputs)
+        self.settings = settings
+        self._writers: dict[str, _Writer] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfer-video")
+        self._pending: deque[Future] = deque()
+        for path in self.outputs.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def frames_written(self) -> dict[str, int]:
+        return {cid: w.frames for cid, w in self._writers.items()}
+
+    async def handle(self, result: FrameResult) -> None:
+        if result.camera_id not in self.outputs:
+            return
+        self._pending.append(self._pool.submit(self._write, result))
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.settings.output_queue):
+            await asyncio.wrap_future(self._pending.popleft())
+
+    async def close(self) -> None:
+        while self._pending:
+            try:
+                await asyncio.wrap_future(self._pending.popleft())
+            except Exception:
+                log.exception("annotated video: a frame failed to encode")
+        await asyncio.wrap_future(self._pool.submit(self._close_all))
+        self._pool.shutdown(wait=False)
+
+    def _write(self, result: FrameResult) -> None:
+        import av
+
+        frame = result.frame
+        writer = self._writers.get(frame.camera_id)
+        if writer is None:
+            writer = self._writers[frame.camera_id] = self._open(self.outputs[frame.camera_id], frame.image.shape)
+        t = frame.pts if frame.pts is not None else frame.captured_at
+        if writer.first is None:
+            writer.first = t
+        pts = max(int(round((t - writer.first) * 1000)), writer.last_pts + 1)
+        writer.last_pts = pts
+        h, w = writer.stream.height, writer.stream.width
+        image = draw_faces(frame.image, result.faces)[:h, :w]
+        video_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        video_frame.pts, video_frame.time_base = pts, MS
+        for packet in writer.stream.encode(video_frame):
+            writer.container.mux(packet)
+        writer.frames += 1
+
+    def _open(self, path: Path, shape: tuple[int, ...]) -> _Writer:
+        import av
+
+        container = av.open(str(path), "w")
+        stream = container.add_stream(self.settings.video_codec, rate=30)
+        stream.width, stream.height = shape[1] - shape[1] % 2, shape[0] - shape[0] % 2  # yuv420p needs even sizes
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = MS
+        stream.codec_context.time_base = MS
+        if self.settings.video_codec == "libx264":
+            stream.options = {"preset": self.settings.video_preset, "crf": str(self.settings.video_crf)}
+        log.info("writing annotated video %s", path)
+        return _Writer(path, container, stream)
+
+    def _close_all(self) -> None:
+        for cid, writer in self._writers.items():
+            try:
+                for packet in writer.stream.encode():
+                    writer.container.mux(packet)
+                writer.container.close()
+                log.info("camera %s: %d annotated frames in %s", cid, writer.frames, writer.path)
+            except Exception:
+                log.exception("camera %s: finishing %s failed", cid, writer.path)
+
+
+@dataclass
+class _TrackTotals:
+    frames: int = 0
+    detected: int = 0
+    first_seq: int = -1
+    last_seq: int = -1
+    first_pts: float | None = None
+    last_pts: float | None = None
+    probs: np.ndarray = field(default_factory=lambda: np.zeros(len(EMOTIONS), np.float64))
+    labels: Counter = field(default_factory=Counter)
+
+
+class SummarySink:
+    """Collects per-camera results and, on close, writes the summary JSON (stats, per-face totals, per-frame faces).
+
+    ``stats`` is called at close, after the pipeline drained, so the counters are final.
+    """
+
+    def __init__(self, path: Path, stats: Callable[[], dict[str, Any]], extra: Callable[[], dict] | None = None,
+                 max_frames: int = 20000):
+        self.path = path
+        self.stats = stats
+        self.extra = extra
+        self.max_frames = max_frames
+        self._frames: dict[str, list[dict]] = {}
+        self._truncated: Counter = Counter()
+        self._tracks: dict[str, dict[Any, _TrackTotals]] = {}
+        self.written = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def handle(self, result: FrameResult) -> None:
+        cid = result.camera_id
+        frames = self._frames.setdefault(cid, [])
+        tracks = self._tracks.setdefault(cid, {})
+        frame = result.frame
+        if len(frames) < self.max_frames:
+            frames.append({"seq": frame.seq, "pts": None if frame.pts is None else round(frame.pts, 4),
+                           "faces": [f.to_dict() for f in result.faces]})
+        else:
+            self._truncated[cid] += 1
+        for face in result.faces:
+            t = tracks.setdefault(face.track_id, _TrackTotals())
+            if t.frames == 0:
+                t.first_seq, t.first_pts = frame.seq, frame.pts
+            t.frames += 1
+            t.detected += face.detected
+            t.last_seq, t.last_pts = frame.seq, frame.pts
+            t.probs += face.smoothed if face.smoothed is not None else face.probabilities
+            t.labels[face.emotion] += 1
+
+    def summary(self) -> dict:
+        cameras = {}
+        for cid, st in self.stats().items():
+            st = st.to_dict() if hasattr(st, "to_dict") else dict(st)
+            tracks = self._tracks.get(cid, {})
+            st["faces_detected"] = st.get("faces")
+            st["tracks"] = [
+                {"track_id": tid, "frames": t.frames, "frames_detected": t.detected, "first_seq": t.first_seq,
+                 "last_seq": t.last_seq, "first_pts": t.first_pts, "last_pts": t.last_pts,
+                 "dominant_emotion": t.labels.most_common(1)[0][0],
+                 "emotion_frames": dict(t.labels.most_common()),
+                 "mean_probabilities": {e: round(float(p / t.frames), 4) for e, p in zip(EMOTIONS, t.probs)}}
+                for tid, t in sorted(tracks.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+            ]
+            st["results"] = self._frames.get(cid, [])
+            st["results_truncated"] = self._truncated[cid]
+            cameras[cid] = st
+        out = {"emotions": list(EMOTIONS), "cameras": cameras}
+        if self.extra is not None:
+            out.update(self.extra())
+        return out
+
+    async def close(self) -> None:
+        data = self.summary()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        await asyncio.to_thread(tmp.write_text, json.dumps(data, indent=1))
+        os.replace(tmp, self.path)
+        self.written = True
+        log.info("summary written to %s", self.path)

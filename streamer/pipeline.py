@@ -1,0 +1,408 @@
+"""The streaming pipeline: sources -> batched detection -> batched classification -> tracker -> sinks.
+
+Each camera has a feeder (takes decoded frames, starts their analysis) and an
+emitter (awaits them in frame order, runs the camera's tracker, hands the
+``FrameResult`` to every sink). Up to ``pipeline.max_in_flight`` frames of a
+camera are analysed at once, so even one camera fills detector batches.
+Detection and classification are shared ``Batcher``s across all cameras and
+run in worker threads; the event loop only schedules.
+
+With ``detector.detect_every = k`` the detector sees every k-th frame; the
+frames between reuse ("carry") its boxes, marked ``FaceResult.detected=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from classifier import EMOTIONS
+from classifier.inference import EmotionClassifier, crop_faces
+from detectors.base import FaceBox, FaceDetector
+from streamer.batching import Batcher
+from streamer.config import Settings
+from streamer.results import Frame, FaceResult, FrameResult, ResultSink
+from streamer.sources import TimedFrame, VideoSource
+
+log = logging.getLogger(__name__)
+
+NO_PROBS = np.zeros((0, len(EMOTIONS)), dtype=np.float32)
+
+
+class Tracker(Protocol):
+    """Fills ``track_id``, ``smoothed`` and ``label``; called once per frame, in frame order, per camera."""
+
+    def update(self, result: FrameResult) -> FrameResult: ...
+
+
+TrackerFactory = Callable[[str], Tracker]
+
+
+@dataclass
+class CameraStats:
+    """One camera's counters, as the dashboard and ``--summary-json`` show them."""
+
+    camera_id: str
+    source: str  # redacted URI
+    kind: str
+    live: bool
+    status: str
+    last_error: str | None
+    frames_read: int
+    frames_processed: int
+    frames_dropped: int  # live: stale frames replaced by newer ones while the pipeline was behind
+    frames_skipped: int  # live frames discarded while paused
+    frames_failed: int  # frames whose analysis raised (logged)
+    frames_detected: int  # frames the detector ran on (the rest carried boxes)
+    faces: int  # face results over all processed frames
+    frames_with_faces: int
+    reconnects: int
+    fps: float  # processed frames per second since the first frame
+    recent_fps: float  # over the last pipeline.stats_window_s
+    latency_p50_ms: float | None  # decode -> classified result (before sinks)
+    latency_p95_ms: float | None
+    decode_ms: float | None  # decode-thread CPU per frame read
+    source_fps: float | None
+    width: int | None
+    height: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Camera:
+    source: VideoSource
+    tracker: Tracker | None
+    inflight: asyncio.Queue
+    latencies: deque
+    emitted: deque  # monotonic times of recent results, for recent fps
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    paused: bool = False
+    feed_task: asyncio.Task | None = None
+    emit_task: asyncio.Task | None = None
+    anchor_boxes: asyncio.Task | None = None
+    anchor_result: asyncio.Task | None = None
+    since_detect: int = 0
+    processed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    detected: int = 0
+    faces: int = 0
+    with_faces: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    last_error: str | None = None
+    done: bool = False
+
+
+class Pipeline:
+    """Runs any number of cameras through one detector and one classifier; sources and sinks can change at runtime."""
+
+    def __init__(self, settings: Settings, detector: FaceDetector, classifier: EmotionClassifier,
+                 tracker_factory: TrackerFactory | None = None, sinks: Sequence[ResultSink] = ()):
+        self.settings = settings
+        self.detector = detector
+        self.classifier = classifier
+        self.tracker_factory = tracker_factory
+        self.sinks: list[ResultSink] = list(sinks)
+        self._cameras: dict[str, _Camera] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._detect: Batcher[np.ndarray, list[FaceBox]] | None = None
+        self._classify: Batcher[tuple[np.ndarray, list[FaceBox]], np.ndarray] | None = None
+        self._changed: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
+        self._running = False
+        self._sink_errors = 0
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        ps, cs, ds = self.settings.pipeline, self.settings.classifier, self.settings.detector
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deepfer-infer")
+        self._detect = Batcher("detect", self.detector.detect, ds.batch_size, ps.detect_max_wait_ms / 1000, self._executor)
+        self._classify = Batcher("classify", self._classify_batch, cs.batch_size, cs.max_wait_ms / 1000, self._executor,
+                                 size_of=lambda item: len(item[1]))
+        self._detect.start()
+        self._classify.start()
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._running = True
+        for cam in self._cameras.values():
+            self._start_camera(cam)
+
+    async def run(self, until_idle: bool = False) -> None:
+        """Start, then wait for ``stop()`` (or, with ``until_idle``, for every source to end), then stop cleanly."""
+        await self.start()
+        assert self._stopping is not None and self._changed is not None
+        try:
+            while not self._stopping.is_set():
+                if until_idle and all(c.done for c in self._cameras.values()):
+                    break
+                self._changed.clear()
+                stop_wait = asyncio.ensure_future(self._stopping.wait())
+                change_wait = asyncio.ensure_future(self._changed.wait())
+                try:
+                    await asyncio.wait({stop_wait, change_wait}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop_wait.cancel()
+                    change_wait.cancel()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        """Ask ``run()`` to finish (safe from a signal handler on the loop)."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def stop(self) -> None:
+        """Stop sources, finish the frames in flight, close sinks. Idempotent."""
+        if not self._running:
+            return
+        self._running = False
+        if self._stopping is not None:
+            self._stopping.set()
+        for cam in self._cameras.values():
+            cam.source.stop()
+            cam.resumed.set()
+        await self._drain(list(self._cameras.values()))
+        assert self._detect is not None and self._classify is not None
+        await self._detect.stop()
+        await self._classify.stop()
+        for sink in list(self.sinks):
+            try:
+                await sink.close()
+            except Exception:
+                log.exception("closing output %s failed", type(sink).__name__)
+        await asyncio.gather(*(c.source.aclose() for c in self._cameras.values()))
+        if self._executor is not None:
+            await asyncio.to_thread(self._executor.shutdown, True)
+
+    async def __aenter__(self) -> "Pipeline":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def wait_idle(self) -> None:
+        """Until every current source has ended (files at end of stream)."""
+        assert self._changed is not None
+        while not all(c.done for c in self._cameras.values()):
+            self._changed.clear()
+            await self._changed.wait()
+
+    # --- sources and sinks at runtime ---
+
+    def add_source(self, source: VideoSource) -> None:
+        if source.camera_id in self._cameras:
+            raise ValueError(f"camera id {source.camera_id!r} is already in use")
+        ps = self.settings.pipeline
+        tracker = self.tracker_factory(source.camera_id) if self.tracker_factory else None
+        cam = _Camera(source, tracker, asyncio.Queue(ps.max_in_flight), deque(maxlen=ps.latency_samples), deque())
+        cam.resumed.set()
+        self._cameras[source.camera_id] = cam
+        if self._running:
+            self._start_camera(cam)
+        self._notify()
+
+    async def remove_source(self, camera_id: str) -> CameraStats:
+        """Stop a camera, let its frames in flight reach the sinks, forget it; returns its final stats."""
+        cam = self._camera(camera_id)
+        cam.source.stop()
+        cam.resumed.set()
+        await self._drain([cam])
+        await cam.source.aclose()
+        final = self._stats(cam)
+        del self._cameras[camera_id]
+        self._notify()
+        return final
+
+    def pause(self, camera_id: str) -> None:
+        """Live cameras stay connected but their frames are discarded; files wait where they are."""
+        cam = self._camera(camera_id)
+        cam.paused = True
+        cam.resumed.clear()
+
+    def resume(self, camera_id: str) -> None:
+        cam = self._camera(camera_id)
+        cam.paused = False
+        cam.resumed.set()
+
+    def add_sink(self, sink: ResultSink) -> None:
+        self.sinks.append(sink)
+
+    def remove_sink(self, sink: ResultSink) -> None:
+        """Detach a sink (the caller closes it)."""
+        self.sinks.remove(sink)
+
+    @property
+    def camera_ids(self) -> list[str]:
+        return list(self._cameras)
+
+    def source(self, camera_id: str) -> VideoSource:
+        return self._camera(camera_id).source
+
+    def stats(self) -> dict[str, CameraStats]:
+        return {cid: self._stats(cam) for cid, cam in self._cameras.items()}
+
+    def timing(self) -> dict[str, dict]:
+        """Busy time and batch sizes of detection and classification (worker-thread seconds)."""
+        return {b.name: b.stats.to_dict() for b in (self._detect, self._classify) if b is not None}
+
+    # --- internals ---
+
+    def _camera(self, camera_id: str) -> _Camera:
+        try:
+            return self._cameras[camera_id]
+        except KeyError:
+            raise KeyError(f"no camera {camera_id!r}") from None
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def _start_camera(self, cam: _Camera) -> None:
+        cam.source.start()
+        cam.feed_task = asyncio.create_task(self._feed(cam), name=f"feed-{cam.source.camera_id}")
+        cam.emit_task = asyncio.create_task(self._emit(cam), name=f"emit-{cam.source.camera_id}")
+
+    async def _drain(self, cams: list[_Camera]) -> None:
+        tasks = [t for c in cams for t in (c.feed_task, c.emit_task) if t is not None]
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=self.settings.pipeline.stop_timeout_s)
+        for t in pending:
+            t.cancel()
+        if pending:
+            log.warning("gave up waiting for %d camera task(s) after %.0f s", len(pending), self.settings.pipeline.stop_timeout_s)
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _feed(self, cam: _Camera) -> None:
+        """Take frames from the source in order and start each one's analysis."""
+        every = self.settings.detector.detect_every
+        try:
+            while (item := await cam.source.get()) is not None:
+                if cam.paused:
+                    if cam.source.live:
+                        cam.skipped += 1
+                        continue
+                    await cam.resumed.wait()
+                if cam.first_at is None:
+                    cam.first_at = item.read_at
+                detect = cam.anchor_boxes is None or cam.since_detect % every == 0
+                if detect:
+                    cam.since_detect = 0
+                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(item.frame))
+                task = asyncio.ensure_future(self._analyse(item, cam.anchor_boxes, None if detect else cam.anchor_result))
+                if detect:
+                    cam.anchor_result = task
+                cam.since_detect += 1
+                await cam.inflight.put(task)
+        finally:
+            await cam.inflight.put(None)
+
+    async def _detect_frame(self, frame: Frame) -> list[FaceBox]:
+        assert self._detect is not None
+        return await self._detect.submit(frame.image)
+
+    async def _analyse(self, item: TimedFrame, boxes_task: asyncio.Future,
+                       anchor: asyncio.Future | None) -> tuple[FrameResult, float, bool]:
+        """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency, detected)."""
+        assert self._classify is not None
+        frame = item.frame
+        boxes = await boxes_task
+        if not boxes:
+            probs = NO_PROBS
+        elif anchor is None or self.settings.pipeline.classify_carried:
+            probs = await self._classify.submit((frame.image, boxes))
+        else:
+            result, _, _ = await anchor
+            probs = np.stack([f.probabilities for f in result.faces])
+        faces = [FaceResult(box, p, detected=anchor is None) for box, p in zip(boxes, probs)]
+        return FrameResult(frame, faces, processed_at=time.time()), time.monotonic() - item.read_at, anchor is None
+
+    def _classify_batch(self, items: list[tuple[np.ndarray, list[FaceBox]]]) -> list[np.ndarray]:
+        """Worker thread: crop every face of every frame, one model call, split back per frame."""
+        margin = self.settings.classifier.crop_margin
+        crops = [crop_faces(image, [b.xyxy for b in boxes], margin) for image, boxes in items]
+        probs = self.classifier.predict_faces(np.concatenate(crops), batch_size=self.settings.classifier.batch_size)
+        bounds = np.cumsum([len(c) for c in crops])[:-1]
+        return np.split(probs.astype(np.float32, copy=False), bounds)
+
+    async def _emit(self, cam: _Camera) -> None:
+        """Results in frame order: tracker, counters, then every sink."""
+        window = self.settings.pipeline.stats_window_s
+        try:
+            while (task := await cam.inflight.get()) is not None:
+                try:
+                    result, latency, detected = await task
+                except Exception as exc:
+                    cam.failed += 1
+                    message = f"{exc.__class__.__name__}: {exc}"
+                    if message != cam.last_error or cam.failed % 100 == 1:
+                        log.warning("camera %s: frame analysis failed (%d so far): %s", cam.source.camera_id, cam.failed, message)
+                    cam.last_error = message
+                    continue
+                if cam.tracker is not None:
+                    try:
+                        result = cam.tracker.update(result)
+                    except Exception:
+                        log.exception("camera %s: tracker failed; result passed on untracked", cam.source.camera_id)
+                now = time.monotonic()
+                cam.processed += 1
+                cam.detected += detected
+                cam.faces += len(result.faces)
+                cam.with_faces += bool(result.faces)
+                cam.latencies.append(latency)
+                cam.last_at = now
+                cam.emitted.append(now)
+                while cam.emitted and cam.emitted[0] < now - window:
+                    cam.emitted.popleft()
+                for sink in list(self.sinks):
+                    try:
+                        await sink.handle(result)
+                    except Exception:
+                        self._sink_errors += 1
+                        if self._sink_errors % 100 == 1:
+                            log.exception("output %s failed on a frame (%d so far)", type(sink).__name__, self._sink_errors)
+        finally:
+            cam.done = True
+            self._notify()
+
+    def _stats(self, cam: _Camera) -> CameraStats:
+        src = cam.source
+        lat = np.array(cam.latencies) * 1000 if cam.latencies else None
+        elapsed = (cam.last_at - cam.first_at) if cam.first_at is not None and cam.last_at is not None else 0.0
+        window = self.settings.pipeline.stats_window_s
+        now = time.monotonic()
+        recent = sum(1 for t in cam.emitted if t >= now - window)
+        span = min(window, now - cam.first_at) if cam.first_at is not None else 0.0
+        if cam.paused:
+            status = "paused"
+        elif cam.done:
+            status = src.status if src.status in ("ended", "failed") else "stopped"
+        else:
+            status = src.status
+        return CameraStats(
+            camera_id=src.camera_id, source=src.display, kind=src.kind, live=src.live, status=status,
+            last_error=src.last_error or cam.last_error, frames_read=src.frames_read, frames_processed=cam.processed,
+            frames_dropped=src.frames_dropped, frames_skipped=cam.skipped, frames_failed=cam.failed,
+            frames_detected=cam.detected, faces=cam.faces, frames_with_faces=cam.with_faces, reconnects=src.reconnects,
+            fps=round((cam.processed - 1) / elapsed, 2) if elapsed > 0 and cam.processed > 1 else 0.0,
+            recent_fps=round(recent / span, 2) if span > 0 else 0.0,
+            latency_p50_ms=round(float(np.percentile(lat, 50)), 1) if lat is not None else None,
+            latency_p95_ms=round(float(np.percentile(lat, 95)), 1) if lat is not None else None,
+            decode_ms=round(1000 * src.decode_cpu_s / src.frames_read, 2) if src.frames_read else None,
+            source_fps=round(src.fps, 3) if src.fps else None,
+            width=src.size[0] if src.size else None, height=src.size[1] if src.size else None,
+        )

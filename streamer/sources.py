@@ -1,0 +1,417 @@
+"""Frame sources: video files, RTSP/RTSPS cameras and webcams, each decoded in its own thread.
+
+A decode thread hands frames to the event loop through a small buffer. Files
+wait when the buffer is full, so every frame is processed in order; live
+sources drop the oldest frame instead (newest wins, drops are counted), so
+latency stays bounded when the pipeline is behind. Live sources reconnect
+forever, with exponential backoff and jitter, logging each attempt with the
+URL's credentials redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from streamer.config import SourceSettings
+from streamer.results import Frame
+
+log = logging.getLogger(__name__)
+
+Status = Literal["starting", "connecting", "connected", "reconnecting", "paused", "ended", "failed", "stopped"]
+LIVE_SCHEMES = ("rtsp", "rtsps")
+_SECRET_PARAMS = re.compile(r"pass|pwd|secret|token|key|auth|sig|cred", re.I)
+_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
+
+
+class SourceError(ValueError):
+    """A source that cannot be used at all (missing file, not a video, unknown URI); the message names it."""
+
+
+def redact(url: str) -> str:
+    """``url`` with user, password and secret-looking query values replaced by ``***``; safe to log or show."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _USERINFO.sub(r"\1***@", url)
+    if not parts.scheme or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def scrub(text: str, url: str) -> str:
+    """An error message with the raw URL (and any other ``scheme://user:pass@``) replaced by its redacted form."""
+    return _USERINFO.sub(r"\1***@", text.replace(url, redact(url)))
+
+
+def default_camera_id(uri: str) -> str:
+    """A readable id from the URI, never containing credentials: file stem, ``host-port-path``, or ``videoN``."""
+    kind = source_kind(uri)
+    if kind == "file":
+        base = Path(uri).stem
+    elif kind == "webcam":
+        base = f"video{uri}" if uri.isdigit() else Path(uri).name
+    else:
+        parts = urlsplit(uri)
+        host = parts.hostname or "camera"
+        base = "-".join(p for p in (host, str(parts.port or ""), parts.path.strip("/")) if p)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-") or "camera"
+
+
+def source_kind(uri: str) -> Literal["file", "rtsp", "webcam"]:
+    scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
+    if scheme in LIVE_SCHEMES:
+        return "rtsp"
+    if uri.isdigit() or re.fullmatch(r"/dev/video\d+", uri):
+        return "webcam"
+    if scheme in ("", "file"):
+        return "file"
+    raise SourceError(f"unsupported source {redact(uri)!r}: use a video file, rtsp:// or rtsps://, /dev/videoN or a webcam index")
+
+
+@dataclass(frozen=True)
+class TimedFrame:
+    frame: Frame
+    read_at: float  # time.monotonic() when the frame left the decoder: the start of its end-to-end latency
+
+
+class FrameBuffer:
+    """Hand-off from a decode thread to the event loop; ``None`` marks the end of the stream."""
+
+    def __init__(self, size: int, drop_oldest: bool):
+        self.size = size
+        self.drop_oldest = drop_oldest
+        self.dropped = 0
+        self._items: deque[TimedFrame | None] = deque()
+        self._cond = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Event | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._ready = asyncio.Event()
+
+    def put(self, item: TimedFrame | None, stop: threading.Event) -> bool:
+        """Thread side. Files block while full; live sources drop the oldest. False once stopped."""
+        with self._cond:
+            if item is not None:
+                if self.drop_oldest:
+                    while len(self._items) >= self.size:
+                        self._items.popleft()
+                        self.dropped += 1
+                else:
+                    while len(self._items) >= self.size and not stop.is_set():
+                        self._cond.wait(0.1)
+            if stop.is_set() and item is not None:
+                return False
+            self._items.append(item)
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        if self._loop is not None and self._ready is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._ready.set)
+            except RuntimeError:  # the loop has closed; nobody is waiting any more
+                pass
+
+    async def get(self) -> TimedFrame | None:
+        assert self._ready is not None, "bind() the buffer to the running loop first"
+        while True:
+            with self._cond:
+                if self._items:
+                    item = self._items.popleft()
+                    self._cond.notify()
+                    return item
+                self._ready.clear()
+            await self._ready.wait()
+
+    def release(self) -> None:
+        """Wake a blocked producer (used on stop)."""
+        with self._cond:
+            self._cond.notify_all()
+
+
+class VideoSource:
+    """An async source of frames decoded in a daemon thread. Subclasses implement ``_produce``."""
+
+    live: bool = False
+    kind: str = "file"
+
+    def __init__(self, uri: str, camera_id: str | None, settings: SourceSettings, queue_size: int):
+        self.uri = uri
+        self.display = redact(uri)
+        self.camera_id = camera_id or default_camera_id(uri)
+        self.settings = settings
+        self.buffer = FrameBuffer(queue_size, drop_oldest=self.live)
+        self.status: Status = "starting"
+        self.last_error: str | None = None
+        self.frames_read = 0
+        self.reconnects = 0
+        self.decode_cpu_s = 0.0  # CPU time of the decode thread (decode + RGB conversion)
+        self.fps: float | None = None
+        self.size: tuple[int, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+
+    @property
+    def frames_dropped(self) -> int:
+        return self.buffer.dropped
+
+    def start(self) -> None:
+        """Start decoding; call from the running event loop."""
+        if self._thread is not None:
+            return
+        self.buffer.bind(asyncio.get_running_loop())
+        self._thread = threading.Thread(target=self._main, name=f"decode-{self.camera_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.buffer.release()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        self.stop()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, timeout)
+
+    async def get(self) -> TimedFrame | None:
+        """The next frame, or ``None`` when the source has ended or was stopped."""
+        return await self.buffer.get()
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        while (item := await self.get()) is not None:
+            yield item.frame
+
+    # --- decode thread ---
+
+    def _main(self) -> None:
+        try:
+            self._produce()
+        except Exception as exc:  # never let a decode thread die silently
+            self.status = "failed"
+            self.last_error = scrub(f"{exc.__class__.__name__}: {exc}", self.uri)
+            log.error("camera %s: %s", self.camera_id, self.last_error)
+        finally:
+            if self.status not in ("failed", "ended"):
+                self.status = "stopped"
+            self.buffer.put(None, threading.Event())
+
+    def _produce(self) -> None:
+        raise NotImplementedError
+
+    def _emit(self, image: np.ndarray, pts: float | None, captured_at: float) -> bool:
+        frame = Frame(self.camera_id, self._seq, captured_at, image, pts)
+        if not self.buffer.put(TimedFrame(frame, time.monotonic()), self._stop):
+            return False
+        self._seq += 1
+        self.frames_read += 1
+        return not self._stop.is_set()
+
+
+def _decode_frames(container, source: "VideoSource") -> Iterator[tuple[np.ndarray, float | None]]:
+    """RGB frames and their stream times; adds this thread's CPU time per frame to ``source.decode_cpu_s``."""
+    stream = container.streams.video[0]
+    tb = stream.time_base
+    started = time.thread_time()
+    for frame in container.decode(stream):
+        pts = float(frame.pts * tb) if frame.pts is not None and tb is not None else None
+        image = frame.to_ndarray(format="rgb24")
+        now = time.thread_time()
+        source.decode_cpu_s += now - started
+        yield image, pts
+        started = time.thread_time()
+
+
+def probe_file(path: str) -> tuple[float | None, tuple[int, int]]:
+    """Nominal fps and size of a video file; ``SourceError`` with a one-line reason when it is not one."""
+    import av
+
+    p = Path(path[7:] if path.startswith("file://") else path)
+    if not p.exists():
+        raise SourceError(f"video file not found: {p}")
+    if not p.is_file():
+        raise SourceError(f"not a file: {p}")
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise SourceError(f"no video stream in {p}")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return (float(rate) if rate else None), (stream.codec_context.width, stream.codec_context.height)
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"not a readable video: {p} ({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc})") from None
+
+
+class FileSource(VideoSource):
+    """Any container PyAV reads. Every frame, in order; ``file_rate='realtime'`` paces them at the file's own fps.
+
+    ``live=True`` plays the file like a camera (paced, newest wins, drops counted): the pipeline benchmark uses it.
+    """
+
+    kind = "file"
+
+    def __init__(self, uri: str, camera_id: str | None, settings: SourceSettings, queue_size: int, live: bool = False):
+        self.live = live
+        super().__init__(uri, camera_id, settings, queue_size)
+        self.path = uri[7:] if uri.startswith("file://") else uri
+        self.fps, self.size = probe_file(self.path)
+        self.pace = live or settings.file_rate == "realtime"
+
+    def _produce(self) -> None:
+        import av
+
+        self.status = "connecting"
+        with av.open(self.path) as container:
+            self.status = "connected"
+            start = time.time()
+            mono = time.monotonic()
+            first: float | None = None
+            for image, pts in _decode_frames(container, self):
+                if pts is None and self.fps:
+                    pts = self._seq / self.fps
+                first = pts if first is None else first
+                offset = (pts - first) if pts is not None else 0.0
+                if self.pace and self._stop.wait(max(0.0, mono + offset - time.monotonic())):
+                    return
+                captured = time.time() if self.live else start + offset
+                if not self._emit(image, pts, captured):
+                    return
+        self.status = "ended"
+
+
+class LiveSource(VideoSource):
+    """A camera that may drop: reconnects forever with exponential backoff and jitter until stopped."""
+
+    live = True
+
+    def _produce(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            self.status = "connecting" if attempt == 0 and self.reconnects == 0 else "reconnecting"
+            before = self.frames_read
+            try:
+                self._read_until_failure()
+                error = "stream ended"
+            except Exception as exc:
+                error = scrub(f"{exc.__class__.__name__}: {exc}", self.uri)
+            if self._stop.is_set():
+                return
+            if self.frames_read > before:
+                attempt = 0  # it worked for a while: start the backoff again from the bottom
+            delay = min(self.settings.reconnect_max_s, self.settings.reconnect_initial_s * 2**attempt)
+            delay *= 1 - self.settings.reconnect_jitter * random.random()
+            attempt += 1
+            self.reconnects += 1
+            self.last_error = error
+            self.status = "reconnecting"
+            log.warning("camera %s (%s): %s; reconnect attempt %d in %.1f s",
+                        self.camera_id, self.display, error, attempt, delay)
+            self._stop.wait(delay)
+
+    def _read_until_failure(self) -> None:
+        raise NotImplementedError
+
+    def _pump(self, frames: Iterator[tuple[np.ndarray, float | None]]) -> None:
+        """Emit frames until the stream fails, ends, stalls or we are stopped."""
+        last = time.monotonic()
+        for image, pts in frames:
+            now = time.monotonic()
+            if now - last > self.settings.stall_timeout_s:
+                raise TimeoutError(f"no frame for {now - last:.1f} s")
+            last = now
+            if self.status != "connected":
+                self.status = "connected"
+                log.info("camera %s (%s): connected", self.camera_id, self.display)
+            if not self._emit(image, pts, time.time()):
+                return
+
+
+class RtspSource(LiveSource):
+    """``rtsp://`` and ``rtsps://`` cameras through PyAV/FFmpeg, with connect and read timeouts."""
+
+    kind = "rtsp"
+
+    def _read_until_failure(self) -> None:
+        import av
+
+        s = self.settings
+        with av.open(self.uri, options={"rtsp_transport": s.rtsp_transport}, timeout=(s.connect_timeout_s, s.read_timeout_s)) as container:
+            if not container.streams.video:
+                raise SourceError("no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else None
+            self.size = (stream.codec_context.width, stream.codec_context.height)
+            self._pump(_decode_frames(container, self))
+
+
+class WebcamSource(LiveSource):
+    """A local camera, ``/dev/videoN`` or an index, through OpenCV's V4L2 backend (PyAV wheels lack v4l2)."""
+
+    kind = "webcam"
+
+    def _read_until_failure(self) -> None:
+        import cv2
+
+        index = int(self.uri) if self.uri.isdigit() else int(re.sub(r"\D", "", self.uri))
+        cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
+        try:
+            if not cap.isOpened():
+                raise ConnectionError(f"cannot open webcam {self.uri}")
+            if self.settings.webcam_fps:
+                cap.set(cv2.CAP_PROP_FPS, self.settings.webcam_fps)
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or None
+            self._pump(self._frames(cap))
+        finally:
+            cap.release()
+
+    def _frames(self, cap) -> Iterator[tuple[np.ndarray, float | None]]:
+        import cv2
+
+        start = time.monotonic()
+        while not self._stop.is_set():
+            ok, bgr = cap.read()
+            if not ok:
+                raise ConnectionError("webcam read failed")
+            self.size = (bgr.shape[1], bgr.shape[0])
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic() - start
+
+
+def open_source(uri: str, camera_id: str | None, settings: SourceSettings, pipeline_queue: tuple[int, int] = (8, 1),
+                live_file: bool = False) -> VideoSource:
+    """The source for ``uri``. Files are probed now so a bad path fails at once with a clear ``SourceError``.
+
+    ``pipeline_queue`` is (file buffer, live buffer) in frames: ``pipeline.file_queue_size``, ``pipeline.live_queue_size``.
+    """
+    file_q, live_q = pipeline_queue
+    kind = source_kind(uri)
+    if kind == "file":
+        return FileSource(uri, camera_id, settings, live_q if live_file else file_q, live=live_file)
+    if kind == "rtsp":
+        return RtspSource(uri, camera_id, settings, live_q)
+    return WebcamSource(uri, camera_id, settings, live_q)
