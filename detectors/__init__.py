@@ -11,6 +11,10 @@ __all__ = ["FaceBox", "FaceDetector", "build_detector"]
 def build_detector(settings: DetectorSettings) -> FaceDetector:
     """A ready detector; imports are lazy so a Haar-only user never loads facenet."""
     if settings.kind == "mtcnn":
+        if settings.mtcnn_batched:
+            from detectors.mtcnn_batched import BatchedMtcnnDetector
+
+            return BatchedMtcnnDetector(settings)
         from detectors.mtcnn import MtcnnDetector
 
         return MtcnnDetector(settings)

@@ -53,6 +53,7 @@ def bench_detector(settings: DetectorSettings, frames: Sequence[np.ndarray], max
             counts = [len(f) for f in found]
             rows.append({
                 "detector": detector.name, "device": str(getattr(detector, "device", "cpu")), "max_side": max_side, "batch_size": bs, "frames": len(frames),
+                "min_face_size": settings.min_face_size, "mtcnn_batched": settings.mtcnn_batched,
                 "fps": len(frames) / total, "ms_per_frame": 1000 * total / len(frames),
                 "ms_per_batch_mean": 1000 * total / len(times),
                 "faces_found": int(sum(counts)), "frames_with_face": int(sum(c > 0 for c in counts)),

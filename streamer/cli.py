@@ -233,12 +233,14 @@ def bench_detector_cmd(
     max_side: Optional[str] = typer.Option(None, help="Comma-separated long-side limits (default: detector.max_side)."),
     batch_size: Optional[str] = typer.Option(None, help="Comma-separated frames per call (default: 1 and detector.batch_size)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: detector.device)."),
+    min_face_size: Optional[int] = typer.Option(None, help="Smallest face in original pixels (default: detector.min_face_size)."),
+    batched: Optional[bool] = typer.Option(None, "--batched/--stock", help="MTCNN tensor post-processing (default: detector.mtcnn_batched)."),
 ) -> None:
     """Detection frames/s and faces found per max_side and batch size, on real video frames."""
     from detectors.bench import bench_detector, read_frames
     from streamer.machine_info import machine_info
 
-    settings = settings_from(ctx, detector=dict(kind=detector, device=device))
+    settings = settings_from(ctx, detector=dict(kind=detector, device=device, min_face_size=min_face_size, mtcnn_batched=batched))
     sides = int_list(max_side, "--max-side") if max_side else [settings.detector.max_side]
     sizes = int_list(batch_size, "--batch-size") if batch_size else sorted({1, settings.detector.batch_size})
     clip = read_frames(source, frames)

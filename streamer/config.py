@@ -52,6 +52,7 @@ class DetectorSettings(Section):
     haar_min_neighbors: int = Field(5, ge=1)
     mtcnn_scale_factor: float = Field(0.709, gt=0, lt=1, description="MTCNN image pyramid step; lower is faster but misses more sizes.")
     threads: int = Field(0, ge=0, description="CPU threads for torch when detecting on CPU (0: torch's default, one per core).")
+    mtcnn_batched: bool = Field(False, description="MTCNN post-processing as whole-batch tensor ops (roi_align, batched NMS): meant for GPUs; same on CPU.")
 
 
 class TrainSettings(Section):

@@ -121,3 +121,14 @@ def test_haar_missing_cascade_is_a_clear_error(monkeypatch, tmp_path: Path) -> N
     monkeypatch.setattr(cv.data, "haarcascades", str(tmp_path) + "/")
     with pytest.raises(ValueError, match="haarcascade_frontalface_default.xml not found"):
         build_detector(DetectorSettings(kind="haar"))
+
+
+def test_batched_mtcnn_matches_stock(mtcnn, media: Path, justin, no_face) -> None:
+    """The tensor-only post-processing finds the same faces as facenet's own, frame by frame and in a mixed batch."""
+    batched = build_detector(DetectorSettings(device="cpu", mtcnn_batched=True))
+    frames = [rgb(media / "two_people.jpg"), justin, no_face, justin, rgb(media / "no-faces.jpg")]
+    ours, stock = batched.detect(frames), mtcnn.detect(frames)
+    assert [len(r) for r in ours] == [len(r) for r in stock] == [2, 1, 0, 1, 0]
+    for mine, theirs in zip(ours, stock):
+        for a, b in zip(mine, theirs):  # same order (largest first), nearly the same boxes and scores
+            assert iou(a, b) > 0.85 and a.score == pytest.approx(b.score, abs=0.01)
