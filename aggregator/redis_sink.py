@@ -27,7 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -35,6 +35,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from aggregator.timeseries import EmotionPoint, EmotionTimeSeries, redis_client
 from streamer.config import RedisSettings
 from streamer.results import FrameResult
+
+if TYPE_CHECKING:
+    from aggregator.embedded_redis import EmbeddedRedis
+    from streamer.config import Settings
 
 log = logging.getLogger(__name__)
 DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -353,3 +357,14 @@ class RedisSink:
         self.journal.close()
         with contextlib.suppress(Exception):
             await self.ts.aclose()
+
+
+def open_redis_sink(settings: "Settings") -> tuple[RedisSink, "EmbeddedRedis | None"]:
+    """The sink ``deepfer run`` adds: Redis found (or an embedded one started) by ``connect_or_start``.
+
+    Stop the returned embedded server (if any) after the pipeline has closed the sink.
+    """
+    from aggregator.embedded_redis import connect_or_start
+
+    url, embedded = connect_or_start(settings)
+    return RedisSink(settings.redis, url, settings.paths.data_dir), embedded

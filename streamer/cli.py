@@ -271,14 +271,16 @@ def run_cmd(
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (detector and classifier)."),
     file_rate: Optional[str] = typer.Option(None, help="Files: asap (every frame, as fast as possible) or realtime."),
     track: bool = typer.Option(True, "--track/--no-track", help="Track faces and smooth emotions per camera."),
+    redis_url: Optional[str] = typer.Option(None, "--redis", help="Store people and emotions in this Redis (default: redis.url, else 127.0.0.1:6379, else an embedded one)."),
+    no_redis: bool = typer.Option(False, "--no-redis", help="Do not store anything in Redis."),
 ) -> None:
     """Analyse cameras and video files. Files end at end of stream; live sources run until Ctrl-C (outputs are flushed)."""
     from streamer.run import run_command
 
     settings = settings_from(ctx, classifier=dict(weights=weights, device=device),
                              detector=dict(kind=detector, detect_every=detect_every, device=device),
-                             sources=dict(file_rate=file_rate))
-    code = run_command(settings, source, camera_id, output, summary_json, track, console)
+                             sources=dict(file_rate=file_rate), redis=dict(url=redis_url))
+    code = run_command(settings, source, camera_id, output, summary_json, track, console, store=track and not no_redis)
     if code:
         raise typer.Exit(code)
 
@@ -305,6 +307,151 @@ def bench_pipeline_cmd(
 
 
 # --- people (aggregator) ---
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """``"90s"``, ``"10m"``, ``"2h"``, ``"7d"`` or plain seconds -> seconds, or a one-line error naming the option."""
+    t = text.strip().lower()
+    unit = DURATION_UNITS.get(t[-1:], None) if t else None
+    try:
+        value = float(t[:-1] if unit else t) * (unit or 1.0)
+    except ValueError:
+        raise UserError(f"{option} must look like 90s, 10m, 2h or 7d, got {text!r}") from None
+    if value <= 0:
+        raise UserError(f"{option} must be positive, got {text!r}")
+    return value
+
+
+def float_list(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise UserError(f"{option} is empty")
+    return values
+
+
+@app.command()
+@user_errors
+def people(
+    ctx: typer.Context,
+    camera: str = typer.Option(..., "--camera", help="Camera id, as deepfer run named it (--camera-id)."),
+    redis_url: Optional[str] = typer.Option(None, "--redis", help="Redis URL (default: redis.url, else the local or embedded one)."),
+    since: Optional[str] = typer.Option(None, help="Only people seen in the last 90s / 10m / 2h / 7d."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list on stdout instead of a table."),
+) -> None:
+    """The people a camera has seen: time span, dominant emotion and the emotion shown last."""
+    import asyncio
+    import time
+
+    from redis.exceptions import RedisError
+    from rich.table import Table
+
+    from aggregator.embedded_redis import connect_or_start
+    from aggregator.timeseries import EmotionTimeSeries
+
+    settings = settings_from(ctx, redis=dict(url=redis_url))
+    window = parse_duration(since, "--since") if since else None
+    url, embedded = (settings.redis.url, None) if settings.redis.url else connect_or_start(settings)
+
+    async def query():
+        ts = EmotionTimeSeries.from_url(url, settings.redis)
+        try:
+            found = await ts.people(camera, since=time.time() - window if window else None)
+            return found, ([] if found else [c for c, _ in await ts.cameras()])
+        finally:
+            await ts.aclose()
+
+    try:
+        found, cameras = asyncio.run(query())
+    except (RedisError, OSError) as exc:
+        raise UserError(f"cannot read Redis at {url}: {exc}") from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if not found and camera not in cameras:
+        raise UserError(f"no data for camera {camera!r} in Redis at {url} (cameras: {', '.join(cameras) or 'none'})")
+    if as_json:
+        sys.stdout.write(json.dumps([p.to_dict() for p in found], indent=2) + "\n")
+        return
+    if not found:
+        console.print(f"nobody seen on camera {camera} in the last {since}")
+        return
+
+    def clock(t: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+    table = Table(title=f"camera {camera}: {len(found)} {'person' if len(found) == 1 else 'people'}"
+                  + (f" in the last {since}" if since else ""))
+    for col in ("person", "track", "first seen", "last seen", "span", "dominant", "last shown"):
+        table.add_column(col, justify="right" if col in ("track", "span") else "left", no_wrap=True)
+    for p in found:
+        share = p.emotion_points.get(p.dominant, 0) / p.points if p.points else 0.0
+        span = f"{int(p.duration_s // 60)}m{p.duration_s % 60:04.1f}s" if p.duration_s >= 60 else f"{p.duration_s:.1f}s"
+        table.add_row(p.person_id, str(p.track_id), clock(p.first_seen), clock(p.last_seen), span,
+                      f"{p.dominant} {share:.0%}", f"{p.label} {p.confidence:.0%}")
+    (Console() if sys.stdout.isatty() else Console(width=160)).print(table)
+
+
+@bench_app.command("tracking")
+@user_errors
+def bench_tracking_cmd(
+    ctx: typer.Context,
+    source: Path = typer.Option(..., help="A video file; every frame is analysed in order."),
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
+    detect_every: Optional[int] = typer.Option(None, min=1, help="Detect on every k-th frame, carrying boxes between."),
+    max_side: Optional[int] = typer.Option(None, min=64, help="Downscale frames to this long side for detection."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    half_lives: Optional[str] = typer.Option(None, help="Comma-separated smoothing half-lives (s) to compare (default: smoothing.half_life_s)."),
+    switch_margins: Optional[str] = typer.Option(None, help="Comma-separated hysteresis margins to compare (default: smoothing.switch_margin)."),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
+) -> None:
+    """Tracks found, and shown-label changes per minute raw (per-frame argmax) vs smoothed, on one video."""
+    import time
+
+    from pydantic import ValidationError
+
+    from aggregator.measure import analyse_video, track_results
+    from classifier.inference import EmotionClassifier
+    from detectors import build_detector
+    from streamer.config import SmoothingSettings
+    from streamer.machine_info import machine_info
+
+    if not source.is_file():
+        raise UserError(f"video not found: {source}")
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device),
+                             detector=dict(kind=detector, detect_every=detect_every, max_side=max_side, device=device))
+    hls = float_list(half_lives, "--half-lives") if half_lives else [settings.smoothing.half_life_s]
+    margins = float_list(switch_margins, "--switch-margins") if switch_margins else [settings.smoothing.switch_margin]
+    try:
+        combos = [SmoothingSettings(half_life_s=h, switch_margin=m) for h in hls for m in margins]
+    except ValidationError as exc:
+        raise UserError(f"--half-lives / --switch-margins: {exc.errors()[0]['msg']}") from None
+    clf = EmotionClassifier.load(settings.classifier.weights, settings.classifier.device, tta=settings.classifier.tta)
+    det = build_detector(settings.detector)
+    console.print(f"analysing {source} with {det.name} (detect every {settings.detector.detect_every}) + {clf.name}", soft_wrap=True)
+    started = time.perf_counter()
+    results = analyse_video(source, det, clf, settings.detector.detect_every, settings.classifier.crop_margin,
+                            settings.pipeline.classify_carried, max_frames=max_frames)
+    analysis_s = time.perf_counter() - started
+    runs = [track_results(results, settings.tracker, c) for c in combos]
+    main_run = runs[0]
+    report = {"benchmark": "tracking", "source": str(source), "weights": str(clf.path), "model": clf.name,
+              "detector": det.name, "detect_every": settings.detector.detect_every,
+              "max_side": settings.detector.max_side, "analysis_s": round(analysis_s, 2),
+              "tracker": settings.tracker.model_dump(), **{k: v for k, v in main_run.items()},
+              "sweep": [{k: v for k, v in r.items() if k != "per_track"} for r in runs] if len(runs) > 1 else [],
+              "machine": machine_info()}
+    write_json(json_out, report)
+    for r in runs:
+        console.print(f"half-life {r['half_life_s']:g} s, margin {r['switch_margin']:g}: {r['tracks']} track(s), label changes"
+                      f" per minute raw {r['raw_changes_per_min']} vs smoothed {r['smoothed_changes_per_min']}", highlight=False)
+    console.print(f"wrote {json_out}")
+
 
 # --- serve (dashboard) ---
 

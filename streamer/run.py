@@ -115,8 +115,11 @@ def load_models(settings: Settings):
 
 
 def run_command(settings: Settings, uris: Sequence[str], camera_ids: Sequence[str], output: Path | None,
-                summary_json: Path | None, track: bool, console) -> int:
-    """``deepfer run``: exit status 0, or 1 when a source failed for good (the error is in the log and summary)."""
+                summary_json: Path | None, track: bool, console, store: bool = False) -> int:
+    """``deepfer run``: exit status 0, or 1 when a source failed for good (the error is in the log and summary).
+
+    ``store``: tracked people also go to Redis (``aggregator.redis_sink``; an embedded server when none answers).
+    """
     from rich.table import Table
 
     from streamer.outputs import AnnotatedVideoSink, SummarySink
@@ -133,10 +136,24 @@ def run_command(settings: Settings, uris: Sequence[str], camera_ids: Sequence[st
         extra = lambda: {"timing": pipeline.timing(), "detector": settings.detector.kind,
                          "detect_every": settings.detector.detect_every, "classifier": classifier.name}
         pipeline.add_sink(SummarySink(summary_json, pipeline.stats, extra, settings.pipeline.summary_max_frames))
+    redis_sink = embedded = None
+    if store and factory is not None:
+        from aggregator.redis_sink import open_redis_sink
+
+        redis_sink, embedded = open_redis_sink(settings)
+        pipeline.add_sink(redis_sink)
+        console.print(f"storing people in Redis at {redis_sink.url} (keys {settings.redis.key_prefix}:*)", soft_wrap=True)
     live = any(s.live for s in sources)
     console.print(f"analysing {len(sources)} source(s) with {detector.name} + {classifier.name} on {classifier.device}"
                   + ("; Ctrl-C stops" if live else ""))
-    interrupted = asyncio.run(run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s))
+    try:
+        interrupted = asyncio.run(run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if redis_sink is not None and redis_sink.buffer_depth:
+        console.print(f"Redis did not take {redis_sink.buffer_depth} points; they wait in {redis_sink.journal.dir} "
+                      "for the next run", soft_wrap=True)
     table = Table(title="interrupted" if interrupted else None)
     for col in ("camera", "status", "read", "processed", "dropped", "faces", "fps", "p50 ms", "p95 ms"):
         table.add_column(col, justify="right" if col not in ("camera", "status") else "left")
