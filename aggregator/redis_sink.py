@@ -166,6 +166,7 @@ class RedisSink:
         self._closing = False
         self.connected = False
         self.written = 0
+        self.dropped = 0  # only when Redis is down and the journal cannot be written either
         self._last_prune = 0.0
 
     # ----- the pipeline side: never awaits Redis ---------------------------------------------------------------
@@ -208,8 +209,20 @@ class RedisSink:
 
     def _spill(self) -> None:
         points = list(self._memory)
+        try:
+            path = self.journal.spill(points)
+        except OSError as exc:  # disk full or read-only: keep them in memory, up to a hard limit
+            hard = 10 * self.settings.buffer_max
+            if len(self._memory) >= hard:
+                for _ in range(self.settings.buffer_max):
+                    self._memory.popleft()
+                self.dropped += self.settings.buffer_max
+                log.error("Redis down and journal unwritable (%s): dropped the %d oldest points (%d so far)",
+                          exc, self.settings.buffer_max, self.dropped)
+            elif len(self._memory) % self.settings.buffer_max == 0:
+                log.error("Redis down and journal unwritable (%s): %d points held in memory", exc, len(self._memory))
+            return
         self._memory.clear()
-        path = self.journal.spill(points)
         log.warning("Redis unreachable at %s: %d points spilled to %s", self.url, len(points), path)
 
     def _prune(self, t: float) -> None:
@@ -228,7 +241,7 @@ class RedisSink:
     def stats(self) -> dict[str, Any]:
         return {"connected": self.connected, "buffered": self.buffer_depth, "in_memory": len(self._memory),
                 "in_journal": self.journal.points + (self._inflight_segment[1] if self._inflight_segment else 0),
-                "written": self.written}
+                "written": self.written, "dropped": self.dropped}
 
     # ----- the writer task ---------------------------------------------------------------------------------------
 
@@ -287,8 +300,15 @@ class RedisSink:
             self._inflight_segment[0].unlink(missing_ok=True)
             self._inflight_segment = None
         if self.journal.segments:
-            self._inflight_segment = self.journal.segments.popleft()
-            self._inflight.extend(Journal.read(self._inflight_segment[0]))
+            path, n = self.journal.segments.popleft()
+            try:
+                self._inflight.extend(Journal.read(path))
+            except Exception as exc:  # never let one damaged file block the rest
+                log.error("journal segment %s is unreadable (%s); kept as %s.bad", path, exc, path.name)
+                with contextlib.suppress(OSError):
+                    path.rename(path.with_name(path.name + ".bad"))
+                return
+            self._inflight_segment = (path, n)
         else:
             for _ in range(min(self.settings.batch_size, len(self._memory))):
                 self._inflight.append(self._memory.popleft())

@@ -107,3 +107,24 @@ async def test_a_running_sinks_journal_is_not_adopted(tmp_path):
     finally:
         await second.close()
         await first.close()
+
+
+async def test_a_damaged_journal_segment_does_not_block_the_others(redis_url, key_prefix, tmp_path):
+    settings = redis_settings(key_prefix, points_per_s=0, buffer_max=10, close_timeout_s=0.2, connect_timeout_s=0.3)
+    down = RedisSink(settings, f"redis://127.0.0.1:{free_port()}", tmp_path)
+    t0 = time.time()
+    await produce(down, t0, range(20), [4])
+    await down.close()
+    folder = tmp_path / "journal" / down.run_id
+    first, second = sorted(folder.glob("*.jsonl"))
+    first.write_text('{"not": "a point"}\n')  # damaged: its 10 points are gone, the next 10 must still arrive
+
+    up = RedisSink(settings, redis_url, tmp_path)
+    assert await up.flush(10)
+    await up.close()
+    ts = EmotionTimeSeries.from_url(redis_url, settings)
+    try:
+        assert offsets(await ts.series("gate", f"{down.run_id}-4"), t0) == [round(i * 0.1, 2) for i in range(10, 20)]
+    finally:
+        await ts.aclose()
+    assert len(list((tmp_path / "journal" / up.run_id).glob("*.bad"))) == 1
