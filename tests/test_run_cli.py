@@ -109,13 +109,13 @@ def test_live_run_survives_a_dead_camera_and_ctrl_c_flushes_outputs(media: Path,
     reader.join(5)
     err = "".join(lines)
     assert proc.returncode == 0, err
-    assert "Traceback" not in err and "Sesame-42" not in err
-    assert len(re.findall(r"reconnect attempt \d+", err)) >= 2 and "rtsp://***@127.0.0.1" in err
-    assert "stopping" in err
+    assert "Traceback" not in err and "Sesame-42" not in err, err
+    assert len(re.findall(r"reconnect attempt \d+", err)) >= 2 and "rtsp://***@127.0.0.1" in err, err
+    assert "stopping" in err, err
     data = json.loads(summary.read_text())
     door = data["cameras"]["door"]
     dead_cam = next(c for cid, c in data["cameras"].items() if cid != "door")
-    assert door["frames_processed"] >= 40 and door["frames_with_faces"] >= 0.8 * door["frames_processed"]
+    assert door["frames_processed"] >= 40 and door["frames_with_faces"] >= 0.8 * door["frames_processed"], (door, err)
     assert door["latency_p95_ms"] is not None and door["live"]
     assert dead_cam["frames_read"] == 0 and dead_cam["reconnects"] >= 2 and "Sesame-42" not in json.dumps(data)
     assert frames_in(out.with_name("live-door.mp4")) == door["frames_processed"]  # every processed frame, flushed
