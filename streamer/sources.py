@@ -378,6 +378,7 @@ class WebcamSource(LiveSource):
     def _read_until_failure(self) -> None:
         import cv2
 
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our log says it once per attempt
         index = int(self.uri) if self.uri.isdigit() else int(re.sub(r"\D", "", self.uri))
         cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
         try:

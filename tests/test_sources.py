@@ -147,3 +147,16 @@ async def test_unreachable_camera_retries_with_growing_backoff_until_stopped(fre
     delays = [float(r.getMessage().rsplit(" in ", 1)[1].split()[0]) for r in caplog.records if "reconnect attempt" in r.getMessage()]
     assert delays[:3] == [0.2, 0.4, 0.8]
     assert all("refused" in r.getMessage().lower() for r in caplog.records if "reconnect attempt" in r.getMessage())
+
+
+async def test_missing_webcam_is_a_logged_retry_loop(caplog):
+    """A webcam that is not (yet) plugged in is a live source like any camera: retried, never a crash."""
+    caplog.set_level(logging.WARNING, logger="streamer.sources")
+    device = next(f"/dev/video{i}" for i in range(50, 100) if not Path(f"/dev/video{i}").exists())
+    src = open_source(device, None, SourceSettings(reconnect_initial_s=0.2, reconnect_max_s=0.5))
+    assert (src.kind, src.live, src.camera_id) == ("webcam", True, device.rsplit("/", 1)[1])
+    src.start()
+    await asyncio.sleep(1.5)
+    await src.aclose()
+    assert src.reconnects >= 2 and "cannot open webcam" in (src.last_error or "")
+    assert "reconnect attempt 2" in caplog.text
