@@ -37,8 +37,7 @@ def build_sources(uris: Sequence[str], camera_ids: Sequence[str], settings: Sett
             cid, n = f"{base}-{n}", n + 1
         used.add(cid)
         ids.append(cid)
-    q = (settings.pipeline.file_queue_size, settings.pipeline.live_queue_size)
-    return [open_source(uri, cid, settings.sources, q, live_file=live_files) for uri, cid in zip(uris, ids)]
+    return [open_source(uri, cid, settings.sources, settings.pipeline, live_file=live_files) for uri, cid in zip(uris, ids)]
 
 
 def default_tracker_factory(settings: Settings) -> TrackerFactory | None:

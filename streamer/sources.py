@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from streamer.config import SourceSettings
+from streamer.config import PipelineSettings, SourceSettings
 from streamer.results import Frame
 
 log = logging.getLogger(__name__)
@@ -403,16 +403,18 @@ class WebcamSource(LiveSource):
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic() - start
 
 
-def open_source(uri: str, camera_id: str | None, settings: SourceSettings, pipeline_queue: tuple[int, int] = (8, 1),
+def open_source(uri: str, camera_id: str | None, settings: SourceSettings, pipeline: PipelineSettings | None = None,
                 live_file: bool = False) -> VideoSource:
     """The source for ``uri``. Files are probed now so a bad path fails at once with a clear ``SourceError``.
 
-    ``pipeline_queue`` is (file buffer, live buffer) in frames: ``pipeline.file_queue_size``, ``pipeline.live_queue_size``.
+    Buffer sizes come from ``pipeline`` (``file_queue_size``, ``live_queue_size``); ``live_file`` plays a file
+    like a camera (paced, newest wins).
     """
-    file_q, live_q = pipeline_queue
+    pipeline = pipeline or PipelineSettings()
     kind = source_kind(uri)
     if kind == "file":
-        return FileSource(uri, camera_id, settings, live_q if live_file else file_q, live=live_file)
+        size = pipeline.live_queue_size if live_file else pipeline.file_queue_size
+        return FileSource(uri, camera_id, settings, size, live=live_file)
     if kind == "rtsp":
-        return RtspSource(uri, camera_id, settings, live_q)
-    return WebcamSource(uri, camera_id, settings, live_q)
+        return RtspSource(uri, camera_id, settings, pipeline.live_queue_size)
+    return WebcamSource(uri, camera_id, settings, pipeline.live_queue_size)

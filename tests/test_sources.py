@@ -160,3 +160,18 @@ async def test_missing_webcam_is_a_logged_retry_loop(caplog):
     await src.aclose()
     assert src.reconnects >= 2 and "cannot open webcam" in (src.last_error or "")
     assert "reconnect attempt 2" in caplog.text
+
+
+async def test_file_at_realtime_rate_is_paced_by_its_timestamps(media: Path):
+    src = open_source(str(media / "fer_test.mp4"), "paced", SourceSettings(file_rate="realtime"))
+    src.start()
+    started = time.monotonic()
+    seen = []
+    async for frame in src:
+        seen.append(frame)
+        if len(seen) == 26:
+            break
+    elapsed = time.monotonic() - started
+    await src.aclose()
+    assert elapsed >= seen[-1].pts - 0.05 >= 0.95  # 25 frame intervals at 24.7 fps, not as fast as decoding
+    assert [f.seq for f in seen] == list(range(26)) and src.frames_dropped == 0

@@ -1,0 +1,53 @@
+"""The cross-camera micro-batcher on a real function in a real worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from streamer.batching import Batcher
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_requests_are_grouped_up_to_max_items_and_answered_in_place():
+    calls: list[list[int]] = []
+    threads = set()
+
+    def square_rows(items: list[np.ndarray]) -> list[np.ndarray]:
+        calls.append([len(i) for i in items])
+        threads.add(threading.get_ident())
+        return [i ** 2 for i in items]
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = Batcher("square", square_rows, max_items=5, max_wait_s=0.05, executor=pool, size_of=len)
+        batcher.start()
+        inputs = [np.arange(n) for n in (1, 2, 3, 1, 2, 4, 1)]
+        outputs = await asyncio.gather(*(batcher.submit(x) for x in inputs))
+        await batcher.stop()
+    for x, y in zip(inputs, outputs):
+        np.testing.assert_array_equal(y, x ** 2)
+    assert all(sum(c) <= 5 for c in calls) and sum(map(len, calls)) == len(inputs) and len(calls) < len(inputs)
+    assert threading.get_ident() not in threads  # never on the event loop's thread
+    assert batcher.stats.items == 14 and batcher.stats.calls == len(calls)
+
+
+async def test_a_lone_request_waits_at_most_max_wait_and_errors_reach_every_caller():
+    def fail(items):
+        raise ValueError(f"bad batch of {len(items)}")
+
+    with ThreadPoolExecutor(1) as pool:
+        ok = Batcher("one", lambda items: [x + 1 for x in items], 8, 0.02, pool)
+        bad = Batcher("bad", fail, 8, 0.02, pool)
+        ok.start(), bad.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await ok.submit(41) == 42
+        assert loop.time() - started < 1.0
+        results = await asyncio.gather(bad.submit(1), bad.submit(2), return_exceptions=True)
+        await ok.stop(), await bad.stop()
+    assert [str(r) for r in results] == ["bad batch of 2"] * 2
