@@ -25,7 +25,8 @@ pytestmark = pytest.mark.timeout(240)
 
 def deepfer(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
-    return subprocess.Popen([sys.executable, "-m", "streamer.cli", *args], cwd=cwd, env=environ, text=True,
+    # --no-redis: these tests are about the pipeline and its files; the aggregator's tests cover Redis.
+    return subprocess.Popen([sys.executable, "-m", "streamer.cli", *args, "--no-redis"], cwd=cwd, env=environ, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
