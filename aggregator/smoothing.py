@@ -6,7 +6,8 @@ signal sampled at 10 or 30 fps gives the same curve. The signal is taken as
 linear between two observations (the exact EMA of that line, not a jump at the
 new sample), which removes most of the lag a low frame rate would otherwise add.
 Hysteresis: the shown label changes only when another emotion beats it by
-``switch_margin``.
+``switch_margin``; during a track's first half-life the label simply follows the
+smoothed argmax, so one odd first frame cannot pin a wrong label.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ class EmotionSmoother:
         self.smoothed: np.ndarray | None = None
         self.label: str | None = None
         self.last_t: float | None = None
+        self.first_t: float | None = None
         self._last_p: np.ndarray | None = None
 
     def update(self, probabilities: np.ndarray, t: float) -> tuple[np.ndarray, str]:
         """Blend in one observation taken at unix time ``t``; returns (smoothed float32[7], shown label)."""
         p = np.asarray(probabilities, dtype=np.float64)
         if self.smoothed is None or self.last_t is None or self._last_p is None:
-            self.smoothed, self._last_p, self.last_t = p.astype(np.float32), p, t
+            self.smoothed, self._last_p, self.last_t, self.first_t = p.astype(np.float32), p, t, t
         else:
             dt = t - self.last_t  # an out-of-order or simultaneous sample gets no weight
             if dt > 1e-6:
@@ -46,7 +48,9 @@ class EmotionSmoother:
 
     def _shown_label(self, smoothed: np.ndarray) -> str:
         best = int(np.argmax(smoothed))
-        if self.label is None:
+        warming_up = self.last_t is not None and self.first_t is not None and \
+            self.last_t - self.first_t < self.settings.half_life_s
+        if self.label is None or warming_up:
             return EMOTIONS[best]
         current = EMOTIONS.index(self.label)
         if smoothed[best] >= smoothed[current] + self.settings.switch_margin:

@@ -425,7 +425,7 @@ def bench_tracking_cmd(
         raise UserError(f"video not found: {source}")
     settings = settings_from(ctx, classifier=dict(weights=weights, device=device),
                              detector=dict(kind=detector, detect_every=detect_every, max_side=max_side, device=device))
-    hls = float_list(half_lives, "--half-lives") if half_lives else [settings.smoothing.half_life_s]
+    hls = float_list(half_lives, "--half-lives") if half_lives else [settings.smoothing.half_life_s]  # a sweep
     margins = float_list(switch_margins, "--switch-margins") if switch_margins else [settings.smoothing.switch_margin]
     try:
         combos = [SmoothingSettings(half_life_s=h, switch_margin=m) for h in hls for m in margins]
@@ -438,8 +438,8 @@ def bench_tracking_cmd(
     results = analyse_video(source, det, clf, settings.detector.detect_every, settings.classifier.crop_margin,
                             settings.pipeline.classify_carried, max_frames=max_frames)
     analysis_s = time.perf_counter() - started
-    runs = [track_results(results, settings.tracker, c) for c in combos]
-    main_run = runs[0]
+    main_run = track_results(results, settings.tracker, settings.smoothing)
+    runs = [track_results(results, settings.tracker, c) for c in combos] if half_lives or switch_margins else [main_run]
     report = {"benchmark": "tracking", "source": str(source), "weights": str(clf.path), "model": clf.name,
               "detector": det.name, "detect_every": settings.detector.detect_every,
               "max_side": settings.detector.max_side, "analysis_s": round(analysis_s, 2),

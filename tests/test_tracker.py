@@ -205,6 +205,18 @@ def test_hysteresis_suppresses_flicker_but_follows_a_clear_change():
     assert len(set(labels)) == 2
 
 
+def test_first_label_is_not_pinned_by_one_odd_frame():
+    smoother = EmotionSmoother(SmoothingSettings(half_life_s=0.5, switch_margin=0.3))
+    h, s = EMOTIONS.index("happy"), EMOTIONS.index("sad")
+    first = np.zeros(7, np.float32)
+    first[s], first[h] = 0.55, 0.45
+    assert smoother.update(first, 0.0)[1] == "sad"
+    steady = np.zeros(7, np.float32)
+    steady[h], steady[s] = 0.62, 0.38  # happy leads by less than the margin, but from the start
+    labels = [smoother.update(steady, i / 30)[1] for i in range(1, 60)]
+    assert labels[-1] == "happy" and labels.count("happy") >= 50
+
+
 def test_smoother_ignores_time_going_backwards():
     smoother = EmotionSmoother(SmoothingSettings(half_life_s=1.0))
     a, b = np.eye(7, dtype=np.float32)[:2]
