@@ -52,7 +52,6 @@ class BasicBlock(nn.Module):
             nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
             nn.BatchNorm2d(cout),
         )
-        nn.init.zeros_(self.body[-1].weight)  # each block starts as identity: stable from-scratch training
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))

@@ -118,6 +118,40 @@ def train(
 
 
 # --- evaluate (classifier) ---
+@app.command()
+@user_errors
+def evaluate(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., help="Labelled faces: a <class>/ folder tree, fer2013.csv or fer2013.csv:PublicTest."),
+    json_out: Path = typer.Option(..., "--json", help="Write the report here (top-level 'accuracy' in [0, 1])."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
+    confusion_png: Optional[Path] = typer.Option(None, "--confusion-png", help="Normalized confusion matrix (default: next to --json)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+) -> None:
+    """Accuracy, per-class precision/recall/F1, macro and weighted F1, and the confusion matrix."""
+    from rich.table import Table
+
+    from classifier.data import load_dataset
+    from classifier.evaluate import evaluate as run_evaluation, save_confusion_png
+    from classifier.inference import EmotionClassifier
+
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device, tta=tta or None))
+    clf = EmotionClassifier.load(settings.classifier.weights, settings.classifier.device, tta=settings.classifier.tta)
+    dataset = load_dataset(data, cache_dir=settings.paths.data_dir / "cache")
+    report = run_evaluation(clf, dataset)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(report.to_json())
+    png = confusion_png or json_out.with_suffix(".png")
+    save_confusion_png(report, png)
+    table = Table(title=f"{report.model} on {report.samples} faces: accuracy {report.accuracy:.2%}, macro F1 {report.macro_f1:.3f}")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right")
+    for name, m in report.per_class.items():
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    Console().print(table)
+    console.print(f"report: {json_out}  confusion matrix: {png}")
+
 
 # --- predict, bench classifier (detectors + classifier) ---
 def int_list(text: str, option: str) -> list[int]:

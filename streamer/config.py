@@ -57,7 +57,7 @@ class DetectorSettings(Section):
 
 class TrainSettings(Section):
     model: str = "deepfer_resnet"
-    epochs: int = Field(45, ge=1)
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0)
@@ -140,6 +140,17 @@ class DashboardSettings(Section):
     token: str = Field("", description="API token; required when host is not loopback.")
     max_upload_mb: float = Field(10.0, gt=0)
     snapshots: bool = Field(False, description="Keep face images; off by default for privacy.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Uploads with more pixels than this are refused (413).")
+    present_window_s: float = Field(5.0, gt=0, description="A person seen within this many seconds is 'in view now'.")
+    max_series_points: int = Field(5000, ge=1, description="Most points one person's time series answer holds.")
+    max_people: int = Field(500, ge=1, description="Most people one people answer holds (most recent first).")
+    default_range_s: float = Field(3600.0, gt=0, description="Time range of people and metrics answers when none is given.")
+    preview_fps: float = Field(5.0, gt=0, description="Frames per second of the live MJPEG preview.")
+    preview_jpeg_quality: int = Field(75, ge=10, le=95, description="JPEG quality of previews.")
+    live_max_per_s: float = Field(4.0, gt=0, description="Most live (SSE) events sent per camera per second.")
+    sse_keepalive_s: float = Field(15.0, gt=0, description="A comment line is sent this often on idle event streams.")
+    snapshot_max_people: int = Field(200, ge=1, description="Face snapshots kept in memory per camera (cameras with snapshots on).")
+    cookie_max_age_s: int = Field(7 * 86400, ge=60, description="Lifetime of the login cookie.")
 
 
 class Settings(BaseSettings):
@@ -223,6 +234,7 @@ def load_settings(path: Path | None = None, overrides: dict[str, dict[str, Any]]
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         origin = f" (from {config_path})" if config_path else ""
-        raise ConfigError(f"invalid setting {where}: {first['msg']}{origin}") from None
+        what = f"invalid setting {where}" if where else "invalid settings"
+        raise ConfigError(f"{what}: {first['msg']}{origin}") from None
     finally:
         _CONFIG_FILE["path"] = None

@@ -1,0 +1,86 @@
+"""Evaluation of a checkpoint on labelled faces: the figures a model card reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from classifier import EMOTIONS
+from classifier.data import FaceDataset
+from classifier.inference import EmotionClassifier, predict_logits
+
+
+@dataclass
+class EvalReport:
+    accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]  # rows: true class, columns: predicted, EMOTIONS order
+    confusion_normalized: list[list[float]]  # each row sums to 1 (recall on the diagonal)
+    samples: int
+    data: str
+    weights: str
+    model: str
+    tta: bool
+    seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps({"classes": list(EMOTIONS), **asdict(self)}, indent=1)
+
+
+def evaluate(clf: EmotionClassifier, data: FaceDataset, batch_size: int = 512) -> EvalReport:
+    started = time.time()
+    images = torch.from_numpy(data.images).to(clf.device)
+    logits = predict_logits(clf.model, images, clf.mean, clf.std, batch_size, tta=clf.tta)
+    pred = logits.argmax(1).cpu().numpy()
+    true = data.labels
+    labels = list(range(len(EMOTIONS)))
+    p, r, f, s = precision_recall_fscore_support(true, pred, labels=labels, zero_division=0)
+    cm = confusion_matrix(true, pred, labels=labels)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm, dtype=np.float64), where=rows > 0)
+    support = s.astype(np.float64)
+    return EvalReport(
+        accuracy=float((pred == true).mean()),
+        macro_f1=float(f.mean()),
+        weighted_f1=float((f * support).sum() / max(1.0, support.sum())),
+        per_class={e: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                   for i, e in enumerate(EMOTIONS)},
+        confusion=cm.tolist(),
+        confusion_normalized=norm.round(4).tolist(),
+        samples=len(true),
+        data=data.source,
+        weights=str(clf.path),
+        model=clf.name,
+        tta=clf.tta,
+        seconds=time.time() - started,
+    )
+
+
+def save_confusion_png(report: EvalReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    norm = np.array(report.confusion_normalized)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    ax.set(xlabel="predicted", ylabel="true", title=f"{report.model}: accuracy {report.accuracy:.1%} (rows normalized)")
+    for i in range(len(EMOTIONS)):
+        for j in range(len(EMOTIONS)):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
