@@ -23,9 +23,9 @@ def test_config_toml_lists_every_default():
 def test_precedence_flags_over_env_over_file(tmp_path, monkeypatch):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[detector]\nmin_face_size = 30\ndetect_every = 2\n[redis]\nurl = 'redis://file:1'\n")
-    monkeypatch.setenv("DEEPFER_DETECTOR__DETECT_EVERY", "3")
+    monkeypatch.setenv("DEEPFER_DETECTOR__DETECT_EVERY", "4")
     s = load_settings(cfg, {"detector": {"min_face_size": None}, "redis": {"url": "redis://flag:2"}})
-    assert s.detector.min_face_size == 30 and s.detector.detect_every == 3 and s.redis.url == "redis://flag:2"
+    assert s.detector.min_face_size == 30 and s.detector.detect_every == 4 and s.redis.url == "redis://flag:2"
     assert s.detector.max_side == Settings().detector.max_side
 
 
