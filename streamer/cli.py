@@ -488,6 +488,30 @@ def bench_tracking_cmd(
 
 
 # --- serve (dashboard) ---
+@app.command()
+@user_errors
+def serve(
+    ctx: typer.Context,
+    host: Optional[str] = typer.Option(None, help="Address to bind (default: dashboard.host, 127.0.0.1). Anything but loopback needs a token."),
+    port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port (default: dashboard.port, 8000)."),
+    token: Optional[str] = typer.Option(None, help="API token (default: dashboard.token or $DEEPFER_DASHBOARD__TOKEN)."),
+    redis_url: Optional[str] = typer.Option(None, "--redis", help="Redis URL (default: redis.url, else 127.0.0.1:6379, else an embedded one)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+) -> None:
+    """Start the dashboard and its API: cameras, live preview, people, metrics, image upload."""
+    import uvicorn
+
+    from classifier.inference import resolve_weights
+    from dashboard.app import create_app
+
+    settings = settings_from(ctx, dashboard=dict(host=host, port=port, token=token), redis=dict(url=redis_url),
+                             classifier=dict(weights=weights))
+    resolve_weights(settings.classifier.weights)  # a missing model fails here in one line, not in the server's start-up
+    d = settings.dashboard
+    shown = f"[{d.host}]" if ":" in d.host else d.host
+    console.print(f"DeepFER dashboard on http://{shown}:{d.port}/" + (" (API token required)" if d.token else ""),
+                  highlight=False, soft_wrap=True)
+    uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5)
 
 
 if __name__ == "__main__":

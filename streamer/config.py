@@ -149,6 +149,7 @@ class DashboardSettings(Section):
     preview_jpeg_quality: int = Field(75, ge=10, le=95, description="JPEG quality of previews.")
     live_max_per_s: float = Field(4.0, gt=0, description="Most live (SSE) events sent per camera per second.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="A comment line is sent this often on idle event streams.")
+    sse_stats_every_s: float = Field(2.0, gt=0, description="Camera status and counters are sent on the event stream this often.")
     snapshot_max_people: int = Field(200, ge=1, description="Face snapshots kept in memory per camera (cameras with snapshots on).")
     cookie_max_age_s: int = Field(7 * 86400, ge=60, description="Lifetime of the login cookie.")
 

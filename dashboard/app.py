@@ -1,0 +1,80 @@
+"""The dashboard's FastAPI application: ``create_app(settings)``.
+
+Start-up (lifespan): find or start Redis (``connect_or_start``), load the detector and classifier once, start a
+``Pipeline`` with a ``RedisSink`` and an in-memory ``PreviewSink``, restore the cameras saved in Redis.
+Shut-down stops the pipeline (flushing Redis) and any embedded redis-server.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from dashboard.auth import require_token
+from dashboard.routes import cameras, health, live, metrics, pages, people, predict, prometheus
+from dashboard.service import Service
+from streamer.config import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Real-time facial emotion analytics. Every route except `/health` and `/login` needs the API token
+(`Authorization: Bearer <token>`, the login cookie, or `?token=`) when one is configured."""
+
+
+class UploadLimit:
+    """Pure ASGI middleware: a request whose Content-Length is over the upload limit gets 413 before its body is read."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                mb = self.max_bytes / 2**20
+                response = JSONResponse({"detail": f"request body larger than the {mb:g} MB limit (dashboard.max_upload_mb)"},
+                                        status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service = Service(settings)
+        app.state.service = service
+        try:
+            await service.start()
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="DeepFER", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    protected = [Depends(require_token)]
+    app.include_router(health.router)
+    app.include_router(pages.router)
+    for module in (predict, cameras, people, metrics, live, prometheus):
+        app.include_router(module.router, dependencies=protected)
+    # multipart overhead on top of the image itself
+    app.add_middleware(UploadLimit, max_bytes=int(settings.dashboard.max_upload_mb * 2**20) + 64 * 1024)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with one readable reason first, then FastAPI's usual list."""
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        reason = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
+        return JSONResponse({"detail": reason, "errors": [{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors]},
+                            status_code=422)
+
+    return app

@@ -1,0 +1,27 @@
+"""Shared route dependencies: the running service, and a camera id that must exist."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Path, Request
+
+from dashboard.cameras import CAMERA_ID_PATTERN
+from dashboard.service import Service
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+async def known_camera(request: Request, camera_id: str = Path(..., pattern=CAMERA_ID_PATTERN)) -> str:
+    """A camera that is configured or has data in Redis; else 404 naming it."""
+    service: Service = request.app.state.service
+    if not await service.known_camera(camera_id):
+        raise HTTPException(404, f"unknown camera {camera_id!r}")
+    return camera_id
+
+
+def configured_camera(request: Request, camera_id: str = Path(..., pattern=CAMERA_ID_PATTERN)) -> str:
+    """A camera the dashboard runs now; else 404 naming it."""
+    if camera_id not in request.app.state.service.cameras:
+        raise HTTPException(404, f"unknown camera {camera_id!r}")
+    return camera_id

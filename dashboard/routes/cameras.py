@@ -1,0 +1,91 @@
+"""Cameras: list, add, remove, pause and resume; saved in Redis and applied to the running pipeline at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi.responses import StreamingResponse
+
+from dashboard.cameras import CameraConfig
+from dashboard.deps import configured_camera, get_service
+from dashboard.service import CameraExists, Service
+from streamer.sources import SourceError
+
+router = APIRouter(prefix="/api/cameras", tags=["cameras"])
+
+
+@router.get("", summary="Every camera with its status and counters (URLs redacted)")
+async def list_cameras(service: Service = Depends(get_service)) -> list[dict]:
+    return [service.camera_view(cid) for cid in service.cameras]
+
+
+@router.post("", status_code=201, summary="Add a camera and start analysing it now")
+async def add_camera(config: CameraConfig, service: Service = Depends(get_service)) -> dict:
+    try:
+        cam = await service.add_camera(config)
+    except CameraExists as exc:
+        raise HTTPException(409, str(exc)) from None
+    except SourceError as exc:
+        raise HTTPException(400, f"cannot open the source: {exc}") from None
+    return service.camera_view(cam.id)
+
+
+@router.get("/{camera_id}", summary="One camera")
+async def get_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> dict:
+    return service.camera_view(camera_id)
+
+
+@router.delete("/{camera_id}", status_code=204, summary="Stop and forget a camera (its stored history stays)")
+async def remove_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Response:
+    await service.remove_camera(camera_id)
+    return Response(status_code=204)
+
+
+@router.post("/{camera_id}/pause", summary="Pause analysis (live cameras stay connected)")
+async def pause_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> dict:
+    await service.set_paused(camera_id, True)
+    return service.camera_view(camera_id)
+
+
+@router.post("/{camera_id}/resume", summary="Resume analysis")
+async def resume_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> dict:
+    await service.set_paused(camera_id, False)
+    return service.camera_view(camera_id)
+
+
+@router.get("/{camera_id}/preview.jpg", summary="The latest annotated frame (JPEG, memory only)",
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no frame yet"}})
+async def preview_jpeg(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Response:
+    data = await asyncio.to_thread(service.preview.jpeg, camera_id)
+    if data is None:
+        raise HTTPException(404, f"camera {camera_id!r} has no frame yet")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{camera_id}/preview.mjpg", summary="Live annotated preview (MJPEG, multipart/x-mixed-replace)",
+            responses={200: {"content": {"multipart/x-mixed-replace": {}}}})
+async def preview_mjpeg(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> StreamingResponse:
+    period = 1.0 / service.settings.dashboard.preview_fps
+
+    async def frames():
+        last = None
+        while camera_id in service.cameras:
+            data = await asyncio.to_thread(service.preview.jpeg, camera_id)
+            if data is not None and data is not last:
+                last = data
+                yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n"
+            await asyncio.sleep(period)
+
+    return StreamingResponse(frames(), media_type="multipart/x-mixed-replace; boundary=frame",
+                             headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{camera_id}/people/{track_id}/snapshot.jpg", summary="A person's latest face (only with snapshots on)",
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "none kept"}})
+async def snapshot(track_id: int, camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Response:
+    data = await asyncio.to_thread(service.preview.snapshot, camera_id, track_id)
+    if data is None:
+        raise HTTPException(404, f"no snapshot of track {track_id} on camera {camera_id!r} "
+                                 "(snapshots are kept only when the camera's option and dashboard.snapshots are on)")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

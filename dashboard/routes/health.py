@@ -1,0 +1,22 @@
+"""``GET /health``: open to everyone (no token), for load balancers and the README's first check."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends
+
+from dashboard.deps import get_service
+from dashboard.service import Service
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Liveness and Redis reachability")
+async def health(service: Service = Depends(get_service)) -> dict:
+    try:
+        redis_ok = bool(await service.ts.r.ping())
+    except Exception:
+        redis_ok = False
+    return {"status": "ok", "redis": redis_ok, "cameras": len(service.cameras),
+            "uptime_s": round(time.time() - service.started_at, 1)}

@@ -1,0 +1,60 @@
+"""Metrics over time, per camera and overall: emotion mix per interval, unique people, dwell time, satisfaction."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from dashboard import analytics
+from dashboard.deps import get_service, known_camera
+from dashboard.routes.people import time_range
+from dashboard.service import Service
+
+router = APIRouter(tags=["metrics"])
+IntervalQuery = Query("minute", description="Bucket size.")
+
+
+async def camera_metrics(service: Service, camera: str, interval: str, lo: float, hi: float):
+    try:
+        buckets = await service.ts.rollup(camera, interval, lo, hi)
+    except ValueError as exc:  # too many buckets for one read
+        raise HTTPException(400, str(exc)) from None
+    people = await service.ts.people(camera, since=lo, until=hi)
+    return buckets, len(people)
+
+
+@router.get("/api/metrics", summary="Every camera's and the overall emotion mix per interval, people, dwell, satisfaction")
+async def all_metrics(
+    interval: Literal["minute", "hour", "day"] = IntervalQuery,
+    start: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: end - dashboard.default_range_s)."),
+    end: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: now)."),
+    service: Service = Depends(get_service),
+) -> dict:
+    lo, hi = time_range(start, end, service.settings.dashboard.default_range_s)
+    cameras = sorted({c for c, _ in await service.ts.cameras()} | set(service.cameras))
+    per_camera, raw, people = {}, [], 0
+    for cam in cameras:
+        buckets, n = await camera_metrics(service, cam, interval, lo, hi)
+        raw.append(buckets)
+        people += n
+        rows = [analytics.from_bucket(b) for b in buckets]
+        per_camera[cam] = {"buckets": rows, "totals": analytics.totals(rows, n)}
+    overall = analytics.combine(raw)
+    return {"interval": interval, "start": lo, "end": hi, "satisfaction_definition": analytics.__doc__.split("\n\n")[1].strip(),
+            "cameras": per_camera, "overall": {"buckets": overall, "totals": analytics.totals(overall, people)}}
+
+
+@router.get("/api/cameras/{camera_id}/metrics", summary="One camera's emotion mix per interval, people, dwell, satisfaction")
+async def one_camera_metrics(
+    camera_id: str = Depends(known_camera),
+    interval: Literal["minute", "hour", "day"] = IntervalQuery,
+    start: float | None = Query(None, ge=0, le=1e11),
+    end: float | None = Query(None, ge=0, le=1e11),
+    service: Service = Depends(get_service),
+) -> dict:
+    lo, hi = time_range(start, end, service.settings.dashboard.default_range_s)
+    buckets, n = await camera_metrics(service, camera_id, interval, lo, hi)
+    rows = [analytics.from_bucket(b) for b in buckets]
+    return {"camera_id": camera_id, "interval": interval, "start": lo, "end": hi, "buckets": rows,
+            "totals": analytics.totals(rows, n)}

@@ -1,0 +1,76 @@
+"""The page (``/``), its static files, plotly.js served from the installed ``plotly`` package, and the login page."""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from dashboard.auth import COOKIE, presented_token, require_token, token_ok
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+router = APIRouter(include_in_schema=False)
+
+LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DeepFER sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;background:#111827;color:#e5e7eb;display:grid;place-items:center;height:100vh;margin:0}}
+form{{background:#1f2937;padding:2rem;border-radius:8px;min-width:18rem}}input{{width:100%;padding:.5rem;margin:.5rem 0 1rem;box-sizing:border-box}}
+button{{padding:.5rem 1rem}}.err{{color:#f87171}}</style></head><body>
+<form method="post" action="/login"><h1>DeepFER</h1><label for="token">API token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" autofocus>
+<p class="err">{error}</p><button type="submit">Sign in</button></form></body></html>"""
+
+
+def plotly_js() -> Path:
+    """plotly.min.js as shipped in the installed ``plotly`` package's data (never copied into the repository)."""
+    path = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+    if not path.is_file():
+        raise HTTPException(500, "plotly.min.js missing from the installed plotly package")
+    return path
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index(request: Request) -> Response:
+    if not token_ok(request.app.state.settings.dashboard.token, presented_token(request)):
+        return RedirectResponse("/login", status_code=303)
+    return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page() -> HTMLResponse:
+    return HTMLResponse(LOGIN_PAGE.format(error=""))
+
+
+@router.post("/login")
+async def login(request: Request, token: str = Form("")) -> Response:
+    settings = request.app.state.settings.dashboard
+    if not token_ok(settings.token, token):
+        return HTMLResponse(LOGIN_PAGE.format(error=html.escape("Wrong token." if token else "Enter the API token.")), status_code=401)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, token, max_age=settings.cookie_max_age_s, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/vendor/plotly.min.js", dependencies=[Depends(require_token)])
+async def vendor_plotly() -> FileResponse:
+    return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/static/{name}", dependencies=[Depends(require_token)])
+async def static_file(name: str) -> FileResponse:
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise HTTPException(404, f"no static file {name!r}")
+    types = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+    return FileResponse(path, media_type=types.get(path.suffix, "application/octet-stream"))

@@ -1,0 +1,69 @@
+"""``GET /metrics``: Prometheus text format, per camera and for the Redis writer, read live at each scrape."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from dashboard.deps import get_service
+from dashboard.service import Service
+
+router = APIRouter(tags=["metrics"])
+
+
+class PipelineCollector:
+    def __init__(self, service: Service):
+        self.service = service
+
+    def collect(self):
+        s = self.service
+        stats = s.pipeline.stats() if s.pipeline else {}
+        cams = [c for c in s.cameras]
+        up = GaugeMetricFamily("deepfer_camera_up", "1 when the camera's source is connected or playing", labels=["camera"])
+        fps = GaugeMetricFamily("deepfer_camera_fps", "Processed frames per second (recent window)", labels=["camera"])
+        faces = GaugeMetricFamily("deepfer_camera_faces", "Faces in the camera's latest processed frame", labels=["camera"])
+        p50 = GaugeMetricFamily("deepfer_camera_latency_p50_seconds", "Capture to result latency, median", labels=["camera"])
+        p95 = GaugeMetricFamily("deepfer_camera_latency_p95_seconds", "Capture to result latency, 95th percentile", labels=["camera"])
+        processed = CounterMetricFamily("deepfer_camera_frames_processed", "Frames analysed", labels=["camera"])
+        dropped = CounterMetricFamily("deepfer_camera_frames_dropped", "Live frames dropped while behind", labels=["camera"])
+        failed = CounterMetricFamily("deepfer_camera_frames_failed", "Frames whose analysis failed", labels=["camera"])
+        total_faces = CounterMetricFamily("deepfer_camera_faces_seen", "Face results over all processed frames", labels=["camera"])
+        for cid in cams:
+            st = stats.get(cid)
+            up.add_metric([cid], 1.0 if st is not None and st.status in ("connected", "running", "starting") else 0.0)
+            if st is None:
+                continue
+            latest = s.preview.latest(cid)
+            fps.add_metric([cid], st.recent_fps)
+            faces.add_metric([cid], len(latest.faces) if latest is not None else 0)
+            if st.latency_p50_ms is not None:
+                p50.add_metric([cid], st.latency_p50_ms / 1000)
+                p95.add_metric([cid], st.latency_p95_ms / 1000)
+            processed.add_metric([cid], st.frames_processed)
+            dropped.add_metric([cid], st.frames_dropped)
+            failed.add_metric([cid], st.frames_failed)
+            total_faces.add_metric([cid], st.faces)
+        yield from (up, fps, faces, p50, p95, processed, dropped, failed, total_faces)
+        sink = s.redis_sink
+        if sink is not None:
+            yield GaugeMetricFamily("deepfer_redis_buffer_depth", "Points produced but not yet in Redis (memory + journal)",
+                                    value=sink.buffer_depth)
+            yield GaugeMetricFamily("deepfer_redis_connected", "1 when the Redis writer is connected", value=float(sink.connected))
+            yield CounterMetricFamily("deepfer_redis_points_written", "Points written to Redis", value=sink.written)
+
+
+def registry_for(service: Service) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector(service))
+    return registry
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
+async def prometheus_metrics(service: Service = Depends(get_service)) -> Response:
+    registry = getattr(service, "prometheus", None)
+    if registry is None:
+        registry = service.prometheus = registry_for(service)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

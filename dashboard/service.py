@@ -1,0 +1,147 @@
+"""Everything the running dashboard holds: Redis, the models, the pipeline and its sinks, the saved cameras."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aggregator.redis_sink import RedisSink
+from aggregator.timeseries import EmotionTimeSeries, redis_client
+from dashboard.cameras import CameraConfig, CameraStore, StoredCamera
+from dashboard.preview import PreviewSink
+from streamer.config import Settings
+from streamer.pipeline import Pipeline
+from streamer.sources import SourceError, open_source, redact
+
+log = logging.getLogger(__name__)
+
+
+class CameraExists(ValueError):
+    pass
+
+
+class UnknownCamera(KeyError):
+    pass
+
+
+class Service:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.redis_url = ""
+        self.embedded = None
+        self.ts: EmotionTimeSeries | None = None
+        self.store: CameraStore | None = None
+        self.detector = self.classifier = None
+        self.pipeline: Pipeline | None = None
+        self.redis_sink: RedisSink | None = None
+        self.preview = PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
+        self.cameras: dict[str, StoredCamera] = {}
+        self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
+        self.started_at = time.time()
+        self._lock = asyncio.Lock()
+
+    # ----- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from aggregator.embedded_redis import connect_or_start
+        from streamer.run import default_tracker_factory, load_models
+
+        s = self.settings
+        self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
+        self.ts = EmotionTimeSeries(redis_client(self.redis_url, s.redis), s.redis)
+        self.store = CameraStore(self.ts.r, s.redis.key_prefix)
+        self.detector, self.classifier = await asyncio.to_thread(load_models, s)
+        self.redis_sink = RedisSink(s.redis, self.redis_url, s.paths.data_dir)
+        self.pipeline = Pipeline(s, self.detector, self.classifier, default_tracker_factory(s),
+                                 sinks=[self.redis_sink, self.preview])
+        await self.pipeline.start()
+        try:
+            saved = await self.store.all()
+        except Exception as exc:  # Redis down at start: serve anyway, cameras come back on the next start
+            log.warning("cannot read saved cameras from Redis at %s: %s", redact(self.redis_url), exc)
+            saved = {}
+        for cam in saved.values():
+            self.cameras[cam.id] = cam
+            try:
+                await self._start_source(cam)
+            except SourceError as exc:
+                self.errors[cam.id] = str(exc)
+                log.warning("camera %s (%s) not started: %s", cam.id, redact(cam.url), exc)
+        log.info("dashboard ready: Redis %s, %d camera(s), %s + %s", redact(self.redis_url), len(self.cameras),
+                 self.detector.name, self.classifier.name)
+
+    async def stop(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.stop()  # closes the Redis and preview sinks
+        if self.ts is not None:
+            await self.ts.aclose()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+    # ----- cameras -------------------------------------------------------------------------------------------------
+
+    async def _start_source(self, cam: StoredCamera) -> None:
+        s = self.settings
+        source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime)
+        self.preview.set_snapshots(cam.id, cam.options.snapshots and s.dashboard.snapshots)
+        self.pipeline.add_source(source)
+        if cam.paused:
+            self.pipeline.pause(cam.id)
+        self.errors.pop(cam.id, None)
+
+    async def add_camera(self, config: CameraConfig) -> StoredCamera:
+        async with self._lock:
+            if config.id in self.cameras:
+                raise CameraExists(f"camera id {config.id!r} is already in use")
+            cam = StoredCamera(**config.model_dump())
+            await self._start_source(cam)  # SourceError (bad path, unknown URI) before anything is saved
+            try:
+                await self.store.save(cam)
+            except Exception:
+                await self.pipeline.remove_source(cam.id)
+                raise
+            self.cameras[cam.id] = cam
+            log.info("camera %s added: %s", cam.id, redact(cam.url))
+            return cam
+
+    def camera(self, camera_id: str) -> StoredCamera:
+        cam = self.cameras.get(camera_id)
+        if cam is None:
+            raise UnknownCamera(camera_id)
+        return cam
+
+    async def remove_camera(self, camera_id: str) -> None:
+        async with self._lock:
+            self.camera(camera_id)
+            await self.store.delete(camera_id)
+            del self.cameras[camera_id]
+            self.errors.pop(camera_id, None)
+            if camera_id in self.pipeline.camera_ids:
+                await self.pipeline.remove_source(camera_id)
+            self.preview.forget(camera_id)
+            log.info("camera %s removed", camera_id)
+
+    async def set_paused(self, camera_id: str, paused: bool) -> StoredCamera:
+        async with self._lock:
+            cam = self.camera(camera_id).model_copy(update={"paused": paused})
+            await self.store.save(cam)
+            self.cameras[camera_id] = cam
+            if camera_id in self.pipeline.camera_ids:
+                (self.pipeline.pause if paused else self.pipeline.resume)(camera_id)
+            return cam
+
+    def camera_view(self, camera_id: str) -> dict:
+        """A camera as the API shows it: URL redacted, options, status and pipeline counters."""
+        cam = self.camera(camera_id)
+        stats = self.pipeline.stats().get(camera_id) if self.pipeline else None
+        status = "failed" if camera_id in self.errors else (stats.status if stats else "stopped")
+        return {"id": cam.id, "url": redact(cam.url), "options": cam.options.model_dump(), "paused": cam.paused,
+                "status": status, "error": self.errors.get(camera_id) or (stats.last_error if stats else None),
+                "stats": stats.to_dict() if stats else None}
+
+    async def known_camera(self, camera_id: str) -> bool:
+        """Configured now, or with data in Redis (a removed camera's history stays readable)."""
+        if camera_id in self.cameras:
+            return True
+        return await self.ts.r.zscore(self.ts.keys.cameras(), camera_id) is not None

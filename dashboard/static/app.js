@@ -1,0 +1,183 @@
+// DeepFER page: cameras, live previews, charts (plotly.js from the installed plotly package), upload, add-camera form.
+"use strict";
+const EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"];
+const COLOURS = {angry: "#e63946", disgust: "#6a994e", fear: "#9b5de5", happy: "#ffc828", neutral: "#c8c8c8", sad: "#3a86ff", surprise: "#ff7800"};
+const PLOT_LAYOUT = {barmode: "stack", paper_bgcolor: "#1e293b", plot_bgcolor: "#1e293b", font: {color: "#e2e8f0"},
+  margin: {l: 40, r: 10, t: 10, b: 30}, legend: {orientation: "h"}, yaxis: {title: "share"}};
+const cameras = {};  // id -> view from the API
+let selectedPerson = null;
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) k === "class" ? e.className = v : e.setAttribute(k, v);
+  for (const c of children) e.append(c);
+  return e;
+};
+
+async function api(path, options = {}) {
+  const res = await fetch(path, {credentials: "same-origin", ...options});
+  if (res.status === 401) { location.href = "/login"; throw new Error("sign in"); }
+  const body = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) throw new Error((body && body.detail) || res.statusText);
+  return body;
+}
+
+function range() {
+  const [seconds, interval] = $("#range").value.split(",");
+  const end = Date.now() / 1000;
+  return {start: end - Number(seconds), end, interval};
+}
+
+// ----- cameras ---------------------------------------------------------------------------------------------------
+function cameraCard(cam) {
+  const card = el("div", {class: "camera", id: `camera-${cam.id}`, "data-camera": cam.id});
+  const img = el("img", {alt: `live preview of ${cam.id}`, src: `/api/cameras/${encodeURIComponent(cam.id)}/preview.mjpg`});
+  const pause = el("button", {class: "secondary"}, cam.paused ? "Resume" : "Pause");
+  pause.onclick = async () => {
+    await api(`/api/cameras/${encodeURIComponent(cam.id)}/${cameras[cam.id].paused ? "resume" : "pause"}`, {method: "POST"});
+    refreshCameras();
+  };
+  const remove = el("button", {class: "danger"}, "Remove");
+  remove.onclick = async () => {
+    if (!confirm(`Remove camera ${cam.id}? Its history stays.`)) return;
+    await api(`/api/cameras/${encodeURIComponent(cam.id)}`, {method: "DELETE"});
+    refreshCameras();
+  };
+  const right = el("div", {},
+    el("div", {class: "head"}, el("strong", {}, cam.id), el("span", {class: "status"}, ""), el("span", {class: "muted url"}, cam.url), pause, remove),
+    el("p", {class: "muted counters"}),
+    el("div", {class: "chart camera-chart", id: `chart-${cam.id}`, "data-points": "0"}),
+    el("h3", {class: "muted"}, "People in range (click for a timeline)"),
+    el("table", {class: "people"}, el("thead", {}, el("tr", {}, ...["person", "now", "dominant", "seen", "dwell"].map(h => el("th", {}, h)))), el("tbody")));
+  card.append(img, right);
+  return card;
+}
+
+function showCamera(cam) {
+  let card = document.getElementById(`camera-${cam.id}`);
+  if (!card) {
+    const box = $("#cameras");
+    if (!Object.keys(cameras).length) box.innerHTML = "";
+    card = cameraCard(cam);
+    box.append(card);
+  }
+  cameras[cam.id] = cam;
+  const status = $(".status", card);
+  status.textContent = cam.status;
+  status.className = `status ${cam.status}`;
+  $(".head button.secondary", card).textContent = cam.paused ? "Resume" : "Pause";
+  const s = cam.stats;
+  $(".counters", card).textContent = (cam.error ? `error: ${cam.error} · ` : "") + (s ?
+    `${s.frames_processed} frames · ${s.recent_fps} fps · ${s.faces} faces · dropped ${s.frames_dropped} · latency p50 ${s.latency_p50_ms ?? "–"} ms` : "");
+}
+
+async function refreshCameras(list) {
+  list = list || await api("/api/cameras");
+  const ids = new Set(list.map(c => c.id));
+  for (const id of Object.keys(cameras)) if (!ids.has(id)) { document.getElementById(`camera-${id}`)?.remove(); delete cameras[id]; }
+  list.forEach(showCamera);
+  if (!list.length) $("#cameras").innerHTML = '<p class="muted">No camera yet: add one below.</p>';
+}
+
+// ----- charts ----------------------------------------------------------------------------------------------------
+function mixTraces(buckets) {
+  const x = buckets.map(b => new Date(b.start * 1000));
+  return EMOTIONS.map(e => ({type: "bar", name: e, x, y: buckets.map(b => b.emotion_mix[e]), marker: {color: COLOURS[e]}}));
+}
+
+async function refreshMetrics() {
+  const r = range();
+  const m = await api(`/api/metrics?interval=${r.interval}&start=${r.start}&end=${r.end}`);
+  const t = m.overall.totals;
+  $("#kpi-people").textContent = t.unique_people;
+  $("#kpi-satisfaction").textContent = t.satisfaction === null ? "–" : t.satisfaction.toFixed(2);
+  $("#kpi-dwell").textContent = `${t.mean_dwell_s.toFixed(1)} s`;
+  Plotly.react("chart-overall", mixTraces(m.overall.buckets.filter(b => b.points)), PLOT_LAYOUT, {displayModeBar: false, responsive: true});
+  for (const [id, data] of Object.entries(m.cameras)) {
+    const div = document.getElementById(`chart-${id}`);
+    if (!div) continue;
+    Plotly.react(div, mixTraces(data.buckets.filter(b => b.points)), {...PLOT_LAYOUT, height: 220}, {displayModeBar: false, responsive: true});
+    div.dataset.points = data.totals.points;
+    div.dataset.satisfaction = data.totals.satisfaction ?? "";
+    refreshPeople(id, r);
+  }
+}
+
+async function refreshPeople(id, r) {
+  const data = await api(`/api/cameras/${encodeURIComponent(id)}/people?start=${r.start}&end=${r.end}`);
+  const tbody = $(`#camera-${CSS.escape(id)} table.people tbody`);
+  if (!tbody) return;
+  tbody.innerHTML = "";
+  for (const p of data.people) {
+    const row = el("tr", {class: "person", "data-person": p.person_id},
+      el("td", {}, p.person_id), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
+      el("td", {}, new Date(p.last_seen * 1000).toLocaleTimeString()), el("td", {}, `${p.duration_s.toFixed(1)} s`));
+    row.onclick = () => { selectedPerson = {camera: id, person: p.person_id}; refreshPerson(); };
+    tbody.append(row);
+  }
+}
+
+async function refreshPerson() {
+  if (!selectedPerson) return;
+  const {camera, person} = selectedPerson;
+  const data = await api(`/api/cameras/${encodeURIComponent(camera)}/people/${encodeURIComponent(person)}/series`);
+  $("#person-hint").textContent = `${person} on ${camera}: ${data.points.length} points (smoothed probabilities)`;
+  const x = data.points.map(p => new Date(p.t * 1000));
+  const traces = EMOTIONS.map(e => ({type: "scatter", mode: "lines", name: e, x, y: data.points.map(p => p.smoothed[e]), line: {color: COLOURS[e]}}));
+  Plotly.react("chart-person", traces, {...PLOT_LAYOUT, barmode: undefined, yaxis: {title: "probability", range: [0, 1]}},
+    {displayModeBar: false, responsive: true});
+  $("#chart-person").dataset.points = data.points.length;
+}
+
+// ----- forms -----------------------------------------------------------------------------------------------------
+$("#add-camera").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = ev.target, msg = $("#add-camera-message");
+  const body = {id: f.id.value.trim(), url: f.url.value.trim(), options: {realtime: f.realtime.checked, snapshots: f.snapshots.checked}};
+  try {
+    const cam = await api("/api/cameras", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+    msg.textContent = `Added ${cam.id}.`; msg.className = "message";
+    f.reset();
+    refreshCameras();
+  } catch (e) { msg.textContent = e.message; msg.className = "message error"; }
+};
+
+$("#predict-form").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const out = $("#predict-result"), file = $("#predict-file").files[0];
+  if (!file) return;
+  out.textContent = "analysing…";
+  const form = new FormData();
+  form.append("file", file);
+  try {
+    const r = await api("/api/predict", {method: "POST", body: form});
+    out.innerHTML = "";
+    out.dataset.faces = r.faces.length;
+    if (!r.faces.length) out.append(el("p", {class: "no-face"}, "No face found."));
+    r.faces.forEach((f, i) => {
+      const box = el("div", {class: "face"}, el("div", {}, el("span", {class: "face-emotion"}, f.emotion),
+        el("span", {class: "muted"}, ` face ${i + 1}, ${(f.confidence * 100).toFixed(0)}% · box ${f.box.x1.toFixed(0)},${f.box.y1.toFixed(0)}–${f.box.x2.toFixed(0)},${f.box.y2.toFixed(0)}`)));
+      for (const e of EMOTIONS) box.append(el("div", {class: "bar"}, el("span", {}, e),
+        el("div", {style: `width:${(f.probabilities[e] * 200).toFixed(0)}px;background:${COLOURS[e]}`}), el("span", {}, f.probabilities[e].toFixed(2))));
+      out.append(box);
+    });
+  } catch (e) { out.innerHTML = ""; out.append(el("p", {class: "error"}, e.message)); }
+};
+
+$("#range").onchange = () => refreshMetrics().catch(console.error);
+
+// ----- live updates (Server-Sent Events) -------------------------------------------------------------------------
+function connectEvents() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("cameras", (ev) => { $("#live-status").textContent = "live"; refreshCameras(JSON.parse(ev.data)); });
+  source.addEventListener("faces", (ev) => {
+    const e = JSON.parse(ev.data), card = document.getElementById(`camera-${e.camera_id}`);
+    if (card) card.dataset.liveFaces = e.faces.map(f => `${f.person_id ?? "?"}:${f.emotion}`).join(" ");
+  });
+  source.onerror = () => { $("#live-status").textContent = "reconnecting…"; };
+}
+
+refreshCameras().then(refreshMetrics).catch(console.error);
+connectEvents();
+setInterval(() => { refreshMetrics().catch(console.error); refreshPerson().catch(console.error); }, 3000);
