@@ -6,6 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS
 from dashboard import analytics
 from dashboard.deps import get_service, known_camera
 from dashboard.routes.people import time_range
@@ -13,6 +14,16 @@ from dashboard.service import Service
 
 router = APIRouter(tags=["metrics"])
 IntervalQuery = Query("minute", description="Bucket size.")
+
+
+def metrics_range(start: float | None, end: float | None, interval: str, default_s: float) -> tuple[float, float]:
+    """The time range, or 400 when it is backwards or holds more buckets than one read allows."""
+    lo, hi = time_range(start, end, default_s)
+    buckets = int((hi - lo) // INTERVAL_S[interval]) + 1
+    if buckets > MAX_BUCKETS:
+        raise HTTPException(400, f"{buckets} {interval} buckets asked; at most {MAX_BUCKETS} per request: "
+                                 "use a larger interval or a shorter range")
+    return lo, hi
 
 
 async def camera_metrics(service: Service, camera: str, interval: str, lo: float, hi: float):
@@ -31,7 +42,7 @@ async def all_metrics(
     end: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: now)."),
     service: Service = Depends(get_service),
 ) -> dict:
-    lo, hi = time_range(start, end, service.settings.dashboard.default_range_s)
+    lo, hi = metrics_range(start, end, interval, service.settings.dashboard.default_range_s)
     cameras = sorted({c for c, _ in await service.ts.cameras()} | set(service.cameras))
     per_camera, raw, people = {}, [], 0
     for cam in cameras:
@@ -53,7 +64,7 @@ async def one_camera_metrics(
     end: float | None = Query(None, ge=0, le=1e11),
     service: Service = Depends(get_service),
 ) -> dict:
-    lo, hi = time_range(start, end, service.settings.dashboard.default_range_s)
+    lo, hi = metrics_range(start, end, interval, service.settings.dashboard.default_range_s)
     buckets, n = await camera_metrics(service, camera_id, interval, lo, hi)
     rows = [analytics.from_bucket(b) for b in buckets]
     return {"camera_id": camera_id, "interval": interval, "start": lo, "end": hi, "buckets": rows,
