@@ -339,6 +339,8 @@ def test_page_in_headless_chromium(server, woman2, media):
             page.wait_for_function(f"Number(document.getElementById('chart-{CAMERA}').dataset.points) > 0", timeout=30_000)
             page.wait_for_selector(f"#chart-{CAMERA} .main-svg", timeout=10_000)  # plotly drew it
             assert page.locator(f"#camera-{CAMERA} tr.person").count() >= 1
+            # the annotated MJPEG preview shows a frame (the camera has ended: its last frame)
+            page.wait_for_function(f"document.querySelector('#camera-{CAMERA} img').naturalWidth === 596", timeout=15_000)
             # upload justin.jpg and see the predicted emotion
             page.set_input_files("#predict-file", str(media / "justin.jpg"))
             page.click("#predict-form button[type=submit]")

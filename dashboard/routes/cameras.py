@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import StreamingResponse
@@ -69,12 +70,16 @@ async def preview_mjpeg(camera_id: str = Depends(configured_camera), service: Se
     period = 1.0 / service.settings.dashboard.preview_fps
 
     async def frames():
-        last = None
+        # each part ends with the next boundary, so browsers show a frame at once (a camera that ended sends no more)
+        # and an unchanged frame is sent again every second (browsers show a part once the next one starts)
+        last, sent = None, 0.0
+        yield b"--frame\r\n"
         while camera_id in service.cameras:
             data = await asyncio.to_thread(service.preview.jpeg, camera_id)
-            if data is not None and data is not last:
-                last = data
-                yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n"
+            if data is not None and (data is not last or time.monotonic() - sent >= 1.0):
+                last, sent = data, time.monotonic()
+                yield (b"Content-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n"
+                       + data + b"\r\n--frame\r\n")
             await asyncio.sleep(period)
 
     return StreamingResponse(frames(), media_type="multipart/x-mixed-replace; boundary=frame",
