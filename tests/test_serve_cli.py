@@ -1,0 +1,72 @@
+"""``deepfer serve`` as a user starts it: a fresh machine (no Redis answering: an embedded redis-server), no camera,
+its address printed, /health answering, Ctrl-C stopping it cleanly; bad start-up options are one line, exit 2."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from redis_helpers import free_port
+from streamer.cli import app
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def serve(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
+    return subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", *args], cwd=cwd, env=environ, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_serve_on_a_fresh_machine_starts_embedded_redis_and_prints_its_address(tiny_checkpoint: Path, tmp_path: Path):
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs the redis-server binary (apt-get install redis-server)")
+    port, dead = free_port(), free_port()
+    # no Redis answers at default_url: serve must start its own under paths.data_dir
+    proc = serve("--port", str(port), "--weights", str(tiny_checkpoint), cwd=tmp_path,
+                 DEEPFER_REDIS__DEFAULT_URL=f"redis://127.0.0.1:{dead}", DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
+                 DEEPFER_CLASSIFIER__DEVICE="cpu", DEEPFER_DETECTOR__DEVICE="cpu")
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while not any("DeepFER dashboard on" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "serve exited early:\n" + "".join(lines)
+            lines.append(line)
+        address = re.search(r"http://\S+", next(line for line in lines if "DeepFER dashboard on" in line)).group(0)
+        assert address == f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                health = httpx.get(f"{address}health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+                time.sleep(0.3)
+        assert health.status_code == 200 and health.json() == {**health.json(), "status": "ok", "redis": True, "cameras": 0}
+        assert (tmp_path / "data" / "redis" / "url").is_file()  # the embedded server is running
+        assert httpx.get(f"{address}api/cameras").json() == []  # loopback without a token: open
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + out
+    assert not (tmp_path / "data" / "redis" / "url").exists()  # the embedded server was stopped
+
+
+def test_serve_start_up_errors_are_one_line():
+    runner = CliRunner()
+    off_loopback = runner.invoke(app, ["serve", "--host", "0.0.0.0"], env={"DEEPFER_DASHBOARD__TOKEN": ""})
+    assert off_loopback.exit_code == 2 and "token" in off_loopback.output and "Traceback" not in off_loopback.output
+    missing = runner.invoke(app, ["serve", "--weights", "/nonexistent/model.pt"])
+    assert missing.exit_code == 2 and "weights file not found" in missing.output
