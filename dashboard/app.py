@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from dashboard.auth import require_token
 from dashboard.routes import cameras, health, live, metrics, pages, people, predict, prometheus
@@ -57,9 +58,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.stop()
 
-    app = FastAPI(title="DeepFER", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # the spec and the docs need the token too: FastAPI's own routes for them are replaced by protected ones
+    app = FastAPI(title="DeepFER", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     protected = [Depends(require_token)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
+    async def openapi_spec() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=protected)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API")
     app.include_router(health.router)
     app.include_router(pages.router)
     for module in (predict, cameras, people, metrics, live, prometheus):

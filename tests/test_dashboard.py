@@ -113,11 +113,13 @@ def woman2(api, media):
 def test_health_is_open_and_everything_else_needs_the_token(server):
     health = httpx.get(f"{server.url}/health")
     assert health.status_code == 200 and health.json()["redis"] is True
-    for path in ("/api/cameras", "/api/metrics", "/metrics", "/openapi.json" if False else "/api/cameras/x/people"):
+    for path in ("/api/cameras", "/api/metrics", "/metrics", "/openapi.json", "/docs", "/api/cameras/x/people"):
         assert httpx.get(f"{server.url}{path}").status_code == 401, path
         wrong = httpx.get(f"{server.url}{path}", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and "wrong API token" in wrong.json()["detail"], path
     assert httpx.get(f"{server.url}/api/cameras", params={"token": TOKEN}).status_code == 200
+    spec = httpx.get(f"{server.url}/openapi.json", headers=AUTH).json()
+    assert {"/health", "/api/predict", "/api/cameras", "/api/metrics", "/api/events", "/metrics"} <= set(spec["paths"])
     page = httpx.get(f"{server.url}/", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"] == "/login"
     assert httpx.get(f"{server.url}/login").status_code == 200
