@@ -8,8 +8,10 @@ Shut-down stops the pipeline (flushing Redis) and any embedded redis-server.
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import asynccontextmanager
 
+from redis.exceptions import RedisError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -45,8 +47,22 @@ class UploadLimit:
         await self.app(scope, receive, send)
 
 
+class HideTokenInAccessLog(logging.Filter):
+    """uvicorn's access log shows query strings: ``?token=...`` (EventSource, MJPEG) is written as ``token=***``."""
+
+    PATTERN = re.compile(r"(?i)([?&]token=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, HideTokenInAccessLog) for f in access.filters):
+        access.addFilter(HideTokenInAccessLog())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -77,6 +93,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=protected)
     # multipart overhead on top of the image itself
     app.add_middleware(UploadLimit, max_bytes=int(settings.dashboard.max_upload_mb * 2**20) + 64 * 1024)
+
+    @app.exception_handler(RedisError)
+    async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
+        """Redis unreachable mid-request: 503 with the reason (the pipeline keeps buffering points meanwhile)."""
+        log.warning("%s %s: Redis error %s", request.method, request.url.path, exc.__class__.__name__)
+        return JSONResponse({"detail": f"Redis is unavailable ({exc.__class__.__name__}); try again shortly"}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -308,6 +308,25 @@ def test_cameras_survive_a_restart(tiny_checkpoint, redis_url, prefix, server, a
         api.delete("/api/cameras/lobby")
 
 
+def test_redis_down_is_a_503_not_a_500(tiny_checkpoint, tmp_path, media):
+    from redis_helpers import RedisServer
+
+    redis_server = RedisServer(tmp_path / "redis").start()
+    settings = dashboard_settings(tiny_checkpoint, redis_server.url, "deepfer-test-down", tmp_path / "data", free_port())
+    try:
+        with LiveServer(settings) as live, httpx.Client(base_url=live.url, headers=AUTH, timeout=30) as client:
+            assert client.get("/health").json()["redis"] is True
+            redis_server.stop()
+            assert client.get("/health").json()["redis"] is False
+            people = client.get("/api/cameras/hall/people")
+            assert people.status_code == 503 and "Redis is unavailable" in people.json()["detail"]
+            add = client.post("/api/cameras", json={"id": "hall", "url": str(media / "woman2.mp4")})
+            assert add.status_code == 503
+            assert client.get("/api/cameras").json() == []  # nothing half-added
+    finally:
+        redis_server.stop()
+
+
 def test_token_required_off_loopback():
     with pytest.raises(ValueError, match="token"):
         Settings(dashboard={"host": "0.0.0.0"})

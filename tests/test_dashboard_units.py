@@ -48,3 +48,14 @@ def test_preview_keeps_face_images_only_with_snapshots_on():
     assert sink.snapshot("hall", 1) is None  # at most snapshot_max_people kept, oldest forgotten
     sink.forget("hall")
     assert sink.jpeg("hall") is None and sink.snapshot("hall", 2) is None
+
+
+def test_access_log_hides_the_token_query():
+    import logging
+
+    from dashboard.app import HideTokenInAccessLog
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", "/api/events?camera=a&token=s3cret", "1.1", 200), None)
+    HideTokenInAccessLog().filter(record)
+    assert "s3cret" not in record.getMessage() and "token=***" in record.getMessage()
