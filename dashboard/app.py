@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from dashboard.auth import require_token
 from dashboard.routes import cameras, health, live, metrics, pages, people, predict, prometheus
+from dashboard.schemas import Problem
 from dashboard.service import Service
 from streamer.config import Settings
 
@@ -89,8 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API")
     app.include_router(health.router)
     app.include_router(pages.router)
+    errors = {401: {"model": Problem, "description": "Missing or wrong API token"},
+              404: {"model": Problem, "description": "Unknown camera or person"},
+              503: {"model": Problem, "description": "Redis is unavailable"}}
     for module in (predict, cameras, people, metrics, live, prometheus):
-        app.include_router(module.router, dependencies=protected)
+        app.include_router(module.router, dependencies=protected, responses=errors)
     # multipart overhead on top of the image itself
     app.add_middleware(UploadLimit, max_bytes=int(settings.dashboard.max_upload_mb * 2**20) + 64 * 1024)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import StreamingResponse
 
 from dashboard.cameras import CameraConfig
+from dashboard.schemas import Camera
 from dashboard.deps import configured_camera, get_service
 from dashboard.service import CameraExists, Service
 from streamer.sources import SourceError
@@ -17,24 +18,24 @@ router = APIRouter(prefix="/api/cameras", tags=["cameras"])
 
 
 @router.get("", summary="Every camera with its status and counters (URLs redacted)")
-async def list_cameras(service: Service = Depends(get_service)) -> list[dict]:
-    return [service.camera_view(cid) for cid in service.cameras]
+async def list_cameras(service: Service = Depends(get_service)) -> list[Camera]:
+    return [Camera(**service.camera_view(cid)) for cid in service.cameras]
 
 
 @router.post("", status_code=201, summary="Add a camera and start analysing it now")
-async def add_camera(config: CameraConfig, service: Service = Depends(get_service)) -> dict:
+async def add_camera(config: CameraConfig, service: Service = Depends(get_service)) -> Camera:
     try:
         cam = await service.add_camera(config)
     except CameraExists as exc:
         raise HTTPException(409, str(exc)) from None
     except SourceError as exc:
         raise HTTPException(400, f"cannot open the source: {exc}") from None
-    return service.camera_view(cam.id)
+    return Camera(**service.camera_view(cam.id))
 
 
 @router.get("/{camera_id}", summary="One camera")
-async def get_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> dict:
-    return service.camera_view(camera_id)
+async def get_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Camera:
+    return Camera(**service.camera_view(camera_id))
 
 
 @router.delete("/{camera_id}", status_code=204, summary="Stop and forget a camera (its stored history stays)")
@@ -44,15 +45,15 @@ async def remove_camera(camera_id: str = Depends(configured_camera), service: Se
 
 
 @router.post("/{camera_id}/pause", summary="Pause analysis (live cameras stay connected)")
-async def pause_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> dict:
+async def pause_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Camera:
     await service.set_paused(camera_id, True)
-    return service.camera_view(camera_id)
+    return Camera(**service.camera_view(camera_id))
 
 
 @router.post("/{camera_id}/resume", summary="Resume analysis")
-async def resume_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> dict:
+async def resume_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Camera:
     await service.set_paused(camera_id, False)
-    return service.camera_view(camera_id)
+    return Camera(**service.camera_view(camera_id))
 
 
 @router.get("/{camera_id}/preview.jpg", summary="The latest annotated frame (JPEG, memory only)",

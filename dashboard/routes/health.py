@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter, Depends
 
+from dashboard.schemas import Health
 from dashboard.deps import get_service
 from dashboard.service import Service
 
@@ -13,10 +14,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", summary="Liveness and Redis reachability")
-async def health(service: Service = Depends(get_service)) -> dict:
+async def health(service: Service = Depends(get_service)) -> Health:
     try:
         redis_ok = bool(await service.ts.r.ping())
     except Exception:
         redis_ok = False
-    return {"status": "ok", "redis": redis_ok, "cameras": len(service.cameras),
-            "uptime_s": round(time.time() - service.started_at, 1)}
+    return Health(**{"status": "ok", "redis": redis_ok, "cameras": len(service.cameras),
+            "uptime_s": round(time.time() - service.started_at, 1)})

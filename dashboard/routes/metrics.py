@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS
 from dashboard import analytics
+from dashboard.schemas import AllMetrics, CameraMetrics
 from dashboard.deps import get_service, known_camera
 from dashboard.routes.people import time_range
 from dashboard.service import Service
@@ -41,7 +42,7 @@ async def all_metrics(
     start: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: end - dashboard.default_range_s)."),
     end: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: now)."),
     service: Service = Depends(get_service),
-) -> dict:
+) -> AllMetrics:
     lo, hi = metrics_range(start, end, interval, service.settings.dashboard.default_range_s)
     cameras = sorted({c for c, _ in await service.ts.cameras()} | set(service.cameras))
     per_camera, raw, people = {}, [], 0
@@ -52,8 +53,8 @@ async def all_metrics(
         rows = [analytics.from_bucket(b) for b in buckets]
         per_camera[cam] = {"buckets": rows, "totals": analytics.totals(rows, n)}
     overall = analytics.combine(raw)
-    return {"interval": interval, "start": lo, "end": hi, "satisfaction_definition": analytics.__doc__.split("\n\n")[1].strip(),
-            "cameras": per_camera, "overall": {"buckets": overall, "totals": analytics.totals(overall, people)}}
+    return AllMetrics(interval=interval, start=lo, end=hi, satisfaction_definition=analytics.__doc__.split("\n\n")[1].strip(),
+                      cameras=per_camera, overall={"buckets": overall, "totals": analytics.totals(overall, people)})
 
 
 @router.get("/api/cameras/{camera_id}/metrics", summary="One camera's emotion mix per interval, people, dwell, satisfaction")
@@ -63,9 +64,9 @@ async def one_camera_metrics(
     start: float | None = Query(None, ge=0, le=1e11),
     end: float | None = Query(None, ge=0, le=1e11),
     service: Service = Depends(get_service),
-) -> dict:
+) -> CameraMetrics:
     lo, hi = metrics_range(start, end, interval, service.settings.dashboard.default_range_s)
     buckets, n = await camera_metrics(service, camera_id, interval, lo, hi)
     rows = [analytics.from_bucket(b) for b in buckets]
-    return {"camera_id": camera_id, "interval": interval, "start": lo, "end": hi, "buckets": rows,
-            "totals": analytics.totals(rows, n)}
+    return CameraMetrics(camera_id=camera_id, interval=interval, start=lo, end=hi, buckets=rows,
+                         totals=analytics.totals(rows, n))

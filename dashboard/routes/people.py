@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
+from dashboard.schemas import PeopleInRange, PeopleNow, Series
 from dashboard.deps import get_service, known_camera
 from dashboard.service import Service
 
@@ -23,10 +24,10 @@ def time_range(start: float | None, end: float | None, default_s: float) -> tupl
 
 
 @router.get("/now", summary="People in view now (seen within dashboard.present_window_s)")
-async def people_now(camera_id: str = Depends(known_camera), service: Service = Depends(get_service)) -> dict:
+async def people_now(camera_id: str = Depends(known_camera), service: Service = Depends(get_service)) -> PeopleNow:
     cfg = service.settings.dashboard
     found = await service.ts.people(camera_id, since=time.time() - cfg.present_window_s, limit=cfg.max_people)
-    return {"camera_id": camera_id, "within_s": cfg.present_window_s, "people": [p.to_dict() for p in found]}
+    return PeopleNow(camera_id=camera_id, within_s=cfg.present_window_s, people=[p.to_dict() for p in found])
 
 
 @router.get("", summary="People seen in a time range (default: the last dashboard.default_range_s)")
@@ -35,11 +36,11 @@ async def people_in_range(
     start: float | None = Query(None, ge=0, le=1e11, description="Unix seconds."),
     end: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: now)."),
     service: Service = Depends(get_service),
-) -> dict:
+) -> PeopleInRange:
     cfg = service.settings.dashboard
     lo, hi = time_range(start, end, cfg.default_range_s)
     found = await service.ts.people(camera_id, since=lo, until=hi, limit=cfg.max_people)
-    return {"camera_id": camera_id, "start": lo, "end": hi, "people": [p.to_dict() for p in found]}
+    return PeopleInRange(camera_id=camera_id, start=lo, end=hi, people=[p.to_dict() for p in found])
 
 
 @router.get("/{person_id}/series", summary="One person's emotion time series (smoothed and raw probabilities)")
@@ -49,12 +50,12 @@ async def person_series(
     start: float | None = Query(None, ge=0, le=1e11),
     end: float | None = Query(None, ge=0, le=1e11),
     service: Service = Depends(get_service),
-) -> dict:
+) -> Series:
     if start is not None and end is not None and start >= end:
         raise HTTPException(400, f"start ({start}) must be before end ({end})")
     limit = service.settings.dashboard.max_series_points
     points = await service.ts.series(camera_id, person_id, start, end, count=limit)
     if not points and not await service.ts.r.exists(service.ts.keys.person(camera_id, person_id)):
         raise HTTPException(404, f"unknown person {person_id!r} on camera {camera_id!r}")
-    return {"camera_id": camera_id, "person_id": person_id, "truncated": len(points) >= limit,
-            "points": [p.to_dict() for p in points]}
+    return Series(camera_id=camera_id, person_id=person_id, truncated=len(points) >= limit,
+                  points=[p.to_dict() for p in points])

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
 from PIL import Image, UnidentifiedImageError
 
 from classifier.predict import analyze_image
+from dashboard.schemas import Prediction, Problem
 from dashboard.deps import get_service
 from dashboard.service import Service
 
@@ -46,8 +47,12 @@ def decode(data: bytes, max_pixels: int):
         raise HTTPException(422, f"cannot decode the image: {exc}") from None
 
 
-@router.post("/api/predict", summary="Faces and emotions in one image (JPEG, PNG or WebP)")
-async def predict(file: UploadFile = File(..., description="The image."), service: Service = Depends(get_service)) -> dict:
+@router.post("/api/predict", summary="Faces and emotions in one image (JPEG, PNG or WebP)", responses={
+    400: {"model": Problem, "description": "Empty upload"},
+    413: {"model": Problem, "description": "Over dashboard.max_upload_mb or dashboard.max_image_pixels"},
+    415: {"model": Problem, "description": "Not a JPEG, PNG or WebP image"},
+    422: {"model": Problem, "description": "No file field, or an image that cannot be decoded"}})
+async def predict(file: UploadFile = File(..., description="The image."), service: Service = Depends(get_service)) -> Prediction:
     cfg = service.settings.dashboard
     data = await read_limited(file, int(cfg.max_upload_mb * 2**20))
     if not data:
@@ -56,5 +61,5 @@ async def predict(file: UploadFile = File(..., description="The image."), servic
     faces = await asyncio.to_thread(analyze_image, image, service.detector, service.classifier,
                                     service.settings.classifier.crop_margin)
     keep = ("box", "emotion", "confidence", "probabilities")
-    return {"width": int(image.shape[1]), "height": int(image.shape[0]), "model": service.classifier.name,
-            "faces": [{k: v for k, v in f.to_dict().items() if k in keep} for f in faces]}
+    return Prediction(**{"width": int(image.shape[1]), "height": int(image.shape[0]), "model": service.classifier.name,
+            "faces": [{k: v for k, v in f.to_dict().items() if k in keep} for f in faces]})

@@ -1,0 +1,144 @@
+"""Response shapes, for the OpenAPI documentation (and checked by FastAPI on every answer)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, Field
+
+from dashboard.cameras import CameraOptions
+
+Probabilities = dict[str, float]
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="Why the request was refused, in one sentence.")
+
+
+class Health(BaseModel):
+    status: str
+    redis: bool = Field(description="Redis answers a PING.")
+    cameras: int
+    uptime_s: float
+
+
+class Box(BaseModel):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float = Field(description="Detector confidence.")
+
+
+class PredictedFace(BaseModel):
+    box: Box = Field(description="Pixels of the uploaded image (after its EXIF rotation).")
+    emotion: str
+    confidence: float
+    probabilities: Probabilities = Field(description="The 7 emotions, summing to 1.")
+
+
+class Prediction(BaseModel):
+    width: int
+    height: int
+    model: str
+    faces: list[PredictedFace] = Field(description="Largest first; empty when no face was found.")
+
+
+class Camera(BaseModel):
+    id: str
+    url: str = Field(description="Credentials redacted.")
+    options: CameraOptions
+    paused: bool
+    status: str = Field(description="starting, connecting, connected, reconnecting, paused, ended, failed or stopped.")
+    error: Optional[str]
+    stats: Optional[dict] = Field(description="Pipeline counters: frames read/processed/dropped, fps, latency p50/p95 ms ...")
+
+
+class Person(BaseModel):
+    camera_id: str
+    person_id: str
+    track_id: int
+    first_seen: float
+    last_seen: float
+    label: str = Field(description="Current smoothed emotion.")
+    confidence: float
+    probabilities: Probabilities = Field(description="Current smoothed probabilities.")
+    emotion_points: dict[str, int] = Field(description="Stored points per shown emotion.")
+    points: int
+    dwell_s: float
+    duration_s: float
+    dominant: str = Field(description="The emotion shown longest.")
+
+
+class PeopleNow(BaseModel):
+    camera_id: str
+    within_s: float
+    people: list[Person]
+
+
+class PeopleInRange(BaseModel):
+    camera_id: str
+    start: float
+    end: float
+    people: list[Person]
+
+
+class SeriesPoint(BaseModel):
+    t: float
+    label: str
+    raw_label: str
+    confidence: float
+    smoothed: Probabilities
+    raw: Probabilities
+
+
+class Series(BaseModel):
+    camera_id: str
+    person_id: str
+    truncated: bool = Field(description="True when dashboard.max_series_points cut the answer.")
+    points: list[SeriesPoint]
+
+
+class Bucket(BaseModel):
+    start: float
+    interval_s: int
+    points: int
+    emotion_points: dict[str, int]
+    emotion_mix: Probabilities = Field(description="Share of points per shown emotion.")
+    unique_people: int
+    dwell_s: float = Field(description="Person-seconds in view.")
+    mean_dwell_s: float
+    satisfaction: Optional[float] = Field(description="-1..1; null without points. See satisfaction_definition.")
+
+
+class Totals(BaseModel):
+    points: int
+    emotion_points: dict[str, int]
+    emotion_mix: Probabilities
+    unique_people: int
+    dwell_s: float
+    mean_dwell_s: float
+    satisfaction: Optional[float]
+
+
+class CameraMetrics(BaseModel):
+    camera_id: str
+    interval: str
+    start: float
+    end: float
+    buckets: list[Bucket]
+    totals: Totals
+
+
+class BucketsAndTotals(BaseModel):
+    buckets: list[Bucket]
+    totals: Totals
+
+
+class AllMetrics(BaseModel):
+    interval: str
+    start: float
+    end: float
+    satisfaction_definition: str
+    cameras: dict[str, BucketsAndTotals]
+    overall: BucketsAndTotals
