@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API")
     app.include_router(health.router)
     app.include_router(pages.router)
-    errors = {401: {"model": Problem, "description": "Missing or wrong API token"},
+    errors = {400: {"model": Problem, "description": "A value that cannot be used (the reason says which)"},
+              401: {"model": Problem, "description": "Missing or wrong API token"},
               404: {"model": Problem, "description": "Unknown camera or person"},
               503: {"model": Problem, "description": "Redis is unavailable"}}
     for module in (predict, cameras, people, metrics, live, prometheus):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import StreamingResponse
 
 from dashboard.cameras import CameraConfig
-from dashboard.schemas import Camera
+from dashboard.schemas import Camera, Problem
 from dashboard.deps import configured_camera, get_service
 from dashboard.service import CameraExists, Service
 from streamer.sources import SourceError
@@ -22,7 +22,8 @@ async def list_cameras(service: Service = Depends(get_service)) -> list[Camera]:
     return [Camera(**service.camera_view(cid)) for cid in service.cameras]
 
 
-@router.post("", status_code=201, summary="Add a camera and start analysing it now")
+@router.post("", status_code=201, summary="Add a camera and start analysing it now",
+             responses={409: {"model": Problem, "description": "The id is already in use"}})
 async def add_camera(config: CameraConfig, service: Service = Depends(get_service)) -> Camera:
     try:
         cam = await service.add_camera(config)
