@@ -501,17 +501,27 @@ def serve(
     """Start the dashboard and its API: cameras, live preview, people, metrics, image upload."""
     import uvicorn
 
+    from aggregator.embedded_redis import connect_or_start
     from classifier.inference import resolve_weights
     from dashboard.app import create_app
+    from streamer.sources import redact
 
     settings = settings_from(ctx, dashboard=dict(host=host, port=port, token=token), redis=dict(url=redis_url),
                              classifier=dict(weights=weights))
     resolve_weights(settings.classifier.weights)  # a missing model fails here in one line, not in the server's start-up
+    url, embedded = connect_or_start(settings)  # likewise "no Redis and no redis-server"
+    settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
     d = settings.dashboard
     shown = f"[{d.host}]" if ":" in d.host else d.host
+    console.print(f"Redis: {redact(url)}" + (" (embedded, data in " + str(embedded.dir) + ")" if embedded else ""),
+                  highlight=False, soft_wrap=True)
     console.print(f"DeepFER dashboard on http://{shown}:{d.port}/" + (" (API token required)" if d.token else ""),
                   highlight=False, soft_wrap=True)
-    uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5)
+    try:
+        uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5)
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 if __name__ == "__main__":

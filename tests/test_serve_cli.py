@@ -70,3 +70,11 @@ def test_serve_start_up_errors_are_one_line():
     assert off_loopback.exit_code == 2 and "token" in off_loopback.output and "Traceback" not in off_loopback.output
     missing = runner.invoke(app, ["serve", "--weights", "/nonexistent/model.pt"])
     assert missing.exit_code == 2 and "weights file not found" in missing.output
+
+
+def test_serve_without_any_redis_is_one_line(tiny_checkpoint: Path, tmp_path: Path):
+    dead = free_port()
+    res = CliRunner().invoke(app, ["serve", "--weights", str(tiny_checkpoint)], env={
+        "DEEPFER_REDIS__DEFAULT_URL": f"redis://127.0.0.1:{dead}", "DEEPFER_REDIS__EMBEDDED": "false",
+        "DEEPFER_PATHS__DATA_DIR": str(tmp_path)})
+    assert res.exit_code == 2 and "no Redis answers" in res.output and "Traceback" not in res.output
