@@ -377,6 +377,20 @@ def test_page_in_headless_chromium(server, woman2, media):
             page.wait_for_function("Number(document.getElementById('chart-person').dataset.points) > 0", timeout=15_000)
             page.wait_for_function("document.getElementById('live-status').textContent === 'live'", timeout=15_000)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            # the add-camera form: a bad source shows the API's reason; a good one appears live, then is removed
+            page.fill("#add-camera [name=id]", "ghost")
+            page.fill("#add-camera [name=url]", "/nonexistent/video.mp4")
+            page.click("#add-camera button[type=submit]")
+            page.wait_for_selector("#add-camera-message.error", timeout=10_000)
+            assert "cannot open the source" in page.inner_text("#add-camera-message")
+            page.fill("#add-camera [name=id]", "lobby2")
+            page.fill("#add-camera [name=url]", str(media / "woman2.mp4"))
+            page.check("#add-camera [name=realtime]")
+            page.click("#add-camera button[type=submit]")
+            page.wait_for_selector("#camera-lobby2 .status.connected", timeout=15_000)
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.click("#camera-lobby2 button.danger")
+            page.wait_for_selector("#camera-lobby2", state="detached", timeout=15_000)
             assert not errors, errors
         finally:
             browser.close()
