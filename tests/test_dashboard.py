@@ -388,6 +388,9 @@ def test_page_in_headless_chromium(server, woman2, media):
             page.check("#add-camera [name=realtime]")
             page.click("#add-camera button[type=submit]")
             page.wait_for_selector("#camera-lobby2 .status.connected", timeout=15_000)
+            # live faces arrive by Server-Sent Events while the camera plays
+            page.wait_for_function("document.querySelector('#camera-lobby2 .live-faces').textContent.startsWith('now: ')",
+                                   timeout=15_000)
             page.on("dialog", lambda dialog: dialog.accept())
             page.click("#camera-lobby2 button.danger")
             page.wait_for_selector("#camera-lobby2", state="detached", timeout=15_000)

@@ -47,6 +47,7 @@ function cameraCard(cam) {
   const right = el("div", {},
     el("div", {class: "head"}, el("strong", {}, cam.id), el("span", {class: "status"}, ""), el("span", {class: "muted url"}, cam.url), pause, remove),
     el("p", {class: "muted counters"}),
+    el("p", {class: "live-faces"}, ""),
     el("div", {class: "chart camera-chart", id: `chart-${cam.id}`, "data-points": "0"}),
     el("h3", {class: "muted"}, "People in range (click for a timeline)"),
     el("table", {class: "people"}, el("thead", {}, el("tr", {}, ...["person", "now", "dominant", "seen", "dwell"].map(h => el("th", {}, h)))), el("tbody")));
@@ -173,7 +174,10 @@ function connectEvents() {
   source.addEventListener("cameras", (ev) => { $("#live-status").textContent = "live"; refreshCameras(JSON.parse(ev.data)); });
   source.addEventListener("faces", (ev) => {
     const e = JSON.parse(ev.data), card = document.getElementById(`camera-${e.camera_id}`);
-    if (card) card.dataset.liveFaces = e.faces.map(f => `${f.person_id ?? "?"}:${f.emotion}`).join(" ");
+    if (!card) return;
+    card.dataset.liveFaces = e.faces.map(f => `${f.person_id ?? "?"}:${f.emotion}`).join(" ");
+    $(".live-faces", card).textContent = e.faces.length ? "now: " + e.faces.map(f =>
+      `${f.track_id != null ? "#" + f.track_id : "new face"} ${f.emotion}${f.confidence != null ? " " + Math.round(f.confidence * 100) + "%" : ""}`).join(" · ") : "now: nobody";
   });
   source.onerror = () => { $("#live-status").textContent = "reconnecting…"; };
 }
