@@ -21,6 +21,10 @@ class CameraExists(ValueError):
     pass
 
 
+class SnapshotsOff(ValueError):
+    pass
+
+
 class UnknownCamera(KeyError):
     pass
 
@@ -94,6 +98,8 @@ class Service:
         async with self._lock:
             if config.id in self.cameras:
                 raise CameraExists(f"camera id {config.id!r} is already in use")
+            if config.options.snapshots and not self.settings.dashboard.snapshots:
+                raise SnapshotsOff("face snapshots are turned off on this server (dashboard.snapshots = false)")
             cam = StoredCamera(**config.model_dump())
             await self._start_source(cam)  # SourceError (bad path, unknown URI) before anything is saved
             try:

@@ -187,6 +187,8 @@ def test_bad_input_is_a_clear_4xx(api, media, tmp_path):
     bad_id = api.post("/api/cameras", json={"id": "no spaces/slashes", "url": "/x.mp4"})
     assert bad_id.status_code == 422 and bad_id.json()["detail"].startswith("body.id")
     assert api.post("/api/cameras", json={"id": "x", "url": "/x.mp4", "extra": 1}).status_code == 422
+    shots = api.post("/api/cameras", json={"id": "shots", "url": str(media / "woman2.mp4"), "options": {"snapshots": True}})
+    assert shots.status_code == 400 and "dashboard.snapshots" in shots.json()["detail"]  # off server-wide by default
     gone = api.post("/api/cameras", json={"id": "ghost", "url": str(tmp_path / "missing.mp4")})
     assert gone.status_code == 400 and "cannot open the source" in gone.json()["detail"]
     assert api.get("/api/cameras/ghost").status_code == 404  # nothing half-added

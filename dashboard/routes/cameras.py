@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from dashboard.cameras import CameraConfig
 from dashboard.schemas import Camera, Problem
 from dashboard.deps import configured_camera, get_service
-from dashboard.service import CameraExists, Service
+from dashboard.service import CameraExists, Service, SnapshotsOff
 from streamer.sources import SourceError
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
@@ -29,6 +29,8 @@ async def add_camera(config: CameraConfig, service: Service = Depends(get_servic
         cam = await service.add_camera(config)
     except CameraExists as exc:
         raise HTTPException(409, str(exc)) from None
+    except SnapshotsOff as exc:
+        raise HTTPException(400, str(exc)) from None
     except SourceError as exc:
         raise HTTPException(400, f"cannot open the source: {exc}") from None
     return Camera(**service.camera_view(cam.id))
