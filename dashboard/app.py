@@ -7,6 +7,7 @@ Shut-down stops the pipeline (flushing Redis) and any embedded redis-server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from dashboard.auth import require_token
-from dashboard.routes import cameras, health, live, metrics, pages, people, predict, prometheus
+from dashboard.routes import cameras, health, live, metrics, pages, people, predict, prometheus, webrtc
 from dashboard.schemas import Problem
 from dashboard.service import Service
 from streamer.config import Settings
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         service = Service(settings)
         app.state.service = service
+        app.state.loop = asyncio.get_running_loop()  # lets tests and tools inspect the server's tasks from outside
         try:
             await service.start()
             yield
@@ -94,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               401: {"model": Problem, "description": "Missing or wrong API token"},
               404: {"model": Problem, "description": "Unknown camera or person"},
               503: {"model": Problem, "description": "Redis is unavailable"}}
-    for module in (predict, cameras, people, metrics, live, prometheus):
+    for module in (predict, cameras, people, metrics, live, prometheus, webrtc):
         app.include_router(module.router, dependencies=protected, responses=errors)
     # multipart overhead on top of the image itself
     app.add_middleware(UploadLimit, max_bytes=int(settings.dashboard.max_upload_mb * 2**20) + 64 * 1024)

@@ -21,7 +21,20 @@ async def known_camera(request: Request, camera_id: str = Path(..., pattern=CAME
 
 
 def configured_camera(request: Request, camera_id: str = Path(..., pattern=CAMERA_ID_PATTERN)) -> str:
-    """A camera the dashboard runs now; else 404 naming it."""
-    if camera_id not in request.app.state.service.cameras:
+    """A camera configured on the dashboard (not a WebRTC visitor); else 404, or 409 for a visitor."""
+    service: Service = request.app.state.service
+    if service.is_webrtc(camera_id):
+        session = service.webrtc.session_for_camera(camera_id)
+        raise HTTPException(409, f"camera {camera_id!r} is a WebRTC visitor: it ends when the visitor stops, "
+                                 f"or with DELETE /api/webrtc/sessions/{session.id}")
+    if camera_id not in service.cameras:
+        raise HTTPException(404, f"unknown camera {camera_id!r}")
+    return camera_id
+
+
+def running_camera(request: Request, camera_id: str = Path(..., pattern=CAMERA_ID_PATTERN)) -> str:
+    """A configured camera or a connected WebRTC visitor; else 404 naming it."""
+    service: Service = request.app.state.service
+    if camera_id not in service.cameras and not service.is_webrtc(camera_id):
         raise HTTPException(404, f"unknown camera {camera_id!r}")
     return camera_id

@@ -19,6 +19,7 @@ class Health(BaseModel):
     status: str
     redis: bool = Field(description="Redis answers a PING.")
     cameras: int
+    webrtc_sessions: int = Field(0, description="WebRTC visitors connected now.")
     uptime_s: float
 
 
@@ -46,12 +47,14 @@ class Prediction(BaseModel):
 
 class Camera(BaseModel):
     id: str
+    kind: str = Field(description="file, rtsp, webcam, or webrtc (a visitor of /demo, shown while connected).")
     url: str = Field(description="Credentials redacted.")
     options: CameraOptions
     paused: bool
     status: str = Field(description="starting, connecting, connected, reconnecting, paused, ended, failed or stopped.")
     error: Optional[str]
     stats: Optional[dict] = Field(description="Pipeline counters: frames read/processed/dropped, fps, latency p50/p95 ms ...")
+    webrtc_session: Optional[str] = Field(None, description="For WebRTC visitors: the session id (DELETE /api/webrtc/sessions/{id} ends it).")
 
 
 class Person(BaseModel):
@@ -142,3 +145,48 @@ class AllMetrics(BaseModel):
     satisfaction_definition: str
     cameras: dict[str, BucketsAndTotals]
     overall: BucketsAndTotals
+
+
+class WebRtcOffer(BaseModel):
+    """The browser's ``pc.localDescription`` after ICE gathering (aiortc does not trickle candidates)."""
+
+    sdp: str = Field(..., min_length=1, max_length=200_000)
+    type: str = Field(..., description="Must be 'offer'.")
+
+
+class WebRtcAnswer(BaseModel):
+    sdp: str
+    type: str
+    session_id: str = Field(description="DELETE /api/webrtc/sessions/{session_id} ends it.")
+    camera_id: str = Field(description="The visitor's camera id in the dashboard, people and metrics while connected.")
+
+
+class IceServer(BaseModel):
+    urls: str
+    username: Optional[str] = None
+    credential: Optional[str] = None
+
+
+class WebRtcConfig(BaseModel):
+    ice_servers: list[IceServer] = Field(description="Pass to RTCPeerConnection({iceServers}).")
+    max_sessions: int
+    sessions: int
+
+
+class WebRtcSession(BaseModel):
+    id: str
+    camera_id: str
+    peer: str = Field(description="The visitor's address as the server saw it.")
+    state: str = Field(description="RTCPeerConnection state: new, connecting, connected, failed or closed.")
+    age_s: float
+    frames_received: int
+    frames_dropped: int = Field(description="Received frames replaced by newer ones while the pipeline was busy (newest wins).")
+    frames_processed: int
+    frames_sent: int = Field(description="Annotated frames handed to the video encoder.")
+    annotated_dropped: int
+    messages_sent: int = Field(description="Per-face JSON messages sent on the data channel.")
+    messages_skipped: int
+    latency_p50_ms: Optional[float] = Field(description="A frame's arrival to its annotated frame leaving, median.")
+    latency_p95_ms: Optional[float]
+    width: Optional[int]
+    height: Optional[int]

@@ -8,13 +8,21 @@ import time
 
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries, redis_client
-from dashboard.cameras import CameraConfig, CameraStore, StoredCamera
+from dashboard.cameras import CameraConfig, CameraOptions, CameraStore, StoredCamera
 from dashboard.preview import PreviewSink
 from streamer.config import Settings
 from streamer.pipeline import Pipeline
-from streamer.sources import SourceError, open_source, redact
+from streamer.sources import SourceError, open_source, redact, source_kind
+from streamer.webrtc import WebRtcSessions
 
 log = logging.getLogger(__name__)
+
+
+def _kind(url: str) -> str:
+    try:
+        return source_kind(url)
+    except SourceError:
+        return "unknown"
 
 
 class CameraExists(ValueError):
@@ -39,6 +47,7 @@ class Service:
         self.detector = self.classifier = None
         self.pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
+        self.webrtc: WebRtcSessions | None = None
         self.preview = PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
         self.cameras: dict[str, StoredCamera] = {}
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
@@ -59,6 +68,8 @@ class Service:
         self.redis_sink = RedisSink(s.redis, self.redis_url, s.paths.data_dir)
         self.pipeline = Pipeline(s, self.detector, self.classifier, default_tracker_factory(s),
                                  sinks=[self.redis_sink, self.preview])
+        self.webrtc = WebRtcSessions(s, self.pipeline, on_end=self.preview.forget)
+        self.pipeline.add_sink(self.webrtc)
         await self.pipeline.start()
         try:
             saved = await self.store.all()
@@ -76,6 +87,8 @@ class Service:
                  self.detector.name, self.classifier.name)
 
     async def stop(self) -> None:
+        if self.webrtc is not None:
+            await self.webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
         if self.pipeline is not None:
             await self.pipeline.stop()  # closes the Redis and preview sinks
         if self.ts is not None:
@@ -137,17 +150,32 @@ class Service:
                 (self.pipeline.pause if paused else self.pipeline.resume)(camera_id)
             return cam
 
+    def camera_ids(self) -> list[str]:
+        """Configured cameras, then the WebRTC visitors connected now."""
+        return list(self.cameras) + sorted(self.webrtc.camera_ids() if self.webrtc else ())
+
+    def is_webrtc(self, camera_id: str) -> bool:
+        return self.webrtc is not None and self.webrtc.session_for_camera(camera_id) is not None
+
     def camera_view(self, camera_id: str) -> dict:
         """A camera as the API shows it: URL redacted, options, status and pipeline counters."""
+        if self.is_webrtc(camera_id):
+            session = self.webrtc.session_for_camera(camera_id)
+            stats = self.pipeline.stats().get(camera_id)
+            return {"id": camera_id, "kind": "webrtc", "url": f"webrtc://{session.peer}",
+                    "options": CameraOptions().model_dump(),
+                    "paused": False, "status": stats.status if stats else session.pc.connectionState,
+                    "error": stats.last_error if stats else None, "stats": stats.to_dict() if stats else None,
+                    "webrtc_session": session.id}
         cam = self.camera(camera_id)
         stats = self.pipeline.stats().get(camera_id) if self.pipeline else None
         status = "failed" if camera_id in self.errors else (stats.status if stats else "stopped")
-        return {"id": cam.id, "url": redact(cam.url), "options": cam.options.model_dump(), "paused": cam.paused,
+        return {"id": cam.id, "kind": _kind(cam.url), "url": redact(cam.url), "options": cam.options.model_dump(), "paused": cam.paused,
                 "status": status, "error": self.errors.get(camera_id) or (stats.last_error if stats else None),
                 "stats": stats.to_dict() if stats else None}
 
     async def known_camera(self, camera_id: str) -> bool:
         """Configured now, or with data in Redis (a removed camera's history stays readable)."""
-        if camera_id in self.cameras:
+        if camera_id in self.cameras or self.is_webrtc(camera_id):
             return True
         return await self.ts.r.zscore(self.ts.keys.cameras(), camera_id) is not None

@@ -152,6 +152,31 @@ class DashboardSettings(Section):
     sse_stats_every_s: float = Field(2.0, gt=0, description="Camera status and counters are sent on the event stream this often.")
     snapshot_max_people: int = Field(200, ge=1, description="Face snapshots kept in memory per camera (cameras with snapshots on).")
     cookie_max_age_s: int = Field(7 * 86400, ge=60, description="Lifetime of the login cookie.")
+    tls_cert: str = Field("", description="PEM certificate: serve HTTPS (browsers allow the camera only over HTTPS or on localhost).")
+    tls_key: str = Field("", description="PEM private key of tls_cert.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "DashboardSettings":
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("dashboard.tls_cert and dashboard.tls_key go together: set both or neither")
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"dashboard.{name} file not found: {path}")
+        return self
+
+
+class WebRtcSettings(Section):
+    ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for visitors behind NAT (empty: host candidates only, enough on a LAN).")
+    ice_username: str = Field("", description="TURN user name (sent to the browser with ice_servers).")
+    ice_credential: str = Field("", description="TURN password (sent to the browser with ice_servers).")
+    max_sessions: int = Field(4, ge=1, description="Most WebRTC visitors at once; more get 429.")
+    max_in_flight: int = Field(1, ge=1, description="A visitor's frames analysed at once (pipeline.max_in_flight for cameras): 1 gives the lowest delay.")
+    connect_timeout_s: float = Field(20.0, gt=0, description="A session whose peer has not connected by then is closed.")
+    disconnect_grace_s: float = Field(5.0, ge=0, description="A peer gone 'disconnected' this long is closed (it may come back before).")
+    camera_prefix: str = Field("webrtc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$", description="Camera id of a session: <prefix>-<8 hex>.")
+    max_channel_buffer_kb: int = Field(256, ge=1, description="Per-face messages are skipped while the data channel holds more than this.")
+    latency_samples: int = Field(2048, ge=16, description="Recent arrival-to-send delays kept per session for p50/p95.")
 
 
 class Settings(BaseSettings):
@@ -171,6 +196,7 @@ class Settings(BaseSettings):
     smoothing: SmoothingSettings = SmoothingSettings()
     redis: RedisSettings = RedisSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    webrtc: WebRtcSettings = WebRtcSettings()
 
     @model_validator(mode="after")
     def _token_required_off_loopback(self) -> "Settings":

@@ -208,7 +208,8 @@ class Pipeline:
             raise ValueError(f"camera id {source.camera_id!r} is already in use")
         ps = self.settings.pipeline
         tracker = self.tracker_factory(source.camera_id) if self.tracker_factory else None
-        cam = _Camera(source, tracker, asyncio.Queue(ps.max_in_flight), deque(maxlen=ps.latency_samples), deque())
+        in_flight = source.max_in_flight or ps.max_in_flight
+        cam = _Camera(source, tracker, asyncio.Queue(in_flight), deque(maxlen=ps.latency_samples), deque())
         cam.resumed.set()
         self._cameras[source.camera_id] = cam
         if self._running:

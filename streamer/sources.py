@@ -155,6 +155,7 @@ class VideoSource:
 
     live: bool = False
     kind: str = "file"
+    max_in_flight: int | None = None  # this source's own pipeline.max_in_flight (interactive sources favour latency)
 
     def __init__(self, uri: str, camera_id: str | None, settings: SourceSettings, queue_size: int):
         self.uri = uri

@@ -4,59 +4,17 @@ through the API, the real detector and (tiny) classifier, headless Debian Chromi
 from __future__ import annotations
 
 import json
-import shutil
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import redis as redis_sync
-import uvicorn
 
 from classifier import EMOTIONS
+from dashboard_helpers import ARTIFACTS, AUTH, CAMERA, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
 from redis_helpers import free_port, key_prefix, redis_url  # noqa: F401 (fixtures)
 from streamer.config import Settings
-
-TOKEN = "test-token-5f2c"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CAMERA = "woman2"
-
-
-def dashboard_settings(weights: Path, redis_url: str, prefix: str, data_dir: Path, port: int, **dashboard) -> Settings:
-    # detect every 4th frame: woman2's 464 frames cost ~116 detector calls (about 10 s on 2 cores)
-    return Settings(classifier={"weights": str(weights), "device": "cpu"},
-                    detector={"device": "cpu", "detect_every": 4, "threads": 1},
-                    redis={"url": redis_url, "key_prefix": prefix, "points_per_s": 5.0},
-                    paths={"data_dir": data_dir}, dashboard={"port": port, "token": TOKEN, **dashboard})
-
-
-class LiveServer:
-    """``create_app(settings)`` under a real uvicorn in a thread (lifespan included)."""
-
-    def __init__(self, settings: Settings):
-        from dashboard.app import create_app
-
-        self.url = f"http://127.0.0.1:{settings.dashboard.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.dashboard.port, log_level="warning",
-                                timeout_graceful_shutdown=3)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            assert self.thread.is_alive(), "the dashboard did not start (see the log above)"
-            assert time.monotonic() < deadline, "the dashboard did not start within 120 s"
-            time.sleep(0.1)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "the dashboard did not stop within 60 s"
 
 
 @pytest.fixture(scope="module")
@@ -339,11 +297,6 @@ def test_token_required_off_loopback():
 
 
 # ----- the page in a real browser ----------------------------------------------------------------------------------
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
 
 def test_page_in_headless_chromium(server, woman2, media):
     playwright = pytest.importorskip("playwright.sync_api")

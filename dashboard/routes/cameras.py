@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from dashboard.cameras import CameraConfig
 from dashboard.schemas import Camera, Problem
-from dashboard.deps import configured_camera, get_service
+from dashboard.deps import configured_camera, get_service, running_camera
 from dashboard.service import CameraExists, Service, SnapshotsOff
 from streamer.sources import SourceError
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/cameras", tags=["cameras"])
 
 @router.get("", summary="Every camera with its status and counters (URLs redacted)")
 async def list_cameras(service: Service = Depends(get_service)) -> list[Camera]:
-    return [Camera(**service.camera_view(cid)) for cid in service.cameras]
+    return [Camera(**service.camera_view(cid)) for cid in service.camera_ids()]
 
 
 @router.post("", status_code=201, summary="Add a camera and start analysing it now",
@@ -37,7 +37,7 @@ async def add_camera(config: CameraConfig, service: Service = Depends(get_servic
 
 
 @router.get("/{camera_id}", summary="One camera")
-async def get_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Camera:
+async def get_camera(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> Camera:
     return Camera(**service.camera_view(camera_id))
 
 
@@ -61,7 +61,7 @@ async def resume_camera(camera_id: str = Depends(configured_camera), service: Se
 
 @router.get("/{camera_id}/preview.jpg", summary="The latest annotated frame (JPEG, memory only)",
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no frame yet"}})
-async def preview_jpeg(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Response:
+async def preview_jpeg(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> Response:
     data = await asyncio.to_thread(service.preview.jpeg, camera_id)
     if data is None:
         raise HTTPException(404, f"camera {camera_id!r} has no frame yet")
@@ -70,7 +70,7 @@ async def preview_jpeg(camera_id: str = Depends(configured_camera), service: Ser
 
 @router.get("/{camera_id}/preview.mjpg", summary="Live annotated preview (MJPEG, multipart/x-mixed-replace)",
             responses={200: {"content": {"multipart/x-mixed-replace": {}}}})
-async def preview_mjpeg(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> StreamingResponse:
+async def preview_mjpeg(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> StreamingResponse:
     period = 1.0 / service.settings.dashboard.preview_fps
 
     async def frames():
@@ -78,7 +78,7 @@ async def preview_mjpeg(camera_id: str = Depends(configured_camera), service: Se
         # and an unchanged frame is sent again every second (browsers show a part once the next one starts)
         last, sent = None, 0.0
         yield b"--frame\r\n"
-        while camera_id in service.cameras:
+        while camera_id in service.cameras or service.is_webrtc(camera_id):
             data = await asyncio.to_thread(service.preview.jpeg, camera_id)
             if data is not None and (data is not last or time.monotonic() - sent >= 1.0):
                 last, sent = data, time.monotonic()

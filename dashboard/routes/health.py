@@ -20,4 +20,5 @@ async def health(service: Service = Depends(get_service)) -> Health:
     except Exception:
         redis_ok = False
     return Health(**{"status": "ok", "redis": redis_ok, "cameras": len(service.cameras),
+            "webrtc_sessions": len(service.webrtc.sessions) if service.webrtc else 0,
             "uptime_s": round(time.time() - service.started_at, 1)})

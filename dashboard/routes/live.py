@@ -45,7 +45,7 @@ async def events(request: Request, camera: str | None = Query(None, pattern=CAME
                 now = time.monotonic()
                 if now >= next_stats:
                     next_stats = now + cfg.sse_stats_every_s
-                    views = [service.camera_view(c) for c in list(service.cameras) if camera in (None, c)]
+                    views = [service.camera_view(c) for c in service.camera_ids() if camera in (None, c)]
                     yield sse("cameras", views)
                 elif now >= next_ping:
                     yield b": keepalive\n\n"

@@ -44,7 +44,7 @@ async def all_metrics(
     service: Service = Depends(get_service),
 ) -> AllMetrics:
     lo, hi = metrics_range(start, end, interval, service.settings.dashboard.default_range_s)
-    cameras = sorted({c for c, _ in await service.ts.cameras()} | set(service.cameras))
+    cameras = sorted({c for c, _ in await service.ts.cameras()} | set(service.camera_ids()))
     per_camera, raw, people = {}, [], 0
     for cam in cameras:
         buckets, n = await camera_metrics(service, cam, interval, lo, hi)

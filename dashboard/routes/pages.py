@@ -39,6 +39,14 @@ async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"})
 
 
+@router.get("/demo", response_class=HTMLResponse)
+async def demo(request: Request) -> Response:
+    """The live WebRTC demo: the visitor's webcam through the pipeline and back."""
+    if not token_ok(request.app.state.settings.dashboard.token, presented_token(request)):
+        return RedirectResponse("/login", status_code=303)
+    return FileResponse(STATIC / "demo.html", media_type="text/html", headers={"Cache-Control": "no-store"})
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_page() -> HTMLResponse:
     return HTMLResponse(LOGIN_PAGE.format(error=""))

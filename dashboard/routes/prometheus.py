@@ -52,6 +52,8 @@ class PipelineCollector:
                                     value=sink.buffer_depth)
             yield GaugeMetricFamily("deepfer_redis_connected", "1 when the Redis writer is connected", value=float(sink.connected))
             yield CounterMetricFamily("deepfer_redis_points_written", "Points written to Redis", value=sink.written)
+        if s.webrtc is not None:  # per-visitor camera ids are not labels (unbounded); the session count is
+            yield GaugeMetricFamily("deepfer_webrtc_sessions", "WebRTC visitors connected now", value=len(s.webrtc.sessions))
 
 
 def registry_for(service: Service) -> CollectorRegistry:

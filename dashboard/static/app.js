@@ -38,12 +38,15 @@ function cameraCard(cam) {
     await api(`/api/cameras/${encodeURIComponent(cam.id)}/${cameras[cam.id].paused ? "resume" : "pause"}`, {method: "POST"});
     refreshCameras();
   };
-  const remove = el("button", {class: "danger"}, "Remove");
+  const remove = el("button", {class: "danger"}, cam.kind === "webrtc" ? "End session" : "Remove");
   remove.onclick = async () => {
-    if (!confirm(`Remove camera ${cam.id}? Its history stays.`)) return;
-    await api(`/api/cameras/${encodeURIComponent(cam.id)}`, {method: "DELETE"});
+    // a live-demo visitor is ended through its WebRTC session; a configured camera is removed (its history stays)
+    if (!confirm(cam.kind === "webrtc" ? `End the live-demo session of ${cam.id}?` : `Remove camera ${cam.id}? Its history stays.`)) return;
+    const path = cam.kind === "webrtc" ? `/api/webrtc/sessions/${encodeURIComponent(cam.webrtc_session)}` : `/api/cameras/${encodeURIComponent(cam.id)}`;
+    await api(path, {method: "DELETE"});
     refreshCameras();
   };
+  if (cam.kind === "webrtc") pause.hidden = true;  // visitors are live or gone, never paused
   const right = el("div", {},
     el("div", {class: "head"}, el("strong", {}, cam.id), el("span", {class: "status"}, ""), el("span", {class: "muted url"}, cam.url), pause, remove),
     el("p", {class: "muted counters"}),
