@@ -340,6 +340,40 @@ def bench_pipeline_cmd(
     bench_command(settings, source, streams, seconds, json_out, console)
 
 
+@bench_app.command("webrtc")
+@user_errors
+def bench_webrtc_cmd(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--source", help="A video file each scripted visitor sends as its camera (looped)."),
+    visitors: int = typer.Option(1, min=1, help="Concurrent WebRTC visitors."),
+    seconds: float = typer.Option(20.0, min=1, help="Measured time, after a few seconds of warm-up."),
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    detect_every: Optional[int] = typer.Option(None, min=1),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+) -> None:
+    """Live-demo path over loopback WebRTC: arrival-to-send latency p50/p95, fps in/processed/back, drops, CPU."""
+    import asyncio
+
+    from streamer.bench import bench_webrtc
+    from streamer.machine_info import machine_info
+    from streamer.run import load_models
+    from streamer.sources import probe_file
+
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device),
+                             detector=dict(detect_every=detect_every, device=device))
+    probe_file(source)
+    detector, classifier = load_models(settings)
+    console.print(f"benchmarking {visitors} WebRTC visitor(s) sending {source} for {seconds:g} s")
+    result = asyncio.run(bench_webrtc(settings, detector, classifier, source, visitors, seconds))
+    result["machine"] = machine_info()
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=2) + "\n")
+    t = result["total"]
+    console.print(f"{visitors} visitor(s): {t['processed_fps_mean']} processed fps each, arrival-to-send latency "
+                  f"p50 {t['latency_p50_ms_max']} ms p95 {t['latency_p95_ms_max']} ms; wrote {json_out}")
+
+
 # --- people (aggregator) ---
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -497,8 +531,10 @@ def serve(
     token: Optional[str] = typer.Option(None, help="API token (default: dashboard.token or $DEEPFER_DASHBOARD__TOKEN)."),
     redis_url: Optional[str] = typer.Option(None, "--redis", help="Redis URL (default: redis.url, else 127.0.0.1:6379, else an embedded one)."),
     weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    tls_cert: Optional[str] = typer.Option(None, help="PEM certificate: serve HTTPS (browsers give the live demo a camera only over HTTPS or on localhost)."),
+    tls_key: Optional[str] = typer.Option(None, help="PEM private key of --tls-cert."),
 ) -> None:
-    """Start the dashboard and its API: cameras, live preview, people, metrics, image upload."""
+    """Start the dashboard and its API: cameras, live preview, people, metrics, image upload, the live WebRTC demo."""
     import uvicorn
 
     from aggregator.embedded_redis import connect_or_start
@@ -506,19 +542,29 @@ def serve(
     from dashboard.app import create_app
     from streamer.sources import redact
 
-    settings = settings_from(ctx, dashboard=dict(host=host, port=port, token=token), redis=dict(url=redis_url),
+    settings = settings_from(ctx, dashboard=dict(host=host, port=port, token=token, tls_cert=tls_cert, tls_key=tls_key),
+                             redis=dict(url=redis_url),
                              classifier=dict(weights=weights))
     resolve_weights(settings.classifier.weights)  # a missing model fails here in one line, not in the server's start-up
+    if settings.dashboard.tls_cert:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(settings.dashboard.tls_cert, settings.dashboard.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise UserError(f"cannot use the TLS certificate {settings.dashboard.tls_cert} with key {settings.dashboard.tls_key}: {exc}") from None
     url, embedded = connect_or_start(settings)  # likewise "no Redis and no redis-server"
     settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
     d = settings.dashboard
     shown = f"[{d.host}]" if ":" in d.host else d.host
     console.print(f"Redis: {redact(url)}" + (" (embedded, data in " + str(embedded.dir) + ")" if embedded else ""),
                   highlight=False, soft_wrap=True)
-    console.print(f"DeepFER dashboard on http://{shown}:{d.port}/" + (" (API token required)" if d.token else ""),
-                  highlight=False, soft_wrap=True)
+    scheme = "https" if d.tls_cert else "http"
+    console.print(f"DeepFER dashboard on {scheme}://{shown}:{d.port}/ (live demo: /demo)"
+                  + (" (API token required)" if d.token else ""), highlight=False, soft_wrap=True)
+    tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
     try:
-        uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5)
+        uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5, **tls)
     finally:
         if embedded is not None:
             embedded.stop()

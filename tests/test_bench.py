@@ -55,11 +55,26 @@ def test_bench_detector_haar(tmp_path: Path, media: Path) -> None:
     assert row["detector"] == "haar" and row["fps"] > 0 and row["frames_with_face"] >= 1
 
 
+def test_bench_webrtc_json(tmp_path: Path, media: Path, tiny_checkpoint: Path) -> None:
+    out = tmp_path / "webrtc.json"
+    res = CliRunner().invoke(app, ["bench", "webrtc", "--source", str(media / "woman2.mp4"), "--json", str(out),
+                                   "--seconds", "3", "--weights", str(tiny_checkpoint), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    check_machine(data["machine"])
+    (v,) = data["per_visitor"]
+    assert data["visitors"] == 1 and data["width"] == 596
+    assert v["received_fps"] > 5 and v["processed_fps"] > 1 and v["client_frames_back_fps"] > 1
+    assert v["client_messages_per_s"] > 1
+    assert 0 < v["latency_p50_ms"] <= v["latency_p95_ms"] <= v["latency_max_ms"]
+
+
 @pytest.mark.parametrize("args, needle", [
     (["bench", "detector", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video not found"),
     (["bench", "detector", "--source", "{tmp}/text.mp4", "--json", "{tmp}/o.json"], "cannot decode video"),
     (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "1,x"], "--batch-sizes"),
     (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "0"], ">= 1"),
+    (["bench", "webrtc", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video file not found"),
 ])
 def test_bench_bad_input_is_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
     (tmp_path / "text.mp4").write_text("hello\n")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from redis_helpers import free_port
+from redis_helpers import free_port, redis_url  # noqa: F401 (fixture)
 from streamer.cli import app
 
 pytestmark = pytest.mark.timeout(180)
@@ -78,3 +78,51 @@ def test_serve_without_any_redis_is_one_line(tiny_checkpoint: Path, tmp_path: Pa
         "DEEPFER_REDIS__DEFAULT_URL": f"redis://127.0.0.1:{dead}", "DEEPFER_REDIS__EMBEDDED": "false",
         "DEEPFER_PATHS__DATA_DIR": str(tmp_path)})
     assert res.exit_code == 2 and "no Redis answers" in res.output and "Traceback" not in res.output
+
+
+def test_serve_over_https_for_the_live_demo(tiny_checkpoint: Path, tmp_path: Path, redis_url):
+    """Browsers give a page the camera only over HTTPS (or on localhost): serve can terminate TLS itself."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port()
+    proc = serve("--port", str(port), "--weights", str(tiny_checkpoint), "--tls-cert", str(cert), "--tls-key", str(key),
+                 "--redis", redis_url, cwd=tmp_path, DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
+                 DEEPFER_CLASSIFIER__DEVICE="cpu", DEEPFER_DETECTOR__DEVICE="cpu")
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while not any("DeepFER dashboard on" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "serve exited early:\n" + "".join(lines)
+            lines.append(line)
+        assert f"https://127.0.0.1:{port}/" in "".join(lines)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                health = httpx.get(f"https://127.0.0.1:{port}/health", timeout=2, verify=False)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+                time.sleep(0.3)
+        assert health.status_code == 200
+        assert httpx.get(f"https://127.0.0.1:{port}/demo", verify=False).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + out
+
+
+def test_serve_bad_tls_options_are_one_line(tmp_path: Path):
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    runner = CliRunner()
+    alone = runner.invoke(app, ["serve", "--tls-cert", str(tmp_path / "junk.pem")])
+    assert alone.exit_code == 2 and "tls_key go together" in alone.output and "Traceback" not in alone.output
+    junk = runner.invoke(app, ["serve", "--tls-cert", str(tmp_path / "junk.pem"), "--tls-key", str(tmp_path / "junk.pem")])
+    assert junk.exit_code == 2 and "cannot use the TLS certificate" in junk.output and "Traceback" not in junk.output
+    missing = runner.invoke(app, ["serve", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.pem"])
+    assert missing.exit_code == 2 and "not found" in missing.output
