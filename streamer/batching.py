@@ -3,7 +3,9 @@
 Detection and classification both cost far less per item in a batch. A
 ``Batcher`` takes requests from every camera, starts a call as soon as
 ``max_items`` are waiting or the first has waited ``max_wait_s``, runs it off
-the event loop, and hands each caller its own part of the answer.
+the event loop, and hands each caller its own part of the answer. A request may
+carry a shorter wait of its own (an interactive source that favours delay over
+batch size): the batch then starts by that request's deadline.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class _Request(Generic[T, R]):
     item: T
     size: int
     future: asyncio.Future = field(repr=False)
+    deadline: float | None = None  # monotonic time by which a batch holding this request must start
 
 
 class Batcher(Generic[T, R]):
@@ -70,10 +73,12 @@ class Batcher(Generic[T, R]):
             if not req.future.done():
                 req.future.set_exception(RuntimeError(f"{self.name} batcher stopped"))
 
-    async def submit(self, item: T) -> R:
+    async def submit(self, item: T, max_wait_s: float | None = None) -> R:
+        """``fn``'s answer for ``item``; ``max_wait_s`` (if shorter than the batcher's) bounds its wait for a batch."""
         assert self._queue is not None, "start() the batcher first"
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Request(item, self.size_of(item), future))
+        deadline = time.monotonic() + max_wait_s if max_wait_s is not None else None
+        await self._queue.put(_Request(item, self.size_of(item), future, deadline))
         return await future
 
     async def _loop(self) -> None:
@@ -84,7 +89,7 @@ class Batcher(Generic[T, R]):
             first = carry or await self._queue.get()
             carry = None
             batch, size = [first], first.size
-            deadline = time.monotonic() + self.max_wait_s
+            deadline = min(time.monotonic() + self.max_wait_s, first.deadline or float("inf"))
             while size < self.max_items:
                 try:
                     req = self._queue.get_nowait()
@@ -101,6 +106,8 @@ class Batcher(Generic[T, R]):
                     break
                 batch.append(req)
                 size += req.size
+                if req.deadline is not None:
+                    deadline = min(deadline, req.deadline)
             live = [r for r in batch if not r.future.cancelled()]
             if not live:
                 continue

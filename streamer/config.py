@@ -172,6 +172,7 @@ class WebRtcSettings(Section):
     ice_credential: str = Field("", description="TURN password (sent to the browser with ice_servers).")
     max_sessions: int = Field(4, ge=1, description="Most WebRTC visitors at once; more get 429.")
     max_in_flight: int = Field(1, ge=1, description="A visitor's frames analysed at once (pipeline.max_in_flight for cameras): 1 gives the lowest delay.")
+    batch_wait_ms: float = Field(0.0, ge=0, description="Longest a visitor's frame waits for a detector/classifier batch to fill (cameras: pipeline.detect_max_wait_ms, classifier.max_wait_ms); 0: start at once with what is queued.")
     connect_timeout_s: float = Field(20.0, gt=0, description="A session whose peer has not connected by then is closed.")
     disconnect_grace_s: float = Field(5.0, ge=0, description="A peer gone 'disconnected' this long is closed (it may come back before).")
     camera_prefix: str = Field("webrtc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$", description="Camera id of a session: <prefix>-<8 hex>.")

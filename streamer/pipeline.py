@@ -303,8 +303,9 @@ class Pipeline:
                 detect = cam.anchor_boxes is None or cam.since_detect % every == 0
                 if detect:
                     cam.since_detect = 0
-                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(item.frame))
-                task = asyncio.ensure_future(self._analyse(item, cam.anchor_boxes, None if detect else cam.anchor_result))
+                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(item.frame, cam.source.batch_wait_s))
+                task = asyncio.ensure_future(self._analyse(item, cam.anchor_boxes, None if detect else cam.anchor_result,
+                                                           cam.source.batch_wait_s))
                 if detect:
                     cam.anchor_result = task
                 cam.since_detect += 1
@@ -312,12 +313,12 @@ class Pipeline:
         finally:
             await cam.inflight.put(None)
 
-    async def _detect_frame(self, frame: Frame) -> list[FaceBox]:
+    async def _detect_frame(self, frame: Frame, wait_s: float | None) -> list[FaceBox]:
         assert self._detect is not None
-        return await self._detect.submit(frame.image)
+        return await self._detect.submit(frame.image, wait_s)
 
     async def _analyse(self, item: TimedFrame, boxes_task: asyncio.Future,
-                       anchor: asyncio.Future | None) -> tuple[FrameResult, float, bool]:
+                       anchor: asyncio.Future | None, wait_s: float | None) -> tuple[FrameResult, float, bool]:
         """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency, detected)."""
         assert self._classify is not None
         frame = item.frame
@@ -325,7 +326,7 @@ class Pipeline:
         if not boxes:
             probs = NO_PROBS
         elif anchor is None or self.settings.pipeline.classify_carried:
-            probs = await self._classify.submit((frame.image, boxes))
+            probs = await self._classify.submit((frame.image, boxes), wait_s)
         else:
             result, _, _ = await anchor
             probs = np.stack([f.probabilities for f in result.faces])

@@ -156,6 +156,7 @@ class VideoSource:
     live: bool = False
     kind: str = "file"
     max_in_flight: int | None = None  # this source's own pipeline.max_in_flight (interactive sources favour latency)
+    batch_wait_s: float | None = None  # longest its frames wait for a detector/classifier batch (None: the batchers')
 
     def __init__(self, uri: str, camera_id: str | None, settings: SourceSettings, queue_size: int):
         self.uri = uri

@@ -59,9 +59,11 @@ class WebRtcSource(VideoSource):
     live = True
     kind = "webrtc"
 
-    def __init__(self, track, camera_id: str, settings: SourceSettings, peer: str, max_in_flight: int | None = None):
+    def __init__(self, track, camera_id: str, settings: SourceSettings, peer: str, max_in_flight: int | None = None,
+                 batch_wait_s: float | None = None):
         super().__init__(f"webrtc://{peer}", camera_id, settings, queue_size=1)
         self.max_in_flight = max_in_flight
+        self.batch_wait_s = batch_wait_s
         self.track = track
         self.status = "connecting"
         self._latest: tuple[object, float, float] | None = None  # (av.VideoFrame, arrival monotonic, arrival unix)
@@ -323,7 +325,8 @@ class WebRtcSessions:
         def on_track(track) -> None:
             if track.kind != "video" or session.source is not None:
                 return  # audio (or a second video) is received and ignored
-            source = WebRtcSource(track, camera_id, self.settings.sources, peer, self.settings.webrtc.max_in_flight)
+            w = self.settings.webrtc
+            source = WebRtcSource(track, camera_id, self.settings.sources, peer, w.max_in_flight, w.batch_wait_ms / 1000)
             source.on_end = lambda: self._spawn(self.end(session.id, "the visitor's video ended"))
             session.source = source
             self.pipeline.add_source(source)

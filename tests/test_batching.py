@@ -51,3 +51,33 @@ async def test_a_lone_request_waits_at_most_max_wait_and_errors_reach_every_call
         results = await asyncio.gather(bad.submit(1), bad.submit(2), return_exceptions=True)
         await ok.stop(), await bad.stop()
     assert [str(r) for r in results] == ["bad batch of 2"] * 2
+
+
+async def test_a_request_with_its_own_shorter_wait_starts_its_batch_at_once():
+    """An interactive source (the live demo) does not wait for a batch to fill; a camera's frame would."""
+    calls: list[list[int]] = []
+
+    def record(items):
+        calls.append(list(items))
+        return items
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = Batcher("wait", record, max_items=8, max_wait_s=0.5, executor=pool)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await batcher.submit(1, max_wait_s=0.0) == 1
+        urgent = loop.time() - started
+        started = loop.time()
+        assert await batcher.submit(2) == 2
+        patient = loop.time() - started
+        # a patient request already waiting is taken along when an urgent one arrives
+        patient_task = asyncio.ensure_future(batcher.submit(3))
+        await asyncio.sleep(0.05)
+        started = loop.time()
+        assert await batcher.submit(4, max_wait_s=0.0) == 4
+        assert await patient_task == 3
+        together = loop.time() - started
+        await batcher.stop()
+    assert urgent < 0.2 and patient >= 0.45
+    assert together < 0.2 and calls[-1] == [3, 4]
