@@ -1,7 +1,8 @@
 """A scripted WebRTC visitor: plays a video file to a DeepFER server as a browser's camera would.
 
 Used by ``deepfer bench webrtc`` and the tests. It sends the file (aiortc's ``MediaPlayer``, paced at the file's
-own frame rate), receives the annotated video and the per-face messages, and counts them.
+own frame rate; ``LoopingFileTrack`` when it must play longer than the file), receives the annotated video and the
+per-face messages, and counts them.
 """
 
 from __future__ import annotations
@@ -10,18 +11,72 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Awaitable, Callable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
 
 Signal = Callable[[dict], Awaitable[dict]]  # offer {"sdp", "type"} -> answer {"sdp", "type", "session_id", ...}
 
 
+class LoopingFileTrack(MediaStreamTrack):
+    """A video file played in a loop at its own frame rate, with timestamps that keep rising across loops.
+
+    (``MediaPlayer(loop=True)`` restarts its timestamps at each loop, which a receiver's jitter buffer takes for
+    old frames.)
+    """
+
+    kind = "video"
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self._container = None
+        self._frames = None
+        self._offset = 0.0  # seconds added to the file's own times (one file length per loop)
+        self._last = 0.0
+        self._start: float | None = None
+
+    def _next(self):
+        import av
+
+        while True:
+            if self._frames is None:
+                self._container = av.open(self.path)
+                rate = self._container.streams.video[0].average_rate
+                self._step = 1 / float(rate) if rate else 1 / 30  # the gap between the last frame and the next loop
+                self._frames = self._container.decode(video=0)
+            try:
+                return next(self._frames)
+            except StopIteration:
+                self._container.close()
+                self._frames = None
+                self._offset = self._last + self._step
+
+    async def recv(self):
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await asyncio.to_thread(self._next)
+        t = self._offset + float(frame.time or 0.0)
+        self._last = t
+        if self._start is None:
+            self._start = time.monotonic() - t
+        await asyncio.sleep(max(0.0, self._start + t - time.monotonic()))
+        frame.pts, frame.time_base = int(t * 90_000), Fraction(1, 90_000)
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        if self._container is not None:
+            self._container.close()
+
+
 @dataclass
 class ClientCounts:
     frames_received: int = 0  # annotated frames back from the server
+    messages_received: int = 0
     messages: list[dict] = field(default_factory=list)  # per-face messages from the data channel
     first_frame_at: float | None = None
     first_message_at: float | None = None
@@ -37,6 +92,7 @@ class WebRtcClient:
         self.answer: dict | None = None
         self.pc: RTCPeerConnection | None = None
         self.player: MediaPlayer | None = None
+        self.track: MediaStreamTrack | None = None
         self.started = 0.0
         self._receiver: asyncio.Task | None = None
         self._got_frame = asyncio.Event()
@@ -44,15 +100,20 @@ class WebRtcClient:
 
     async def connect(self, signal: Signal) -> dict:
         """Offer the video, exchange SDP through ``signal``; returns the server's answer (with its session id)."""
-        self.player = MediaPlayer(self.video, loop=self.loop)
+        if self.loop:
+            self.track = LoopingFileTrack(self.video)
+        else:
+            self.player = MediaPlayer(self.video)
+            self.track = self.player.video
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTrack(self.player.video)
+        pc.addTrack(self.track)
         channel = pc.createDataChannel("faces")
 
         @channel.on("message")
         def on_message(text) -> None:
             if self.counts.first_message_at is None:
                 self.counts.first_message_at = time.monotonic()
+            self.counts.messages_received += 1
             if len(self.counts.messages) < self.keep:
                 self.counts.messages.append(json.loads(text))
             self._got_message.set()
@@ -88,8 +149,69 @@ class WebRtcClient:
     async def close(self) -> None:
         if self.pc is not None:
             await self.pc.close()
-        if self.player is not None and self.player.video is not None:
-            self.player.video.stop()
+        if self.track is not None:
+            self.track.stop()
         if self._receiver is not None:
             self._receiver.cancel()
             await asyncio.gather(self._receiver, return_exceptions=True)
+
+
+def _visitor_process(path: str, loop: bool, conn) -> None:
+    """Child process: one ``WebRtcClient``, driven over a pipe (offer out, answer in, then counts on request)."""
+
+    async def main() -> None:
+        client = WebRtcClient(path, loop=loop, keep_messages=0)
+
+        async def signal(offer: dict) -> dict:
+            conn.send(offer)
+            return await asyncio.to_thread(conn.recv)
+
+        try:
+            await client.connect(signal)
+            await client.wait_first(120)
+            conn.send(("first", max(client.counts.first_frame_at, client.counts.first_message_at) - client.started))
+            while (command := await asyncio.to_thread(conn.recv)) != "close":
+                if command == "counts":
+                    conn.send((client.counts.frames_received, client.counts.messages_received))
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+class VisitorProcess:
+    """A ``WebRtcClient`` in a process of its own, as a browser would be: its video codecs do not share the
+    server's interpreter (used by ``deepfer bench webrtc``)."""
+
+    def __init__(self, path: str, loop: bool = True):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_visitor_process, args=(path, loop, child), daemon=True)
+
+    async def connect(self, signal: Signal) -> dict:
+        self.process.start()
+        offer = await asyncio.to_thread(self.conn.recv)
+        answer = await signal(offer)
+        self.conn.send(answer)
+        return answer
+
+    async def wait_first(self, timeout: float) -> float:
+        """Seconds from the offer to the first annotated frame and message, as the visitor saw it."""
+        if not await asyncio.to_thread(self.conn.poll, timeout):
+            raise TimeoutError(f"no annotated frame and message within {timeout:g} s")
+        _, first_s = self.conn.recv()
+        return first_s
+
+    async def counts(self) -> tuple[int, int]:
+        """(annotated frames, messages) received so far."""
+        self.conn.send("counts")
+        return await asyncio.to_thread(self.conn.recv)
+
+    async def close(self) -> None:
+        if self.process.is_alive():
+            self.conn.send("close")
+            await asyncio.to_thread(self.process.join, 30)
+        if self.process.is_alive():
+            self.process.kill()
