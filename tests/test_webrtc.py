@@ -21,7 +21,7 @@ from classifier import EMOTIONS
 from conftest import SHIPPED_WEIGHTS
 from dashboard_helpers import ARTIFACTS, AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
 from redis_helpers import free_port, redis_url  # noqa: F401 (fixture)
-from streamer.webrtc_client import WebRtcClient
+from streamer.webrtc_client import VisitorProcess, WebRtcClient
 
 POOLED_THREAD = re.compile(r"^(asyncio_|ThreadPoolExecutor-|deepfer-infer_)")  # executor workers: reused, not leaked
 
@@ -181,6 +181,24 @@ def test_bad_offers_are_clear_4xx(api):
     assert api.get("/api/webrtc/sessions").json() == []
     assert api.get("/health").json()["webrtc_sessions"] == 0
     assert "deepfer_webrtc_sessions 0.0" in api.get("/metrics").text
+
+
+def test_a_visitor_that_vanishes_without_a_goodbye_is_freed(server, api, media):
+    """The visitor's process is killed (power cut, crashed browser, network gone): no close message ever arrives.
+    The server notices through ICE consent checks (about 30 s in aioice) and frees the session."""
+    visitor = VisitorProcess(str(media / "woman2.mp4"), loop=True)
+
+    async def connect() -> dict:
+        answer = await visitor.connect(signal_to(server))
+        await visitor.wait_first(60)
+        return answer
+
+    answer = asyncio.run(connect())
+    assert [s["id"] for s in api.get("/api/webrtc/sessions").json()] == [answer["session_id"]]
+    visitor.process.kill()
+    visitor.process.join(10)
+    wait_until(lambda: api.get("/api/webrtc/sessions").json() == [], 75, "the vanished visitor's session to be freed")
+    assert answer["camera_id"] not in _server_snapshot(server)["pipeline_cameras"]
 
 
 def _server_snapshot(server: LiveServer) -> dict:
