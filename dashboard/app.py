@@ -89,7 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False, dependencies=protected)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API",
+                                   swagger_js_url="/vendor/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/vendor/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/vendor/swagger/favicon.png")
     app.include_router(health.router)
     app.include_router(pages.router)
     errors = {400: {"model": Problem, "description": "A value that cannot be used (the reason says which)"},

@@ -90,6 +90,18 @@ def test_health_is_open_and_everything_else_needs_the_token(server):
     assert js.status_code == 200 and len(js.content) > 1_000_000 and b"plotly" in js.content[:2000].lower()
 
 
+def test_docs_load_swagger_ui_from_this_server(server):
+    """No CDN: /docs works on a site without internet (the browser test below renders it)."""
+    html = httpx.get(f"{server.url}/docs", headers=AUTH).text
+    assert "cdn.jsdelivr" not in html and "/vendor/swagger/swagger-ui-bundle.js" in html
+    js = httpx.get(f"{server.url}/vendor/swagger/swagger-ui-bundle.js", headers=AUTH)
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript") and len(js.content) > 100_000
+    css = httpx.get(f"{server.url}/vendor/swagger/swagger-ui.css", headers=AUTH)
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert httpx.get(f"{server.url}/vendor/swagger/index.html", headers=AUTH).status_code == 404
+    assert httpx.get(f"{server.url}/vendor/swagger/swagger-ui.css").status_code == 401
+
+
 def test_predict_justin_and_no_faces(api, media):
     res = api.post("/api/predict", files={"file": ("justin.jpg", (media / "justin.jpg").read_bytes(), "image/jpeg")})
     assert res.status_code == 200, res.text
@@ -352,6 +364,11 @@ def test_page_in_headless_chromium(server, woman2, media):
             page.on("dialog", lambda dialog: dialog.accept())
             page.click("#camera-lobby2 button.danger")
             page.wait_for_selector("#camera-lobby2", state="detached", timeout=15_000)
+            # the API docs render from this server alone (the browser has no internet)
+            page.goto(f"{server.url}/docs")
+            page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+            assert "DeepFER" in page.inner_text(".swagger-ui .info .title")
+            page.wait_for_selector(".swagger-ui .opblock", timeout=10_000)
             assert not errors, errors
         finally:
             browser.close()

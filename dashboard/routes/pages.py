@@ -1,4 +1,5 @@
-"""The page (``/``), its static files, plotly.js served from the installed ``plotly`` package, and the login page."""
+"""The pages (``/``, ``/demo``, ``/login``), their static files, and plotly.js and Swagger UI served from installed
+packages."""
 
 from __future__ import annotations
 
@@ -73,6 +74,20 @@ async def logout() -> Response:
 @router.get("/vendor/plotly.min.js", dependencies=[Depends(require_token)])
 async def vendor_plotly() -> FileResponse:
     return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+
+
+SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon.png": "image/png"}
+
+
+@router.get("/vendor/swagger/{name}", dependencies=[Depends(require_token)])
+async def vendor_swagger(name: str) -> FileResponse:
+    """Swagger UI 5 for /docs, from the installed ``fastapi-offline`` package's static files (no CDN: works offline)."""
+    if name not in SWAGGER_FILES:
+        raise HTTPException(404, f"no Swagger UI file {name!r}")
+    path = Path(str(resources.files("fastapi_offline") / "static" / name))
+    if not path.is_file():
+        raise HTTPException(500, f"{name} missing from the installed fastapi-offline package")
+    return FileResponse(path, media_type=SWAGGER_FILES[name], headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/static/{name}", dependencies=[Depends(require_token)])
