@@ -86,6 +86,7 @@ def test_aiortc_client_gets_annotated_video_and_faces(server, api, media):
             # while connected, the visitor is a camera of the dashboard, with the session's counters
             seen["cameras"] = await asyncio.to_thread(lambda: api.get("/api/cameras").json())
             seen["metrics"] = await asyncio.to_thread(lambda: api.get("/metrics").text)
+            seen["now"] = await asyncio.to_thread(lambda: api.get(f"/api/cameras/{answer['camera_id']}/people/now").json())
             seen["preview"] = await asyncio.to_thread(lambda: api.get(f"/api/cameras/{answer['camera_id']}/preview.jpg"))
             seen["session"] = await asyncio.to_thread(lambda: api.get(f"/api/webrtc/sessions/{answer['session_id']}").json())
         finally:
@@ -120,6 +121,9 @@ def test_aiortc_client_gets_annotated_video_and_faces(server, api, media):
     listed = {c["id"]: c for c in seen["cameras"]}
     assert listed[camera]["kind"] == "webrtc" and listed[camera]["status"] == "connected"
     assert "deepfer_webrtc_sessions 1.0" in seen["metrics"]
+    # the Redis writer ran while the visitor was there: the person is in view now, with a smoothed emotion
+    (person,) = seen["now"]["people"]
+    assert person["label"] in EMOTIONS and person["track_id"] == tracked[-1]["track_id"]
     assert seen["preview"].status_code == 200 and seen["preview"].content[:2] == b"\xff\xd8"  # the dashboard's preview
     # a visitor is not a configured camera: it cannot be paused or deleted through the cameras API
     # (checked while connected elsewhere); once gone, its history stays readable from Redis
