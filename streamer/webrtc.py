@@ -170,15 +170,12 @@ class AnnotatedTrack(MediaStreamTrack):
         self._t0: float | None = None
         self._last_pts = -1
 
-    def put(self, image: np.ndarray, arrived: float) -> None:
-        """Queue an annotated RGB frame (newest wins); ``arrived`` is its source frame's arrival (monotonic)."""
-        import av
-
+    def put(self, frame, arrived: float) -> None:
+        """Queue an annotated ``av.VideoFrame`` (newest wins); ``arrived`` is its source frame's arrival (monotonic)."""
         if self.readyState != "live":
             return
         if self._t0 is None:
             self._t0 = arrived
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         pts = max(self._last_pts + 1, int((arrived - self._t0) * VIDEO_CLOCK))
         self._last_pts = frame.pts = pts
         frame.time_base = Fraction(1, VIDEO_CLOCK)
@@ -206,6 +203,14 @@ class AnnotatedTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._ready.set()
+
+
+def annotated_frame(result: FrameResult):
+    """The frame with its faces drawn, already in the encoder's pixel format (worker thread)."""
+    import av
+
+    image = draw_faces(result.frame.image, result.faces)
+    return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
 
 
 @dataclass
@@ -255,8 +260,7 @@ class WebRtcSession:
         """A tracked result of this session's camera: draw it for the returned video, send its faces as JSON."""
         self.processed += 1
         if arrived is not None and self.track.readyState == "live":
-            annotated = await asyncio.to_thread(draw_faces, result.frame.image, result.faces)
-            self.track.put(annotated, arrived)
+            self.track.put(await asyncio.to_thread(annotated_frame, result), arrived)
         channel = self.channel
         limit = self.settings.webrtc.max_channel_buffer_kb * 1024
         if channel is None or channel.readyState != "open" or channel.bufferedAmount > limit:
