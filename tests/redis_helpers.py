@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,15 +77,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
+@contextmanager
+def unique_prefix(redis_url: str, name: str = "test"):
+    """A key prefix no other test uses; every key under it is deleted afterwards."""
+    prefix = f"deepfer-{name}-{uuid.uuid4().hex[:10]}"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
 @pytest.fixture
 def key_prefix(redis_url: str):
-    """A prefix no other test uses; every key under it is deleted afterwards."""
-    prefix = f"deepfer-test-{uuid.uuid4().hex[:10]}"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    with unique_prefix(redis_url) as prefix:
+        yield prefix
 
 
 def redis_settings(prefix: str, **kw) -> RedisSettings:

@@ -13,20 +13,14 @@ import redis as redis_sync
 
 from classifier import EMOTIONS
 from dashboard_helpers import ARTIFACTS, AUTH, CAMERA, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
-from redis_helpers import free_port, key_prefix, redis_url  # noqa: F401 (fixtures)
+from redis_helpers import free_port, key_prefix, redis_url, unique_prefix  # noqa: F401 (fixtures)
 from streamer.config import Settings
 
 
 @pytest.fixture(scope="module")
 def prefix(redis_url):
-    import uuid
-
-    p = f"deepfer-test-dash-{uuid.uuid4().hex[:8]}"
-    yield p
-    client = redis_sync.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{p}:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    with unique_prefix(redis_url, "test-dash") as p:
+        yield p
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,25 @@ def serve(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+def read_until_address(proc: subprocess.Popen, lines: list[str]) -> None:
+    """Collect serve's output until it prints its address (fails with the output if it exits first)."""
+    assert proc.stdout is not None
+    while not any("DeepFER dashboard on" in line for line in lines):
+        line = proc.stdout.readline()
+        assert line, "serve exited early:\n" + "".join(lines)
+        lines.append(line)
+
+
+def wait_for_health(url: str, proc: subprocess.Popen, lines: list[str], verify: bool = True) -> httpx.Response:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            return httpx.get(url, timeout=2, verify=verify)
+        except httpx.TransportError:
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.3)
+
+
 def test_serve_on_a_fresh_machine_starts_embedded_redis_and_prints_its_address(tiny_checkpoint: Path, tmp_path: Path):
     import shutil
 
@@ -39,21 +58,10 @@ def test_serve_on_a_fresh_machine_starts_embedded_redis_and_prints_its_address(t
                  DEEPFER_CLASSIFIER__DEVICE="cpu", DEEPFER_DETECTOR__DEVICE="cpu")
     lines: list[str] = []
     try:
-        assert proc.stdout is not None
-        while not any("DeepFER dashboard on" in line for line in lines):
-            line = proc.stdout.readline()
-            assert line, "serve exited early:\n" + "".join(lines)
-            lines.append(line)
+        read_until_address(proc, lines)
         address = re.search(r"http://\S+", next(line for line in lines if "DeepFER dashboard on" in line)).group(0)
         assert address == f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                health = httpx.get(f"{address}health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-                time.sleep(0.3)
+        health = wait_for_health(f"{address}health", proc, lines)
         assert health.status_code == 200 and health.json() == {**health.json(), "status": "ok", "redis": True, "cameras": 0}
         assert (tmp_path / "data" / "redis" / "url").is_file()  # the embedded server is running
         assert httpx.get(f"{address}api/cameras").json() == []  # loopback without a token: open
@@ -95,20 +103,9 @@ def test_serve_over_https_for_the_live_demo(tiny_checkpoint: Path, tmp_path: Pat
                  DEEPFER_CLASSIFIER__DEVICE="cpu", DEEPFER_DETECTOR__DEVICE="cpu")
     lines: list[str] = []
     try:
-        assert proc.stdout is not None
-        while not any("DeepFER dashboard on" in line for line in lines):
-            line = proc.stdout.readline()
-            assert line, "serve exited early:\n" + "".join(lines)
-            lines.append(line)
+        read_until_address(proc, lines)
         assert f"https://127.0.0.1:{port}/" in "".join(lines)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                health = httpx.get(f"https://127.0.0.1:{port}/health", timeout=2, verify=False)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-                time.sleep(0.3)
+        health = wait_for_health(f"https://127.0.0.1:{port}/health", proc, lines, verify=False)
         assert health.status_code == 200
         assert httpx.get(f"https://127.0.0.1:{port}/demo", verify=False).status_code == 200
     finally:

@@ -10,17 +10,15 @@ import shutil
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-import redis as redis_sync
 
 from classifier import EMOTIONS
 from conftest import SHIPPED_WEIGHTS
 from dashboard_helpers import ARTIFACTS, AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
-from redis_helpers import free_port, redis_url  # noqa: F401 (fixture)
+from redis_helpers import free_port, redis_url, unique_prefix  # noqa: F401 (fixture)
 from streamer.webrtc_client import VisitorProcess, WebRtcClient
 
 POOLED_THREAD = re.compile(r"^(asyncio_|ThreadPoolExecutor-|deepfer-infer_)")  # executor workers: reused, not leaked
@@ -28,12 +26,8 @@ POOLED_THREAD = re.compile(r"^(asyncio_|ThreadPoolExecutor-|deepfer-infer_)")  #
 
 @pytest.fixture(scope="module")
 def prefix(redis_url):
-    p = f"deepfer-test-webrtc-{uuid.uuid4().hex[:8]}"
-    yield p
-    client = redis_sync.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{p}:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    with unique_prefix(redis_url, "test-webrtc") as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
