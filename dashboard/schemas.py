@@ -172,21 +172,3 @@ class WebRtcConfig(BaseModel):
     max_sessions: int
     sessions: int
 
-
-class WebRtcSession(BaseModel):
-    id: str
-    camera_id: str
-    peer: str = Field(description="The visitor's address as the server saw it.")
-    state: str = Field(description="RTCPeerConnection state: new, connecting, connected, failed or closed.")
-    age_s: float
-    frames_received: int
-    frames_dropped: int = Field(description="Received frames replaced by newer ones while the pipeline was busy (newest wins).")
-    frames_processed: int
-    frames_sent: int = Field(description="Annotated frames handed to the video encoder.")
-    annotated_dropped: int
-    messages_sent: int = Field(description="Per-face JSON messages sent on the data channel.")
-    messages_skipped: int
-    latency_p50_ms: Optional[float] = Field(description="A frame's arrival to its annotated frame leaving, median.")
-    latency_p95_ms: Optional[float]
-    width: Optional[int]
-    height: Optional[int]

@@ -161,14 +161,14 @@ class Service:
         """A camera as the API shows it: URL redacted, options, status and pipeline counters."""
         if self.is_webrtc(camera_id):
             session = self.webrtc.session_for_camera(camera_id)
-            stats = self.pipeline.stats().get(camera_id)
+            stats = self.pipeline.camera_stats(camera_id)
             return {"id": camera_id, "kind": "webrtc", "url": f"webrtc://{session.peer}",
                     "options": CameraOptions().model_dump(),
                     "paused": False, "status": stats.status if stats else session.pc.connectionState,
                     "error": stats.last_error if stats else None, "stats": stats.to_dict() if stats else None,
                     "webrtc_session": session.id}
         cam = self.camera(camera_id)
-        stats = self.pipeline.stats().get(camera_id) if self.pipeline else None
+        stats = self.pipeline.camera_stats(camera_id) if self.pipeline else None
         status = "failed" if camera_id in self.errors else (stats.status if stats else "stopped")
         return {"id": cam.id, "kind": _kind(cam.url), "url": redact(cam.url), "options": cam.options.model_dump(), "paused": cam.paused,
                 "status": status, "error": self.errors.get(camera_id) or (stats.last_error if stats else None),

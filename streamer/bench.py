@@ -135,14 +135,12 @@ async def bench_pipeline(settings: Settings, detector: FaceDetector, classifier:
 
 
 async def bench_webrtc(settings: Settings, detector: FaceDetector, classifier: EmotionClassifier, path: str,
-                       visitors: int, seconds: float, warm_s: float = 3.0, same_process: bool = False) -> dict[str, Any]:
+                       visitors: int, seconds: float, warm_s: float = 3.0) -> dict[str, Any]:
     """``deepfer bench webrtc``: N scripted visitors send ``path`` over loopback WebRTC (VP8 both ways) through the
     pipeline and the annotated track back. Counters and latencies are taken after ``warm_s`` of steady state.
-
-    Each visitor runs in a process of its own, as a browser would (``same_process`` puts them in the server's
-    process: their video codecs then compete for its interpreter)."""
+    Each visitor runs in a process of its own, as a browser would."""
     from streamer.webrtc import WebRtcSessions, percentile_ms
-    from streamer.webrtc_client import VisitorProcess, WebRtcClient
+    from streamer.webrtc_client import VisitorProcess
 
     fps, size = probe_file(path)
     await asyncio.to_thread(_warm_up, path, detector, classifier)
@@ -151,12 +149,7 @@ async def bench_webrtc(settings: Settings, detector: FaceDetector, classifier: E
         update={"max_sessions": max(visitors, settings.webrtc.max_sessions)})}), pipeline)
     pipeline.add_sink(gateway)
     await pipeline.start()
-    clients = [WebRtcClient(path, loop=True) if same_process else VisitorProcess(path, loop=True) for _ in range(visitors)]
-
-    async def counts(c) -> tuple[int, int]:
-        if isinstance(c, WebRtcClient):
-            return c.counts.frames_received, c.counts.messages_received
-        return await c.counts()
+    clients = [VisitorProcess(path, loop=True) for _ in range(visitors)]
 
     async def signal(offer: dict) -> dict:
         session, sdp, kind = await gateway.answer(offer["sdp"], offer["type"], "127.0.0.1")
@@ -164,15 +157,13 @@ async def bench_webrtc(settings: Settings, detector: FaceDetector, classifier: E
 
     try:
         answers = [await c.connect(signal) for c in clients]
-        firsts = await asyncio.gather(*(c.wait_first(120) for c in clients))
-        first_s = [round(max(c.counts.first_frame_at, c.counts.first_message_at) - c.started, 2)
-                   if isinstance(c, WebRtcClient) else round(f, 2) for c, f in zip(clients, firsts)]
+        first_s = [round(f, 2) for f in await asyncio.gather(*(c.wait_first(120) for c in clients))]
         await asyncio.sleep(warm_s)
         sessions = [gateway.sessions[a["session_id"]] for a in answers]
         for s in sessions:
             s.track.latencies.clear()
         before = [s.stats() for s in sessions]
-        got_before = [await counts(c) for c in clients]
+        got_before = [await c.counts() for c in clients]
         proc = psutil.Process()
         proc.cpu_percent(None)
         psutil.cpu_percent(None)
@@ -184,7 +175,7 @@ async def bench_webrtc(settings: Settings, detector: FaceDetector, classifier: E
         after = [s.stats() for s in sessions]
         latencies = [list(s.track.latencies) for s in sessions]
         pipe = pipeline.stats()
-        got_after = [await counts(c) for c in clients]
+        got_after = [await c.counts() for c in clients]
     finally:
         await asyncio.gather(*(c.close() for c in clients))
         await gateway.close()
@@ -207,12 +198,13 @@ async def bench_webrtc(settings: Settings, detector: FaceDetector, classifier: E
     return {
         "benchmark": "webrtc",
         "source": path, "source_fps": fps, "width": size[0], "height": size[1],
-        "visitors": visitors, "visitors_in": "the server's process" if same_process else "a process each",
+        "visitors": visitors, "visitors_in": "a process each",
         "measured_s": round(wall, 2), "warm_s": warm_s,
         "latency_definition": "a frame's arrival at the server (decoded by aiortc) to its annotated frame being handed "
                               "to the VP8 encoder of the returned track; loopback, so no network time",
         "settings": {"detector": settings.detector.kind, "detect_every": settings.detector.detect_every,
-                     "classifier": classifier.name, "max_in_flight": settings.pipeline.max_in_flight,
+                     "classifier": classifier.name, "max_in_flight": settings.webrtc.max_in_flight,
+                     "batch_wait_ms": settings.webrtc.batch_wait_ms,
                      "device": str(classifier.device), "redis": False},
         "first_result_s": first_s,
         "per_visitor": per_visitor,

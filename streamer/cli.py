@@ -351,7 +351,6 @@ def bench_webrtc_cmd(
     weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
     detect_every: Optional[int] = typer.Option(None, min=1),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
-    same_process: bool = typer.Option(False, "--same-process", help="Run the visitors inside the server's process (default: a process each, like browsers)."),
 ) -> None:
     """Live-demo path over loopback WebRTC: arrival-to-send latency p50/p95, fps in/processed/back, drops, CPU."""
     import asyncio
@@ -366,7 +365,7 @@ def bench_webrtc_cmd(
     probe_file(source)
     detector, classifier = load_models(settings)
     console.print(f"benchmarking {visitors} WebRTC visitor(s) sending {source} for {seconds:g} s")
-    result = asyncio.run(bench_webrtc(settings, detector, classifier, source, visitors, seconds, same_process=same_process))
+    result = asyncio.run(bench_webrtc(settings, detector, classifier, source, visitors, seconds))
     result["machine"] = machine_info()
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2) + "\n")

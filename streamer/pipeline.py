@@ -256,6 +256,11 @@ class Pipeline:
     def stats(self) -> dict[str, CameraStats]:
         return {cid: self._stats(cam) for cid, cam in self._cameras.items()}
 
+    def camera_stats(self, camera_id: str) -> CameraStats | None:
+        """One camera's stats (None when it is not in the pipeline), without computing every camera's."""
+        cam = self._cameras.get(camera_id)
+        return self._stats(cam) if cam is not None else None
+
     def timing(self) -> dict[str, dict]:
         """Busy time and batch sizes of detection and classification (worker-thread seconds)."""
         return {b.name: b.stats.to_dict() for b in (self._detect, self._classify) if b is not None}

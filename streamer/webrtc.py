@@ -52,6 +52,13 @@ def percentile_ms(samples, q: float) -> float | None:
     return round(float(np.percentile(np.asarray(samples) * 1000, q)), 1) if samples else None
 
 
+def _to_rgb(frame) -> tuple[np.ndarray, float]:
+    """Worker thread: the frame as RGB, and the CPU time it took (counted as the source's decode time)."""
+    started = time.thread_time()
+    image = frame.to_ndarray(format="rgb24")
+    return image, time.thread_time() - started
+
+
 class WebRtcSource(VideoSource):
     """The visitor's incoming video track as a live camera. Newest frame wins; conversion to RGB happens only for
     frames the pipeline actually takes, off the event loop."""
@@ -144,9 +151,8 @@ class WebRtcSource(VideoSource):
             return None
         frame, arrived, arrived_unix = self._latest
         self._latest = None
-        started = time.thread_time()
-        image = await asyncio.to_thread(frame.to_ndarray, format="rgb24")
-        self.decode_cpu_s += time.thread_time() - started
+        image, cpu_s = await asyncio.to_thread(_to_rgb, frame)
+        self.decode_cpu_s += cpu_s
         seq, self._seq = self._seq, self._seq + 1
         self._taken[seq] = arrived
         while len(self._taken) > 256:  # results that never came back (failed analyses) are forgotten
@@ -215,10 +221,12 @@ def annotated_frame(result: FrameResult):
 
 @dataclass
 class SessionStats:
+    """One visitor's session as ``/api/webrtc/sessions`` shows it."""
+
     id: str
     camera_id: str
     peer: str
-    state: str
+    state: str  # RTCPeerConnection state: new, connecting, connected, failed or closed
     age_s: float
     frames_received: int
     frames_dropped: int  # received frames replaced by newer ones while the pipeline was busy

@@ -6,14 +6,12 @@ the browser and aiortc in ``streamer.webrtc``.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from dashboard.deps import get_service
-from dashboard.schemas import IceServer, Problem, WebRtcAnswer, WebRtcConfig, WebRtcOffer, WebRtcSession
+from dashboard.schemas import IceServer, Problem, WebRtcAnswer, WebRtcConfig, WebRtcOffer
 from dashboard.service import Service
-from streamer.webrtc import OfferError, TooManySessions
+from streamer.webrtc import OfferError, SessionStats, TooManySessions
 
 router = APIRouter(prefix="/api/webrtc", tags=["webrtc"])
 SESSION_ID = Path(..., pattern=r"^[0-9a-f]{8}$")
@@ -40,21 +38,21 @@ async def offer(body: WebRtcOffer, request: Request, service: Service = Depends(
 
 
 @router.get("/sessions", summary="Connected visitors with their counters and arrival-to-send latency")
-async def list_sessions(service: Service = Depends(get_service)) -> list[WebRtcSession]:
-    return [WebRtcSession(**asdict(s.stats())) for s in list(service.webrtc.sessions.values())]
+async def list_sessions(service: Service = Depends(get_service)) -> list[SessionStats]:
+    return [s.stats() for s in list(service.webrtc.sessions.values())]
 
 
 @router.get("/sessions/{session_id}", summary="One visitor's session")
-async def get_session(session_id: str = SESSION_ID, service: Service = Depends(get_service)) -> WebRtcSession:
+async def get_session(session_id: str = SESSION_ID, service: Service = Depends(get_service)) -> SessionStats:
     session = service.webrtc.sessions.get(session_id)
     if session is None:
         raise HTTPException(404, f"no WebRTC session {session_id!r} (it may have ended)")
-    return WebRtcSession(**asdict(session.stats()))
+    return session.stats()
 
 
 @router.delete("/sessions/{session_id}", summary="End a visitor's session; returns its final counters")
-async def end_session(session_id: str = SESSION_ID, service: Service = Depends(get_service)) -> WebRtcSession:
+async def end_session(session_id: str = SESSION_ID, service: Service = Depends(get_service)) -> SessionStats:
     final = await service.webrtc.end(session_id, "ended through the API")
     if final is None:
         raise HTTPException(404, f"no WebRTC session {session_id!r} (it may have ended)")
-    return WebRtcSession(**asdict(final))
+    return final
