@@ -147,6 +147,8 @@ def train(
         pixels = train_set.images.astype(np.float32) / 255
         mean, std = float(pixels.mean()), float(pixels.std())
     model.to(device).to(memory_format=torch.channels_last)
+    # the compiled module shares the model's parameters; checkpoints and evaluation use the plain one
+    forward = torch.compile(model) if cfg.compile else model
 
     # 4. loss, optimizer, schedule
     weights = torch.from_numpy(class_weights(train_set.labels)).to(device)
@@ -218,10 +220,10 @@ def train(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 if cfg.mixup_alpha > 0:
                     x, target = mixup(x, nn.functional.one_hot(y, len(EMOTIONS)).float(), cfg.mixup_alpha)
-                    logits = model(x)
+                    logits = forward(x)
                     loss = criterion(logits.float(), target)
                 else:
-                    logits = model(x)
+                    logits = forward(x)
                     loss = criterion(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -74,6 +74,9 @@ class TrainSettings(Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="CPU threads for torch (0: all cores).")
+    compile: bool = Field(
+        False, description="torch.compile the training step: about 25% faster on CPU after a one-minute compile."
+    )
 
 
 class SourceSettings(Section):

@@ -116,6 +116,26 @@ def test_short_training_run_loss_falls_and_resume_continues(fer_root, tmp_path):
         [(r.epoch, r.lr, r.train_loss, r.train_acc) for r in result.history]
 
 
+def test_compiled_training_learns_and_saves_plain_weights(fer_root, tmp_path):
+    """``train.compile`` must train the parameters the checkpoint saves, not a copy of them."""
+    from classifier.inference import load_checkpoint
+    from classifier.models import build_model
+    from classifier.train import seed_everything, train
+
+    data = load_folder(_small_tree(fer_root, tmp_path / "tree", 60))
+    cfg = TrainSettings(epochs=4, batch_size=32, lr=0.05, device="cpu", warmup_epochs=0, random_erasing=0, compile=True)
+    result = train(cfg, data, None, tmp_path / "run")
+    losses = [r.train_loss for r in result.history]
+    assert losses[-1] < losses[0] - 0.05, losses
+    model, meta = load_checkpoint(tmp_path / "run" / "last.pt")
+    seed_everything(cfg.seed)
+    start = build_model(meta["model"]).state_dict()  # the run's initial weights (same seed, same order)
+    trained = model.state_dict()
+    assert set(trained) == set(start)  # no "_orig_mod." prefixes: loads into a plain model
+    changed = [k for k in start if k.endswith("weight") and not torch.equal(trained[k], start[k])]
+    assert len(changed) == sum(k.endswith("weight") for k in start)
+
+
 def test_cli_train_finetune_and_evaluate(fer_root, tiny_checkpoint, tmp_path):
     user_data = _small_tree(fer_root, tmp_path / "mine", 10, split="test")
     out = tmp_path / "finetuned"
