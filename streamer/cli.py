@@ -82,6 +82,7 @@ def train(
     init: Optional[Path] = typer.Option(None, help="Fine-tune from this checkpoint (or a shipped model name)."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run from its last.pt."),
     limit_per_class: Optional[int] = typer.Option(None, min=1, help="Use at most N images per class (quick runs)."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the training step (train.compile)."),
 ) -> None:
     """Train an emotion classifier."""
     import numpy as np
@@ -91,7 +92,8 @@ def train(
     from classifier.train import train as run_training
 
     settings = settings_from(ctx, train=dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                             class_balance=class_balance, patience=patience, seed=seed, device=device))
+                                             class_balance=class_balance, patience=patience, seed=seed, device=device,
+                                             compile=compile))
     if resume is not None and not resume.is_file():
         raise UserError(f"checkpoint to resume not found: {resume}")
     init_path = resolve_weights(str(init)) if init is not None else None
