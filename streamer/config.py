@@ -75,7 +75,7 @@ class TrainSettings(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="CPU threads for torch (0: all cores).")
     compile: bool = Field(
-        False, description="torch.compile the training step: about 25% faster on CPU after a one-minute compile."
+        False, description="torch.compile the training step: deepfer_resnet trains about 25% faster on a 2-core CPU after a one-minute compile."
     )
 
 
