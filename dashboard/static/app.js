@@ -174,7 +174,12 @@ $("#range").onchange = () => refreshMetrics().catch(console.error);
 // ----- live updates (Server-Sent Events) -------------------------------------------------------------------------
 function connectEvents() {
   const source = new EventSource("/api/events");
-  source.addEventListener("cameras", (ev) => { $("#live-status").textContent = "live"; refreshCameras(JSON.parse(ev.data)); });
+  let redisUp = true;
+  source.addEventListener("redis", (ev) => { redisUp = JSON.parse(ev.data).connected; });
+  source.addEventListener("cameras", (ev) => {
+    $("#live-status").textContent = redisUp ? "live" : "live (Redis unavailable: faces and history resume when it is back)";
+    refreshCameras(JSON.parse(ev.data));
+  });
   source.addEventListener("faces", (ev) => {
     const e = JSON.parse(ev.data), card = document.getElementById(`camera-${e.camera_id}`);
     if (!card) return;
