@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+
+from redis.exceptions import RedisError
 
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries, redis_client
@@ -53,6 +56,7 @@ class Service:
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
         self.started_at = time.time()
         self._lock = asyncio.Lock()
+        self._restore_task: asyncio.Task | None = None  # while Redis was down at start
 
     # ----- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -72,21 +76,45 @@ class Service:
         self.pipeline.add_sink(self.webrtc)
         await self.pipeline.start()
         try:
-            saved = await self.store.all()
-        except Exception as exc:  # Redis down at start: serve anyway, cameras come back on the next start
-            log.warning("cannot read saved cameras from Redis at %s: %s", redact(self.redis_url), exc)
-            saved = {}
-        for cam in saved.values():
-            self.cameras[cam.id] = cam
-            try:
-                await self._start_source(cam)
-            except SourceError as exc:
-                self.errors[cam.id] = str(exc)
-                log.warning("camera %s (%s) not started: %s", cam.id, redact(cam.url), exc)
+            await self._restore(await self.store.all())
+        except (RedisError, OSError) as exc:  # Redis down at start: serve now, bring the cameras back when it answers
+            log.warning("cannot read the saved cameras from Redis at %s (%s): they start as soon as it answers",
+                        redact(self.redis_url), exc.__class__.__name__)
+            self._restore_task = asyncio.create_task(self._restore_when_redis_answers(), name="restore-cameras")
         log.info("dashboard ready: Redis %s, %d camera(s), %s + %s", redact(self.redis_url), len(self.cameras),
                  self.detector.name, self.classifier.name)
 
+    async def _restore(self, saved: dict[str, StoredCamera]) -> None:
+        """Start the cameras saved in Redis (one added meanwhile under the same id keeps its new settings)."""
+        async with self._lock:
+            for cam in saved.values():
+                if cam.id in self.cameras:
+                    continue
+                self.cameras[cam.id] = cam
+                try:
+                    await self._start_source(cam)
+                except SourceError as exc:
+                    self.errors[cam.id] = str(exc)
+                    log.warning("camera %s (%s) not started: %s", cam.id, redact(cam.url), exc)
+
+    async def _restore_when_redis_answers(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                saved = await self.store.all()
+            except (RedisError, OSError):
+                delay = min(self.settings.redis.retry_max_s, delay * 2)
+                continue
+            await self._restore(saved)
+            log.info("Redis answers: %d saved camera(s) restored", len(saved))
+            return
+
     async def stop(self) -> None:
+        if self._restore_task is not None:
+            self._restore_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restore_task
         if self.webrtc is not None:
             await self.webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
         if self.pipeline is not None:
