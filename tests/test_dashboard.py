@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import httpx
@@ -242,7 +243,7 @@ def test_mjpeg_preview_streams_jpeg_parts(server, woman2):
 
 def test_server_sent_events_carry_cameras_and_faces(server, api, prefix, redis_url, woman2):
     publisher = redis_sync.Redis.from_url(redis_url)
-    got: dict[str, list] = {"cameras": [], "faces": []}
+    got: dict[str, list] = defaultdict(list)
     with httpx.stream("GET", f"{server.url}/api/events", params={"token": TOKEN}, timeout=20) as res:
         assert res.headers["content-type"].startswith("text/event-stream")
         event = None

@@ -83,16 +83,22 @@ class LiveChannel:
         self._retry_at = time.monotonic() + self._delay
         self._delay = min(self.retry_max_s, self._delay * 2)
 
+    async def connect(self) -> bool:
+        """Subscribe now if Redis answers (else a retry is scheduled); True when subscribed."""
+        if self._pubsub is None:
+            try:
+                await self._subscribe()
+            except (RedisError, OSError) as exc:
+                await self._drop(exc)
+        return self.connected
+
     async def get(self, timeout: float) -> dict | None:
         if self._pubsub is None:
             wait = self._retry_at - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(min(wait, timeout))
                 return None
-            try:
-                await self._subscribe()
-            except (RedisError, OSError) as exc:
-                await self._drop(exc)
+            if not await self.connect():
                 return None
         try:
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
@@ -128,6 +134,7 @@ async def events(request: Request, camera: str | None = Query(None, pattern=CAME
         gap = 1.0 / cfg.live_max_per_s
         try:
             yield b"retry: 2000\n\n"
+            await channel.connect()  # before the first status: a client may publish as soon as it sees one
             while not await request.is_disconnected():
                 now = time.monotonic()
                 if now >= next_stats:
