@@ -16,11 +16,13 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import redis
 
-from streamer.config import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 100  # unix socket paths are limited to 107 bytes; longer data dirs use a loopback port
@@ -133,3 +135,14 @@ def connect_or_start(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     url = server.start()
     log.info("no Redis at %s: started an embedded redis-server at %s (data in %s)", cfg.default_url, url, server.dir)
     return url, server
+
+
+@contextmanager
+def redis_for(settings: Settings) -> Iterator[str]:
+    """The URL of the Redis to use for one command; an embedded server started for it stops afterwards."""
+    url, embedded = (settings.redis.url, None) if settings.redis.url else connect_or_start(settings)
+    try:
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()

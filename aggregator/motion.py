@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.base import FaceBox
+from core.types import FaceBox
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -33,12 +33,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aggregator.timeseries import EmotionPoint, EmotionTimeSeries, redis_client
-from streamer.config import RedisSettings
-from streamer.results import FrameResult
+from core.settings import RedisSettings
+from core.types import FrameResult
 
 if TYPE_CHECKING:
     from aggregator.embedded_redis import EmbeddedRedis
-    from streamer.config import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)

@@ -38,8 +38,8 @@ from typing import Any, AsyncIterator, Literal, Sequence
 
 import redis.asyncio as aioredis
 
-from classifier import EMOTIONS
-from streamer.config import RedisSettings
+from core.settings import RedisSettings
+from core.types import EMOTIONS
 
 log = logging.getLogger(__name__)
 Interval = Literal["minute", "hour", "day"]
@@ -360,3 +360,20 @@ class EmotionTimeSeries:
                     yield json.loads(message["data"])
         finally:
             await pubsub.aclose()
+
+
+def people_of(url: str, settings: RedisSettings, camera: str,
+              since: float | None = None) -> tuple[list[PersonSummary], list[str]]:
+    """``deepfer people``: the people ``camera`` saw since ``since``, and, when there are none, the cameras that
+    have data (to tell an unknown camera from a quiet one)."""
+    import asyncio
+
+    async def query() -> tuple[list[PersonSummary], list[str]]:
+        ts = EmotionTimeSeries.from_url(url, settings)
+        try:
+            found = await ts.people(camera, since=since)
+            return found, ([] if found else [c for c, _ in await ts.cameras()])
+        finally:
+            await ts.aclose()
+
+    return asyncio.run(query())

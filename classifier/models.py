@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from classifier import EMOTIONS
+from core.types import EMOTIONS
 
 NUM_CLASSES = len(EMOTIONS)
 

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from classifier import EMOTIONS
 from classifier.augment import AugmentConfig, augment_batch, mixup
 from classifier.data import FaceDataset, class_weights
-from classifier.inference import load_checkpoint, pick_device, predict_logits
+from classifier.inference import load_checkpoint, predict_logits
 from classifier.models import build_model
-from streamer.config import TrainSettings
+from core.device import pick_device
+from core.settings import TrainSettings
+from core.types import EMOTIONS
 
 
 @dataclass
@@ -123,7 +124,7 @@ def train(
 
     # 1. seed and device
     gen = seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, "train.device")
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     use_amp = device.type == "cuda"

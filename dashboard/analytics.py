@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from aggregator.timeseries import RollupBucket
-from classifier import EMOTIONS
+from core.types import EMOTIONS
 
 POSITIVE = ("happy", "surprise")
 NEGATIVE = ("angry", "disgust", "fear", "sad")

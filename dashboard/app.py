@@ -12,17 +12,27 @@ import logging
 import re
 from contextlib import asynccontextmanager
 
-from redis.exceptions import RedisError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from redis.exceptions import RedisError
 
+from core.settings import Settings
 from dashboard.auth import require_token
-from dashboard.routes import cameras, health, live, metrics, pages, people, predict, prometheus, webrtc
+from dashboard.routes import (
+    cameras,
+    health,
+    live,
+    metrics,
+    pages,
+    people,
+    predict,
+    prometheus,
+    webrtc,
+)
 from dashboard.schemas import Problem
 from dashboard.service import Service
-from streamer.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,14 @@ from redis.exceptions import RedisError
 
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries, redis_client
+from core.redact import redact
+from core.settings import Settings
 from dashboard.cameras import CameraConfig, CameraOptions, CameraStore, StoredCamera
 from dashboard.preview import PreviewSink
-from streamer.config import Settings
+from streamer.assembly import Models, build_pipeline, load_models
 from streamer.pipeline import Pipeline
-from streamer.sources import SourceError, open_source, redact, source_kind
-from streamer.webrtc import WebRtcSessions
+from streamer.sources import SourceError, open_source, source_kind
+from streamer.webrtc.gateway import WebRtcSessions
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class Service:
         self.embedded = None
         self.ts: EmotionTimeSeries | None = None
         self.store: CameraStore | None = None
-        self.detector = self.classifier = None
+        self.models: Models | None = None
         self.pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
         self.webrtc: WebRtcSessions | None = None
@@ -62,16 +64,14 @@ class Service:
 
     async def start(self) -> None:
         from aggregator.embedded_redis import connect_or_start
-        from streamer.run import default_tracker_factory, load_models
 
         s = self.settings
         self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
         self.ts = EmotionTimeSeries(redis_client(self.redis_url, s.redis), s.redis)
         self.store = CameraStore(self.ts.r, s.redis.key_prefix)
-        self.detector, self.classifier = await asyncio.to_thread(load_models, s)
+        self.models = await asyncio.to_thread(load_models, s)
         self.redis_sink = RedisSink(s.redis, self.redis_url, s.paths.data_dir)
-        self.pipeline = Pipeline(s, self.detector, self.classifier, default_tracker_factory(s),
-                                 sinks=[self.redis_sink, self.preview])
+        self.pipeline = build_pipeline(s, self.models, sinks=[self.redis_sink, self.preview])
         self.webrtc = WebRtcSessions(s, self.pipeline, on_end=self.preview.forget)
         self.pipeline.add_sink(self.webrtc)
         await self.pipeline.start()
@@ -82,7 +82,7 @@ class Service:
                         redact(self.redis_url), exc.__class__.__name__)
             self._restore_task = asyncio.create_task(self._restore_when_redis_answers(), name="restore-cameras")
         log.info("dashboard ready: Redis %s, %d camera(s), %s + %s", redact(self.redis_url), len(self.cameras),
-                 self.detector.name, self.classifier.name)
+                 self.models.detector.name, self.models.classifier.name)
 
     async def _restore(self, saved: dict[str, StoredCamera]) -> None:
         """Start the cameras saved in Redis (one added meanwhile under the same id keeps its new settings)."""

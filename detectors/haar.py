@@ -8,9 +8,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from detectors.base import FaceBox
+from core.settings import DetectorSettings
+from core.types import FaceBox
 from detectors.scaling import check_frame, downscale, to_original
-from streamer.config import DetectorSettings
 
 CASCADE = "haarcascade_frontalface_default.xml"
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
 
-from detectors.base import FaceBox
+from core.types import FaceBox
 
 
 def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -35,11 +34,3 @@ def check_frame(frame: np.ndarray) -> None:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise ValueError(f"detector input must be an RGB uint8 H x W x 3 array, got {got}")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("detector.device is 'cuda' but no CUDA GPU is available")
-    return torch.device(name)

@@ -19,30 +19,26 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from classifier import EMOTIONS
-from classifier.inference import EmotionClassifier, crop_faces
-from detectors.base import FaceBox, FaceDetector
+from core.protocols import (
+    EmotionModel,
+    FaceDetector,
+    FrameSource,
+    ResultSink,
+    Tracker,
+    TrackerFactory,
+)
+from core.settings import Settings
+from core.stats import percentile_ms
+from core.types import FaceBox, FaceResult, Frame, FrameResult, TimedFrame
+from streamer.analysis import NO_PROBS, classify_faces
 from streamer.batching import Batcher
-from streamer.config import Settings
-from streamer.results import Frame, FaceResult, FrameResult, ResultSink
-from streamer.sources import TimedFrame, VideoSource
 
 log = logging.getLogger(__name__)
 
-NO_PROBS = np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-
-
-class Tracker(Protocol):
-    """Fills ``track_id``, ``smoothed`` and ``label``; called once per frame, in frame order, per camera."""
-
-    def update(self, result: FrameResult) -> FrameResult: ...
-
-
-TrackerFactory = Callable[[str], Tracker]
 
 
 @dataclass
@@ -79,7 +75,7 @@ class CameraStats:
 
 @dataclass
 class _Camera:
-    source: VideoSource
+    source: FrameSource
     tracker: Tracker | None
     inflight: asyncio.Queue
     latencies: deque
@@ -106,7 +102,7 @@ class _Camera:
 class Pipeline:
     """Runs any number of cameras through one detector and one classifier; sources and sinks can change at runtime."""
 
-    def __init__(self, settings: Settings, detector: FaceDetector, classifier: EmotionClassifier,
+    def __init__(self, settings: Settings, detector: FaceDetector, classifier: EmotionModel,
                  tracker_factory: TrackerFactory | None = None, sinks: Sequence[ResultSink] = ()):
         self.settings = settings
         self.detector = detector
@@ -194,16 +190,9 @@ class Pipeline:
     async def __aexit__(self, *exc) -> None:
         await self.stop()
 
-    async def wait_idle(self) -> None:
-        """Until every current source has ended (files at end of stream)."""
-        assert self._changed is not None
-        while not all(c.done for c in self._cameras.values()):
-            self._changed.clear()
-            await self._changed.wait()
-
     # --- sources and sinks at runtime ---
 
-    def add_source(self, source: VideoSource) -> None:
+    def add_source(self, source: FrameSource) -> None:
         if source.camera_id in self._cameras:
             raise ValueError(f"camera id {source.camera_id!r} is already in use")
         ps = self.settings.pipeline
@@ -242,15 +231,11 @@ class Pipeline:
     def add_sink(self, sink: ResultSink) -> None:
         self.sinks.append(sink)
 
-    def remove_sink(self, sink: ResultSink) -> None:
-        """Detach a sink (the caller closes it)."""
-        self.sinks.remove(sink)
-
     @property
     def camera_ids(self) -> list[str]:
         return list(self._cameras)
 
-    def source(self, camera_id: str) -> VideoSource:
+    def source(self, camera_id: str) -> FrameSource:
         return self._camera(camera_id).source
 
     def stats(self) -> dict[str, CameraStats]:
@@ -339,12 +324,10 @@ class Pipeline:
         return FrameResult(frame, faces, processed_at=time.time()), time.monotonic() - item.read_at, anchor is None
 
     def _classify_batch(self, items: list[tuple[np.ndarray, list[FaceBox]]]) -> list[np.ndarray]:
-        """Worker thread: crop every face of every frame, one model call, split back per frame."""
-        margin = self.settings.classifier.crop_margin
-        crops = [crop_faces(image, [b.xyxy for b in boxes], margin) for image, boxes in items]
-        probs = self.classifier.predict_faces(np.concatenate(crops), batch_size=self.settings.classifier.batch_size)
-        bounds = np.cumsum([len(c) for c in crops])[:-1]
-        return np.split(probs.astype(np.float32, copy=False), bounds)
+        """Worker thread: every face of every frame in the batch, in one model call."""
+        cs = self.settings.classifier
+        return classify_faces([image for image, _ in items], [boxes for _, boxes in items], self.classifier,
+                              cs.crop_margin, cs.batch_size)
 
     async def _emit(self, cam: _Camera) -> None:
         """Results in frame order: tracker, counters, then every sink."""
@@ -388,7 +371,6 @@ class Pipeline:
 
     def _stats(self, cam: _Camera) -> CameraStats:
         src = cam.source
-        lat = np.array(cam.latencies) * 1000 if cam.latencies else None
         elapsed = (cam.last_at - cam.first_at) if cam.first_at is not None and cam.last_at is not None else 0.0
         window = self.settings.pipeline.stats_window_s
         now = time.monotonic()
@@ -407,8 +389,7 @@ class Pipeline:
             frames_detected=cam.detected, faces=cam.faces, frames_with_faces=cam.with_faces, reconnects=src.reconnects,
             fps=round((cam.processed - 1) / elapsed, 2) if elapsed > 0 and cam.processed > 1 else 0.0,
             recent_fps=round(recent / span, 2) if span > 0 else 0.0,
-            latency_p50_ms=round(float(np.percentile(lat, 50)), 1) if lat is not None else None,
-            latency_p95_ms=round(float(np.percentile(lat, 95)), 1) if lat is not None else None,
+            latency_p50_ms=percentile_ms(cam.latencies, 50), latency_p95_ms=percentile_ms(cam.latencies, 95),
             decode_ms=round(1000 * src.decode_cpu_s / src.frames_read, 2) if src.frames_read else None,
             source_fps=round(src.fps, 3) if src.fps else None,
             width=src.size[0] if src.size else None, height=src.size[1] if src.size else None,

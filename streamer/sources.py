@@ -17,49 +17,31 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from streamer.config import PipelineSettings, SourceSettings
-from streamer.results import Frame
+from core.redact import redact, scrub
+from core.settings import PipelineSettings, SourceSettings
+from core.types import Frame, TimedFrame
+from streamer.media import (
+    MediaError,
+    local_path,
+    probe_video,
+    stream_info,
+    video_frames,
+)
 
 log = logging.getLogger(__name__)
 
 Status = Literal["starting", "connecting", "connected", "reconnecting", "paused", "ended", "failed", "stopped"]
 LIVE_SCHEMES = ("rtsp", "rtsps")
-_SECRET_PARAMS = re.compile(r"pass|pwd|secret|token|key|auth|sig|cred", re.I)
-_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
 
 
 class SourceError(ValueError):
     """A source that cannot be used at all (missing file, not a video, unknown URI); the message names it."""
-
-
-def redact(url: str) -> str:
-    """``url`` with user, password and secret-looking query values replaced by ``***``; safe to log or show."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _USERINFO.sub(r"\1***@", url)
-    if not parts.scheme or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def scrub(text: str, url: str) -> str:
-    """An error message with the raw URL (and any other ``scheme://user:pass@``) replaced by its redacted form."""
-    return _USERINFO.sub(r"\1***@", text.replace(url, redact(url)))
 
 
 def default_camera_id(uri: str) -> str:
@@ -85,12 +67,6 @@ def source_kind(uri: str) -> Literal["file", "rtsp", "webcam"]:
     if scheme in ("", "file"):
         return "file"
     raise SourceError(f"unsupported source {redact(uri)!r}: use a video file, rtsp:// or rtsps://, /dev/videoN or a webcam index")
-
-
-@dataclass(frozen=True)
-class TimedFrame:
-    frame: Frame
-    read_at: float  # time.monotonic() when the frame left the decoder: the start of its end-to-end latency
 
 
 class FrameBuffer:
@@ -200,13 +176,6 @@ class VideoSource:
         """The next frame, or ``None`` when the source has ended or was stopped."""
         return await self.buffer.get()
 
-    def __aiter__(self):
-        return self._iterate()
-
-    async def _iterate(self):
-        while (item := await self.get()) is not None:
-            yield item.frame
-
     # --- decode thread ---
 
     def _main(self) -> None:
@@ -224,6 +193,9 @@ class VideoSource:
     def _produce(self) -> None:
         raise NotImplementedError
 
+    def _count_cpu(self, seconds: float) -> None:
+        self.decode_cpu_s += seconds
+
     def _emit(self, image: np.ndarray, pts: float | None, captured_at: float) -> bool:
         frame = Frame(self.camera_id, self._seq, captured_at, image, pts)
         if not self.buffer.put(TimedFrame(frame, time.monotonic()), self._stop):
@@ -231,42 +203,6 @@ class VideoSource:
         self._seq += 1
         self.frames_read += 1
         return not self._stop.is_set()
-
-
-def _decode_frames(container, source: "VideoSource") -> Iterator[tuple[np.ndarray, float | None]]:
-    """RGB frames and their stream times; adds this thread's CPU time per frame to ``source.decode_cpu_s``."""
-    stream = container.streams.video[0]
-    tb = stream.time_base
-    started = time.thread_time()
-    for frame in container.decode(stream):
-        pts = float(frame.pts * tb) if frame.pts is not None and tb is not None else None
-        image = frame.to_ndarray(format="rgb24")
-        now = time.thread_time()
-        source.decode_cpu_s += now - started
-        yield image, pts
-        started = time.thread_time()
-
-
-def probe_file(path: str) -> tuple[float | None, tuple[int, int]]:
-    """Nominal fps and size of a video file; ``SourceError`` with a one-line reason when it is not one."""
-    import av
-
-    p = Path(path[7:] if path.startswith("file://") else path)
-    if not p.exists():
-        raise SourceError(f"video file not found: {p}")
-    if not p.is_file():
-        raise SourceError(f"not a file: {p}")
-    try:
-        with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise SourceError(f"no video stream in {p}")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            return (float(rate) if rate else None), (stream.codec_context.width, stream.codec_context.height)
-    except SourceError:
-        raise
-    except Exception as exc:
-        raise SourceError(f"not a readable video: {p} ({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc})") from None
 
 
 class FileSource(VideoSource):
@@ -280,8 +216,12 @@ class FileSource(VideoSource):
     def __init__(self, uri: str, camera_id: str | None, settings: SourceSettings, queue_size: int, live: bool = False):
         self.live = live
         super().__init__(uri, camera_id, settings, queue_size)
-        self.path = uri[7:] if uri.startswith("file://") else uri
-        self.fps, self.size = probe_file(self.path)
+        self.path = str(local_path(uri))
+        try:
+            info = probe_video(self.path)
+        except MediaError as exc:
+            raise SourceError(str(exc)) from None
+        self.fps, self.size = info.fps, info.size
         self.pace = live or settings.file_rate == "realtime"
 
     def _produce(self) -> None:
@@ -293,7 +233,7 @@ class FileSource(VideoSource):
             start = time.time()
             mono = time.monotonic()
             first: float | None = None
-            for image, pts in _decode_frames(container, self):
+            for image, pts in video_frames(container, self._count_cpu):
                 if pts is None and self.fps:
                     pts = self._seq / self.fps
                 first = pts if first is None else first
@@ -365,11 +305,9 @@ class RtspSource(LiveSource):
         with av.open(self.uri, options={"rtsp_transport": s.rtsp_transport}, timeout=(s.connect_timeout_s, s.read_timeout_s)) as container:
             if not container.streams.video:
                 raise SourceError("no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            self.fps = float(rate) if rate else None
-            self.size = (stream.codec_context.width, stream.codec_context.height)
-            self._pump(_decode_frames(container, self))
+            info = stream_info(container)
+            self.fps, self.size = info.fps, info.size
+            self._pump(video_frames(container, self._count_cpu))
 
 
 class WebcamSource(LiveSource):

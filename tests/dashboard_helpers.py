@@ -8,7 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
-from streamer.config import Settings
+from core.settings import Settings
 
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -15,10 +15,8 @@ import numpy as np
 import pytest
 import redis
 
-from classifier import EMOTIONS
-from detectors.base import FaceBox
-from streamer.config import RedisSettings
-from streamer.results import FaceResult, Frame, FrameResult
+from core.settings import RedisSettings
+from core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
 

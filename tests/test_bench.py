@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from streamer.cli import app
+from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -70,8 +70,8 @@ def test_bench_webrtc_json(tmp_path: Path, media: Path, tiny_checkpoint: Path) -
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["bench", "detector", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video not found"),
-    (["bench", "detector", "--source", "{tmp}/text.mp4", "--json", "{tmp}/o.json"], "cannot decode video"),
+    (["bench", "detector", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video file not found"),
+    (["bench", "detector", "--source", "{tmp}/text.mp4", "--json", "{tmp}/o.json"], "not a readable video"),
     (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "1,x"], "--batch-sizes"),
     (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "0"], ">= 1"),
     (["bench", "webrtc", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video file not found"),

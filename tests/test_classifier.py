@@ -11,11 +11,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from classifier import EMOTIONS
 from classifier.augment import AugmentConfig, augment_batch
-from classifier.data import CSV_CODES, DatasetError, class_weights, load_csv, load_dataset, load_folder
-from streamer.cli import app
-from streamer.config import TrainSettings
+from classifier.data import (
+    CSV_CODES,
+    DatasetError,
+    class_weights,
+    load_csv,
+    load_dataset,
+    load_folder,
+)
+from core.settings import TrainSettings
+from core.types import EMOTIONS
+from deepfer.cli import app
 
 runner = CliRunner()
 

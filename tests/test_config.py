@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from streamer.cli import app
-from streamer.config import ConfigError, Settings, load_settings
+from core.settings import ConfigError, Settings, load_settings
+from deepfer.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 

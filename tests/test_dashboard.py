@@ -11,11 +11,20 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_sync
+from dashboard_helpers import (
+    ARTIFACTS,
+    AUTH,
+    CAMERA,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TOKEN,
+    LiveServer,
+    dashboard_settings,
+)
+from redis_helpers import free_port, unique_prefix
 
-from classifier import EMOTIONS
-from dashboard_helpers import ARTIFACTS, AUTH, CAMERA, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
-from redis_helpers import free_port, key_prefix, redis_url, unique_prefix  # noqa: F401 (fixtures)
-from streamer.config import Settings
+from core.settings import Settings
+from core.types import EMOTIONS
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +289,6 @@ def test_cameras_survive_a_restart(tiny_checkpoint, redis_url, prefix, server, a
 
 def test_redis_down_is_a_503_not_a_500(tiny_checkpoint, tmp_path, media):
     from redis_helpers import RedisServer
-
     redis_server = RedisServer(tmp_path / "redis").start()
     settings = dashboard_settings(tiny_checkpoint, redis_server.url, "deepfer-test-down", tmp_path / "data", free_port())
     try:
@@ -379,7 +387,8 @@ STREAMING = ("/api/events", "/api/cameras/{camera_id}/preview.mjpg")
 
 def test_openapi_fuzz_no_server_errors_and_documented_answers(server, woman2):
     import schemathesis
-    from hypothesis import HealthCheck, given, settings as hsettings
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
 
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", headers=AUTH)
     failures = []

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+from redis_helpers import tracked_frame
 
 from aggregator.timeseries import RollupBucket
-from classifier import EMOTIONS
+from core.types import EMOTIONS
 from dashboard import analytics
 from dashboard.preview import PreviewSink
-from redis_helpers import tracked_frame
 
 
 def counts(**kw: int) -> dict[str, int]:

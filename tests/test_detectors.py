@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.settings import DetectorSettings
+from core.types import FaceBox
 from detectors import build_detector
-from detectors.base import FaceBox
-from streamer.config import DetectorSettings
 
 pytestmark = pytest.mark.timeout(180)
 

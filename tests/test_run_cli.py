@@ -15,10 +15,10 @@ from pathlib import Path
 
 import av
 import pytest
+from rtsp_server import RtspServer, available
 from typer.testing import CliRunner
 
-from rtsp_server import RtspServer, available
-from streamer.cli import app
+from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(240)
 def deepfer(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
     # --no-redis: these tests are about the pipeline and its files; the aggregator's tests cover Redis.
-    return subprocess.Popen([sys.executable, "-m", "streamer.cli", *args, "--no-redis"], cwd=cwd, env=environ, text=True,
+    return subprocess.Popen([sys.executable, "-m", "deepfer", *args, "--no-redis"], cwd=cwd, env=environ, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

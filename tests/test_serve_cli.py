@@ -13,17 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis_helpers import free_port
 from typer.testing import CliRunner
 
-from redis_helpers import free_port, redis_url  # noqa: F401 (fixture)
-from streamer.cli import app
+from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def serve(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
-    return subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", *args], cwd=cwd, env=environ, text=True,
+    return subprocess.Popen([sys.executable, "-m", "deepfer", "serve", *args], cwd=cwd, env=environ, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -9,11 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from rtsp_server import RtspServer, available
-from streamer.config import SourceSettings
-from streamer.sources import (FileSource, RtspSource, SourceError, default_camera_id, open_source, redact, scrub,
-                              source_kind)
+
+from core.redact import redact, scrub
+from core.settings import SourceSettings
+from streamer.sources import (
+    FileSource,
+    RtspSource,
+    SourceError,
+    default_camera_id,
+    open_source,
+    source_kind,
+)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,11 +7,11 @@ import time
 
 import pytest
 import redis
+from redis_helpers import redis_settings, tracked_frame
 
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries, KeySchema
-from classifier import EMOTIONS
-from redis_helpers import key_prefix, redis_settings, redis_url, tracked_frame  # noqa: F401 (fixtures)
+from core.types import EMOTIONS
 
 pytestmark = pytest.mark.timeout(60)
 

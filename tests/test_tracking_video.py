@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from redis_helpers import free_port
 from typer.testing import CliRunner
 
 from aggregator.embedded_redis import connect_or_start
 from aggregator.timeseries import EmotionTimeSeries
-from redis_helpers import free_port
-from streamer.cli import app
-from streamer.config import PathsSettings, RedisSettings, Settings
+from core.settings import PathsSettings, RedisSettings, Settings
+from deepfer.cli import app
 
 # Small detector work so the clip runs in well under a minute on 2 cores; the face is ~110 px wide.
 FAST = {"DEEPFER_DETECTOR__MAX_SIDE": "320", "DEEPFER_DETECTOR__MIN_FACE_SIZE": "80", "DEEPFER_DETECTOR__DEVICE": "cpu",
@@ -25,7 +25,7 @@ FAST = {"DEEPFER_DETECTOR__MAX_SIDE": "320", "DEEPFER_DETECTOR__MIN_FACE_SIZE": 
 
 def deepfer(*args: str, cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
-    return subprocess.run([sys.executable, "-m", "streamer.cli", *args], cwd=cwd, env=environ, text=True,
+    return subprocess.run([sys.executable, "-m", "deepfer", *args], cwd=cwd, env=environ, text=True,
                           capture_output=True, timeout=timeout)
 
 

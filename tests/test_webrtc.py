@@ -14,12 +14,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from classifier import EMOTIONS
 from conftest import SHIPPED_WEIGHTS
-from dashboard_helpers import ARTIFACTS, AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
-from redis_helpers import free_port, redis_url, unique_prefix  # noqa: F401 (fixture)
-from streamer.webrtc_client import VisitorProcess, WebRtcClient
+from dashboard_helpers import (
+    ARTIFACTS,
+    AUTH,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TOKEN,
+    LiveServer,
+    dashboard_settings,
+)
+from redis_helpers import free_port, unique_prefix
+
+from bench.visitor import VisitorProcess, WebRtcClient
+from core.types import EMOTIONS
 
 POOLED_THREAD = re.compile(r"^(asyncio_|ThreadPoolExecutor-|deepfer-infer_)")  # executor workers: reused, not leaked
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import StreamingResponse
 
 from dashboard.cameras import CameraConfig
-from dashboard.schemas import Camera, Problem
 from dashboard.deps import configured_camera, get_service, running_camera
+from dashboard.schemas import Camera, Problem
 from dashboard.service import CameraExists, Service, SnapshotsOff
 from streamer.sources import SourceError
 

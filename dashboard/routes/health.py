@@ -6,8 +6,8 @@ import time
 
 from fastapi import APIRouter, Depends
 
-from dashboard.schemas import Health
 from dashboard.deps import get_service
+from dashboard.schemas import Health
 from dashboard.service import Service
 
 router = APIRouter(tags=["health"])

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS
 from dashboard import analytics
-from dashboard.schemas import AllMetrics, CameraMetrics
 from dashboard.deps import get_service, known_camera
 from dashboard.routes.people import time_range
+from dashboard.schemas import AllMetrics, CameraMetrics
 from dashboard.service import Service
 
 router = APIRouter(tags=["metrics"])

@@ -6,8 +6,8 @@ import time
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from dashboard.schemas import PeopleInRange, PeopleNow, Series
 from dashboard.deps import get_service, known_camera
+from dashboard.schemas import PeopleInRange, PeopleNow, Series
 from dashboard.service import Service
 
 router = APIRouter(prefix="/api/cameras/{camera_id}/people", tags=["people"])

@@ -8,10 +8,10 @@ import io
 from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
 from PIL import Image, UnidentifiedImageError
 
-from classifier.predict import analyze_image
-from dashboard.schemas import Prediction, Problem
 from dashboard.deps import get_service
+from dashboard.schemas import Prediction, Problem
 from dashboard.service import Service
+from streamer.analysis import analyse_images
 
 router = APIRouter(tags=["predict"])
 FORMATS = {"JPEG", "PNG", "WEBP"}
@@ -58,8 +58,9 @@ async def predict(file: UploadFile = File(..., description="The image."), servic
     if not data:
         raise HTTPException(400, "empty upload: choose an image file")
     image = await asyncio.to_thread(decode, data, cfg.max_image_pixels)
-    faces = await asyncio.to_thread(analyze_image, image, service.detector, service.classifier,
-                                    service.settings.classifier.crop_margin)
+    models = service.models
+    (faces,) = await asyncio.to_thread(analyse_images, [image], models.detector, models.classifier,
+                                       service.settings.classifier.crop_margin)
     keep = ("box", "emotion", "confidence", "probabilities")
-    return Prediction(**{"width": int(image.shape[1]), "height": int(image.shape[0]), "model": service.classifier.name,
+    return Prediction(**{"width": int(image.shape[1]), "height": int(image.shape[0]), "model": models.classifier.name,
             "faces": [{k: v for k, v in f.to_dict().items() if k in keep} for f in faces]})

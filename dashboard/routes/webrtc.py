@@ -9,9 +9,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from dashboard.deps import get_service
-from dashboard.schemas import IceServer, Problem, WebRtcAnswer, WebRtcConfig, WebRtcOffer
+from dashboard.schemas import (
+    IceServer,
+    Problem,
+    WebRtcAnswer,
+    WebRtcConfig,
+    WebRtcOffer,
+)
 from dashboard.service import Service
-from streamer.webrtc import OfferError, SessionStats, TooManySessions
+from streamer.webrtc.gateway import OfferError, TooManySessions
+from streamer.webrtc.session import SessionStats
 
 router = APIRouter(prefix="/api/webrtc", tags=["webrtc"])
 SESSION_ID = Path(..., pattern=r"^[0-9a-f]{8}$")

@@ -1,15 +1,25 @@
-"""What ``deepfer run`` and ``deepfer bench pipeline`` share: building the parts, and running until done or Ctrl-C."""
+"""The one place that wires DeepFER together: models, trackers, sources, sinks and the pipeline.
+
+``deepfer run``, ``deepfer serve`` (through the dashboard's service), the WebRTC gateway's pipeline and every
+benchmark build their parts here, so they all run the same thing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from streamer.config import Settings
-from streamer.pipeline import Pipeline, TrackerFactory
+from aggregator.tracker import FaceTracker
+from classifier.inference import build_classifier
+from core.protocols import EmotionModel, FaceDetector, ResultSink, TrackerFactory
+from core.redact import redact
+from core.settings import Settings
+from detectors import build_detector
+from streamer.pipeline import CameraStats, Pipeline
 from streamer.sources import SourceError, VideoSource, default_camera_id, open_source
 
 log = logging.getLogger(__name__)
@@ -40,13 +50,8 @@ def build_sources(uris: Sequence[str], camera_ids: Sequence[str], settings: Sett
     return [open_source(uri, cid, settings.sources, settings.pipeline, live_file=live_files) for uri, cid in zip(uris, ids)]
 
 
-def default_tracker_factory(settings: Settings) -> TrackerFactory | None:
-    """One ``aggregator.tracker.FaceTracker`` per camera (None when the aggregator is not installed)."""
-    try:
-        from aggregator.tracker import FaceTracker
-    except ImportError:
-        log.warning("aggregator.tracker is not available: results are not tracked or smoothed")
-        return None
+def tracker_factory(settings: Settings) -> TrackerFactory:
+    """One ``FaceTracker`` (with its emotion smoothing) per camera."""
     return lambda camera_id: FaceTracker(settings.tracker, settings.smoothing)
 
 
@@ -104,89 +109,72 @@ async def _report(pipeline: Pipeline, every_s: float) -> None:
                      s.latency_p50_ms, s.latency_p95_ms)
 
 
-def load_models(settings: Settings):
+@dataclass(frozen=True)
+class Models:
+    detector: FaceDetector
+    classifier: EmotionModel
+
+
+def load_models(settings: Settings) -> Models:
     """The detector and classifier named by the settings (``WeightsError``/``ValueError`` on bad choices)."""
-    from classifier.inference import EmotionClassifier
-    from detectors import build_detector
-
-    classifier = EmotionClassifier.load(settings.classifier.weights, settings.classifier.device, tta=settings.classifier.tta)
-    return build_detector(settings.detector), classifier
+    return Models(build_detector(settings.detector), build_classifier(settings.classifier))
 
 
-def run_command(settings: Settings, uris: Sequence[str], camera_ids: Sequence[str], output: Path | None,
-                summary_json: Path | None, track: bool, console, store: bool = False) -> int:
-    """``deepfer run``: exit status 0, or 1 when a source failed for good (the error is in the log and summary).
+def build_pipeline(settings: Settings, models: Models, sinks: Sequence[ResultSink] = (), track: bool = True) -> Pipeline:
+    """A pipeline over the shared models; ``track`` gives each camera a tracker (ids, smoothing)."""
+    return Pipeline(settings, models.detector, models.classifier, tracker_factory(settings) if track else None, sinks)
 
-    ``store``: tracked people also go to Redis (``aggregator.redis_sink``; an embedded server when none answers).
+
+@dataclass
+class RunOutcome:
+    """What ``run_sources`` ended with: final per-camera stats, and points Redis did not take (left in the journal)."""
+
+    stats: dict[str, CameraStats]
+    interrupted: bool
+    unsaved_points: int = 0
+    journal_dir: Path | None = None
+
+    @property
+    def failed(self) -> list[CameraStats]:
+        return [s for s in self.stats.values() if s.status == "failed"]
+
+
+def run_sources(settings: Settings, uris: Sequence[str], camera_ids: Sequence[str], output: Path | None = None,
+                summary_json: Path | None = None, track: bool = True, store: bool = False,
+                say: Callable[[str], None] = log.info) -> RunOutcome:
+    """``deepfer run``: analyse the sources until files end or Ctrl-C, writing the outputs asked for.
+
+    ``store``: tracked people also go to Redis (an embedded server when none answers). ``say`` gets the few lines
+    a user should see while it starts.
     """
-    from rich.table import Table
-
+    from aggregator.redis_sink import open_redis_sink
     from streamer.outputs import AnnotatedVideoSink, SummarySink
 
     sources = build_sources(uris, camera_ids, settings)  # bad paths fail here, before models load
-    detector, classifier = load_models(settings)
-    factory = default_tracker_factory(settings) if track else None
-    pipeline = Pipeline(settings, detector, classifier, factory)
-    for s in sources:
-        pipeline.add_source(s)
+    models = load_models(settings)
+    pipeline = build_pipeline(settings, models, track=track)
+    for source in sources:
+        pipeline.add_source(source)
     if output is not None:
         pipeline.add_sink(AnnotatedVideoSink(video_outputs(output, [s.camera_id for s in sources]), settings.pipeline))
     if summary_json is not None:
-        extra = lambda: {"timing": pipeline.timing(), "detector": settings.detector.kind,
-                         "detect_every": settings.detector.detect_every, "classifier": classifier.name}
+        def extra() -> dict:
+            return {"timing": pipeline.timing(), "detector": settings.detector.kind,
+                    "detect_every": settings.detector.detect_every, "classifier": models.classifier.name}
+
         pipeline.add_sink(SummarySink(summary_json, pipeline.stats, extra, settings.pipeline.summary_max_frames))
     redis_sink = embedded = None
-    if store and factory is not None:
-        from aggregator.redis_sink import open_redis_sink
-
+    if store and track:
         redis_sink, embedded = open_redis_sink(settings)
         pipeline.add_sink(redis_sink)
-        console.print(f"storing people in Redis at {redis_sink.url} (keys {settings.redis.key_prefix}:*)", soft_wrap=True)
+        say(f"storing people in Redis at {redact(redis_sink.url)} (keys {settings.redis.key_prefix}:*)")
     live = any(s.live for s in sources)
-    console.print(f"analysing {len(sources)} source(s) with {detector.name} + {classifier.name} on {classifier.device}"
-                  + ("; Ctrl-C stops" if live else ""))
+    say(f"analysing {len(sources)} source(s) with {models.detector.name} + {models.classifier.name} on "
+        f"{models.classifier.device}" + ("; Ctrl-C stops" if live else ""))
     try:
         interrupted = asyncio.run(run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s))
     finally:
         if embedded is not None:
             embedded.stop()
-    if redis_sink is not None and redis_sink.buffer_depth:
-        console.print(f"Redis did not take {redis_sink.buffer_depth} points; they wait in {redis_sink.journal.dir} "
-                      "for the next run", soft_wrap=True)
-    table = Table(title="interrupted" if interrupted else None)
-    for col in ("camera", "status", "read", "processed", "dropped", "faces", "fps", "p50 ms", "p95 ms"):
-        table.add_column(col, justify="right" if col not in ("camera", "status") else "left")
-    stats = pipeline.stats()
-    for s in stats.values():
-        table.add_row(s.camera_id, s.status, str(s.frames_read), str(s.frames_processed), str(s.frames_dropped),
-                      str(s.faces), f"{s.fps:.1f}", str(s.latency_p50_ms), str(s.latency_p95_ms))
-    console.print(table)
-    failed = [s for s in stats.values() if s.status == "failed"]
-    for s in failed:
-        console.print(f"[bold red]error:[/] camera {s.camera_id}: {s.last_error}", highlight=False, soft_wrap=True)
-    return 1 if failed else 0
-
-
-def bench_command(settings: Settings, source: str, streams: int, seconds: float | None, json_out: Path, console) -> None:
-    import json
-
-    from streamer.bench import bench_pipeline
-    from streamer.sources import probe_file
-
-    probe_file(source)
-    detector, classifier = load_models(settings)
-    console.print(f"benchmarking {streams} live stream(s) of {source} with {detector.name} (detect every "
-                  f"{settings.detector.detect_every}) + {classifier.name} on {classifier.device}")
-    result = asyncio.run(bench_pipeline(settings, detector, classifier, source, streams, seconds))
-    try:
-        from streamer.machine_info import machine_info
-
-        result["machine"] = machine_info()
-    except ImportError:
-        pass
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(result, indent=2) + "\n")
-    t = result["total"]
-    console.print(f"{streams} stream(s): {t['fps_per_stream_mean']} fps each (min {t['fps_per_stream_min']}), "
-                  f"dropped {t['frames_dropped']}/{t['frames_read']}, latency p50 {t['latency_p50_ms_max']} ms "
-                  f"p95 {t['latency_p95_ms_max']} ms; wrote {json_out}")
+    unsaved = redis_sink.buffer_depth if redis_sink is not None else 0
+    return RunOutcome(pipeline.stats(), interrupted, unsaved, redis_sink.journal.dir if unsaved else None)

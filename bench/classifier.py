@@ -6,16 +6,12 @@ import time
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
+from bench.machine import machine_info
 from classifier.data import IMAGE_SIZE
 from classifier.inference import EmotionClassifier
-
-
-def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000
-    return {"mean": float(ms.mean()), "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-            "min": float(ms.min()), "max": float(ms.max())}
+from core.settings import Settings
+from core.stats import latency_summary_ms
 
 
 def time_calls(fn: Callable[[], object], seconds: float, min_calls: int, warmup: int, sync: Callable[[], None]) -> list[float]:
@@ -33,9 +29,11 @@ def time_calls(fn: Callable[[], object], seconds: float, min_calls: int, warmup:
     return times
 
 
-def bench_classifier(clf: EmotionClassifier, batch_sizes: Sequence[int], seconds: float, min_calls: int = 3,
-                     warmup: int = 2, seed: int = 0) -> list[dict]:
+def time_batches(clf: EmotionClassifier, batch_sizes: Sequence[int], seconds: float, min_calls: int = 3,
+                 warmup: int = 2, seed: int = 0) -> list[dict]:
     """faces/s and per-call latency of ``predict_faces`` (host uint8 in, host probabilities out) per batch size."""
+    import torch
+
     rng = np.random.default_rng(seed)
     sync = torch.cuda.synchronize if clf.device.type == "cuda" else (lambda: None)
     rows = []
@@ -43,5 +41,18 @@ def bench_classifier(clf: EmotionClassifier, batch_sizes: Sequence[int], seconds
         faces = rng.integers(0, 256, size=(bs, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         times = time_calls(lambda: clf.predict_faces(faces, batch_size=bs), seconds, min_calls, warmup, sync)
         rows.append({"device": str(clf.device), "batch_size": bs, "calls": len(times),
-                     "faces_per_s": bs * len(times) / sum(times), "latency_ms": latency_stats(times)})
+                     "faces_per_s": bs * len(times) / sum(times), "latency_ms": latency_summary_ms(times)})
     return rows
+
+
+def bench_classifier(settings: Settings, batch_sizes: Sequence[int], seconds: float, devices: Sequence[str],
+                     say: Callable[[str], None] = print) -> dict:
+    """``deepfer bench classifier``: every batch size on every device named."""
+    cs = settings.classifier
+    rows, clf = [], None
+    for device in devices:
+        clf = EmotionClassifier.load(cs.weights, device, tta=cs.tta)
+        say(f"benchmarking {clf.name} ({clf.path}) on {device}, batch sizes {list(batch_sizes)}, {seconds:g} s each")
+        rows += time_batches(clf, batch_sizes, seconds)
+    return {"benchmark": "classifier", "model": clf.name, "weights": str(clf.path), "tta": cs.tta,
+            "seconds_per_point": seconds, "machine": machine_info(), "results": rows}
