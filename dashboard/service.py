@@ -10,11 +10,12 @@ import time
 from redis.exceptions import RedisError
 
 from aggregator.redis_sink import RedisSink
-from aggregator.timeseries import EmotionTimeSeries, redis_client
+from aggregator.timeseries import EmotionTimeSeries
 from core.redact import redact
 from core.settings import Settings
 from dashboard.cameras import CameraConfig, CameraOptions, CameraStore, StoredCamera
 from dashboard.preview import PreviewSink
+from dashboard.schemas import Camera
 from streamer.assembly import Models, build_pipeline, load_models
 from streamer.pipeline import Pipeline
 from streamer.sources import SourceError, open_source, source_kind
@@ -67,7 +68,7 @@ class Service:
 
         s = self.settings
         self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
-        self.ts = EmotionTimeSeries(redis_client(self.redis_url, s.redis), s.redis)
+        self.ts = EmotionTimeSeries.from_url(self.redis_url, s.redis)
         self.store = CameraStore(self.ts.r, s.redis.key_prefix)
         self.models = await asyncio.to_thread(load_models, s)
         self.redis_sink = RedisSink(s.redis, self.redis_url, s.paths.data_dir)
@@ -185,25 +186,23 @@ class Service:
     def is_webrtc(self, camera_id: str) -> bool:
         return self.webrtc is not None and self.webrtc.session_for_camera(camera_id) is not None
 
-    def camera_view(self, camera_id: str) -> dict:
+    def camera_view(self, camera_id: str) -> Camera:
         """A camera as the API shows it: URL redacted, options, status and pipeline counters."""
         if self.is_webrtc(camera_id):
             session = self.webrtc.session_for_camera(camera_id)
             stats = self.pipeline.camera_stats(camera_id)
-            return {"id": camera_id, "kind": "webrtc", "url": f"webrtc://{session.peer}",
-                    "options": CameraOptions().model_dump(),
-                    "paused": False, "status": stats.status if stats else session.pc.connectionState,
-                    "error": stats.last_error if stats else None, "stats": stats.to_dict() if stats else None,
-                    "webrtc_session": session.id}
+            return Camera(id=camera_id, kind="webrtc", url=f"webrtc://{session.peer}", options=CameraOptions(),
+                          paused=False, status=stats.status if stats else session.pc.connectionState,
+                          error=stats.last_error if stats else None, stats=stats, webrtc_session=session.id)
         cam = self.camera(camera_id)
         stats = self.pipeline.camera_stats(camera_id) if self.pipeline else None
         status = "failed" if camera_id in self.errors else (stats.status if stats else "stopped")
-        return {"id": cam.id, "kind": _kind(cam.url), "url": redact(cam.url), "options": cam.options.model_dump(), "paused": cam.paused,
-                "status": status, "error": self.errors.get(camera_id) or (stats.last_error if stats else None),
-                "stats": stats.to_dict() if stats else None}
+        return Camera(id=cam.id, kind=_kind(cam.url), url=redact(cam.url), options=cam.options, paused=cam.paused,
+                      status=status, error=self.errors.get(camera_id) or (stats.last_error if stats else None),
+                      stats=stats)
 
     async def known_camera(self, camera_id: str) -> bool:
         """Configured now, or with data in Redis (a removed camera's history stays readable)."""
         if camera_id in self.cameras or self.is_webrtc(camera_id):
             return True
-        return await self.ts.r.zscore(self.ts.keys.cameras(), camera_id) is not None
+        return await self.ts.has_camera(camera_id)

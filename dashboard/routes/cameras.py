@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/cameras", tags=["cameras"])
 
 @router.get("", summary="Every camera with its status and counters (URLs redacted)")
 async def list_cameras(service: Service = Depends(get_service)) -> list[Camera]:
-    return [Camera(**service.camera_view(cid)) for cid in service.camera_ids()]
+    return [service.camera_view(cid) for cid in service.camera_ids()]
 
 
 @router.post("", status_code=201, summary="Add a camera and start analysing it now",
@@ -33,12 +33,12 @@ async def add_camera(config: CameraConfig, service: Service = Depends(get_servic
         raise HTTPException(400, str(exc)) from None
     except SourceError as exc:
         raise HTTPException(400, f"cannot open the source: {exc}") from None
-    return Camera(**service.camera_view(cam.id))
+    return service.camera_view(cam.id)
 
 
 @router.get("/{camera_id}", summary="One camera")
 async def get_camera(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> Camera:
-    return Camera(**service.camera_view(camera_id))
+    return service.camera_view(camera_id)
 
 
 @router.delete("/{camera_id}", status_code=204, summary="Stop and forget a camera (its stored history stays)")
@@ -50,13 +50,13 @@ async def remove_camera(camera_id: str = Depends(configured_camera), service: Se
 @router.post("/{camera_id}/pause", summary="Pause analysis (live cameras stay connected)")
 async def pause_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Camera:
     await service.set_paused(camera_id, True)
-    return Camera(**service.camera_view(camera_id))
+    return service.camera_view(camera_id)
 
 
 @router.post("/{camera_id}/resume", summary="Resume analysis")
 async def resume_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Camera:
     await service.set_paused(camera_id, False)
-    return Camera(**service.camera_view(camera_id))
+    return service.camera_view(camera_id)
 
 
 @router.get("/{camera_id}/preview.jpg", summary="The latest annotated frame (JPEG, memory only)",

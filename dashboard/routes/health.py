@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 @router.get("/health", summary="Liveness and Redis reachability")
 async def health(service: Service = Depends(get_service)) -> Health:
     try:
-        redis_ok = bool(await service.ts.r.ping())
+        redis_ok = await service.ts.ping()
     except Exception:
         redis_ok = False
     return Health(**{"status": "ok", "redis": redis_ok, "cameras": len(service.cameras),
