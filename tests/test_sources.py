@@ -61,11 +61,17 @@ def test_source_kind_and_default_camera_ids_carry_no_credentials():
     assert "pw" not in str(err.value)
 
 
+async def frames_of(source):
+    """The source's frames until it ends, as the pipeline takes them."""
+    while (item := await source.get()) is not None:
+        yield item.frame
+
+
 async def test_file_source_yields_every_frame_in_order(media: Path):
     src = FileSource(str(media / "fer_test.mp4"), None, SourceSettings(), queue_size=4)
     assert src.camera_id == "fer_test" and src.size == (596, 336) and not src.live
     src.start()
-    frames = [f async for f in src]
+    frames = [f async for f in frames_of(src)]
     await src.aclose()
     assert [f.seq for f in frames] == list(range(115))
     assert src.status == "ended" and src.frames_dropped == 0 and src.frames_read == 115
@@ -92,7 +98,7 @@ async def test_rtsp_source_reads_a_live_stream(rtsp_server: RtspServer):
     src.start()
     frames = []
     async with asyncio.timeout(30):
-        async for frame in src:
+        async for frame in frames_of(src):
             frames.append(frame)
             if len(frames) == 20:
                 break
@@ -174,7 +180,7 @@ async def test_file_at_realtime_rate_is_paced_by_its_timestamps(media: Path):
     src.start()
     started = time.monotonic()
     seen = []
-    async for frame in src:
+    async for frame in frames_of(src):
         seen.append(frame)
         if len(seen) == 26:
             break
