@@ -46,12 +46,18 @@ class RedactFilter(logging.Filter):
         super().__init__()
         self.secrets = tuple(secrets)
 
+    def _clean(self, value: object) -> object:
+        text = value if isinstance(value, str) else str(value)
+        clean = redact(text, self.secrets)
+        return value if clean == text else clean
+
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: leave it to the formatter to report
-            return True
-        record.msg, record.args = redact(message, self.secrets), ()
+        # message and arguments one by one: formatters such as uvicorn's access log read ``args`` by position
+        record.msg = self._clean(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: self._clean(v) for k, v in record.args.items()}
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.secrets)
         elif record.exc_text:
