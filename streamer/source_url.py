@@ -4,9 +4,11 @@ FFmpeg does not validate what it is given: it writes the path and query of an ``
 request line (so a raw CR/LF starts new request lines: command smuggling into whatever listens at host:port), and it
 percent-decodes the user name into a Digest ``Authorization`` header (so ``%0d%0a`` there does the same; measured
 with FFmpeg 8.1 in PyAV 18.1). Python's ``urlsplit`` silently drops tabs and CR/LF, so a URL that looks clean once
-parsed may not be. Hence: the raw text is checked first (printable ASCII only, no whitespace, every ``%`` a valid
-escape, no escaped control character anywhere), then split, each part checked, and the URL handed on is rebuilt
-from the parts (user info re-encoded byte for byte, host normalised, odd characters in path and query escaped).
+parsed may not be. FFmpeg does not decode escapes in the path or query (they go out as written), but the camera
+server at the other end may, so escaped control characters are refused everywhere, not only in the user info.
+Hence: the raw text is checked first (printable ASCII only, no whitespace, every ``%`` a valid escape, no escaped
+control character), then split, each part checked, and the URL handed on is rebuilt from the parts (user info
+re-encoded byte for byte, host normalised, odd characters in path and query escaped).
 
 Error messages never repeat the URL: a URL that fails to parse cannot be reliably redacted.
 """
