@@ -132,6 +132,6 @@ def connect_or_start(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
                                "start one or set redis.url / --redis")
     server = EmbeddedRedis(settings.paths.data_dir, cfg.connect_timeout_s)
     url = server.start()
-    log.info("no Redis at %s: started an embedded redis-server at %s (data in %s)", redact(cfg.default_url), redact(url),
-             server.dir)
+    log.info("no Redis at %s: started an embedded redis-server at %s (data in %s)", redact(cfg.default_url),
+             redact(url), server.dir)
     return url, server

@@ -446,7 +446,8 @@ def people(
         if embedded is not None:
             embedded.stop()
     if not found and camera not in cameras:
-        raise UserError(f"no data for camera {camera!r} in Redis at {redact(url)} (cameras: {', '.join(cameras) or 'none'})")
+        raise UserError(f"no data for camera {camera!r} in Redis at {redact(url)} "
+                        f"(cameras: {', '.join(cameras) or 'none'})")
     if as_json:
         sys.stdout.write(json.dumps([p.to_dict() for p in found], indent=2) + "\n")
         return

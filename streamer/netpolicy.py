@@ -26,10 +26,13 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import urlsplit
 
 from streamer.source_url import SourceError
+
+if TYPE_CHECKING:
+    from streamer.config import SourceSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -54,6 +57,23 @@ def system_resolver(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to for a TCP connection, in the system's preferred order."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
+
+
+def lookup(resolver: Resolver, host: str, port: int, timeout_s: float) -> list[IPAddress]:
+    """``host``'s addresses (an IP address is its own); ``HostUnresolved`` when there are none within ``timeout_s``."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        addresses = [ipaddress.ip_address(a) for a in _dns.submit(resolver, host, port).result(timeout=timeout_s)]
+    except FutureTimeout:
+        raise HostUnresolved(f"camera host name did not resolve within {timeout_s:g} s") from None
+    except (OSError, ValueError, UnicodeError):
+        addresses = []
+    if not addresses:
+        raise HostUnresolved("camera host name does not resolve to any address")
+    return addresses
 
 
 def _in(ip: IPAddress, net: IPNetwork) -> bool:
@@ -87,16 +107,17 @@ def local_addresses() -> list[IPAddress]:
     return out
 
 
-def service_endpoints(url: str, resolver: Resolver = system_resolver) -> list[tuple[IPNetwork, int]]:
+def service_endpoints(url: str, resolver: Resolver = system_resolver,
+                      timeout_s: float = 5.0) -> list[tuple[IPNetwork, int]]:
     """The (network, port) pairs where the Redis at ``url`` answers; a local one may answer on every local address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        return []  # unix:// sockets cannot be reached through a camera URL
     try:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            return []  # unix:// sockets cannot be reached through a camera URL
         host, port = parts.hostname or "localhost", parts.port or REDIS_DEFAULT_PORT
-        addresses = [ipaddress.ip_address(a) for a in resolver(host, port)]
-    except (OSError, ValueError):
-        return []  # a Redis that does not resolve cannot be reached either
+        addresses = lookup(resolver, host, port, timeout_s)
+    except ValueError:  # HostUnresolved included: a Redis that does not resolve cannot be reached either
+        return []
     nets: list[IPNetwork] = [ipaddress.ip_network(a) for ip in addresses for a in _forms(ip)]
     local = set(local_addresses())
     if any(ip.is_loopback or ip.is_unspecified or ip in local for ip in addresses):
@@ -115,10 +136,12 @@ class NetworkPolicy:
     resolver: Resolver = field(default=system_resolver, compare=False)
 
     @classmethod
-    def from_settings(cls, sources, service_urls: Iterable[str] = (), resolver: Resolver | None = None) -> "NetworkPolicy":
-        """The policy of ``sources`` (``SourceSettings``), refusing the Redis at each of ``service_urls`` too."""
+    def from_settings(cls, sources: "SourceSettings", service_urls: Iterable[str] = (),
+                      resolver: Resolver | None = None) -> "NetworkPolicy":
+        """The policy of ``sources``, refusing the Redis at each of ``service_urls`` too."""
         resolver = resolver or system_resolver
-        endpoints = [e for url in service_urls if url for e in service_endpoints(url, resolver)]
+        endpoints = [e for url in service_urls if url
+                     for e in service_endpoints(url, resolver, sources.connect_timeout_s)]
         return cls(tuple(ipaddress.ip_network(n) for n in sources.allowed_networks),
                    tuple(ipaddress.ip_network(n) for n in sources.denied_networks),
                    tuple(dict.fromkeys(endpoints)), sources.connect_timeout_s, resolver)
@@ -136,27 +159,10 @@ class NetworkPolicy:
             return "not in sources.allowed_networks"
         return None
 
-    def resolve(self, host: str, port: int) -> list[IPAddress]:
-        """The addresses of ``host`` (an IP address is its own); ``HostUnresolved`` when there are none in time."""
-        try:
-            return [ipaddress.ip_address(host)]
-        except ValueError:
-            pass
-        try:
-            found = _dns.submit(self.resolver, host, port).result(timeout=self.resolve_timeout_s)
-            addresses = [ipaddress.ip_address(a) for a in found]
-        except FutureTimeout:
-            raise HostUnresolved(f"camera host name did not resolve within {self.resolve_timeout_s:g} s") from None
-        except (OSError, ValueError, UnicodeError):
-            addresses = []
-        if not addresses:
-            raise HostUnresolved("camera host name does not resolve to any address")
-        return addresses
-
     def check(self, host: str, port: int) -> IPAddress:
         """Resolve ``host`` and check every address it has (one refused address refuses the name: a name that
         also points into a refused network is not a camera's); the first address is the one to connect to."""
-        addresses = self.resolve(host, port)
+        addresses = lookup(self.resolver, host, port, self.resolve_timeout_s)
         for ip in addresses:
             why = self.refusal(ip, port)
             if why is not None:

@@ -12,7 +12,8 @@ from typing import Iterable
 MASK = "***"
 MIN_SECRET_LEN = 4  # shorter known secrets would mask ordinary words
 _URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s'\"<>`]*)")
-_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#\s'\"<>]*(?:pass|pwd|secret|token|key|auth|sig|cred)[^=&;#\s'\"<>]*=)[^&;#\s'\"<>]*")
+_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#\s'\"<>]*(?:pass|pwd|secret|token|key|auth|sig|cred)[^=&;#\s'\"<>]*=)"
+                           r"[^&;#\s'\"<>]*")
 
 
 def _url(match: re.Match) -> str:

@@ -144,7 +144,8 @@ def run_command(settings: Settings, uris: Sequence[str], camera_ids: Sequence[st
 
         redis_sink, embedded = open_redis_sink(settings)
         pipeline.add_sink(redis_sink)
-        console.print(f"storing people in Redis at {redis_sink.display} (keys {settings.redis.key_prefix}:*)", soft_wrap=True)
+        console.print(f"storing people in Redis at {redis_sink.display} (keys {settings.redis.key_prefix}:*)",
+                      soft_wrap=True)
     live = any(s.live for s in sources)
     console.print(f"analysing {len(sources)} source(s) with {detector.name} + {classifier.name} on {classifier.device}"
                   + ("; Ctrl-C stops" if live else ""))

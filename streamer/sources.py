@@ -359,7 +359,7 @@ class RtspSource(LiveSource):
         return CAMERA_UNREACHABLE
 
     def target(self) -> tuple[str, dict[str, str]]:
-        """The URL and options FFmpeg opens now: resolved, checked, pinned (raises ``PolicyRefused``/``HostUnresolved``)."""
+        """The URL and options FFmpeg opens now: resolved, checked, pinned (``PolicyRefused``, ``HostUnresolved``)."""
         s, u = self.settings, self.camera_url
         ip = self.policy.check(u.host, u.effective_port)
         options = {"rtsp_transport": s.rtsp_transport}
@@ -417,7 +417,8 @@ class WebcamSource(LiveSource):
 
 
 def open_source(uri: str, camera_id: str | None, settings: SourceSettings, pipeline: PipelineSettings | None = None,
-                live_file: bool = False, policy: NetworkPolicy | None = None, uniform_failures: bool = False) -> VideoSource:
+                live_file: bool = False, policy: NetworkPolicy | None = None,
+                uniform_failures: bool = False) -> VideoSource:
     """The source for ``uri``. Files are probed and camera URLs checked now, so a bad one fails at once with a clear
     ``SourceError``.
 

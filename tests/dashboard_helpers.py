@@ -17,8 +17,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CAMERA = "woman2"
 
 
-def dashboard_settings(weights: Path, redis_url: str, prefix: str, data_dir: Path, port: int, sources: dict | None = None,
-                       **dashboard) -> Settings:
+def dashboard_settings(weights: Path, redis_url: str, prefix: str, data_dir: Path, port: int,
+                       sources: dict | None = None, **dashboard) -> Settings:
     """Test settings; the shared media folder is the API's media folder (``sources.media_dirs``) unless ``sources``
     says otherwise."""
     # detect every 4th frame: woman2's 464 frames cost ~116 detector calls (about 10 s on 2 cores)

@@ -78,17 +78,18 @@ def add(api, camera_id: str, url: str) -> httpx.Response:
     return api.post("/api/cameras", json={"id": camera_id, "url": url})
 
 
-# ----- 1. command smuggling -----------------------------------------------------------------------------------------
+# ----- 1. command smuggling -------------------------------------------------------------------------------------------
 
 def test_crlf_and_control_characters_never_reach_the_target(api, cleanup):
     """The issue's request (and its variants) is refused, and the target never sees a byte."""
     with TcpRecorder() as target:
         p = target.port
-        hostile = [f"rtsp://127.0.0.1:{p}/x\r\nSET k 1\r\n", f"rtsp://127.0.0.1:{p}/x\nSET k 1\n",
-                   f"rtsp://127.0.0.1:{p}/x?a=1\r\nSET k 1", f"rtsp://127.0.0.1:{p}/x\tSET", f"rtsp://127.0.0.1:{p}/x y",
-                   f"rtsp://127.0.0.1:{p}/x\x00", f"rtsp://127.0.0.1:{p}/x\u2028SET", f"rtsp://127.0.0.1:{p}/x%0d%0aSET%20k%201",
-                   f"rtsp://127.0.0.1:{p}/x?q=%0A", f"rtsp://u%0d%0aSET%20k%201%0d%0a:p@127.0.0.1:{p}/x",
-                   f"rtsp://u:p%00@127.0.0.1:{p}/x", f"rtsp://127.0.0.1:{p}/x%zz", f"RTSP://127.0.0.1:{p}/x\r\n"]
+        base = f"rtsp://127.0.0.1:{p}"
+        hostile = [f"{base}/x\r\nSET k 1\r\n", f"{base}/x\nSET k 1\n", f"{base}/x?a=1\r\nSET k 1", f"{base}/x\tSET",
+                   f"{base}/x y", f"{base}/x\x00", f"{base}/x\u2028SET", f"{base}/x%0d%0aSET%20k%201",
+                   f"{base}/x?q=%0A",
+                   f"rtsp://u%0d%0aSET%20k%201%0d%0a:p@127.0.0.1:{p}/x", f"rtsp://u:p%00@127.0.0.1:{p}/x",
+                   f"{base}/x%zz", f"RTSP://127.0.0.1:{p}/x\r\n"]
         details = set()
         for i, url in enumerate(hostile):
             res = add(api, f"smuggle{i}", url)
@@ -126,11 +127,12 @@ def test_only_rtsp_rtsps_and_webcams(api, cleanup):
     assert add(api, "webcam", "/dev/video63").status_code == 201
 
 
-# ----- 2. network policy ---------------------------------------------------------------------------------------------
+# ----- 2. network policy ----------------------------------------------------------------------------------------------
 
 def test_network_policy_refuses_metadata_link_local_and_our_own_redis(api, server, cleanup):
     redis_port = urlsplit(server.settings.redis.url).port or 6379
-    refused = ["rtsp://169.254.169.254/latest/meta-data/", "rtsp://[fe80::1]:554/x", "rtsp://[::ffff:169.254.169.254]/x",
+    refused = ["rtsp://169.254.169.254/latest/meta-data/", "rtsp://[fe80::1]:554/x",
+               "rtsp://[::ffff:169.254.169.254]/x",
                "rtsp://2852039166/x",  # 169.254.169.254 written as one number: resolved, then checked
                "rtsp://100.100.100.200/x", "rtsp://0.0.0.0:8554/x", f"rtsp://127.0.0.1:{redis_port}/x",
                f"rtsp://localhost:{redis_port}/x", f"rtsps://127.0.0.1:{redis_port}/x"]
@@ -146,7 +148,7 @@ def test_network_policy_refuses_metadata_link_local_and_our_own_redis(api, serve
     assert add(api, "loopback-cam", "rtsp://127.0.0.1:8554/live").status_code == 201
 
 
-# ----- 3. no port-scanner oracle ----------------------------------------------------------------------------------------
+# ----- 3. no port-scanner oracle --------------------------------------------------------------------------------------
 
 def test_refused_and_silent_ports_look_the_same(api, cleanup, caplog):
     caplog.set_level(logging.WARNING, logger="streamer.sources")
@@ -175,12 +177,13 @@ def test_refused_and_silent_ports_look_the_same(api, cleanup, caplog):
     assert "refused" in text.lower() and "Secret-1" not in text and "rtsp://***@127.0.0.1" in text
 
 
-# ----- 4. files only from the media folders -------------------------------------------------------------------------
+# ----- 4. files only from the media folders ---------------------------------------------------------------------------
 
 def test_files_only_from_media_dirs_with_one_answer_outside(api, media, media_dir, cleanup):
     outside = [str(media / "woman2.mp4"), "/etc/shadow", "/etc/passwd", "/etc", str(media_dir.parent / "missing.mp4"),
-               str(media_dir / ".." / "outside.mp4"), str(media_dir / "escape.mp4"), str(media_dir / "up" / "outside.mp4"),
-               f"file://{media / 'woman2.mp4'}", "../../../../../../etc/passwd", "/proc/self/environ", "concat:/etc/passwd"]
+               str(media_dir / ".." / "outside.mp4"), str(media_dir / "escape.mp4"),
+               str(media_dir / "up" / "outside.mp4"), f"file://{media / 'woman2.mp4'}", "../../../../../../etc/passwd",
+               "/proc/self/environ", "concat:/etc/passwd"]
     answers = {url: add(api, f"file{i}", url) for i, url in enumerate(outside)}
     assert {r.status_code for r in answers.values()} == {400}, {u: r.text for u, r in answers.items()}
     details = {r.json()["detail"] for r in answers.values()}
@@ -191,7 +194,7 @@ def test_files_only_from_media_dirs_with_one_answer_outside(api, media, media_di
     assert api.get("/api/cameras/clip").json()["kind"] == "file"
 
 
-# ----- 6. reserved ids and the camera cap ---------------------------------------------------------------------------
+# ----- 6. reserved ids and the camera cap -----------------------------------------------------------------------------
 
 def test_webrtc_visitor_ids_are_reserved(api, server, cleanup):
     prefix = server.settings.webrtc.camera_prefix

@@ -30,7 +30,8 @@ class Process:
         self.proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "-v", *args], cwd=cwd, env=environ,
                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: list[str] = []
-        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")), daemon=True)
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
+                                        daemon=True)
         self._reader.start()
 
     @property

@@ -27,10 +27,11 @@ from streamer.source_url import SourceError, parse_camera_url
 from streamer.sources import RtspSource, open_source
 
 pytestmark = pytest.mark.timeout(120)
-FAST = dict(connect_timeout_s=1.0, read_timeout_s=1.0, reconnect_initial_s=0.2, reconnect_max_s=0.5, reconnect_jitter=0.0)
+FAST = dict(connect_timeout_s=1.0, read_timeout_s=1.0, reconnect_initial_s=0.2, reconnect_max_s=0.5,
+            reconnect_jitter=0.0)
 
 
-# ----- parsing and rebuilding ------------------------------------------------------------------------------------------
+# ----- parsing and rebuilding -----------------------------------------------------------------------------------------
 
 def test_urls_are_rebuilt_from_their_parts():
     u = parse_camera_url("RTSP://Admin:p%40ss:w%2F@Cam.Example.:8554/Streaming/101?channel=1&subtype=0")
@@ -45,8 +46,9 @@ def test_urls_are_rebuilt_from_their_parts():
 
 @pytest.mark.parametrize("url, reason", [
     ("rtsp://h/x\r\nSET k 1", "whitespace"), ("rtsp://h/x y", "whitespace"), ("rtsp://h/\x7f", "whitespace"),
-    ("rtsp://h/caf\u00e9", "non-ASCII"), ("rtsp://h/x%0D%0A", "percent-encoded control"), ("rtsp://h/%7f", "percent-encoded control"),
-    ("rtsp://u%00:p@h/", "percent-encoded control"), ("rtsp://h/%g1", "two hex digits"), ("rtsp://h:99999/", "malformed"),
+    ("rtsp://h/caf\u00e9", "non-ASCII"), ("rtsp://h/x%0D%0A", "percent-encoded control"),
+    ("rtsp://h/%7f", "percent-encoded control"), ("rtsp://u%00:p@h/", "percent-encoded control"),
+    ("rtsp://h/%g1", "two hex digits"), ("rtsp://h:99999/", "malformed"),
     ("rtsp://h:0/", "1-65535"), ("rtsp:///x", "host"), ("rtsp://-bad-/x", "host"), ("rtsp://h/x#frag", "fragment"),
     ("rtsp://[fe80::1%25eth0]/x", "IPv6"), ("http://h/x", "rtsp:// or rtsps://"),
 ])
@@ -64,7 +66,7 @@ def test_cli_refuses_a_smuggling_url_in_one_line(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
-# ----- the network policy ------------------------------------------------------------------------------------------------
+# ----- the network policy ---------------------------------------------------------------------------------------------
 
 def test_policy_with_the_system_resolver():
     policy = NetworkPolicy.from_settings(SourceSettings(), ["redis://:pw@localhost:6380/0"])
@@ -201,7 +203,8 @@ async def test_rtsps_names_are_kept_only_when_certificates_are_verified(tmp_path
     # verified against sources.rtsps_ca_file: the name is kept (SNI, and the certificate must match it)
     listener, seen = tls_listener(cert, key)
     port = listener.getsockname()[1]
-    await run_briefly(RtspSource(f"rtsps://localhost:{port}/x", "b", SourceSettings(rtsps_ca_file=str(cert), **FAST), 1))
+    verified = SourceSettings(rtsps_ca_file=str(cert), **FAST)
+    await run_briefly(RtspSource(f"rtsps://localhost:{port}/x", "b", verified, 1))
     listener.close()
     assert seen["sni"] == ["localhost"] and seen["data"].startswith(f"OPTIONS rtsps://localhost:{port}/x".encode())
     # a certificate for another name fails the handshake: not one RTSP byte is sent
@@ -214,11 +217,12 @@ async def test_rtsps_names_are_kept_only_when_certificates_are_verified(tmp_path
     assert seen["data"] == b"" and src.frames_read == 0 and src.reconnects >= 1
 
 
-# ----- redaction -------------------------------------------------------------------------------------------------------
+# ----- redaction ------------------------------------------------------------------------------------------------------
 
 def test_redact_hides_user_password_secret_parameters_and_known_secrets():
     assert redact("rtsp://admin:hunter2@10.0.0.5:554/Streaming/101") == "rtsp://***@10.0.0.5:554/Streaming/101"
-    assert redact("rtsps://user@cam.example/live?token=abc123&channel=2") == "rtsps://***@cam.example/live?token=***&channel=2"
+    assert (redact("rtsps://user@cam.example/live?token=abc123&channel=2")
+            == "rtsps://***@cam.example/live?token=***&channel=2")
     assert redact("rtsp://cam.local/live") == "rtsp://cam.local/live" and redact("videos/clip.mp4") == "videos/clip.mp4"
     assert redact("redis://:p@ss@127.0.0.1:6379/0") == "redis://***@127.0.0.1:6379/0"  # the last '@' ends the user info
     line = "error opening 'rtsp://admin:hunter2@h/x': refused; see rediss://u:pw-9@r:6380 and GET /a?api_key=k1&x=2"
@@ -234,7 +238,7 @@ def test_the_cli_log_filter_redacts_every_record():
     assert record.getMessage() == "Redis at redis://***@h:1 is down (***)"
 
 
-# ----- files from the command line, and the camera cap's default ---------------------------------------------------------
+# ----- files from the command line, and the camera cap's default ------------------------------------------------------
 
 def test_deepfer_run_still_reads_any_file_its_user_names(media, tiny_checkpoint, tmp_path):
     """``sources.media_dirs`` limits the dashboard API only: the CLI user names files with their own rights."""
