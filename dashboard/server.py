@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ssl
-from typing import Callable
+from typing import Any, Callable
 
-from core.redact import redact
-from core.settings import Settings
+from core.redact import RedactFilter, redact
+from core.settings import Settings, secret_values
 
 
 class ServeError(ValueError):
@@ -37,7 +37,21 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
     say(f"DeepFER dashboard on {scheme}://{shown}:{d.port}/ (live demo: /demo)" + (" (API token required)" if d.token else ""))
     tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
     try:
-        uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5, **tls)
+        uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5,
+                    log_config=uvicorn_log_config(secret_values(settings)), **tls)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def uvicorn_log_config(secrets: list[str]) -> dict[str, Any]:
+    """uvicorn's own logging set-up, with its handlers (which do not go through the root logger) redacted too."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": RedactFilter, "secrets": secrets}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config

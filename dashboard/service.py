@@ -12,13 +12,21 @@ from redis.exceptions import RedisError
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
 from core.redact import redact
-from core.settings import Settings
-from dashboard.cameras import CameraConfig, CameraOptions, CameraStore, StoredCamera
+from core.settings import Settings, max_cameras
+from dashboard.cameras import (
+    CameraConfig,
+    CameraOptions,
+    CameraStore,
+    StoredCamera,
+    checked_source,
+)
 from dashboard.preview import PreviewSink
 from dashboard.schemas import Camera
 from streamer.assembly import Models, build_pipeline, load_models
+from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline
-from streamer.sources import SourceError, open_source, source_kind
+from streamer.source_url import source_kind
+from streamer.sources import SourceError, open_source
 from streamer.webrtc.gateway import WebRtcSessions
 
 log = logging.getLogger(__name__)
@@ -31,7 +39,19 @@ def _kind(url: str) -> str:
         return "unknown"
 
 
-class CameraExists(ValueError):
+class CameraConflict(ValueError):
+    """A camera that cannot be added as asked (HTTP 409); the message says why."""
+
+
+class CameraExists(CameraConflict):
+    pass
+
+
+class ReservedCameraId(CameraConflict):
+    pass
+
+
+class TooManyCameras(CameraConflict):
     pass
 
 
@@ -57,6 +77,7 @@ class Service:
         self.preview = PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
         self.cameras: dict[str, StoredCamera] = {}
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
+        self.policy = NetworkPolicy.from_settings(settings.sources)  # completed with the Redis in use by start()
         self.started_at = time.time()
         self._lock = asyncio.Lock()
         self._restore_task: asyncio.Task | None = None  # while Redis was down at start
@@ -68,6 +89,8 @@ class Service:
 
         s = self.settings
         self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
+        self.policy = await asyncio.to_thread(NetworkPolicy.from_settings, s.sources,
+                                              [self.redis_url, s.redis.url, s.redis.default_url])
         self.ts = EmotionTimeSeries.from_url(self.redis_url, s.redis)
         self.store = CameraStore(self.ts.r, s.redis.key_prefix)
         self.models = await asyncio.to_thread(load_models, s)
@@ -93,6 +116,10 @@ class Service:
                     continue
                 self.cameras[cam.id] = cam
                 try:
+                    # saved by an earlier version, or written into Redis by someone else: checked like a new camera
+                    # (its address is checked by the source before each connect: a DNS hiccup at start is no failure)
+                    url = await asyncio.to_thread(checked_source, cam.url, self.settings.sources)
+                    self.cameras[cam.id] = cam = cam.model_copy(update={"url": url})
                     await self._start_source(cam)
                 except SourceError as exc:
                     self.errors[cam.id] = str(exc)
@@ -129,7 +156,8 @@ class Service:
 
     async def _start_source(self, cam: StoredCamera) -> None:
         s = self.settings
-        source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime)
+        source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime,
+                                         self.policy, True)
         self.preview.set_snapshots(cam.id, cam.options.snapshots and s.dashboard.snapshots)
         self.pipeline.add_source(source)
         if cam.paused:
@@ -137,12 +165,21 @@ class Service:
         self.errors.pop(cam.id, None)
 
     async def add_camera(self, config: CameraConfig) -> StoredCamera:
+        s = self.settings
         async with self._lock:
-            if config.id in self.cameras:
+            if config.id in self.cameras or self.is_webrtc(config.id):
                 raise CameraExists(f"camera id {config.id!r} is already in use")
-            if config.options.snapshots and not self.settings.dashboard.snapshots:
+            prefix = f"{s.webrtc.camera_prefix}-"
+            if config.id.startswith(prefix):
+                raise ReservedCameraId(f"camera ids starting with {prefix!r} are reserved for live-demo visitors")
+            limit = max_cameras(s.dashboard)
+            if len(self.cameras) >= limit:
+                raise TooManyCameras(f"{len(self.cameras)} cameras configured: dashboard.max_cameras ({limit}) reached "
+                                     "(each camera is a decode thread); remove one first")
+            if config.options.snapshots and not s.dashboard.snapshots:
                 raise SnapshotsOff("face snapshots are turned off on this server (dashboard.snapshots = false)")
-            cam = StoredCamera(**config.model_dump())
+            url = await asyncio.to_thread(checked_source, config.url, s.sources, self.policy)  # SourceError: 400
+            cam = StoredCamera(**(config.model_dump() | {"url": url}))
             await self._start_source(cam)  # SourceError (bad path, unknown URI) before anything is saved
             try:
                 await self.store.save(cam)

@@ -23,7 +23,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from core.settings import ConfigError, Settings, load_settings
+from core.redact import install_log_redaction, redact
+from core.settings import ConfigError, Settings, load_settings, secret_values
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DeepFER: real-time facial emotion analytics.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
@@ -43,7 +44,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (UserError, ConfigError, FileNotFoundError, ValueError) as exc:  # every DeepFER input error is a ValueError
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("interrupted")
@@ -63,7 +64,10 @@ def main(
 
 
 def settings_from(ctx: typer.Context, **overrides: dict[str, Any]) -> Settings:
-    return load_settings(ctx.obj.get("config") if ctx.obj else None, overrides)
+    """The settings of this command; from here on, no log line shows their secrets (Redis password, TURN, token)."""
+    settings = load_settings(ctx.obj.get("config") if ctx.obj else None, overrides)
+    install_log_redaction(secret_values(settings))
+    return settings
 
 
 def say(text: str) -> None:

@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 from aggregator.tracker import FaceTracker
 from classifier.inference import build_classifier
 from core.protocols import EmotionModel, FaceDetector, ResultSink, TrackerFactory
-from core.redact import redact
 from core.settings import Settings
 from detectors import build_detector
+from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import CameraStats, Pipeline
 from streamer.sources import SourceError, VideoSource, default_camera_id, open_source
 
@@ -47,7 +47,9 @@ def build_sources(uris: Sequence[str], camera_ids: Sequence[str], settings: Sett
             cid, n = f"{base}-{n}", n + 1
         used.add(cid)
         ids.append(cid)
-    return [open_source(uri, cid, settings.sources, settings.pipeline, live_file=live_files) for uri, cid in zip(uris, ids)]
+    policy = NetworkPolicy.from_settings(settings.sources, [settings.redis.url, settings.redis.default_url])
+    return [open_source(uri, cid, settings.sources, settings.pipeline, live_file=live_files, policy=policy)
+            for uri, cid in zip(uris, ids)]
 
 
 def tracker_factory(settings: Settings) -> TrackerFactory:
@@ -167,7 +169,7 @@ def run_sources(settings: Settings, uris: Sequence[str], camera_ids: Sequence[st
     if store and track:
         redis_sink, embedded = open_redis_sink(settings)
         pipeline.add_sink(redis_sink)
-        say(f"storing people in Redis at {redact(redis_sink.url)} (keys {settings.redis.key_prefix}:*)")
+        say(f"storing people in Redis at {redis_sink.display} (keys {settings.redis.key_prefix}:*)")
     live = any(s.live for s in sources)
     say(f"analysing {len(sources)} source(s) with {models.detector.name} + {models.classifier.name} on "
         f"{models.classifier.device}" + ("; Ctrl-C stops" if live else ""))

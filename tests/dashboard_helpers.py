@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import uvicorn
+from conftest import MEDIA
 
 from core.settings import Settings
 
@@ -16,11 +17,15 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CAMERA = "woman2"
 
 
-def dashboard_settings(weights: Path, redis_url: str, prefix: str, data_dir: Path, port: int, **dashboard) -> Settings:
+def dashboard_settings(weights: Path, redis_url: str, prefix: str, data_dir: Path, port: int,
+                       sources: dict | None = None, **dashboard) -> Settings:
+    """Test settings; the shared media folder is the API's media folder (``sources.media_dirs``) unless ``sources``
+    says otherwise."""
     # detect every 4th frame: woman2's 464 frames cost ~116 detector calls (about 10 s on 2 cores)
     return Settings(classifier={"weights": str(weights), "device": "cpu"},
                     detector={"device": "cpu", "detect_every": 4, "threads": 1},
                     redis={"url": redis_url, "key_prefix": prefix, "points_per_s": 5.0},
+                    sources={"media_dirs": [str(MEDIA)], **(sources or {})},
                     paths={"data_dir": data_dir}, dashboard={"port": port, "token": TOKEN, **dashboard})
 
 

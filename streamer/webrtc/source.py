@@ -9,6 +9,7 @@ from collections import deque
 
 import numpy as np
 
+from core.redact import redact
 from core.types import Frame, TimedFrame
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class WebRtcSource:
             self.status = "stopped"
         except Exception as exc:  # never lose the reason a visitor's video stopped
             self.status = "failed"
-            self.last_error = f"{exc.__class__.__name__}: {exc}"
+            self.last_error = redact(f"{exc.__class__.__name__}: {exc}")
             log.warning("camera %s: %s", self.camera_id, self.last_error)
         finally:
             self._ended = True
