@@ -25,6 +25,7 @@ from dashboard.routes import cameras, health, live, metrics, pages, people, pred
 from dashboard.schemas import Problem
 from dashboard.security import Gate, SecurityHeaders, content_security_policy, inline_blocks
 from dashboard.service import Service
+from dashboard.uploads import UploadPool
 from streamer.config import Settings
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         service = Service(settings)
         app.state.service = service
+        app.state.uploads = UploadPool(d.predict_workers, d.predict_queue)
         app.state.loop = asyncio.get_running_loop()  # lets tests and tools inspect the server's tasks from outside
         try:
             await service.start()
             yield
         finally:
+            app.state.uploads.close()
             await service.stop()
 
     # the spec and the docs need the token too: FastAPI's own routes for them are replaced by protected ones

@@ -1,13 +1,17 @@
 """Edge cases of the HTTP layer's parts, beside the live-server tests in test_http_hardening.py: Host parsing, the
-cross-site rule, the sign-in throttle's window (a controllable clock)."""
+cross-site rule, the sign-in throttle's window (a controllable clock), and the upload pool's places (real threads)."""
 
 from __future__ import annotations
+
+import asyncio
+import threading
 
 import pytest
 from starlette.datastructures import Headers
 
 from dashboard.auth import LoginThrottle
 from dashboard.security import HostNames, content_security_policy, cross_site_reason, host_name, sha256_source
+from dashboard.uploads import PoolFull, UploadPool
 from streamer.config import DashboardSettings
 
 
@@ -84,3 +88,32 @@ def test_login_throttle_memory_is_bounded(monkeypatch):
         now[0] = i
         throttle.failed(client)
     assert set(throttle.failures) == {"b", "c", "d"}  # the client idle longest was forgotten
+
+
+def test_upload_pool_holds_a_place_until_the_work_ends_even_if_the_client_left():
+    async def scenario():
+        pool = UploadPool(workers=1, queue=1)
+        release = threading.Event()
+        first = pool.take()
+        second = pool.take()
+        with pytest.raises(PoolFull, match="dashboard.predict_queue"):
+            pool.take()
+        async with first:
+            task = asyncio.ensure_future(first.run(release.wait, 10))
+            await asyncio.sleep(0.05)
+            task.cancel()  # the client went away; its decode still runs in the worker
+        async with second:
+            pass  # never ran anything: its place comes back on leaving the block
+        assert pool.taken == 1
+        release.set()
+        for _ in range(100):
+            if pool.taken == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.taken == 0
+        third = pool.take()
+        async with third:
+            assert await third.run(sum, [1, 2, 3]) == 6
+        pool.close()
+
+    asyncio.run(scenario())
