@@ -117,3 +117,24 @@ def test_upload_pool_holds_a_place_until_the_work_ends_even_if_the_client_left()
         pool.close()
 
     asyncio.run(scenario())
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height``, with no pixel data at all."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height", [(6300, 6300), (20000, 20000)])  # under and over Pillow's own bomb ceiling
+def test_decode_refuses_from_the_header_alone(width, height):
+    from dashboard.uploads import ImageRefused, decode
+
+    with pytest.raises(ImageRefused, match="dashboard.max_image_pixels") as refused:
+        decode(png_header(width, height), 16_000_000)
+    assert refused.value.status == 413
