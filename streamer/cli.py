@@ -535,7 +535,7 @@ def serve(
     ctx: typer.Context,
     host: Optional[str] = typer.Option(None, help="Address to bind (default: dashboard.host, 127.0.0.1). Anything but loopback needs a token."),
     port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port (default: dashboard.port, 8000)."),
-    token: Optional[str] = typer.Option(None, help="API token (default: dashboard.token or $DEEPFER_DASHBOARD__TOKEN)."),
+    token: Optional[str] = typer.Option(None, help="API token, 16+ characters (default: dashboard.token). Prefer $DEEPFER_DASHBOARD__TOKEN: flags show in ps."),
     redis_url: Optional[str] = typer.Option(None, "--redis", help="Redis URL (default: redis.url, else 127.0.0.1:6379, else an embedded one)."),
     weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
     tls_cert: Optional[str] = typer.Option(None, help="PEM certificate: serve HTTPS (browsers give the live demo a camera only over HTTPS or on localhost)."),
