@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -175,13 +176,23 @@ class RedisSettings(Section):
     key_prefix: str = Field("deepfer", min_length=1, description="Start of every key, to share one Redis between setups.")
 
 
+MIN_TOKEN_LENGTH = 16
+
+
 class DashboardSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    token: str = Field("", description="API token; required when host is not loopback.")
-    max_upload_mb: float = Field(10.0, gt=0)
+    token: str = Field("", description="API token, at least 16 characters; required when host is not loopback. Prefer DEEPFER_DASHBOARD__TOKEN to a flag or this file (flags show in ps).")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names answered besides localhost, 127.0.0.1, ::1 and host (every address of the machine when host is 0.0.0.0 or ::); '*.example.com' takes its subdomains, '*' any name (no DNS-rebinding protection). Others get 400.")
+    max_upload_mb: float = Field(10.0, gt=0, description="Largest /api/predict upload, counted on the bytes received (chunked too).")
+    max_json_kb: int = Field(64, ge=1, description="Largest request body on every other route (JSON, the sign-in form), counted on the bytes received.")
     snapshots: bool = Field(False, description="Keep face images; off by default for privacy.")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="Uploads with more pixels than this are refused (413).")
+    max_image_pixels: int = Field(16_000_000, ge=1, description="Uploads with more pixels are refused from their header (413) before decoding: 16 MP takes 12 MP photos and 4K frames, and one decode peaks near 11 bytes a pixel (about 175 MB).")
+    predict_workers: int = Field(2, ge=1, description="Uploads decoded and analysed at once.")
+    predict_queue: int = Field(4, ge=0, description="Uploads waiting for a worker; more get 503 with Retry-After.")
+    login_max_failures: int = Field(5, ge=1, description="Failed sign-ins per client address within login_window_s; then /login answers 429 with Retry-After.")
+    login_window_s: float = Field(300.0, gt=0, description="Window over which failed sign-ins are counted.")
+    hsts_max_age_s: int = Field(31_536_000, ge=0, description="Strict-Transport-Security max-age sent over HTTPS (0: not sent).")
     present_window_s: float = Field(5.0, gt=0, description="A person seen within this many seconds is 'in view now'.")
     max_series_points: int = Field(5000, ge=1, description="Most points one person's time series answer holds.")
     max_people: int = Field(500, ge=1, description="Most people one people answer holds (most recent first).")
@@ -196,6 +207,15 @@ class DashboardSettings(Section):
     cookie_max_age_s: int = Field(7 * 86400, ge=60, description="Lifetime of the login cookie.")
     tls_cert: str = Field("", description="PEM certificate: serve HTTPS (browsers allow the camera only over HTTPS or on localhost).")
     tls_key: str = Field("", description="PEM private key of tls_cert.")
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, token: str) -> str:
+        """A short token can be guessed; the message names the rule, never the value."""
+        if token and len(token) < MIN_TOKEN_LENGTH:
+            raise PydanticCustomError("token_too_short", "must be at least {n} characters (make one with: python -c "
+                                      "'import secrets; print(secrets.token_urlsafe(24))')", {"n": MIN_TOKEN_LENGTH})
+        return token
 
     @model_validator(mode="after")
     def _tls_pair(self) -> "DashboardSettings":
@@ -226,7 +246,8 @@ class Settings(BaseSettings):
     """The whole configuration. Unknown keys are errors, so typos fail at start-up."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DEEPFER_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+        env_prefix="DEEPFER_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True,
+        hide_input_in_errors=True,  # a refused value may be a secret (a short token, a Redis URL with its password)
     )
 
     paths: PathsSettings = PathsSettings()

@@ -16,6 +16,14 @@ class MediaError(ValueError):
     """A file or stream that cannot be decoded; the message names it and says why, in one line."""
 
 
+class NotAnImage(MediaError):
+    """Not a picture Pillow reads, or not one of the formats asked for."""
+
+
+class ImageTooLarge(MediaError):
+    """More pixels than allowed, known from the header alone."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     fps: float | None  # nominal frame rate, when the container says
@@ -91,8 +99,13 @@ def read_frames(path: str | Path, count: int | None = None) -> Iterator[tuple[np
         raise MediaError(f"{path}: cannot decode video ({exc})") from None
 
 
-def load_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -> np.ndarray:
-    """RGB uint8 H x W x 3 from a path, bytes or a file object, turned upright by its EXIF orientation."""
+def load_image(source: str | Path | bytes | BinaryIO, name: str | None = None, max_pixels: int | None = None,
+               formats: tuple[str, ...] | None = None) -> np.ndarray:
+    """RGB uint8 H x W x 3 from a path, bytes or a file object, turned upright by its EXIF orientation.
+
+    ``max_pixels`` and ``formats`` are checked from the header, before any pixel is decoded (``ImageTooLarge``,
+    ``NotAnImage``); anything else that cannot be decoded is a ``MediaError``.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     label = name or (str(source) if isinstance(source, (str, Path)) else "upload")
@@ -105,13 +118,22 @@ def load_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
     elif isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
-        with Image.open(source) as img:
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGB"))
+        with Image.open(source) as img:  # reads the header only
+            if formats is not None and img.format not in formats:
+                raise NotAnImage(f"{label} is a {img.format} image: send {', '.join(formats)}")
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageTooLarge(f"{label} is {img.width}x{img.height} pixels, over the limit of {max_pixels}")
+            img.load()
+            ImageOps.exif_transpose(img, in_place=True)
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    except MediaError:
+        raise
     except UnidentifiedImageError:
-        raise MediaError(f"{label} is not an image PIL can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise MediaError(f"{label}: cannot decode image ({exc})") from None
+        raise NotAnImage(f"{label} is not an image Pillow can read" + (f": send {', '.join(formats)}" if formats else "")) from None
+    except Image.DecompressionBombError:  # Pillow's own ceiling, far above any sane limit: refused from the header too
+        raise ImageTooLarge(f"{label} is over the limit of {max_pixels or 'Pillow'} pixels") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MediaError(f"{label}: cannot decode the image ({exc})") from None
 
 
 def check_image(path: Path) -> None:
@@ -123,4 +145,4 @@ def check_image(path: Path) -> None:
     try:
         Image.open(path).close()
     except (UnidentifiedImageError, OSError):
-        raise MediaError(f"{path} is not an image PIL can read") from None
+        raise NotAnImage(f"{path} is not an image Pillow can read") from None
