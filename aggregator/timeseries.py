@@ -33,8 +33,9 @@ import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, computed_field
@@ -81,7 +82,7 @@ class EmotionPoint:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, line: str) -> "EmotionPoint":
+    def from_json(cls, line: str) -> EmotionPoint:
         d = json.loads(line)
         d["smoothed"], d["raw"] = tuple(d["smoothed"]), tuple(d["raw"])
         return cls(**d)
@@ -205,7 +206,7 @@ class EmotionTimeSeries:
         self.retention_s = settings.retention_days * 86400.0
 
     @classmethod
-    def from_url(cls, url: str, settings: RedisSettings) -> "EmotionTimeSeries":
+    def from_url(cls, url: str, settings: RedisSettings) -> EmotionTimeSeries:
         return cls(redis_client(url, settings), settings, url)
 
     async def aclose(self) -> None:
@@ -347,7 +348,7 @@ class EmotionTimeSeries:
                                     unique_people=int(unique), dwell_s=float(h.get("dwell_s", 0.0))))
         return out
 
-    def live_events(self, camera: str | None = None) -> "LiveEvents":
+    def live_events(self, camera: str | None = None) -> LiveEvents:
         """A subscription to the live channel of one camera, or of all cameras."""
         return LiveEvents(self.url, self.settings, self.keys, camera)
 

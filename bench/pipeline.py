@@ -100,15 +100,35 @@ async def run_streams(settings: Settings, models: Models, path: str, streams: in
         "streams": streams,
         "wall_s": round(wall, 2),
         "settings": {
-            "detector": settings.detector.kind, "detect_every": settings.detector.detect_every,
-            "max_side": settings.detector.max_side, "min_face_size": settings.detector.min_face_size,
-            "detector_batch": settings.detector.batch_size, "classifier": classifier.name,
-            "classifier_batch": settings.classifier.batch_size, "classify_carried": settings.pipeline.classify_carried,
-            "max_in_flight": settings.pipeline.max_in_flight, "device": str(classifier.device),
+            "detector": settings.detector.kind,
+            "detect_every": settings.detector.detect_every,
+            "max_side": settings.detector.max_side,
+            "min_face_size": settings.detector.min_face_size,
+            "detector_batch": settings.detector.batch_size,
+            "classifier": classifier.name,
+            "classifier_batch": settings.classifier.batch_size,
+            "classify_carried": settings.pipeline.classify_carried,
+            "max_in_flight": settings.pipeline.max_in_flight,
+            "device": str(classifier.device),
         },
-        "per_stream": [{k: s[k] for k in ("camera_id", "frames_read", "frames_processed", "frames_dropped", "frames_detected",
-                                          "faces", "frames_with_faces", "fps", "latency_p50_ms", "latency_p95_ms")}
-                       for s in stats],
+        "per_stream": [
+            {
+                k: s[k]
+                for k in (
+                    "camera_id",
+                    "frames_read",
+                    "frames_processed",
+                    "frames_dropped",
+                    "frames_detected",
+                    "faces",
+                    "frames_with_faces",
+                    "fps",
+                    "latency_p50_ms",
+                    "latency_p95_ms",
+                )
+            }
+            for s in stats
+        ],
         "total": {
             "frames_read": read,
             "frames_processed": processed,
@@ -118,14 +138,18 @@ async def run_streams(settings: Settings, models: Models, path: str, streams: in
             "fps_total": round(processed / wall, 2) if wall > 0 else 0.0,
             "latency_p50_ms_max": max(lat50) if lat50 else None,
             "latency_p95_ms_max": max(lat95) if lat95 else None,
-            "face_frame_fraction": round(sum(s["frames_with_faces"] for s in stats) / processed, 4) if processed else 0.0,
+            "face_frame_fraction": round(sum(s["frames_with_faces"] for s in stats) / processed, 4)
+            if processed
+            else 0.0,
         },
         "time_split": {
             "note": "decode: decode-thread CPU; detect/classify: wall time of the worker running the batched call "
-                    "(torch uses every core inside it); per processed frame unless said otherwise",
+            "(torch uses every core inside it); per processed frame unless said otherwise",
             "decode_ms_per_frame_read": round(1000 * decode_s / read, 2) if read else None,
             "detect_ms_per_frame": round(1000 * detect_s / processed, 2) if processed else None,
-            "detect_ms_per_call": round(1000 * detect_s / timing["detect"]["calls"], 2) if timing["detect"]["calls"] else None,
+            "detect_ms_per_call": round(1000 * detect_s / timing["detect"]["calls"], 2)
+            if timing["detect"]["calls"]
+            else None,
             "classify_ms_per_frame": round(1000 * classify_s / processed, 2) if processed else None,
             "decode_s": round(decode_s, 2),
             "detect_s": round(detect_s, 2),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Awaitable, Callable
 
 from aiortc import (
     MediaStreamTrack,

@@ -74,34 +74,59 @@ async def run_visitors(settings: Settings, models: Models, path: str, visitors: 
         await pipeline.stop()
     per_visitor = []
     for b, a, lat, (f0, m0), (f1, m1) in zip(before, after, latencies, got_before, got_after):
-        rate = lambda key: round((getattr(a, key) - getattr(b, key)) / wall, 2)  # noqa: E731
-        per_visitor.append({
-            "camera_id": a.camera_id, "received_fps": rate("frames_received"), "processed_fps": rate("frames_processed"),
-            "sent_fps": rate("frames_sent"), "dropped_fps": rate("frames_dropped"),
-            "client_frames_back_fps": round((f1 - f0) / wall, 2), "client_messages_per_s": round((m1 - m0) / wall, 2),
-            "latency_p50_ms": percentile_ms(lat, 50), "latency_p95_ms": percentile_ms(lat, 95),
-            "latency_max_ms": round(max(lat) * 1000, 1) if lat else None,
-            "pipeline_latency_p50_ms": pipe[a.camera_id].latency_p50_ms if a.camera_id in pipe else None,
-            "pipeline_latency_p95_ms": pipe[a.camera_id].latency_p95_ms if a.camera_id in pipe else None,
-        })
+        def rate(key: str, a=a, b=b) -> float:
+            return round((getattr(a, key) - getattr(b, key)) / wall, 2)
+
+        per_visitor.append(
+            {
+                "camera_id": a.camera_id,
+                "received_fps": rate("frames_received"),
+                "processed_fps": rate("frames_processed"),
+                "sent_fps": rate("frames_sent"),
+                "dropped_fps": rate("frames_dropped"),
+                "client_frames_back_fps": round((f1 - f0) / wall, 2),
+                "client_messages_per_s": round((m1 - m0) / wall, 2),
+                "latency_p50_ms": percentile_ms(lat, 50),
+                "latency_p95_ms": percentile_ms(lat, 95),
+                "latency_max_ms": round(max(lat) * 1000, 1) if lat else None,
+                "pipeline_latency_p50_ms": pipe[a.camera_id].latency_p50_ms if a.camera_id in pipe else None,
+                "pipeline_latency_p95_ms": pipe[a.camera_id].latency_p95_ms if a.camera_id in pipe else None,
+            }
+        )
     process_cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     p50 = [v["latency_p50_ms"] for v in per_visitor if v["latency_p50_ms"] is not None]
     p95 = [v["latency_p95_ms"] for v in per_visitor if v["latency_p95_ms"] is not None]
     return {
         "benchmark": "webrtc",
-        "source": path, "source_fps": fps, "width": size[0], "height": size[1],
-        "visitors": visitors, "visitors_in": "a process each",
-        "measured_s": round(wall, 2), "warm_s": warm_s,
+        "source": path,
+        "source_fps": fps,
+        "width": size[0],
+        "height": size[1],
+        "visitors": visitors,
+        "visitors_in": "a process each",
+        "measured_s": round(wall, 2),
+        "warm_s": warm_s,
         "latency_definition": "a frame's arrival at the server (decoded by aiortc) to its annotated frame being handed "
-                              "to the VP8 encoder of the returned track; loopback, so no network time",
-        "settings": {"detector": settings.detector.kind, "detect_every": settings.detector.detect_every,
-                     "classifier": classifier.name, "max_in_flight": settings.webrtc.max_in_flight,
-                     "batch_wait_ms": settings.webrtc.batch_wait_ms,
-                     "device": str(classifier.device), "redis": False},
+        "to the VP8 encoder of the returned track; loopback, so no network time",
+        "settings": {
+            "detector": settings.detector.kind,
+            "detect_every": settings.detector.detect_every,
+            "classifier": classifier.name,
+            "max_in_flight": settings.webrtc.max_in_flight,
+            "batch_wait_ms": settings.webrtc.batch_wait_ms,
+            "device": str(classifier.device),
+            "redis": False,
+        },
         "first_result_s": first_s,
         "per_visitor": per_visitor,
-        "total": {"latency_p50_ms_max": max(p50) if p50 else None, "latency_p95_ms_max": max(p95) if p95 else None,
-                  "processed_fps_mean": round(float(np.mean([v["processed_fps"] for v in per_visitor])), 2)},
-        "utilisation": {"server_process_cores_busy": round(process_cpu_s / wall, 2) if wall > 0 else None,
-                        "machine_cpu_percent": psutil.cpu_percent(None), "cores": psutil.cpu_count()},
+        "total": {
+            "latency_p50_ms_max": max(p50) if p50 else None,
+            "latency_p95_ms_max": max(p95) if p95 else None,
+            "processed_fps_mean": round(float(np.mean([v["processed_fps"] for v in per_visitor])), 2),
+        },
+        "utilisation": {
+            "server_process_cores_busy": round(process_cpu_s / wall, 2) if wall > 0 else None,
+            "machine_cpu_percent": psutil.cpu_percent(None),
+            "cores": psutil.cpu_count(),
+        },
     }

@@ -7,9 +7,9 @@ dashboard, and it matches the FER2013 training images.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -83,7 +83,7 @@ class EmotionClassifier:
     tta: bool = False
 
     @classmethod
-    def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> "EmotionClassifier":
+    def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> EmotionClassifier:
         path = resolve_weights(spec)
         dev = pick_device(device, "classifier.device")
         model, meta = load_checkpoint(path)

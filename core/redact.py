@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 MASK = "***"
 MIN_SECRET_LEN = 4  # shorter known secrets would mask ordinary words

@@ -36,7 +36,7 @@ class FaceBox:
     def height(self) -> float:
         return self.y2 - self.y1
 
-    def rounded(self) -> "FaceBox":
+    def rounded(self) -> FaceBox:
         """The box as answers show it: pixels to 0.1, score to 4 places."""
         return FaceBox(round(self.x1, 1), round(self.y1, 1), round(self.x2, 1), round(self.y2, 1), round(self.score, 4))
 

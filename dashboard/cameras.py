@@ -1,4 +1,5 @@
-"""Cameras the dashboard runs, kept in Redis (``{prefix}:dashboard:cameras``, a HASH id -> JSON) so they survive a restart.
+"""Cameras the dashboard runs, kept in Redis (``{prefix}:dashboard:cameras``, a HASH id -> JSON) so they survive a
+restart.
 
 The stored URL keeps its credentials (the pipeline needs them); every answer and log line shows ``redact(url)``.
 ``checked_source`` is what a remote user may add: network cameras checked and rebuilt (and resolved against the
@@ -26,8 +27,12 @@ CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 class CameraOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    realtime: bool = Field(False, description="Video files: play at their own frame rate like a live camera (else as fast as analysed).")
-    snapshots: bool = Field(False, description="Keep the latest face image of each person in memory (off: no face images are kept).")
+    realtime: bool = Field(
+        False, description="Video files: play at their own frame rate like a live camera (else as fast as analysed)."
+    )
+    snapshots: bool = Field(
+        False, description="Keep the latest face image of each person in memory (off: no face images are kept)."
+    )
 
 
 class CameraConfig(BaseModel):
@@ -36,7 +41,12 @@ class CameraConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(..., pattern=CAMERA_ID_PATTERN, description="Letters, digits, '_', '-', '.'; at most 64.")
-    url: str = Field(..., min_length=1, max_length=2048, description="Video file path, rtsp:// or rtsps:// URL, /dev/videoN or webcam index.")
+    url: str = Field(
+        ...,
+        min_length=1,
+        max_length=2048,
+        description="Video file path, rtsp:// or rtsps:// URL, /dev/videoN or webcam index.",
+    )
     options: CameraOptions = CameraOptions()
 
 

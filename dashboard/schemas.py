@@ -6,8 +6,6 @@ Where an answer carries a domain value it is that value's own type (``FaceBox``,
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import BaseModel, Field
 
 from aggregator.timeseries import Person, SeriesPoint
@@ -51,9 +49,11 @@ class Camera(BaseModel):
     options: CameraOptions
     paused: bool
     status: str = Field(description="starting, connecting, connected, reconnecting, paused, ended, failed or stopped.")
-    error: Optional[str]
-    stats: Optional[CameraStats] = Field(description="Pipeline counters: frames read/processed/dropped, fps, latency p50/p95 ms ...")
-    webrtc_session: Optional[str] = Field(None, description="For WebRTC visitors: the session id (DELETE /api/webrtc/sessions/{id} ends it).")
+    error: str | None
+    stats: CameraStats | None = Field(description="Pipeline counters: frames read/processed/dropped, fps, latency "
+                                                  "p50/p95 ms ...")
+    webrtc_session: str | None = Field(None, description="For WebRTC visitors: the session id (DELETE "
+                                                         "/api/webrtc/sessions/{id} ends it).")
 
 
 class PeopleNow(BaseModel):
@@ -85,7 +85,7 @@ class Bucket(BaseModel):
     unique_people: int
     dwell_s: float = Field(description="Person-seconds in view.")
     mean_dwell_s: float
-    satisfaction: Optional[float] = Field(description="-1..1; null without points. See satisfaction_definition.")
+    satisfaction: float | None = Field(description="-1..1; null without points. See satisfaction_definition.")
 
 
 class Totals(BaseModel):
@@ -95,7 +95,7 @@ class Totals(BaseModel):
     unique_people: int
     dwell_s: float
     mean_dwell_s: float
-    satisfaction: Optional[float]
+    satisfaction: float | None
 
 
 class CameraMetrics(BaseModel):
@@ -137,8 +137,8 @@ class WebRtcAnswer(BaseModel):
 
 class IceServer(BaseModel):
     urls: str
-    username: Optional[str] = None
-    credential: Optional[str] = None
+    username: str | None = None
+    credential: str | None = None
 
 
 class WebRtcConfig(BaseModel):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from core.redact import RedactFilter, redact
 from core.settings import Settings, secret_values
@@ -34,11 +35,21 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
     say(f"Redis: {redact(url)}" + (f" (embedded, data in {embedded.dir})" if embedded else ""))
     shown = f"[{d.host}]" if ":" in d.host else d.host
     scheme = "https" if d.tls_cert else "http"
-    say(f"DeepFER dashboard on {scheme}://{shown}:{d.port}/ (live demo: /demo)" + (" (API token required)" if d.token else ""))
+    say(
+        f"DeepFER dashboard on {scheme}://{shown}:{d.port}/ (live demo: /demo)"
+        + (" (API token required)" if d.token else "")
+    )
     tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
     try:
-        uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5,
-                    log_config=uvicorn_log_config(secret_values(settings)), **tls)
+        uvicorn.run(
+            create_app(settings),
+            host=d.host,
+            port=d.port,
+            log_level="info",
+            timeout_graceful_shutdown=5,
+            log_config=uvicorn_log_config(secret_values(settings)),
+            **tls,
+        )
     finally:
         if embedded is not None:
             embedded.stop()

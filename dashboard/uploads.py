@@ -10,8 +10,9 @@ by the settings, not by the number of clients.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class UploadPool:
         self.capacity = workers + queue
         self.taken = 0
 
-    def take(self) -> "Slot":
+    def take(self) -> Slot:
         """A place in the pool, or ``PoolFull`` with the reason (called on the event loop only: no lock needed)."""
         if self.taken >= self.capacity:
             raise PoolFull(f"busy: {self.taken} uploads are being analysed or waiting "
@@ -89,7 +90,7 @@ class Slot:
         self.future.add_done_callback(self._done)
         return await asyncio.wrap_future(self.future)
 
-    async def __aenter__(self) -> "Slot":
+    async def __aenter__(self) -> Slot:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -76,7 +76,9 @@ class MtcnnDetector:
             if b is None:
                 out.append(np.zeros((0, 5), np.float32))
             else:
-                out.append(np.column_stack([np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1)]))
+                out.append(
+                    np.column_stack([np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1)])
+                )
         return out
 
     def _boxes(self, rows: np.ndarray, scale: float, shape: tuple[int, ...]) -> list[FaceBox]:

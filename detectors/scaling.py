@@ -19,8 +19,11 @@ def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
 
 
-def to_original(x1: float, y1: float, x2: float, y2: float, score: float, scale: float, shape: tuple[int, ...]) -> FaceBox | None:
-    """A box found on a frame resized by ``scale``, in original pixels and clipped to the frame; None if nothing is left."""
+def to_original(
+    x1: float, y1: float, x2: float, y2: float, score: float, scale: float, shape: tuple[int, ...]
+) -> FaceBox | None:
+    """A box found on a frame resized by ``scale``, in original pixels and clipped to the frame; None if nothing is
+    left."""
     h, w = shape[:2]
     x1, x2 = (min(max(float(v) / scale, 0.0), float(w)) for v in (x1, x2))
     y1, y2 = (min(max(float(v) / scale, 0.0), float(h)) for v in (y1, y2))

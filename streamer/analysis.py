@@ -8,8 +8,8 @@ skip the detector; ``deepfer predict`` and ``/api/predict`` call ``analyse_image
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from aggregator.tracker import FaceTracker
 from classifier.inference import build_classifier
@@ -106,9 +106,18 @@ async def _report(pipeline: Pipeline, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
         for s in pipeline.stats().values():
-            log.info("camera %s: %s, read %d, processed %d, dropped %d, faces %d, %.1f fps, latency p50 %s ms p95 %s ms",
-                     s.camera_id, s.status, s.frames_read, s.frames_processed, s.frames_dropped, s.faces, s.recent_fps,
-                     s.latency_p50_ms, s.latency_p95_ms)
+            log.info(
+                "camera %s: %s, read %d, processed %d, dropped %d, faces %d, %.1f fps, latency p50 %s ms p95 %s ms",
+                s.camera_id,
+                s.status,
+                s.frames_read,
+                s.frames_processed,
+                s.frames_dropped,
+                s.faces,
+                s.recent_fps,
+                s.latency_p50_ms,
+                s.latency_p95_ms,
+            )
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,9 @@ def load_models(settings: Settings) -> Models:
     return Models(build_detector(settings.detector), build_classifier(settings.classifier))
 
 
-def build_pipeline(settings: Settings, models: Models, sinks: Sequence[ResultSink] = (), track: bool = True) -> Pipeline:
+def build_pipeline(
+    settings: Settings, models: Models, sinks: Sequence[ResultSink] = (), track: bool = True
+) -> Pipeline:
     """A pipeline over the shared models; ``track`` gives each camera a tracker (ids, smoothing)."""
     return Pipeline(settings, models.detector, models.classifier, tracker_factory(settings) if track else None, sinks)
 
@@ -141,9 +152,16 @@ class RunOutcome:
         return [s for s in self.stats.values() if s.status == "failed"]
 
 
-def run_sources(settings: Settings, uris: Sequence[str], camera_ids: Sequence[str], output: Path | None = None,
-                summary_json: Path | None = None, track: bool = True, store: bool = False,
-                say: Callable[[str], None] = log.info) -> RunOutcome:
+def run_sources(
+    settings: Settings,
+    uris: Sequence[str],
+    camera_ids: Sequence[str],
+    output: Path | None = None,
+    summary_json: Path | None = None,
+    track: bool = True,
+    store: bool = False,
+    say: Callable[[str], None] = log.info,
+) -> RunOutcome:
     """``deepfer run``: analyse the sources until files end or Ctrl-C, writing the outputs asked for.
 
     ``store``: tracked people also go to Redis (an embedded server when none answers). ``say`` gets the few lines
@@ -160,9 +178,14 @@ def run_sources(settings: Settings, uris: Sequence[str], camera_ids: Sequence[st
     if output is not None:
         pipeline.add_sink(AnnotatedVideoSink(video_outputs(output, [s.camera_id for s in sources]), settings.pipeline))
     if summary_json is not None:
+
         def extra() -> dict:
-            return {"timing": pipeline.timing(), "detector": settings.detector.kind,
-                    "detect_every": settings.detector.detect_every, "classifier": models.classifier.name}
+            return {
+                "timing": pipeline.timing(),
+                "detector": settings.detector.kind,
+                "detect_every": settings.detector.detect_every,
+                "classifier": models.classifier.name,
+            }
 
         pipeline.add_sink(SummarySink(summary_json, pipeline.stats, extra, settings.pipeline.summary_max_frames))
     redis_sink = embedded = None
@@ -171,10 +194,14 @@ def run_sources(settings: Settings, uris: Sequence[str], camera_ids: Sequence[st
         pipeline.add_sink(redis_sink)
         say(f"storing people in Redis at {redis_sink.display} (keys {settings.redis.key_prefix}:*)")
     live = any(s.live for s in sources)
-    say(f"analysing {len(sources)} source(s) with {models.detector.name} + {models.classifier.name} on "
-        f"{models.classifier.device}" + ("; Ctrl-C stops" if live else ""))
+    say(
+        f"analysing {len(sources)} source(s) with {models.detector.name} + {models.classifier.name} on "
+        f"{models.classifier.device}" + ("; Ctrl-C stops" if live else "")
+    )
     try:
-        interrupted = asyncio.run(run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s))
+        interrupted = asyncio.run(
+            run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s)
+        )
     finally:
         if embedded is not None:
             embedded.stop()

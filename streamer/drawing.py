@@ -29,7 +29,8 @@ def draw_faces(image: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
         colour = COLOURS.get(face.emotion, (255, 255, 255))
         x1, y1, x2, y2 = (int(round(v)) for v in face.box.xyxy)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick + 1 if face.detected else thick, cv2.LINE_AA)
-        label = f"{'#%d ' % face.track_id if face.track_id is not None else ''}{face.emotion} {face.confidence:.0%}"
+        track = f"#{face.track_id} " if face.track_id is not None else ""
+        label = f"{track}{face.emotion} {face.confidence:.0%}"
         (tw, th), base = cv2.getTextSize(label, font, 0.6 * scale, thick)
         bw, bh = max(x2 - x1, tw + 4), max(5, round(10 * scale))
         block = th + base + 4 + bh + 2

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -64,7 +65,8 @@ def probe_video(path: str | Path) -> VideoInfo:
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError(f"not a readable video: {p} ({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc})") from None
+        raise MediaError(f"not a readable video: {p} ({exc.__class__.__name__}: "
+                         f"{getattr(exc, 'strerror', None) or exc})") from None
 
 
 def video_frames(container, on_cpu: Callable[[float], None] | None = None) -> Iterator[tuple[np.ndarray, float | None]]:
@@ -129,7 +131,9 @@ def load_image(source: str | Path | bytes | BinaryIO, name: str | None = None, m
     except MediaError:
         raise
     except UnidentifiedImageError:
-        raise NotAnImage(f"{label} is not an image Pillow can read" + (f": send {', '.join(formats)}" if formats else "")) from None
+        raise NotAnImage(
+            f"{label} is not an image Pillow can read" + (f": send {', '.join(formats)}" if formats else "")
+        ) from None
     except Image.DecompressionBombError:  # Pillow's own ceiling, far above any sane limit: refused from the header too
         raise ImageTooLarge(f"{label} is over the limit of {max_pixels or 'Pillow'} pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -17,9 +17,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -125,9 +125,16 @@ class Pipeline:
             return
         ps, cs, ds = self.settings.pipeline, self.settings.classifier, self.settings.detector
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deepfer-infer")
-        self._detect = Batcher("detect", self.detector.detect, ds.batch_size, ps.detect_max_wait_ms / 1000, self._executor)
-        self._classify = Batcher("classify", self._classify_batch, cs.batch_size, cs.max_wait_ms / 1000, self._executor,
-                                 size_of=lambda item: len(item[1]))
+        self._detect = Batcher("detect", self.detector.detect, ds.batch_size, ps.detect_max_wait_ms / 1000,
+                               self._executor)
+        self._classify = Batcher(
+            "classify",
+            self._classify_batch,
+            cs.batch_size,
+            cs.max_wait_ms / 1000,
+            self._executor,
+            size_of=lambda item: len(item[1]),
+        )
         self._detect.start()
         self._classify.start()
         self._changed = asyncio.Event()
@@ -183,7 +190,7 @@ class Pipeline:
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True)
 
-    async def __aenter__(self) -> "Pipeline":
+    async def __aenter__(self) -> Pipeline:
         await self.start()
         return self
 
@@ -275,7 +282,11 @@ class Pipeline:
         for t in pending:
             t.cancel()
         if pending:
-            log.warning("gave up waiting for %d camera task(s) after %.0f s", len(pending), self.settings.pipeline.stop_timeout_s)
+            log.warning(
+                "gave up waiting for %d camera task(s) after %.0f s",
+                len(pending),
+                self.settings.pipeline.stop_timeout_s,
+            )
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _feed(self, cam: _Camera) -> None:
@@ -294,8 +305,11 @@ class Pipeline:
                 if detect:
                     cam.since_detect = 0
                     cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(item.frame, cam.source.batch_wait_s))
-                task = asyncio.ensure_future(self._analyse(item, cam.anchor_boxes, None if detect else cam.anchor_result,
-                                                           cam.source.batch_wait_s))
+                task = asyncio.ensure_future(
+                    self._analyse(
+                        item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s
+                    )
+                )
                 if detect:
                     cam.anchor_result = task
                 cam.since_detect += 1
@@ -307,9 +321,11 @@ class Pipeline:
         assert self._detect is not None
         return await self._detect.submit(frame.image, wait_s)
 
-    async def _analyse(self, item: TimedFrame, boxes_task: asyncio.Future,
-                       anchor: asyncio.Future | None, wait_s: float | None) -> tuple[FrameResult, float, bool]:
-        """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency, detected)."""
+    async def _analyse(
+        self, item: TimedFrame, boxes_task: asyncio.Future, anchor: asyncio.Future | None, wait_s: float | None
+    ) -> tuple[FrameResult, float, bool]:
+        """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency,
+        detected)."""
         assert self._classify is not None
         frame = item.frame
         boxes = await boxes_task
@@ -326,8 +342,9 @@ class Pipeline:
     def _classify_batch(self, items: list[tuple[np.ndarray, list[FaceBox]]]) -> list[np.ndarray]:
         """Worker thread: every face of every frame in the batch, in one model call."""
         cs = self.settings.classifier
-        return classify_faces([image for image, _ in items], [boxes for _, boxes in items], self.classifier,
-                              cs.crop_margin, cs.batch_size)
+        return classify_faces(
+            [image for image, _ in items], [boxes for _, boxes in items], self.classifier, cs.crop_margin, cs.batch_size
+        )
 
     async def _emit(self, cam: _Camera) -> None:
         """Results in frame order: tracker, counters, then every sink."""
@@ -340,7 +357,12 @@ class Pipeline:
                     cam.failed += 1
                     message = f"{exc.__class__.__name__}: {exc}"
                     if message != cam.last_error or cam.failed % 100 == 1:
-                        log.warning("camera %s: frame analysis failed (%d so far): %s", cam.source.camera_id, cam.failed, message)
+                        log.warning(
+                            "camera %s: frame analysis failed (%d so far): %s",
+                            cam.source.camera_id,
+                            cam.failed,
+                            message,
+                        )
                     cam.last_error = message
                     continue
                 if cam.tracker is not None:
@@ -364,7 +386,9 @@ class Pipeline:
                     except Exception:
                         self._sink_errors += 1
                         if self._sink_errors % 100 == 1:
-                            log.exception("output %s failed on a frame (%d so far)", type(sink).__name__, self._sink_errors)
+                            log.exception(
+                                "output %s failed on a frame (%d so far)", type(sink).__name__, self._sink_errors
+                            )
         finally:
             cam.done = True
             self._notify()
@@ -383,14 +407,27 @@ class Pipeline:
         else:
             status = src.status
         return CameraStats(
-            camera_id=src.camera_id, source=src.display, kind=src.kind, live=src.live, status=status,
-            last_error=src.last_error or cam.last_error, frames_read=src.frames_read, frames_processed=cam.processed,
-            frames_dropped=src.frames_dropped, frames_skipped=cam.skipped, frames_failed=cam.failed,
-            frames_detected=cam.detected, faces=cam.faces, frames_with_faces=cam.with_faces, reconnects=src.reconnects,
+            camera_id=src.camera_id,
+            source=src.display,
+            kind=src.kind,
+            live=src.live,
+            status=status,
+            last_error=src.last_error or cam.last_error,
+            frames_read=src.frames_read,
+            frames_processed=cam.processed,
+            frames_dropped=src.frames_dropped,
+            frames_skipped=cam.skipped,
+            frames_failed=cam.failed,
+            frames_detected=cam.detected,
+            faces=cam.faces,
+            frames_with_faces=cam.with_faces,
+            reconnects=src.reconnects,
             fps=round((cam.processed - 1) / elapsed, 2) if elapsed > 0 and cam.processed > 1 else 0.0,
             recent_fps=round(recent / span, 2) if span > 0 else 0.0,
-            latency_p50_ms=percentile_ms(cam.latencies, 50), latency_p95_ms=percentile_ms(cam.latencies, 95),
+            latency_p50_ms=percentile_ms(cam.latencies, 50),
+            latency_p95_ms=percentile_ms(cam.latencies, 95),
             decode_ms=round(1000 * src.decode_cpu_s / src.frames_read, 2) if src.frames_read else None,
             source_fps=round(src.fps, 3) if src.fps else None,
-            width=src.size[0] if src.size else None, height=src.size[1] if src.size else None,
+            width=src.size[0] if src.size else None,
+            height=src.size[1] if src.size else None,
         )

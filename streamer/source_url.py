@@ -60,7 +60,7 @@ class CameraUrl:
     def host_is_ip(self) -> bool:
         return _ip(self.host) is not None
 
-    def with_host(self, host: str) -> "CameraUrl":
+    def with_host(self, host: str) -> CameraUrl:
         return CameraUrl(self.scheme, self.user, self.password, host, self.port, self.path, self.query)
 
     @property

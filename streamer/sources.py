@@ -18,8 +18,9 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import numpy as np

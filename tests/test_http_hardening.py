@@ -185,7 +185,7 @@ class Watch(threading.Thread):
     def growth_mb(self) -> float:
         return (self.peak - self.baseline) / MB
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         self.start()
         return self
 

@@ -68,7 +68,9 @@ def test_analyze_image_matches_cli(media: Path, tiny_checkpoint: Path) -> None:
     from streamer.media import load_image
 
     image = load_image((media / "justin.jpg").read_bytes(), name="justin.jpg")
-    (faces,) = analyse_images([image], build_detector(DetectorSettings(device="cpu")), EmotionClassifier.load(tiny_checkpoint, "cpu"), 0.2)
+    (faces,) = analyse_images(
+        [image], build_detector(DetectorSettings(device="cpu")), EmotionClassifier.load(tiny_checkpoint, "cpu"), 0.2
+    )
     (face,) = faces
     cli = json.loads(run(str(media / "justin.jpg"), "--json", "--weights", str(tiny_checkpoint)).stdout)[0]["faces"][0]
     assert np.allclose(face.probabilities, [cli["probabilities"][e] for e in EMOTIONS], atol=1e-3)
@@ -97,8 +99,13 @@ def one_line_error(res_stderr: str, exit_code: int, needle: str) -> None:
 def test_text_file_named_jpg_is_one_line_error(tmp_path: Path, tiny_checkpoint: Path) -> None:
     fake = tmp_path / "x.jpg"
     fake.write_text("not really a picture\n")
-    proc = subprocess.run([sys.executable, "-m", "deepfer", "predict", str(fake), "--weights", str(tiny_checkpoint)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepfer", "predict", str(fake), "--weights", str(tiny_checkpoint)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     one_line_error(proc.stderr, proc.returncode, "x.jpg is not an image")
     assert proc.stdout == ""
 

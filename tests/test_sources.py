@@ -50,7 +50,11 @@ def test_redact_hides_user_password_and_secret_parameters():
 
 
 def test_source_kind_and_default_camera_ids_carry_no_credentials():
-    assert source_kind("rtsp://a:b@h/x") == "rtsp" and source_kind("0") == "webcam" and source_kind("/dev/video2") == "webcam"
+    assert (
+        source_kind("rtsp://a:b@h/x") == "rtsp"
+        and source_kind("0") == "webcam"
+        and source_kind("/dev/video2") == "webcam"
+    )
     assert source_kind("clip.mkv") == "file"
     assert default_camera_id("rtsp://admin:hunter2@10.0.0.5:554/Streaming/101") == "10.0.0.5-554-Streaming-101"
     assert default_camera_id("/data/lobby cam.mp4") == "lobby-cam"
@@ -159,7 +163,11 @@ async def test_unreachable_camera_retries_with_growing_backoff_until_stopped(fre
     await src.aclose()
     assert time.monotonic() - started < 2, "stop must not wait out the backoff"
     assert await src.get() is None and src.status == "stopped"
-    delays = [float(r.getMessage().rsplit(" in ", 1)[1].split()[0]) for r in caplog.records if "reconnect attempt" in r.getMessage()]
+    delays = [
+        float(r.getMessage().rsplit(" in ", 1)[1].split()[0])
+        for r in caplog.records
+        if "reconnect attempt" in r.getMessage()
+    ]
     assert delays[:3] == [0.2, 0.4, 0.8]
     assert all("refused" in r.getMessage().lower() for r in caplog.records if "reconnect attempt" in r.getMessage())
 

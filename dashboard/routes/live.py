@@ -93,9 +93,14 @@ class LiveChannel:
             await events.aclose()
 
 
-@router.get("/api/events", summary="Live updates (text/event-stream)", responses={200: {"content": {"text/event-stream": {}}}})
-async def events(request: Request, camera: str | None = Query(None, pattern=CAMERA_ID_PATTERN, description="Only this camera."),
-                 service: Service = Depends(get_service)) -> StreamingResponse:
+@router.get(
+    "/api/events", summary="Live updates (text/event-stream)", responses={200: {"content": {"text/event-stream": {}}}}
+)
+async def events(
+    request: Request,
+    camera: str | None = Query(None, pattern=CAMERA_ID_PATTERN, description="Only this camera."),
+    service: Service = Depends(get_service),
+) -> StreamingResponse:
     cfg = service.settings.dashboard
     channel = LiveChannel(service, camera, service.settings.redis.retry_max_s)
 
@@ -111,8 +116,11 @@ async def events(request: Request, camera: str | None = Query(None, pattern=CAME
                 now = time.monotonic()
                 if now >= next_stats:
                     next_stats = now + cfg.sse_stats_every_s
-                    views = [service.camera_view(c).model_dump(mode="json") for c in service.camera_ids()
-                             if camera in (None, c)]
+                    views = [
+                        service.camera_view(c).model_dump(mode="json")
+                        for c in service.camera_ids()
+                        if camera in (None, c)
+                    ]
                     yield sse("cameras", views)
                 elif now >= next_ping:
                     yield b": keepalive\n\n"
@@ -131,5 +139,6 @@ async def events(request: Request, camera: str | None = Query(None, pattern=CAME
         finally:
             await channel.aclose()
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

@@ -9,7 +9,8 @@ pipeline works in its own threads, and the annotated track again sends only the 
 per session is from a frame's arrival (decoded by aiortc) to its annotated frame being handed to the encoder.
 
 Modules by role: ``source`` (the visitor's camera as a pipeline source), ``track`` (the annotated video back),
-``session`` (one visitor), ``gateway`` (signalling and lifecycle). ``WebRtcSessions`` is the pipeline sink that routes results to their session, and owns the sessions' lifecycle:
+``session`` (one visitor), ``gateway`` (signalling and lifecycle). ``WebRtcSessions`` is the pipeline sink that
+routes results to their session, and owns the sessions' lifecycle:
 a closed tab, a failed or long-disconnected connection, a peer that never connects, or ``end()`` frees the
 session's camera, tracks, tasks and peer connection.
 """

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from core.settings import Settings
 from core.types import FrameResult
@@ -45,7 +45,9 @@ class WebRtcSessions:
     # ----- signalling --------------------------------------------------------------------------------------------
 
     async def answer(self, sdp: str, kind: str, peer: str = "unknown") -> tuple[WebRtcSession, str, str]:
-        """Answer a browser's offer; returns (session, answer sdp, answer type). ``OfferError`` / ``TooManySessions``."""
+        """Answer a browser's offer; returns (session, answer sdp, answer type).
+
+        ``OfferError`` / ``TooManySessions`` when it cannot."""
         from aiortc import RTCSessionDescription
 
         if self._closing:
@@ -108,11 +110,13 @@ class WebRtcSessions:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _end_if_still(self, session: WebRtcSession, state: str, after_s: float, also: tuple[str, ...] = ()) -> None:
+    async def _end_if_still(
+        self, session: WebRtcSession, state: str, after_s: float, also: tuple[str, ...] = ()
+    ) -> None:
         """Close a session still in ``state`` (or ``also``) after ``after_s``; a session ending meanwhile stops this."""
         try:
             await asyncio.wait_for(session.ended.wait(), after_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if session.pc.connectionState in (state, *also):
                 await self.end(session.id, f"still {session.pc.connectionState} after {after_s:g} s")
 
@@ -138,9 +142,17 @@ class WebRtcSessions:
         await asyncio.shield(session.pc.close())
         if self.on_end is not None:
             self.on_end(session.camera_id)
-        log.info("webrtc %s (%s) ended: %s; %d frames received, %d processed, %d sent, p50/p95 %s/%s ms",
-                 session.id, session.peer, reason, final.frames_received, final.frames_processed, final.frames_sent,
-                 final.latency_p50_ms, final.latency_p95_ms)
+        log.info(
+            "webrtc %s (%s) ended: %s; %d frames received, %d processed, %d sent, p50/p95 %s/%s ms",
+            session.id,
+            session.peer,
+            reason,
+            final.frames_received,
+            final.frames_processed,
+            final.frames_sent,
+            final.latency_p50_ms,
+            final.latency_p95_ms,
+        )
         return final
 
     async def close(self) -> None:

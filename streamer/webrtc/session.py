@@ -83,10 +83,20 @@ class WebRtcSession:
     def stats(self) -> SessionStats:
         src = self.source
         return SessionStats(
-            id=self.id, camera_id=self.camera_id, peer=self.peer, state=self.pc.connectionState,
+            id=self.id,
+            camera_id=self.camera_id,
+            peer=self.peer,
+            state=self.pc.connectionState,
             age_s=round(time.monotonic() - self.created, 1),
-            frames_received=src.frames_read if src else 0, frames_dropped=src.frames_dropped if src else 0,
-            frames_processed=self.processed, frames_sent=self.track.sent, annotated_dropped=self.track.dropped,
-            messages_sent=self.messages_sent, messages_skipped=self.messages_skipped,
-            latency_p50_ms=percentile_ms(self.track.latencies, 50), latency_p95_ms=percentile_ms(self.track.latencies, 95),
-            width=src.size[0] if src and src.size else None, height=src.size[1] if src and src.size else None)
+            frames_received=src.frames_read if src else 0,
+            frames_dropped=src.frames_dropped if src else 0,
+            frames_processed=self.processed,
+            frames_sent=self.track.sent,
+            annotated_dropped=self.track.dropped,
+            messages_sent=self.messages_sent,
+            messages_skipped=self.messages_skipped,
+            latency_p50_ms=percentile_ms(self.track.latencies, 50),
+            latency_p95_ms=percentile_ms(self.track.latencies, 95),
+            width=src.size[0] if src and src.size else None,
+            height=src.size[1] if src and src.size else None,
+        )
