@@ -69,10 +69,6 @@ class CameraStore:
                 continue  # written by an incompatible version: ignored, not fatal
         return out
 
-    async def get(self, camera_id: str) -> StoredCamera | None:
-        text = await self.r.hget(self.key, camera_id)
-        return StoredCamera.model_validate_json(text) if text else None
-
     async def save(self, camera: StoredCamera) -> None:
         await self.r.hset(self.key, camera.id, json.dumps(camera.model_dump(mode="json")))
 
