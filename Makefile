@@ -21,4 +21,5 @@ run: install
 	$(VENV)/bin/deepfer serve
 
 test: install system-deps
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -ra

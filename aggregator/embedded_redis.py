@@ -16,12 +16,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
-from streamer.config import Settings
-from streamer.redact import redact
+from core.redact import redact
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 100  # unix socket paths are limited to 107 bytes; longer data dirs use a loopback port
@@ -59,8 +61,23 @@ class EmbeddedRedis:
                                    "(apt-get install redis-server) or set redis.url / --redis")
         self.dir.mkdir(parents=True, exist_ok=True)
         sock = self.dir / "redis.sock"
-        args = [binary, "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec",
-                "--save", "300 1", "--logfile", str(self.dir / "redis.log"), "--daemonize", "no", "--protected-mode", "yes"]
+        args = [
+            binary,
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "300 1",
+            "--logfile",
+            str(self.dir / "redis.log"),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ]
         if len(str(sock)) <= SOCKET_PATH_MAX:
             sock.unlink(missing_ok=True)
             args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
@@ -69,18 +86,23 @@ class EmbeddedRedis:
             port = _free_port()
             args += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}"
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not answers(self.url, self.timeout_s):
             if self.process.poll() is not None:
                 err = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace").strip()
-                raise RedisUnavailable(f"embedded redis-server exited at start (see {self.dir / 'redis.log'})"
-                                       + (f": {err.splitlines()[-1]}" if err else ""))
+                raise RedisUnavailable(
+                    f"embedded redis-server exited at start (see {self.dir / 'redis.log'})"
+                    + (f": {err.splitlines()[-1]}" if err else "")
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise RedisUnavailable(f"embedded redis-server did not answer within {START_TIMEOUT_S:.0f} s "
-                                       f"(see {self.dir / 'redis.log'})")
+                raise RedisUnavailable(
+                    f"embedded redis-server did not answer within {START_TIMEOUT_S:.0f} s "
+                    f"(see {self.dir / 'redis.log'})"
+                )
             time.sleep(0.05)
         (self.dir / "url").write_text(self.url + "\n")
         atexit.register(self.stop)
@@ -98,7 +120,7 @@ class EmbeddedRedis:
             self.process.wait()
         (self.dir / "url").unlink(missing_ok=True)
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,10 +150,27 @@ def connect_or_start(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
             log.info("using the embedded Redis at %s", redact(shared))
             return shared, None
     if not cfg.embedded:
-        raise RedisUnavailable(f"no Redis answers at {redact(cfg.default_url)} and redis.embedded is off: "
-                               "start one or set redis.url / --redis")
+        raise RedisUnavailable(
+            f"no Redis answers at {redact(cfg.default_url)} and redis.embedded is off: "
+            "start one or set redis.url / --redis"
+        )
     server = EmbeddedRedis(settings.paths.data_dir, cfg.connect_timeout_s)
     url = server.start()
-    log.info("no Redis at %s: started an embedded redis-server at %s (data in %s)", redact(cfg.default_url),
-             redact(url), server.dir)
+    log.info(
+        "no Redis at %s: started an embedded redis-server at %s (data in %s)",
+        redact(cfg.default_url),
+        redact(url),
+        server.dir,
+    )
     return url, server
+
+
+@contextmanager
+def redis_for(settings: Settings) -> Iterator[str]:
+    """The URL of the Redis to use for one command; an embedded server started for it stops afterwards."""
+    url, embedded = (settings.redis.url, None) if settings.redis.url else connect_or_start(settings)
+    try:
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()

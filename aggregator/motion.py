@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.base import FaceBox
+from core.types import FaceBox
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -46,7 +46,9 @@ class BoxKalman:
         self.r = measurement_noise
         self.x = np.concatenate([z, np.zeros(4)])
         h = max(z[3], 1.0)
-        self.P = np.diag([(self.r * h) ** 2] * 4 + [h**2] * 4)  # velocity unknown at birth: about one face height per second
+        self.P = np.diag(
+            [(self.r * h) ** 2] * 4 + [h**2] * 4
+        )  # velocity unknown at birth: about one face height per second
         self.t = t
 
     def predict(self, t: float) -> np.ndarray:

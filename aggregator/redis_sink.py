@@ -33,13 +33,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aggregator.timeseries import EmotionPoint, EmotionTimeSeries, redis_client
-from streamer.config import RedisSettings
-from streamer.redact import redact
-from streamer.results import FrameResult
+from core.redact import redact
+from core.settings import RedisSettings
+from core.types import FrameResult
 
 if TYPE_CHECKING:
     from aggregator.embedded_redis import EmbeddedRedis
-    from streamer.config import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -192,10 +192,19 @@ class RedisSink:
             else:
                 n = 0
             point = EmotionPoint(
-                camera_id=cam, person_id=f"{self.run_id}-{face.track_id}", track_id=face.track_id, t=t,
-                label=face.label, raw_label=face.raw_label, smoothed=tuple(float(p) for p in face.smoothed),
-                raw=tuple(float(p) for p in face.probabilities), dwell_s=0.0 if state is None else max(0.0, t - state.t),
-                stream_id=f"{ms}-{n}", run_id=self.run_id, seq=self._seq)
+                camera_id=cam,
+                person_id=f"{self.run_id}-{face.track_id}",
+                track_id=face.track_id,
+                t=t,
+                label=face.label,
+                raw_label=face.raw_label,
+                smoothed=tuple(float(p) for p in face.smoothed),
+                raw=tuple(float(p) for p in face.probabilities),
+                dwell_s=0.0 if state is None else max(0.0, t - state.t),
+                stream_id=f"{ms}-{n}",
+                run_id=self.run_id,
+                seq=self._seq,
+            )
             self._seq += 1
             self._people[key] = _PersonState(t if state is None else max(t, state.t), ms, n)
             if len(self._memory) >= self.settings.buffer_max:
@@ -219,8 +228,12 @@ class RedisSink:
                 for _ in range(self.settings.buffer_max):
                     self._memory.popleft()
                 self.dropped += self.settings.buffer_max
-                log.error("Redis down and journal unwritable (%s): dropped the %d oldest points (%d so far)",
-                          exc, self.settings.buffer_max, self.dropped)
+                log.error(
+                    "Redis down and journal unwritable (%s): dropped the %d oldest points (%d so far)",
+                    exc,
+                    self.settings.buffer_max,
+                    self.dropped,
+                )
             elif len(self._memory) % self.settings.buffer_max == 0:
                 log.error("Redis down and journal unwritable (%s): %d points held in memory", exc, len(self._memory))
             return
@@ -238,12 +251,22 @@ class RedisSink:
     def buffer_depth(self) -> int:
         """Points produced but not yet in Redis (memory + journal), for metrics."""
         from_memory = len(self._inflight) if self._inflight_segment is None else 0
-        return len(self._memory) + from_memory + self.journal.points + (self._inflight_segment[1] if self._inflight_segment else 0)
+        return (
+            len(self._memory)
+            + from_memory
+            + self.journal.points
+            + (self._inflight_segment[1] if self._inflight_segment else 0)
+        )
 
     def stats(self) -> dict[str, Any]:
-        return {"connected": self.connected, "buffered": self.buffer_depth, "in_memory": len(self._memory),
-                "in_journal": self.journal.points + (self._inflight_segment[1] if self._inflight_segment else 0),
-                "written": self.written, "dropped": self.dropped}
+        return {
+            "connected": self.connected,
+            "buffered": self.buffer_depth,
+            "in_memory": len(self._memory),
+            "in_journal": self.journal.points + (self._inflight_segment[1] if self._inflight_segment else 0),
+            "written": self.written,
+            "dropped": self.dropped,
+        }
 
     # ----- the writer task ---------------------------------------------------------------------------------------
 
@@ -374,14 +397,18 @@ class RedisSink:
                 await self._task
         if not drained:
             self._spill_everything()
-            log.warning("Redis at %s did not take %d points before exit; they stay in %s and are written on the "
-                        "next start", self.display, self.buffer_depth, self.journal.dir)
+            log.warning(
+                "Redis at %s did not take %d points before exit; they stay in %s and are written on the next start",
+                self.display,
+                self.buffer_depth,
+                self.journal.dir,
+            )
         self.journal.close()
         with contextlib.suppress(Exception):
             await self.ts.aclose()
 
 
-def open_redis_sink(settings: "Settings") -> tuple[RedisSink, "EmbeddedRedis | None"]:
+def open_redis_sink(settings: Settings) -> tuple[RedisSink, EmbeddedRedis | None]:
     """The sink ``deepfer run`` adds: Redis found (or an embedded one started) by ``connect_or_start``.
 
     Stop the returned embedded server (if any) after the pipeline has closed the sink.

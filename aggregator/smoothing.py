@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from classifier import EMOTIONS
-from streamer.config import SmoothingSettings
+from core.settings import SmoothingSettings
+from core.types import EMOTIONS
 
 
 class EmotionSmoother:

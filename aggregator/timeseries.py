@@ -28,18 +28,20 @@ expires ``retention_days`` after its last write (or after its bucket ends).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, AsyncIterator, Literal, Sequence
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from classifier import EMOTIONS
-from streamer.config import RedisSettings
+from core.settings import RedisSettings
+from core.types import EMOTIONS
 
 log = logging.getLogger(__name__)
 Interval = Literal["minute", "hour", "day"]
@@ -80,42 +82,47 @@ class EmotionPoint:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, line: str) -> "EmotionPoint":
+    def from_json(cls, line: str) -> EmotionPoint:
         d = json.loads(line)
         d["smoothed"], d["raw"] = tuple(d["smoothed"]), tuple(d["raw"])
         return cls(**d)
 
 
-@dataclass(frozen=True)
-class PersonSummary:
+class Person(BaseModel):
     """A person seen by one camera: time span, shown label now, and the emotion shown longest."""
+
+    model_config = ConfigDict(frozen=True)
 
     camera_id: str
     person_id: str
     track_id: int
     first_seen: float
     last_seen: float
-    label: str
+    label: str = Field(description="Current smoothed emotion.")
     confidence: float
-    probabilities: dict[str, float]
-    emotion_points: dict[str, int]
+    probabilities: dict[str, float] = Field(description="Current smoothed probabilities.")
+    emotion_points: dict[str, int] = Field(description="Stored points per shown emotion.")
     points: int
     dwell_s: float
 
+    @computed_field
     @property
     def duration_s(self) -> float:
-        return self.last_seen - self.first_seen
+        return round(self.last_seen - self.first_seen, 3)
 
+    @computed_field(description="The emotion shown longest.")
     @property
     def dominant(self) -> str:
         return max(EMOTIONS, key=lambda e: self.emotion_points.get(e, 0))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "duration_s": round(self.duration_s, 3), "dominant": self.dominant}
+        return self.model_dump()
 
 
 @dataclass(frozen=True)
 class SeriesPoint:
+    """One stored point of a person's series: the shown label and the smoothed and raw probabilities."""
+
     t: float
     label: str
     raw_label: str
@@ -191,15 +198,16 @@ def redis_client(url: str, settings: RedisSettings, decode: bool = True) -> aior
 class EmotionTimeSeries:
     """Writes points with retention trimming and reads people, series and roll-ups for the CLI and dashboard."""
 
-    def __init__(self, client: aioredis.Redis, settings: RedisSettings):
+    def __init__(self, client: aioredis.Redis, settings: RedisSettings, url: str = ""):
         self.r = client
+        self.url = url  # for connections of their own (live events)
         self.settings = settings
         self.keys = KeySchema(settings.key_prefix)
         self.retention_s = settings.retention_days * 86400.0
 
     @classmethod
-    def from_url(cls, url: str, settings: RedisSettings) -> "EmotionTimeSeries":
-        return cls(redis_client(url, settings), settings)
+    def from_url(cls, url: str, settings: RedisSettings) -> EmotionTimeSeries:
+        return cls(redis_client(url, settings), settings, url)
 
     async def aclose(self) -> None:
         await self.r.aclose()
@@ -270,9 +278,6 @@ class EmotionTimeSeries:
         value = await self.r.get(self.keys.applied(run_id))
         return int(value) if value is not None else -1
 
-    async def publish(self, camera: str, event: dict[str, Any]) -> None:
-        await self.r.publish(self.keys.events(camera), json.dumps(event, separators=(",", ":")))
-
     # ----- reading -------------------------------------------------------------------------------------------------
 
     async def cameras(self) -> list[tuple[str, float]]:
@@ -281,7 +286,7 @@ class EmotionTimeSeries:
         return [(cam, float(t)) for cam, t in rows]
 
     async def people(self, camera: str, since: float | None = None, until: float | None = None,
-                     limit: int | None = None) -> list[PersonSummary]:
+                     limit: int | None = None) -> list[Person]:
         """People of ``camera`` in view at some time in [since, until], most recently seen first."""
         lo = "-inf" if since is None else since
         pids = await self.r.zrevrangebyscore(self.keys.people(camera), "+inf", lo,
@@ -299,7 +304,7 @@ class EmotionTimeSeries:
             if until is not None and first > until:
                 continue
             probs = _floats(h.get("p"))
-            out.append(PersonSummary(
+            out.append(Person(
                 camera_id=camera, person_id=pid, track_id=int(h.get("track_id", 0)), first_seen=first,
                 last_seen=float(h.get("last_seen", first)), label=h.get("label", ""),
                 confidence=float(h.get("confidence", 0.0)),
@@ -307,10 +312,6 @@ class EmotionTimeSeries:
                 emotion_points={e: int(h.get(f"n:{e}", 0)) for e in EMOTIONS},
                 points=int(h.get("points", 0)), dwell_s=float(h.get("dwell_s", 0.0))))
         return out
-
-    async def present(self, camera: str, within_s: float = 5.0, now: float | None = None) -> list[PersonSummary]:
-        """People seen in the last ``within_s`` seconds."""
-        return await self.people(camera, since=(time.time() if now is None else now) - within_s)
 
     async def series(self, camera: str, person: str, start: float | None = None, end: float | None = None,
                      count: int | None = None) -> list[SeriesPoint]:
@@ -347,16 +348,73 @@ class EmotionTimeSeries:
                                     unique_people=int(unique), dwell_s=float(h.get("dwell_s", 0.0))))
         return out
 
-    async def events(self, camera: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Live events (one per processed frame) of one camera, or of all cameras."""
-        pubsub = self.r.pubsub()
-        if camera is None:
-            await pubsub.psubscribe(self.keys.events("*"))
+    def live_events(self, camera: str | None = None) -> LiveEvents:
+        """A subscription to the live channel of one camera, or of all cameras."""
+        return LiveEvents(self.url, self.settings, self.keys, camera)
+
+    async def ping(self) -> bool:
+        return bool(await self.r.ping())
+
+    async def person_exists(self, camera: str, person: str) -> bool:
+        return bool(await self.r.exists(self.keys.person(camera, person)))
+
+    async def has_camera(self, camera: str) -> bool:
+        """The camera has data (it wrote a point within the retention)."""
+        return await self.r.zscore(self.keys.cameras(), camera) is not None
+
+
+class LiveEvents:
+    """The live channel (one JSON event per processed frame), read on a connection of its own.
+
+    Payloads arrive as bytes: one that is not UTF-8 JSON (anyone with access to Redis may publish) is skipped,
+    never fatal. ``open`` and ``next`` raise ``RedisError``/``OSError`` when Redis fails; what to do then is the
+    caller's choice.
+    """
+
+    def __init__(self, url: str, settings: RedisSettings, keys: KeySchema, camera: str | None):
+        self.url, self.settings, self.keys, self.camera = url, settings, keys, camera
+        self._client: aioredis.Redis | None = None
+        self._pubsub = None
+
+    async def open(self) -> None:
+        self._client = redis_client(self.url, self.settings, decode=False)
+        self._pubsub = self._client.pubsub()
+        if self.camera is None:
+            await self._pubsub.psubscribe(self.keys.events("*"))
         else:
-            await pubsub.subscribe(self.keys.events(camera))
+            await self._pubsub.subscribe(self.keys.events(self.camera))
+
+    async def next(self, timeout: float) -> dict[str, Any] | None:
+        """The next event, or None after ``timeout`` seconds (or for a payload that is not an event)."""
+        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        if message is None or message["type"] not in ("message", "pmessage"):
+            return None
         try:
-            async for message in pubsub.listen():
-                if message["type"] in ("message", "pmessage"):
-                    yield json.loads(message["data"])
+            event = json.loads(message["data"])
+        except (TypeError, ValueError):
+            return None
+        return event if isinstance(event, dict) else None
+
+    async def aclose(self) -> None:
+        for closable in (self._pubsub, self._client):
+            if closable is not None:
+                with contextlib.suppress(Exception):
+                    await closable.aclose()
+        self._pubsub = self._client = None
+
+
+def people_of(url: str, settings: RedisSettings, camera: str,
+              since: float | None = None) -> tuple[list[Person], list[str]]:
+    """``deepfer people``: the people ``camera`` saw since ``since``, and, when there are none, the cameras that
+    have data (to tell an unknown camera from a quiet one)."""
+    import asyncio
+
+    async def query() -> tuple[list[Person], list[str]]:
+        ts = EmotionTimeSeries.from_url(url, settings)
+        try:
+            found = await ts.people(camera, since=since)
+            return found, ([] if found else [c for c, _ in await ts.cameras()])
         finally:
-            await pubsub.aclose()
+            await ts.aclose()
+
+    return asyncio.run(query())

@@ -30,9 +30,8 @@ from scipy.optimize import linear_sum_assignment
 
 from aggregator.motion import BoxKalman, iou_matrix
 from aggregator.smoothing import EmotionSmoother
-from detectors.base import FaceBox
-from streamer.config import SmoothingSettings, TrackerSettings
-from streamer.results import FaceResult, FrameResult
+from core.settings import SmoothingSettings, TrackerSettings
+from core.types import FaceBox, FaceResult, FrameResult
 
 
 @dataclass

@@ -35,11 +35,13 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | No
     angle = uniform(-cfg.rotation_deg, cfg.rotation_deg) * (math.pi / 180)
     scale = uniform(1 - cfg.zoom, 1 + cfg.zoom)
     tx, ty = uniform(-cfg.shift, cfg.shift) * 2, uniform(-cfg.shift, cfg.shift) * 2
-    flip = torch.where(torch.rand(b, device=dev, generator=gen) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(b, device=dev)
+    flip = (
+        torch.where(torch.rand(b, device=dev, generator=gen) < 0.5, -1.0, 1.0)
+        if cfg.hflip
+        else torch.ones(b, device=dev)
+    )
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack(
-        [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
-    ).to(x.dtype)
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -70,7 +72,10 @@ def random_erasing(x: torch.Tensor, prob: float, gen: torch.Generator | None = N
     ys = torch.arange(h, device=dev).view(1, h, 1)
     xs = torch.arange(w, device=dev).view(1, 1, w)
     inside = (
-        (ys >= y0.view(b, 1, 1)) & (ys < (y0 + eh).view(b, 1, 1)) & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + ew).view(b, 1, 1))
+        (ys >= y0.view(b, 1, 1))
+        & (ys < (y0 + eh).view(b, 1, 1))
+        & (xs >= x0.view(b, 1, 1))
+        & (xs < (x0 + ew).view(b, 1, 1))
     )
     chosen = (torch.rand(b, device=dev, generator=gen) < prob).view(b, 1, 1)
     mask = (inside & chosen).unsqueeze(1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from classifier import EMOTIONS
+from core.types import EMOTIONS
 
 IMAGE_SIZE = 48
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -48,7 +48,7 @@ class FaceDataset:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(EMOTIONS))
 
-    def subset(self, indices: np.ndarray) -> "FaceDataset":
+    def subset(self, indices: np.ndarray) -> FaceDataset:
         return FaceDataset(self.images[indices], self.labels[indices], f"{self.source}[subset]")
 
 
@@ -118,7 +118,9 @@ def load_folder(root: Path, cache_dir: Path | None = None) -> FaceDataset:
     """Load ``root/<class>/*.jpg``; the cache key covers every file's path, size and mtime."""
     root = Path(root)
     files = _folder_files(root)
-    key = _fingerprint([str(root.resolve())] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}:{y}" for p, y in files])
+    key = _fingerprint(
+        [str(root.resolve())] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}:{y}" for p, y in files]
+    )
 
     def build() -> tuple[np.ndarray, np.ndarray]:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -176,3 +178,25 @@ def load_dataset(spec: str | Path, cache_dir: Path | None = None) -> FaceDataset
     if p.suffix.lower() == ".csv":
         return load_csv(p, cache_dir=cache_dir)
     return load_folder(p, cache_dir=cache_dir)
+
+
+def load_training_data(
+    data: str | Path,
+    val: str | Path | None,
+    cache_dir: Path | None = None,
+    limit_per_class: int | None = None,
+    seed: int = 0,
+) -> tuple[FaceDataset, FaceDataset | None]:
+    """The training set (at most ``limit_per_class`` faces per class, drawn with ``seed``) and the validation set."""
+    train_set = load_dataset(data, cache_dir=cache_dir)
+    val_set = load_dataset(val, cache_dir=cache_dir) if val is not None else None
+    if limit_per_class:
+        rng = np.random.default_rng(seed)
+        keep = np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(train_set.labels == c))[:limit_per_class]
+                for c in np.unique(train_set.labels)
+            ]
+        )
+        train_set = train_set.subset(np.sort(keep))
+    return train_set, val_set

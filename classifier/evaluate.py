@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from classifier import EMOTIONS
-from classifier.data import FaceDataset
-from classifier.inference import EmotionClassifier, predict_logits
+from classifier.data import FaceDataset, load_dataset
+from classifier.inference import EmotionClassifier, build_classifier, predict_logits
+from core.settings import ClassifierSettings
+from core.types import EMOTIONS
 
 
 @dataclass
@@ -84,3 +85,14 @@ def save_confusion_png(report: EvalReport, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def evaluate_to_files(settings: ClassifierSettings, data: str | Path, json_out: Path, png: Path | None = None,
+                      cache_dir: Path | None = None) -> tuple[EvalReport, Path]:
+    """``deepfer evaluate``: the report of the configured classifier on ``data``, as JSON and a confusion PNG."""
+    report = evaluate(build_classifier(settings), load_dataset(data, cache_dir=cache_dir))
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(report.to_json())
+    png = png or json_out.with_suffix(".png")
+    save_confusion_png(report, png)
+    return report, png

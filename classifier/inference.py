@@ -7,44 +7,26 @@ dashboard, and it matches the FER2013 training images.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from classifier import EMOTIONS
 from classifier.data import IMAGE_SIZE
 from classifier.models import build_model
+from core.device import pick_device
+from core.settings import ClassifierSettings
+from core.types import EMOTIONS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 class WeightsError(ValueError):
     """A checkpoint that cannot be used; the message names the file."""
-
-
-@dataclass(frozen=True)
-class EmotionPrediction:
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
-
-    @classmethod
-    def from_probs(cls, probs: np.ndarray) -> "EmotionPrediction":
-        i = int(np.argmax(probs))
-        return cls(EMOTIONS[i], float(probs[i]), {e: float(p) for e, p in zip(EMOTIONS, probs)})
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise WeightsError("device 'cuda' requested but no CUDA GPU is available")
-    return torch.device(name)
 
 
 def resolve_weights(spec: str | Path) -> Path:
@@ -101,9 +83,9 @@ class EmotionClassifier:
     tta: bool = False
 
     @classmethod
-    def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> "EmotionClassifier":
+    def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> EmotionClassifier:
         path = resolve_weights(spec)
-        dev = pick_device(device)
+        dev = pick_device(device, "classifier.device")
         model, meta = load_checkpoint(path)
         model.to(dev).to(memory_format=torch.channels_last).eval()
         return cls(model, meta["model"], float(meta["mean"]), float(meta["std"]), dev, path, tta)
@@ -116,8 +98,6 @@ class EmotionClassifier:
         logits = predict_logits(self.model, x, self.mean, self.std, batch_size, self.tta)
         return torch.softmax(logits, dim=1).cpu().numpy()
 
-    def predict(self, faces: np.ndarray) -> list[EmotionPrediction]:
-        return [EmotionPrediction.from_probs(p) for p in self.predict_faces(faces)]
 
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
@@ -161,3 +141,8 @@ def crop_faces(image_rgb: np.ndarray, boxes: Sequence[Sequence[float]], margin: 
         interp = cv2.INTER_AREA if patch.shape[0] > IMAGE_SIZE else cv2.INTER_LINEAR
         crops[i] = cv2.resize(patch, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interp)
     return crops
+
+
+def build_classifier(settings: ClassifierSettings) -> EmotionClassifier:
+    """The classifier named by ``classifier.weights`` on ``classifier.device`` (``WeightsError`` when unusable)."""
+    return EmotionClassifier.load(settings.weights, settings.device, tta=settings.tta)

@@ -8,12 +8,12 @@ trains and runs in real time on a CPU.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from classifier import EMOTIONS
+from core.types import EMOTIONS
 
 NUM_CLASSES = len(EMOTIONS)
 
@@ -77,7 +77,9 @@ class FerResNet(nn.Module):
             layers += [BasicBlock(cout, cout) for _ in range(depth - 1)]
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

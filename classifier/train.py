@@ -14,20 +14,21 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from classifier import EMOTIONS
 from classifier.augment import AugmentConfig, augment_batch, mixup
 from classifier.data import FaceDataset, class_weights
-from classifier.inference import load_checkpoint, pick_device, predict_logits
+from classifier.inference import load_checkpoint, predict_logits
 from classifier.models import build_model
-from streamer.config import TrainSettings
+from core.device import pick_device
+from core.settings import TrainSettings
+from core.types import EMOTIONS
 
 
 @dataclass
@@ -123,7 +124,7 @@ def train(
 
     # 1. seed and device
     gen = seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, "train.device")
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     use_amp = device.type == "cuda"
@@ -163,7 +164,9 @@ def train(
     steps_per_epoch = max(1, len(train_set) // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     plateau = (
-        torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(1, cfg.patience // 3))
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.5, patience=max(1, cfg.patience // 3)
+        )
         if cfg.schedule == "plateau"
         else None
     )
@@ -186,14 +189,27 @@ def train(
 
     meta = {"model": model_name, "classes": list(EMOTIONS), "image_size": 48, "mean": mean, "std": std}
     train_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.model_dump().items()}
-    train_args.update(train_data=train_set.source, val_data=val_set.source if val_set else None, init=str(init) if init else None)
+    train_args.update(
+        train_data=train_set.source, val_data=val_set.source if val_set else None, init=str(init) if init else None
+    )
 
     def checkpoint(path: Path, epoch: int, full: bool) -> None:
-        payload = {**meta, "state_dict": model.state_dict(), "epoch": epoch, "best_val_acc": best_acc,
-                   "best_epoch": best_epoch, "train_args": train_args}
+        payload = {
+            **meta,
+            "state_dict": model.state_dict(),
+            "epoch": epoch,
+            "best_val_acc": best_acc,
+            "best_epoch": best_epoch,
+            "train_args": train_args,
+        }
         if full:
-            payload.update(optimizer=optimizer.state_dict(), plateau=plateau.state_dict() if plateau else None,
-                           history=[asdict(r) for r in history], generator=gen.get_state(), torch_rng=torch.get_rng_state())
+            payload.update(
+                optimizer=optimizer.state_dict(),
+                plateau=plateau.state_dict() if plateau else None,
+                history=[asdict(r) for r in history],
+                generator=gen.get_state(),
+                torch_rng=torch.get_rng_state(),
+            )
         tmp = path.with_suffix(".tmp")
         torch.save(payload, tmp)
         os.replace(tmp, path)
@@ -239,8 +255,15 @@ def train(
             val_loss = float(nn.functional.cross_entropy(logits.float(), y_val))
             val_acc = float((logits.argmax(1) == y_val).float().mean())
         score = val_acc if x_val is not None else correct / max(1, seen)
-        record = EpochRecord(epoch + 1, optimizer.param_groups[0]["lr"], loss_sum / max(1, seen),
-                             correct / max(1, seen), val_loss, val_acc, time.time() - t0)
+        record = EpochRecord(
+            epoch + 1,
+            optimizer.param_groups[0]["lr"],
+            loss_sum / max(1, seen),
+            correct / max(1, seen),
+            val_loss,
+            val_acc,
+            time.time() - t0,
+        )
         history.append(record)
         if plateau is not None:
             plateau.step(score)

@@ -7,10 +7,11 @@ from -1 (everyone negative) to +1 (everyone positive); ``None`` when there are n
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from aggregator.timeseries import RollupBucket
-from classifier import EMOTIONS
+from core.types import EMOTIONS
 
 POSITIVE = ("happy", "surprise")
 NEGATIVE = ("angry", "disgust", "fear", "sad")
@@ -30,10 +31,20 @@ def mix(emotion_points: dict[str, int]) -> dict[str, float]:
     return {e: round(emotion_points.get(e, 0) / total, 4) if total else 0.0 for e in EMOTIONS}
 
 
-def bucket_dict(start: float, interval_s: int, points: int, counts: dict[str, int], people: int, dwell: float) -> dict[str, Any]:
-    return {"start": start, "interval_s": interval_s, "points": points, "emotion_points": counts, "emotion_mix": mix(counts),
-            "unique_people": people, "dwell_s": round(dwell, 3), "mean_dwell_s": round(dwell / people, 3) if people else 0.0,
-            "satisfaction": satisfaction(counts)}
+def bucket_dict(
+    start: float, interval_s: int, points: int, counts: dict[str, int], people: int, dwell: float
+) -> dict[str, Any]:
+    return {
+        "start": start,
+        "interval_s": interval_s,
+        "points": points,
+        "emotion_points": counts,
+        "emotion_mix": mix(counts),
+        "unique_people": people,
+        "dwell_s": round(dwell, 3),
+        "mean_dwell_s": round(dwell / people, 3) if people else 0.0,
+        "satisfaction": satisfaction(counts),
+    }
 
 
 def from_bucket(b: RollupBucket) -> dict[str, Any]:
@@ -57,6 +68,12 @@ def combine(series: Iterable[list[RollupBucket]]) -> list[dict[str, Any]]:
 def totals(buckets: list[dict[str, Any]], unique_people: int) -> dict[str, Any]:
     counts = {e: sum(b["emotion_points"][e] for b in buckets) for e in EMOTIONS}
     dwell = sum(b["dwell_s"] for b in buckets)
-    return {"points": sum(counts.values()), "emotion_points": counts, "emotion_mix": mix(counts),
-            "unique_people": unique_people, "dwell_s": round(dwell, 3),
-            "mean_dwell_s": round(dwell / unique_people, 3) if unique_people else 0.0, "satisfaction": satisfaction(counts)}
+    return {
+        "points": sum(counts.values()),
+        "emotion_points": counts,
+        "emotion_mix": mix(counts),
+        "unique_people": unique_people,
+        "dwell_s": round(dwell, 3),
+        "mean_dwell_s": round(dwell / unique_people, 3) if unique_people else 0.0,
+        "satisfaction": satisfaction(counts),
+    }

@@ -14,19 +14,34 @@ import logging
 import re
 from contextlib import asynccontextmanager
 
-from redis.exceptions import RedisError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from redis.exceptions import RedisError
 
+from core.settings import Settings
 from dashboard.auth import LoginThrottle, require_token
-from dashboard.routes import cameras, health, live, metrics, pages, people, predict, prometheus, webrtc
+from dashboard.routes import (
+    cameras,
+    health,
+    live,
+    metrics,
+    pages,
+    people,
+    predict,
+    prometheus,
+    webrtc,
+)
 from dashboard.schemas import Problem
-from dashboard.security import Gate, SecurityHeaders, content_security_policy, inline_blocks
+from dashboard.security import (
+    Gate,
+    SecurityHeaders,
+    content_security_policy,
+    inline_blocks,
+)
 from dashboard.service import Service
 from dashboard.uploads import UploadPool
-from streamer.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +119,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
         """Redis unreachable mid-request: 503 with the reason (the pipeline keeps buffering points meanwhile)."""
         log.warning("%s %s: Redis error %s", request.method, request.url.path, exc.__class__.__name__)
-        return JSONResponse({"detail": f"Redis is unavailable ({exc.__class__.__name__}); try again shortly"}, status_code=503)
+        return JSONResponse(
+            {"detail": f"Redis is unavailable ({exc.__class__.__name__}); try again shortly"}, status_code=503
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -113,7 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         reason = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
-        return JSONResponse({"detail": reason, "errors": [{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors]},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": reason, "errors": [{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors]},
+            status_code=422,
+        )
 
     return app

@@ -1,4 +1,5 @@
-"""Cameras the dashboard runs, kept in Redis (``{prefix}:dashboard:cameras``, a HASH id -> JSON) so they survive a restart.
+"""Cameras the dashboard runs, kept in Redis (``{prefix}:dashboard:cameras``, a HASH id -> JSON) so they survive a
+restart.
 
 The stored URL keeps its credentials (the pipeline needs them); every answer and log line shows ``redact(url)``.
 ``checked_source`` is what a remote user may add: network cameras checked and rebuilt (and resolved against the
@@ -13,9 +14,9 @@ import os
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
-from streamer.config import SourceSettings
+from core.settings import SourceSettings
 from streamer.netpolicy import NetworkPolicy
-from streamer.source_url import SourceError, file_path, parse_camera_url, source_kind
+from streamer.source_url import SourceError, parse_camera_url, source_kind
 
 # One answer for every file outside the media folders: existing or not, readable or not, a video or not.
 MEDIA_ONLY = "video files can be added only from the server's media folders (sources.media_dirs)"
@@ -26,8 +27,12 @@ CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 class CameraOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    realtime: bool = Field(False, description="Video files: play at their own frame rate like a live camera (else as fast as analysed).")
-    snapshots: bool = Field(False, description="Keep the latest face image of each person in memory (off: no face images are kept).")
+    realtime: bool = Field(
+        False, description="Video files: play at their own frame rate like a live camera (else as fast as analysed)."
+    )
+    snapshots: bool = Field(
+        False, description="Keep the latest face image of each person in memory (off: no face images are kept)."
+    )
 
 
 class CameraConfig(BaseModel):
@@ -36,7 +41,12 @@ class CameraConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(..., pattern=CAMERA_ID_PATTERN, description="Letters, digits, '_', '-', '.'; at most 64.")
-    url: str = Field(..., min_length=1, max_length=2048, description="Video file path, rtsp:// or rtsps:// URL, /dev/videoN or webcam index.")
+    url: str = Field(
+        ...,
+        min_length=1,
+        max_length=2048,
+        description="Video file path, rtsp:// or rtsps:// URL, /dev/videoN or webcam index.",
+    )
     options: CameraOptions = CameraOptions()
 
 
@@ -59,10 +69,6 @@ class CameraStore:
                 continue  # written by an incompatible version: ignored, not fatal
         return out
 
-    async def get(self, camera_id: str) -> StoredCamera | None:
-        text = await self.r.hget(self.key, camera_id)
-        return StoredCamera.model_validate_json(text) if text else None
-
     async def save(self, camera: StoredCamera) -> None:
         await self.r.hset(self.key, camera.id, json.dumps(camera.model_dump(mode="json")))
 
@@ -73,7 +79,7 @@ class CameraStore:
 def media_file(path: str, media_dirs: list) -> str:
     """The real path of ``path`` (``..`` and symlinks resolved) when it lies inside one of ``media_dirs``; else
     ``SourceError(MEDIA_ONLY)``, the same whatever is (or is not) at that path."""
-    p = file_path(path)
+    p = path[7:] if path.startswith("file://") else path  # the text as given: Path("") would be "."
     if not p or any(ord(c) < 0x20 or c == "\x7f" for c in p):
         raise SourceError(MEDIA_ONLY)
     real = os.path.realpath(p)

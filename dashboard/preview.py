@@ -12,8 +12,8 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
-from streamer.outputs import draw_faces
-from streamer.results import FrameResult
+from core.types import FrameResult
+from streamer.drawing import draw_faces
 
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:

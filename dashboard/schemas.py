@@ -1,12 +1,17 @@
-"""Response shapes, for the OpenAPI documentation (and checked by FastAPI on every answer)."""
+"""Response shapes, for the OpenAPI documentation (and checked by FastAPI on every answer).
+
+Where an answer carries a domain value it is that value's own type (``FaceBox``, ``Person``, ``SeriesPoint``,
+``CameraStats``), never a hand-made copy of it.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import BaseModel, Field
 
+from aggregator.timeseries import Person, SeriesPoint
+from core.types import FaceBox
 from dashboard.cameras import CameraOptions
+from streamer.pipeline import CameraStats
 
 Probabilities = dict[str, float]
 
@@ -23,16 +28,8 @@ class Health(BaseModel):
     uptime_s: float
 
 
-class Box(BaseModel):
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float = Field(description="Detector confidence.")
-
-
 class PredictedFace(BaseModel):
-    box: Box = Field(description="Pixels of the uploaded image (after its EXIF rotation).")
+    box: FaceBox = Field(description="Pixels of the uploaded image (after its EXIF rotation).")
     emotion: str
     confidence: float
     probabilities: Probabilities = Field(description="The 7 emotions, summing to 1.")
@@ -52,25 +49,11 @@ class Camera(BaseModel):
     options: CameraOptions
     paused: bool
     status: str = Field(description="starting, connecting, connected, reconnecting, paused, ended, failed or stopped.")
-    error: Optional[str]
-    stats: Optional[dict] = Field(description="Pipeline counters: frames read/processed/dropped, fps, latency p50/p95 ms ...")
-    webrtc_session: Optional[str] = Field(None, description="For WebRTC visitors: the session id (DELETE /api/webrtc/sessions/{id} ends it).")
-
-
-class Person(BaseModel):
-    camera_id: str
-    person_id: str
-    track_id: int
-    first_seen: float
-    last_seen: float
-    label: str = Field(description="Current smoothed emotion.")
-    confidence: float
-    probabilities: Probabilities = Field(description="Current smoothed probabilities.")
-    emotion_points: dict[str, int] = Field(description="Stored points per shown emotion.")
-    points: int
-    dwell_s: float
-    duration_s: float
-    dominant: str = Field(description="The emotion shown longest.")
+    error: str | None
+    stats: CameraStats | None = Field(description="Pipeline counters: frames read/processed/dropped, fps, latency "
+                                                  "p50/p95 ms ...")
+    webrtc_session: str | None = Field(None, description="For WebRTC visitors: the session id (DELETE "
+                                                         "/api/webrtc/sessions/{id} ends it).")
 
 
 class PeopleNow(BaseModel):
@@ -84,15 +67,6 @@ class PeopleInRange(BaseModel):
     start: float
     end: float
     people: list[Person]
-
-
-class SeriesPoint(BaseModel):
-    t: float
-    label: str
-    raw_label: str
-    confidence: float
-    smoothed: Probabilities
-    raw: Probabilities
 
 
 class Series(BaseModel):
@@ -111,7 +85,7 @@ class Bucket(BaseModel):
     unique_people: int
     dwell_s: float = Field(description="Person-seconds in view.")
     mean_dwell_s: float
-    satisfaction: Optional[float] = Field(description="-1..1; null without points. See satisfaction_definition.")
+    satisfaction: float | None = Field(description="-1..1; null without points. See satisfaction_definition.")
 
 
 class Totals(BaseModel):
@@ -121,7 +95,7 @@ class Totals(BaseModel):
     unique_people: int
     dwell_s: float
     mean_dwell_s: float
-    satisfaction: Optional[float]
+    satisfaction: float | None
 
 
 class CameraMetrics(BaseModel):
@@ -163,8 +137,8 @@ class WebRtcAnswer(BaseModel):
 
 class IceServer(BaseModel):
     urls: str
-    username: Optional[str] = None
-    credential: Optional[str] = None
+    username: str | None = None
+    credential: str | None = None
 
 
 class WebRtcConfig(BaseModel):

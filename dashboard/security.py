@@ -24,8 +24,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.settings import DashboardSettings
 from dashboard.auth import presented_token, token_ok, unauthorized_reason
-from streamer.config import DashboardSettings
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # routes that answer without the token: the sign-in flow, /health, and the pages (they redirect to /login themselves)
@@ -86,13 +86,13 @@ class HostNames:
     any: bool = False
 
     @classmethod
-    def of(cls, names: Iterable[str]) -> "HostNames":
+    def of(cls, names: Iterable[str]) -> HostNames:
         names = [n.strip().lower().rstrip(".") for n in names if n.strip()]
         return cls(exact=frozenset(host_name(n) or n for n in names if not n.startswith("*")),
                    suffixes=tuple(n[1:] for n in names if n.startswith("*.")), any="*" in names)
 
     @classmethod
-    def for_settings(cls, d: DashboardSettings) -> "HostNames":
+    def for_settings(cls, d: DashboardSettings) -> HostNames:
         """Loopback names, the bound host (or every address of the machine when bound to a wildcard), allowed_hosts."""
         bound = {d.host.strip("[]").lower()} - WILDCARD_BINDS
         if d.host.strip("[]") in WILDCARD_BINDS:

@@ -10,15 +10,24 @@ import time
 from redis.exceptions import RedisError
 
 from aggregator.redis_sink import RedisSink
-from aggregator.timeseries import EmotionTimeSeries, redis_client
-from dashboard.cameras import CameraConfig, CameraOptions, CameraStore, StoredCamera, checked_source
+from aggregator.timeseries import EmotionTimeSeries
+from core.redact import redact
+from core.settings import Settings, max_cameras
+from dashboard.cameras import (
+    CameraConfig,
+    CameraOptions,
+    CameraStore,
+    StoredCamera,
+    checked_source,
+)
 from dashboard.preview import PreviewSink
-from streamer.config import Settings, max_cameras
+from dashboard.schemas import Camera
+from streamer.assembly import Models, build_pipeline, load_models
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline
-from streamer.redact import redact
-from streamer.sources import SourceError, open_source, source_kind
-from streamer.webrtc import WebRtcSessions
+from streamer.source_url import source_kind
+from streamer.sources import SourceError, open_source
+from streamer.webrtc.gateway import WebRtcSessions
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +70,7 @@ class Service:
         self.embedded = None
         self.ts: EmotionTimeSeries | None = None
         self.store: CameraStore | None = None
-        self.detector = self.classifier = None
+        self.models: Models | None = None
         self.pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
         self.webrtc: WebRtcSessions | None = None
@@ -77,18 +86,16 @@ class Service:
 
     async def start(self) -> None:
         from aggregator.embedded_redis import connect_or_start
-        from streamer.run import default_tracker_factory, load_models
 
         s = self.settings
         self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
         self.policy = await asyncio.to_thread(NetworkPolicy.from_settings, s.sources,
                                               [self.redis_url, s.redis.url, s.redis.default_url])
-        self.ts = EmotionTimeSeries(redis_client(self.redis_url, s.redis), s.redis)
+        self.ts = EmotionTimeSeries.from_url(self.redis_url, s.redis)
         self.store = CameraStore(self.ts.r, s.redis.key_prefix)
-        self.detector, self.classifier = await asyncio.to_thread(load_models, s)
+        self.models = await asyncio.to_thread(load_models, s)
         self.redis_sink = RedisSink(s.redis, self.redis_url, s.paths.data_dir)
-        self.pipeline = Pipeline(s, self.detector, self.classifier, default_tracker_factory(s),
-                                 sinks=[self.redis_sink, self.preview])
+        self.pipeline = build_pipeline(s, self.models, sinks=[self.redis_sink, self.preview])
         self.webrtc = WebRtcSessions(s, self.pipeline, on_end=self.preview.forget)
         self.pipeline.add_sink(self.webrtc)
         await self.pipeline.start()
@@ -99,7 +106,7 @@ class Service:
                         redact(self.redis_url), exc.__class__.__name__)
             self._restore_task = asyncio.create_task(self._restore_when_redis_answers(), name="restore-cameras")
         log.info("dashboard ready: Redis %s, %d camera(s), %s + %s", redact(self.redis_url), len(self.cameras),
-                 self.detector.name, self.classifier.name)
+                 self.models.detector.name, self.models.classifier.name)
 
     async def _restore(self, saved: dict[str, StoredCamera]) -> None:
         """Start the cameras saved in Redis (one added meanwhile under the same id keeps its new settings)."""
@@ -216,25 +223,23 @@ class Service:
     def is_webrtc(self, camera_id: str) -> bool:
         return self.webrtc is not None and self.webrtc.session_for_camera(camera_id) is not None
 
-    def camera_view(self, camera_id: str) -> dict:
+    def camera_view(self, camera_id: str) -> Camera:
         """A camera as the API shows it: URL redacted, options, status and pipeline counters."""
         if self.is_webrtc(camera_id):
             session = self.webrtc.session_for_camera(camera_id)
             stats = self.pipeline.camera_stats(camera_id)
-            return {"id": camera_id, "kind": "webrtc", "url": f"webrtc://{session.peer}",
-                    "options": CameraOptions().model_dump(),
-                    "paused": False, "status": stats.status if stats else session.pc.connectionState,
-                    "error": stats.last_error if stats else None, "stats": stats.to_dict() if stats else None,
-                    "webrtc_session": session.id}
+            return Camera(id=camera_id, kind="webrtc", url=f"webrtc://{session.peer}", options=CameraOptions(),
+                          paused=False, status=stats.status if stats else session.pc.connectionState,
+                          error=stats.last_error if stats else None, stats=stats, webrtc_session=session.id)
         cam = self.camera(camera_id)
         stats = self.pipeline.camera_stats(camera_id) if self.pipeline else None
         status = "failed" if camera_id in self.errors else (stats.status if stats else "stopped")
-        return {"id": cam.id, "kind": _kind(cam.url), "url": redact(cam.url), "options": cam.options.model_dump(), "paused": cam.paused,
-                "status": status, "error": self.errors.get(camera_id) or (stats.last_error if stats else None),
-                "stats": stats.to_dict() if stats else None}
+        return Camera(id=cam.id, kind=_kind(cam.url), url=redact(cam.url), options=cam.options, paused=cam.paused,
+                      status=status, error=self.errors.get(camera_id) or (stats.last_error if stats else None),
+                      stats=stats)
 
     async def known_camera(self, camera_id: str) -> bool:
         """Configured now, or with data in Redis (a removed camera's history stays readable)."""
         if camera_id in self.cameras or self.is_webrtc(camera_id):
             return True
-        return await self.ts.r.zscore(self.ts.keys.cameras(), camera_id) is not None
+        return await self.ts.has_camera(camera_id)

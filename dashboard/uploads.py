@@ -10,14 +10,15 @@ by the settings, not by the number of clients.
 from __future__ import annotations
 
 import asyncio
-import io
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-FORMATS = {"JPEG", "PNG", "WEBP"}
+from streamer.media import ImageTooLarge, MediaError, NotAnImage, load_image
+
+FORMATS = ("JPEG", "PNG", "WEBP")
 
 
 class ImageRefused(Exception):
@@ -29,23 +30,15 @@ class ImageRefused(Exception):
 
 
 def decode(data: bytes, max_pixels: int) -> np.ndarray:
-    """RGB array of a JPEG/PNG/WebP; its size is read from the header and refused before any pixel is decoded."""
+    """RGB array of a JPEG/PNG/WebP upload; its size is read from the header and refused before any pixel is decoded."""
     try:
-        with Image.open(io.BytesIO(data)) as img:  # reads the header only
-            if img.format not in FORMATS:
-                raise ImageRefused(415, f"unsupported image type {img.format}: send JPEG, PNG or WebP")
-            if img.width * img.height > max_pixels:
-                raise ImageRefused(413, f"image of {img.width}x{img.height} pixels is over the "
-                                        f"{max_pixels} pixel limit (dashboard.max_image_pixels)")
-            img.load()
-            ImageOps.exif_transpose(img, in_place=True)
-            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-    except UnidentifiedImageError:
-        raise ImageRefused(415, "not an image: send JPEG, PNG or WebP") from None
-    except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours: refused from the header too
-        raise ImageRefused(413, f"image over the {max_pixels} pixel limit (dashboard.max_image_pixels)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageRefused(422, f"cannot decode the image: {exc}") from None
+        return load_image(data, "upload", max_pixels, FORMATS)
+    except ImageTooLarge as exc:
+        raise ImageRefused(413, f"{exc} (dashboard.max_image_pixels)") from None
+    except NotAnImage as exc:
+        raise ImageRefused(415, str(exc)) from None
+    except MediaError as exc:
+        raise ImageRefused(422, str(exc)) from None
 
 
 class PoolFull(Exception):
@@ -61,7 +54,7 @@ class UploadPool:
         self.capacity = workers + queue
         self.taken = 0
 
-    def take(self) -> "Slot":
+    def take(self) -> Slot:
         """A place in the pool, or ``PoolFull`` with the reason (called on the event loop only: no lock needed)."""
         if self.taken >= self.capacity:
             raise PoolFull(f"busy: {self.taken} uploads are being analysed or waiting "
@@ -97,7 +90,7 @@ class Slot:
         self.future.add_done_callback(self._done)
         return await asyncio.wrap_future(self.future)
 
-    async def __aenter__(self) -> "Slot":
+    async def __aenter__(self) -> Slot:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from detectors.base import FaceBox, FaceDetector
-from streamer.config import DetectorSettings
+from core.protocols import FaceDetector
+from core.settings import DetectorSettings
 
-__all__ = ["FaceBox", "FaceDetector", "build_detector"]
+__all__ = ["build_detector"]
 
 
 def build_detector(settings: DetectorSettings) -> FaceDetector:

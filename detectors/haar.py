@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
-from detectors.base import FaceBox
+from core.settings import DetectorSettings
+from core.types import FaceBox
 from detectors.scaling import check_frame, downscale, to_original
-from streamer.config import DetectorSettings
 
 CASCADE = "haarcascade_frontalface_default.xml"
 
@@ -26,7 +26,8 @@ class HaarDetector:
         path = Path(data_dir) / CASCADE
         if not data_dir or not path.is_file():
             raise ValueError(f"Haar cascade {CASCADE} not found in OpenCV's data folder ({data_dir or 'none'}); "
-                             "install opencv-python-headless 4.x (5.x wheels ship no cascade files) or use --detector mtcnn")
+                             "install opencv-python-headless 4.x (5.x wheels ship no cascade files) or use --detector "
+                             "mtcnn")
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise ValueError(f"OpenCV could not load the Haar cascade {path}")

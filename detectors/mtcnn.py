@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from detectors.base import FaceBox
-from detectors.scaling import check_frame, downscale, pick_device, to_original
-from streamer.config import DetectorSettings
+from core.device import pick_device
+from core.settings import DetectorSettings
+from core.types import FaceBox
+from detectors.scaling import check_frame, downscale, to_original
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class MtcnnDetector:
         from facenet_pytorch import MTCNN
 
         self.settings = settings
-        self.device = pick_device(settings.device)
+        self.device = pick_device(settings.device, "detector.device")
         if settings.threads and self.device.type == "cpu":
             torch.set_num_threads(settings.threads)
         self.mtcnn = MTCNN(keep_all=True, min_face_size=settings.min_face_size, thresholds=list(settings.thresholds),
@@ -75,7 +76,9 @@ class MtcnnDetector:
             if b is None:
                 out.append(np.zeros((0, 5), np.float32))
             else:
-                out.append(np.column_stack([np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1)]))
+                out.append(
+                    np.column_stack([np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1)])
+                )
         return out
 
     def _boxes(self, rows: np.ndarray, scale: float, shape: tuple[int, ...]) -> list[FaceBox]:

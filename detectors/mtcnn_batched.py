@@ -38,8 +38,11 @@ def _regress(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
     return boxes + reg * torch.cat([w, h, w, h], dim=1)
 
 
-def _crops(imgs: torch.Tensor, boxes: torch.Tensor, image_inds: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` x ``size`` patches of every box, clipped to its frame as facenet does, in one call; and which boxes had any."""
+def _crops(
+    imgs: torch.Tensor, boxes: torch.Tensor, image_inds: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` x ``size`` patches of every box, clipped to its frame as facenet does, in one call; and which boxes
+    had any."""
     h, w = imgs.shape[2:]
     x1 = boxes[:, 0].trunc().clamp(min=1) - 1
     y1 = boxes[:, 1].trunc().clamp(min=1) - 1

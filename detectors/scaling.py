@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
 
-from detectors.base import FaceBox
+from core.types import FaceBox
 
 
 def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -20,8 +19,11 @@ def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
 
 
-def to_original(x1: float, y1: float, x2: float, y2: float, score: float, scale: float, shape: tuple[int, ...]) -> FaceBox | None:
-    """A box found on a frame resized by ``scale``, in original pixels and clipped to the frame; None if nothing is left."""
+def to_original(
+    x1: float, y1: float, x2: float, y2: float, score: float, scale: float, shape: tuple[int, ...]
+) -> FaceBox | None:
+    """A box found on a frame resized by ``scale``, in original pixels and clipped to the frame; None if nothing is
+    left."""
     h, w = shape[:2]
     x1, x2 = (min(max(float(v) / scale, 0.0), float(w)) for v in (x1, x2))
     y1, y2 = (min(max(float(v) / scale, 0.0), float(h)) for v in (y1, y2))
@@ -35,11 +37,3 @@ def check_frame(frame: np.ndarray) -> None:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise ValueError(f"detector input must be an RGB uint8 H x W x 3 array, got {got}")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("detector.device is 'cuda' but no CUDA GPU is available")
-    return torch.device(name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streamer.config import Settings
+from core.settings import Settings
 
 HEADER = """# DeepFER settings. Every key is listed with its built-in default; DeepFER also runs with no file.
 # Override per key with DEEPFER_<SECTION>__<KEY> environment variables (e.g. DEEPFER_REDIS__URL)

@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from streamer.source_url import SourceError
 
 if TYPE_CHECKING:
-    from streamer.config import SourceSettings
+    from core.settings import SourceSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -136,8 +137,8 @@ class NetworkPolicy:
     resolver: Resolver = field(default=system_resolver, compare=False)
 
     @classmethod
-    def from_settings(cls, sources: "SourceSettings", service_urls: Iterable[str] = (),
-                      resolver: Resolver | None = None) -> "NetworkPolicy":
+    def from_settings(cls, sources: SourceSettings, service_urls: Iterable[str] = (),
+                      resolver: Resolver | None = None) -> NetworkPolicy:
         """The policy of ``sources``, refusing the Redis at each of ``service_urls`` too."""
         resolver = resolver or system_resolver
         endpoints = [e for url in service_urls if url

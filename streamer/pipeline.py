@@ -17,32 +17,28 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from classifier import EMOTIONS
-from classifier.inference import EmotionClassifier, crop_faces
-from detectors.base import FaceBox, FaceDetector
+from core.protocols import (
+    EmotionModel,
+    FaceDetector,
+    FrameSource,
+    ResultSink,
+    Tracker,
+    TrackerFactory,
+)
+from core.settings import Settings
+from core.stats import percentile_ms
+from core.types import FaceBox, FaceResult, Frame, FrameResult, TimedFrame
+from streamer.analysis import NO_PROBS, classify_faces
 from streamer.batching import Batcher
-from streamer.config import Settings
-from streamer.results import Frame, FaceResult, FrameResult, ResultSink
-from streamer.sources import TimedFrame, VideoSource
 
 log = logging.getLogger(__name__)
 
-NO_PROBS = np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-
-
-class Tracker(Protocol):
-    """Fills ``track_id``, ``smoothed`` and ``label``; called once per frame, in frame order, per camera."""
-
-    def update(self, result: FrameResult) -> FrameResult: ...
-
-
-TrackerFactory = Callable[[str], Tracker]
 
 
 @dataclass
@@ -79,7 +75,7 @@ class CameraStats:
 
 @dataclass
 class _Camera:
-    source: VideoSource
+    source: FrameSource
     tracker: Tracker | None
     inflight: asyncio.Queue
     latencies: deque
@@ -106,7 +102,7 @@ class _Camera:
 class Pipeline:
     """Runs any number of cameras through one detector and one classifier; sources and sinks can change at runtime."""
 
-    def __init__(self, settings: Settings, detector: FaceDetector, classifier: EmotionClassifier,
+    def __init__(self, settings: Settings, detector: FaceDetector, classifier: EmotionModel,
                  tracker_factory: TrackerFactory | None = None, sinks: Sequence[ResultSink] = ()):
         self.settings = settings
         self.detector = detector
@@ -129,9 +125,16 @@ class Pipeline:
             return
         ps, cs, ds = self.settings.pipeline, self.settings.classifier, self.settings.detector
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deepfer-infer")
-        self._detect = Batcher("detect", self.detector.detect, ds.batch_size, ps.detect_max_wait_ms / 1000, self._executor)
-        self._classify = Batcher("classify", self._classify_batch, cs.batch_size, cs.max_wait_ms / 1000, self._executor,
-                                 size_of=lambda item: len(item[1]))
+        self._detect = Batcher("detect", self.detector.detect, ds.batch_size, ps.detect_max_wait_ms / 1000,
+                               self._executor)
+        self._classify = Batcher(
+            "classify",
+            self._classify_batch,
+            cs.batch_size,
+            cs.max_wait_ms / 1000,
+            self._executor,
+            size_of=lambda item: len(item[1]),
+        )
         self._detect.start()
         self._classify.start()
         self._changed = asyncio.Event()
@@ -187,23 +190,16 @@ class Pipeline:
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True)
 
-    async def __aenter__(self) -> "Pipeline":
+    async def __aenter__(self) -> Pipeline:
         await self.start()
         return self
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
 
-    async def wait_idle(self) -> None:
-        """Until every current source has ended (files at end of stream)."""
-        assert self._changed is not None
-        while not all(c.done for c in self._cameras.values()):
-            self._changed.clear()
-            await self._changed.wait()
-
     # --- sources and sinks at runtime ---
 
-    def add_source(self, source: VideoSource) -> None:
+    def add_source(self, source: FrameSource) -> None:
         if source.camera_id in self._cameras:
             raise ValueError(f"camera id {source.camera_id!r} is already in use")
         ps = self.settings.pipeline
@@ -242,15 +238,11 @@ class Pipeline:
     def add_sink(self, sink: ResultSink) -> None:
         self.sinks.append(sink)
 
-    def remove_sink(self, sink: ResultSink) -> None:
-        """Detach a sink (the caller closes it)."""
-        self.sinks.remove(sink)
-
     @property
     def camera_ids(self) -> list[str]:
         return list(self._cameras)
 
-    def source(self, camera_id: str) -> VideoSource:
+    def source(self, camera_id: str) -> FrameSource:
         return self._camera(camera_id).source
 
     def stats(self) -> dict[str, CameraStats]:
@@ -290,7 +282,11 @@ class Pipeline:
         for t in pending:
             t.cancel()
         if pending:
-            log.warning("gave up waiting for %d camera task(s) after %.0f s", len(pending), self.settings.pipeline.stop_timeout_s)
+            log.warning(
+                "gave up waiting for %d camera task(s) after %.0f s",
+                len(pending),
+                self.settings.pipeline.stop_timeout_s,
+            )
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _feed(self, cam: _Camera) -> None:
@@ -309,8 +305,11 @@ class Pipeline:
                 if detect:
                     cam.since_detect = 0
                     cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(item.frame, cam.source.batch_wait_s))
-                task = asyncio.ensure_future(self._analyse(item, cam.anchor_boxes, None if detect else cam.anchor_result,
-                                                           cam.source.batch_wait_s))
+                task = asyncio.ensure_future(
+                    self._analyse(
+                        item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s
+                    )
+                )
                 if detect:
                     cam.anchor_result = task
                 cam.since_detect += 1
@@ -322,9 +321,11 @@ class Pipeline:
         assert self._detect is not None
         return await self._detect.submit(frame.image, wait_s)
 
-    async def _analyse(self, item: TimedFrame, boxes_task: asyncio.Future,
-                       anchor: asyncio.Future | None, wait_s: float | None) -> tuple[FrameResult, float, bool]:
-        """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency, detected)."""
+    async def _analyse(
+        self, item: TimedFrame, boxes_task: asyncio.Future, anchor: asyncio.Future | None, wait_s: float | None
+    ) -> tuple[FrameResult, float, bool]:
+        """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency,
+        detected)."""
         assert self._classify is not None
         frame = item.frame
         boxes = await boxes_task
@@ -339,12 +340,11 @@ class Pipeline:
         return FrameResult(frame, faces, processed_at=time.time()), time.monotonic() - item.read_at, anchor is None
 
     def _classify_batch(self, items: list[tuple[np.ndarray, list[FaceBox]]]) -> list[np.ndarray]:
-        """Worker thread: crop every face of every frame, one model call, split back per frame."""
-        margin = self.settings.classifier.crop_margin
-        crops = [crop_faces(image, [b.xyxy for b in boxes], margin) for image, boxes in items]
-        probs = self.classifier.predict_faces(np.concatenate(crops), batch_size=self.settings.classifier.batch_size)
-        bounds = np.cumsum([len(c) for c in crops])[:-1]
-        return np.split(probs.astype(np.float32, copy=False), bounds)
+        """Worker thread: every face of every frame in the batch, in one model call."""
+        cs = self.settings.classifier
+        return classify_faces(
+            [image for image, _ in items], [boxes for _, boxes in items], self.classifier, cs.crop_margin, cs.batch_size
+        )
 
     async def _emit(self, cam: _Camera) -> None:
         """Results in frame order: tracker, counters, then every sink."""
@@ -357,7 +357,12 @@ class Pipeline:
                     cam.failed += 1
                     message = f"{exc.__class__.__name__}: {exc}"
                     if message != cam.last_error or cam.failed % 100 == 1:
-                        log.warning("camera %s: frame analysis failed (%d so far): %s", cam.source.camera_id, cam.failed, message)
+                        log.warning(
+                            "camera %s: frame analysis failed (%d so far): %s",
+                            cam.source.camera_id,
+                            cam.failed,
+                            message,
+                        )
                     cam.last_error = message
                     continue
                 if cam.tracker is not None:
@@ -381,14 +386,15 @@ class Pipeline:
                     except Exception:
                         self._sink_errors += 1
                         if self._sink_errors % 100 == 1:
-                            log.exception("output %s failed on a frame (%d so far)", type(sink).__name__, self._sink_errors)
+                            log.exception(
+                                "output %s failed on a frame (%d so far)", type(sink).__name__, self._sink_errors
+                            )
         finally:
             cam.done = True
             self._notify()
 
     def _stats(self, cam: _Camera) -> CameraStats:
         src = cam.source
-        lat = np.array(cam.latencies) * 1000 if cam.latencies else None
         elapsed = (cam.last_at - cam.first_at) if cam.first_at is not None and cam.last_at is not None else 0.0
         window = self.settings.pipeline.stats_window_s
         now = time.monotonic()
@@ -401,15 +407,27 @@ class Pipeline:
         else:
             status = src.status
         return CameraStats(
-            camera_id=src.camera_id, source=src.display, kind=src.kind, live=src.live, status=status,
-            last_error=src.last_error or cam.last_error, frames_read=src.frames_read, frames_processed=cam.processed,
-            frames_dropped=src.frames_dropped, frames_skipped=cam.skipped, frames_failed=cam.failed,
-            frames_detected=cam.detected, faces=cam.faces, frames_with_faces=cam.with_faces, reconnects=src.reconnects,
+            camera_id=src.camera_id,
+            source=src.display,
+            kind=src.kind,
+            live=src.live,
+            status=status,
+            last_error=src.last_error or cam.last_error,
+            frames_read=src.frames_read,
+            frames_processed=cam.processed,
+            frames_dropped=src.frames_dropped,
+            frames_skipped=cam.skipped,
+            frames_failed=cam.failed,
+            frames_detected=cam.detected,
+            faces=cam.faces,
+            frames_with_faces=cam.with_faces,
+            reconnects=src.reconnects,
             fps=round((cam.processed - 1) / elapsed, 2) if elapsed > 0 and cam.processed > 1 else 0.0,
             recent_fps=round(recent / span, 2) if span > 0 else 0.0,
-            latency_p50_ms=round(float(np.percentile(lat, 50)), 1) if lat is not None else None,
-            latency_p95_ms=round(float(np.percentile(lat, 95)), 1) if lat is not None else None,
+            latency_p50_ms=percentile_ms(cam.latencies, 50),
+            latency_p95_ms=percentile_ms(cam.latencies, 95),
             decode_ms=round(1000 * src.decode_cpu_s / src.frames_read, 2) if src.frames_read else None,
             source_fps=round(src.fps, 3) if src.fps else None,
-            width=src.size[0] if src.size else None, height=src.size[1] if src.size else None,
+            width=src.size[0] if src.size else None,
+            height=src.size[1] if src.size else None,
         )

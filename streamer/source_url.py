@@ -60,7 +60,7 @@ class CameraUrl:
     def host_is_ip(self) -> bool:
         return _ip(self.host) is not None
 
-    def with_host(self, host: str) -> "CameraUrl":
+    def with_host(self, host: str) -> CameraUrl:
         return CameraUrl(self.scheme, self.user, self.password, host, self.port, self.path, self.query)
 
     @property
@@ -95,11 +95,6 @@ def source_kind(uri: str) -> SourceKind:
     if scheme in ("", "file") or len(scheme) == 1:  # a path (a Windows drive letter looks like a scheme)
         return "file"
     raise SourceError("unsupported source: use rtsp:// or rtsps://, a video file, /dev/videoN or a webcam index")
-
-
-def file_path(uri: str) -> str:
-    """The path of a file source (``file://`` removed)."""
-    return uri[7:] if uri.startswith("file://") else uri
 
 
 def parse_camera_url(text: str) -> CameraUrl:

@@ -18,21 +18,25 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from streamer.config import PipelineSettings, SourceSettings
+from core.redact import redact
+from core.settings import PipelineSettings, SourceSettings
+from core.types import Frame, TimedFrame
+from streamer.media import (
+    MediaError,
+    local_path,
+    probe_video,
+    stream_info,
+    video_frames,
+)
 from streamer.netpolicy import HostUnresolved, NetworkPolicy, PolicyRefused
-from streamer.redact import redact
-from streamer.results import Frame
-from streamer.source_url import SourceError, file_path, parse_camera_url, source_kind
-
-__all__ = ["SourceError", "source_kind", "redact", "open_source", "default_camera_id", "VideoSource", "FileSource",
-           "RtspSource", "WebcamSource", "TimedFrame"]
+from streamer.source_url import SourceError, parse_camera_url, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +60,6 @@ def default_camera_id(uri: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-") or "camera"
 
 
-@dataclass(frozen=True)
-class TimedFrame:
-    frame: Frame
-    read_at: float  # time.monotonic() when the frame left the decoder: the start of its end-to-end latency
 
 
 class FrameBuffer:
@@ -169,13 +169,6 @@ class VideoSource:
         """The next frame, or ``None`` when the source has ended or was stopped."""
         return await self.buffer.get()
 
-    def __aiter__(self):
-        return self._iterate()
-
-    async def _iterate(self):
-        while (item := await self.get()) is not None:
-            yield item.frame
-
     # --- decode thread ---
 
     def _main(self) -> None:
@@ -193,6 +186,9 @@ class VideoSource:
     def _produce(self) -> None:
         raise NotImplementedError
 
+    def _count_cpu(self, seconds: float) -> None:
+        self.decode_cpu_s += seconds
+
     def _emit(self, image: np.ndarray, pts: float | None, captured_at: float) -> bool:
         frame = Frame(self.camera_id, self._seq, captured_at, image, pts)
         if not self.buffer.put(TimedFrame(frame, time.monotonic()), self._stop):
@@ -200,42 +196,6 @@ class VideoSource:
         self._seq += 1
         self.frames_read += 1
         return not self._stop.is_set()
-
-
-def _decode_frames(container, source: "VideoSource") -> Iterator[tuple[np.ndarray, float | None]]:
-    """RGB frames and their stream times; adds this thread's CPU time per frame to ``source.decode_cpu_s``."""
-    stream = container.streams.video[0]
-    tb = stream.time_base
-    started = time.thread_time()
-    for frame in container.decode(stream):
-        pts = float(frame.pts * tb) if frame.pts is not None and tb is not None else None
-        image = frame.to_ndarray(format="rgb24")
-        now = time.thread_time()
-        source.decode_cpu_s += now - started
-        yield image, pts
-        started = time.thread_time()
-
-
-def probe_file(path: str) -> tuple[float | None, tuple[int, int]]:
-    """Nominal fps and size of a video file; ``SourceError`` with a one-line reason when it is not one."""
-    import av
-
-    p = Path(file_path(path))
-    if not p.exists():
-        raise SourceError(f"video file not found: {p}")
-    if not p.is_file():
-        raise SourceError(f"not a file: {p}")
-    try:
-        with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise SourceError(f"no video stream in {p}")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            return (float(rate) if rate else None), (stream.codec_context.width, stream.codec_context.height)
-    except SourceError:
-        raise
-    except Exception as exc:
-        raise SourceError(f"not a readable video: {p} ({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc})") from None
 
 
 class FileSource(VideoSource):
@@ -249,8 +209,12 @@ class FileSource(VideoSource):
     def __init__(self, uri: str, camera_id: str | None, settings: SourceSettings, queue_size: int, live: bool = False):
         self.live = live
         super().__init__(uri, camera_id, settings, queue_size)
-        self.path = file_path(uri)
-        self.fps, self.size = probe_file(self.path)
+        self.path = str(local_path(uri))
+        try:
+            info = probe_video(self.path)
+        except MediaError as exc:
+            raise SourceError(str(exc)) from None
+        self.fps, self.size = info.fps, info.size
         self.pace = live or settings.file_rate == "realtime"
 
     def _produce(self) -> None:
@@ -262,7 +226,7 @@ class FileSource(VideoSource):
             start = time.time()
             mono = time.monotonic()
             first: float | None = None
-            for image, pts in _decode_frames(container, self):
+            for image, pts in video_frames(container, self._count_cpu):
                 if pts is None and self.fps:
                     pts = self._seq / self.fps
                 first = pts if first is None else first
@@ -376,11 +340,9 @@ class RtspSource(LiveSource):
         with av.open(url, options=options, timeout=(s.connect_timeout_s, s.read_timeout_s)) as container:
             if not container.streams.video:
                 raise SourceError("no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            self.fps = float(rate) if rate else None
-            self.size = (stream.codec_context.width, stream.codec_context.height)
-            self._pump(_decode_frames(container, self))
+            info = stream_info(container)
+            self.fps, self.size = info.fps, info.size
+            self._pump(video_frames(container, self._count_cpu))
 
 
 class WebcamSource(LiveSource):

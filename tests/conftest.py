@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["redis_helpers"]  # the redis_url and key_prefix fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FER = SHARED / "datasets" / "fer2013"
@@ -36,7 +38,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_root: Path) ->
     """A real but barely trained checkpoint (1 epoch, 20 faces per class) for plumbing tests."""
     from classifier.data import load_folder
     from classifier.train import train
-    from streamer.config import TrainSettings
+    from core.settings import TrainSettings
 
     data = load_folder(fer_root / "test", cache_dir=tmp_path_factory.mktemp("cache"))
     keep = [i for c in range(7) for i in (data.labels == c).nonzero()[0][:20]]

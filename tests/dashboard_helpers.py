@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import uvicorn
-
 from conftest import MEDIA
-from streamer.config import Settings
+
+from core.settings import Settings
 
 TOKEN = "test-token-5f2c-9a7e1d"  # dashboard.token needs at least 16 characters
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -44,7 +44,7 @@ class LiveServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 120
         while not self.server.started:

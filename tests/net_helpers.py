@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 def closed_port(host: str = "127.0.0.1") -> int:
@@ -50,7 +50,7 @@ class TcpRecorder:
         with self._lock:
             return b"".join(self._chunks)
 
-    def __enter__(self) -> "TcpRecorder":
+    def __enter__(self) -> TcpRecorder:
         self._thread.start()
         return self
 
@@ -65,7 +65,7 @@ class TcpRecorder:
         while not self._stop.is_set():
             try:
                 client, _ = self._sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             self.connections += 1
             self._clients.append(client)
@@ -77,7 +77,7 @@ class TcpRecorder:
         while not self._stop.is_set():
             try:
                 data = client.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

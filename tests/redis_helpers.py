@@ -15,10 +15,8 @@ import numpy as np
 import pytest
 import redis
 
-from classifier import EMOTIONS
-from detectors.base import FaceBox
-from streamer.config import RedisSettings
-from streamer.results import FaceResult, Frame, FrameResult
+from core.settings import RedisSettings
+from core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
 
@@ -47,7 +45,7 @@ class RedisServer:
         self.url = f"redis://{':' + password + '@' if password else ''}127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -37,7 +36,8 @@ def serve(port: int, file: str, user: str | None, password: str | None) -> None:
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
     # Pass the file's H.264 through (no re-encode: cheap on a 2-core machine).
-    factory.set_launch(f'( filesrc location="{file}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )')
+    factory.set_launch(f'( filesrc location="{file}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 '
+                       f'pt=96 )')
     factory.set_shared(False)
     if user:
         auth = GstRtspServer.RTSPAuth()
@@ -82,7 +82,7 @@ class RtspServer:
         cred = f"{self.user}:{self.password}@" if self.user else ""
         return f"rtsp://{cred}127.0.0.1:{self.port}/live"
 
-    def start(self, timeout: float = 20.0) -> "RtspServer":
+    def start(self, timeout: float = 20.0) -> RtspServer:
         args = [SYSTEM_PYTHON, __file__, "--port", str(self.port), "--file", str(self.file)]
         if self.user:
             args += ["--user", self.user, "--password", self.password or ""]

@@ -1,4 +1,5 @@
-"""``deepfer bench classifier`` and ``bench detector`` write JSON with machine info and positive figures (no timing asserts)."""
+"""``deepfer bench classifier`` and ``bench detector`` write JSON with machine info and positive figures (no timing
+asserts)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from streamer.cli import app
+from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -20,8 +21,23 @@ def check_machine(machine: dict) -> None:
 
 def test_bench_classifier_json(tmp_path: Path, tiny_checkpoint: Path) -> None:
     out = tmp_path / "bench" / "classifier.json"
-    res = CliRunner().invoke(app, ["bench", "classifier", "--json", str(out), "--weights", str(tiny_checkpoint),
-                                   "--batch-sizes", "1,8", "--seconds", "0.2", "--devices", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "classifier",
+            "--json",
+            str(out),
+            "--weights",
+            str(tiny_checkpoint),
+            "--batch-sizes",
+            "1,8",
+            "--seconds",
+            "0.2",
+            "--devices",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["benchmark"] == "classifier" and data["model"] == "deepfer_resnet"
@@ -35,8 +51,25 @@ def test_bench_classifier_json(tmp_path: Path, tiny_checkpoint: Path) -> None:
 
 def test_bench_detector_json(tmp_path: Path, media: Path) -> None:
     out = tmp_path / "detector.json"
-    res = CliRunner().invoke(app, ["bench", "detector", "--source", str(media / "fer_test.mp4"), "--json", str(out),
-                                   "--frames", "4", "--max-side", "320", "--batch-size", "1,4", "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "detector",
+            "--source",
+            str(media / "fer_test.mp4"),
+            "--json",
+            str(out),
+            "--frames",
+            "4",
+            "--max-side",
+            "320",
+            "--batch-size",
+            "1,4",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["frame_size"] == [596, 336] and data["settings"]["kind"] == "mtcnn"
@@ -48,8 +81,23 @@ def test_bench_detector_json(tmp_path: Path, media: Path) -> None:
 
 def test_bench_detector_haar(tmp_path: Path, media: Path) -> None:
     out = tmp_path / "haar.json"
-    res = CliRunner().invoke(app, ["bench", "detector", "--source", str(media / "woman2.mp4"), "--json", str(out),
-                                   "--frames", "6", "--detector", "haar", "--batch-size", "2"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "detector",
+            "--source",
+            str(media / "woman2.mp4"),
+            "--json",
+            str(out),
+            "--frames",
+            "6",
+            "--detector",
+            "haar",
+            "--batch-size",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     (row,) = json.loads(out.read_text())["results"]
     assert row["detector"] == "haar" and row["fps"] > 0 and row["frames_with_face"] >= 1
@@ -57,8 +105,23 @@ def test_bench_detector_haar(tmp_path: Path, media: Path) -> None:
 
 def test_bench_webrtc_json(tmp_path: Path, media: Path, tiny_checkpoint: Path) -> None:
     out = tmp_path / "webrtc.json"
-    res = CliRunner().invoke(app, ["bench", "webrtc", "--source", str(media / "woman2.mp4"), "--json", str(out),
-                                   "--seconds", "3", "--weights", str(tiny_checkpoint), "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "webrtc",
+            "--source",
+            str(media / "woman2.mp4"),
+            "--json",
+            str(out),
+            "--seconds",
+            "3",
+            "--weights",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     check_machine(data["machine"])
@@ -69,13 +132,16 @@ def test_bench_webrtc_json(tmp_path: Path, media: Path, tiny_checkpoint: Path) -
     assert 0 < v["latency_p50_ms"] <= v["latency_p95_ms"] <= v["latency_max_ms"]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["bench", "detector", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video not found"),
-    (["bench", "detector", "--source", "{tmp}/text.mp4", "--json", "{tmp}/o.json"], "cannot decode video"),
-    (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "1,x"], "--batch-sizes"),
-    (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "0"], ">= 1"),
-    (["bench", "webrtc", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video file not found"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["bench", "detector", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video file not found"),
+        (["bench", "detector", "--source", "{tmp}/text.mp4", "--json", "{tmp}/o.json"], "not a readable video"),
+        (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "1,x"], "--batch-sizes"),
+        (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "0"], ">= 1"),
+        (["bench", "webrtc", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video file not found"),
+    ],
+)
 def test_bench_bad_input_is_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
     (tmp_path / "text.mp4").write_text("hello\n")
     res = CliRunner().invoke(app, [a.format(tmp=tmp_path) for a in args])

@@ -4,7 +4,6 @@ standing in for the smuggling target and for cameras that are down, real files a
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,10 +12,10 @@ import av
 import httpx
 import numpy as np
 import pytest
-
 from dashboard_helpers import AUTH, LiveServer, dashboard_settings
 from net_helpers import TcpRecorder, closed_port, digest_challenge
-from redis_helpers import free_port, redis_url, unique_prefix  # noqa: F401 (fixture)
+from redis_helpers import free_port, unique_prefix
+
 from streamer.netpolicy import local_addresses
 
 pytestmark = pytest.mark.timeout(300)

@@ -11,11 +11,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from classifier import EMOTIONS
 from classifier.augment import AugmentConfig, augment_batch
-from classifier.data import CSV_CODES, DatasetError, class_weights, load_csv, load_dataset, load_folder
-from streamer.cli import app
-from streamer.config import TrainSettings
+from classifier.data import (
+    CSV_CODES,
+    DatasetError,
+    class_weights,
+    load_csv,
+    load_dataset,
+    load_folder,
+)
+from core.settings import TrainSettings
+from core.types import EMOTIONS
+from deepfer.cli import app
 
 runner = CliRunner()
 
@@ -109,11 +116,14 @@ def test_short_training_run_loss_falls_and_resume_continues(fer_root, tmp_path):
     assert losses[-1] < losses[0] - 0.05, losses
     for name in ("best.pt", "last.pt", "log.csv", "log.json", "curves.png"):
         assert (tmp_path / "run" / name).is_file()
-    more = train(cfg.model_copy(update={"epochs": 5}), data, None, tmp_path / "run", resume=tmp_path / "run" / "last.pt")
+    more = train(
+        cfg.model_copy(update={"epochs": 5}), data, None, tmp_path / "run", resume=tmp_path / "run" / "last.pt"
+    )
     assert [r.epoch for r in more.history] == [1, 2, 3, 4, 5]
     # the first 4 epochs are carried over from the checkpoint, not re-run (val_loss is NaN without a val set)
-    assert [(r.epoch, r.lr, r.train_loss, r.train_acc) for r in more.history[:4]] == \
-        [(r.epoch, r.lr, r.train_loss, r.train_acc) for r in result.history]
+    assert [(r.epoch, r.lr, r.train_loss, r.train_acc) for r in more.history[:4]] == [
+        (r.epoch, r.lr, r.train_loss, r.train_acc) for r in result.history
+    ]
 
 
 def test_compiled_training_learns_and_saves_plain_weights(fer_root, tmp_path):
@@ -139,8 +149,24 @@ def test_compiled_training_learns_and_saves_plain_weights(fer_root, tmp_path):
 def test_cli_train_finetune_and_evaluate(fer_root, tiny_checkpoint, tmp_path):
     user_data = _small_tree(fer_root, tmp_path / "mine", 10, split="test")
     out = tmp_path / "finetuned"
-    res = runner.invoke(app, ["train", "--data", str(user_data), "--out", str(out), "--init", str(tiny_checkpoint),
-                              "--epochs", "1", "--batch-size", "16", "--device", "cpu"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(user_data),
+            "--out",
+            str(out),
+            "--init",
+            str(tiny_checkpoint),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     tuned = torch.load(out / "best.pt", weights_only=True)
     base = torch.load(tiny_checkpoint, weights_only=True)
@@ -149,7 +175,9 @@ def test_cli_train_finetune_and_evaluate(fer_root, tiny_checkpoint, tmp_path):
     assert any(not torch.equal(tuned["state_dict"][k], base["state_dict"][k]) for k in base["state_dict"])
 
     report = tmp_path / "eval" / "report.json"
-    res = runner.invoke(app, ["evaluate", "--data", str(user_data), "--weights", str(out / "best.pt"), "--json", str(report)])
+    res = runner.invoke(
+        app, ["evaluate", "--data", str(user_data), "--weights", str(out / "best.pt"), "--json", str(report)]
+    )
     assert res.exit_code == 0, res.output
     r = json.loads(report.read_text())
     assert 0 <= r["accuracy"] <= 1 and r["samples"] == 70
@@ -160,10 +188,22 @@ def test_cli_train_finetune_and_evaluate(fer_root, tiny_checkpoint, tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     res = runner.invoke(app, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "dataset folder not found" in res.output and "Traceback" not in res.output
-    res = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--json", str(tmp_path / "r.json"),
-                              "--weights", str(tmp_path / "missing.pt")])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(tmp_path),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--weights",
+            str(tmp_path / "missing.pt"),
+        ],
+    )
     assert res.exit_code == 2 and "weights file not found" in res.output
     junk = tmp_path / "junk.pt"
     junk.write_text("nope")
-    res = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--json", str(tmp_path / "r.json"), "--weights", str(junk)])
+    res = runner.invoke(
+        app, ["evaluate", "--data", str(tmp_path), "--json", str(tmp_path / "r.json"), "--weights", str(junk)]
+    )
     assert res.exit_code == 2 and "cannot read checkpoint" in res.output and "Traceback" not in res.output

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from streamer.cli import app
-from streamer.config import ConfigError, Settings, load_settings
+from core.settings import ConfigError, Settings, load_settings
+from deepfer.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,5 +46,7 @@ def test_bad_settings_fail_with_one_line(tmp_path):
 def test_cli_reports_bad_config_without_traceback(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[train]\nepochs = 'many'\n")
-    res = CliRunner().invoke(app, ["--config", str(cfg), "train", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        app, ["--config", str(cfg), "train", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2 and "invalid setting train.epochs" in res.output and "Traceback" not in res.output

@@ -11,12 +11,21 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_sync
+from dashboard_helpers import (
+    ARTIFACTS,
+    AUTH,
+    CAMERA,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TOKEN,
+    LiveServer,
+    dashboard_settings,
+    wait_for_js,
+)
+from redis_helpers import free_port, unique_prefix
 
-from classifier import EMOTIONS
-from dashboard_helpers import (ARTIFACTS, AUTH, CAMERA, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings,
-                               wait_for_js)
-from redis_helpers import free_port, key_prefix, redis_url, unique_prefix  # noqa: F401 (fixtures)
-from streamer.config import Settings
+from core.settings import Settings
+from core.types import EMOTIONS
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +57,9 @@ def woman2(api, media):
     deadline = time.monotonic() + 240
     while True:
         view = api.get(f"/api/cameras/{CAMERA}").json()
-        if view["status"] == "failed" or (view["status"] == "ended" and view["stats"]["frames_processed"] == view["stats"]["frames_read"]):
+        if view["status"] == "failed" or (
+            view["status"] == "ended" and view["stats"]["frames_processed"] == view["stats"]["frames_read"]
+        ):
             break
         assert time.monotonic() < deadline, f"woman2 not analysed within 240 s: {view}"
         time.sleep(0.5)
@@ -91,7 +102,9 @@ def test_docs_load_swagger_ui_from_this_server(server):
     html = httpx.get(f"{server.url}/docs", headers=AUTH).text
     assert "cdn.jsdelivr" not in html and "/vendor/swagger/swagger-ui-bundle.js" in html
     js = httpx.get(f"{server.url}/vendor/swagger/swagger-ui-bundle.js", headers=AUTH)
-    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript") and len(js.content) > 100_000
+    assert (
+        js.status_code == 200 and js.headers["content-type"].startswith("text/javascript") and len(js.content) > 100_000
+    )
     css = httpx.get(f"{server.url}/vendor/swagger/swagger-ui.css", headers=AUTH)
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert httpx.get(f"{server.url}/vendor/swagger/index.html", headers=AUTH).status_code == 404
@@ -145,15 +158,23 @@ def test_bad_input_is_a_clear_4xx(api, media, tmp_path):
     assert truncated.status_code == 422 and "cannot decode" in truncated.json()["detail"]
     missing = api.post("/api/predict")
     assert missing.status_code == 422 and "file" in missing.json()["detail"]
-    for method, path in (("GET", "/api/cameras/nope"), ("DELETE", "/api/cameras/nope"), ("POST", "/api/cameras/nope/pause"),
-                         ("GET", "/api/cameras/nope/people"), ("GET", "/api/cameras/nope/people/now"),
-                         ("GET", "/api/cameras/nope/metrics"), ("GET", "/api/cameras/nope/preview.jpg")):
+    for method, path in (
+        ("GET", "/api/cameras/nope"),
+        ("DELETE", "/api/cameras/nope"),
+        ("POST", "/api/cameras/nope/pause"),
+        ("GET", "/api/cameras/nope/people"),
+        ("GET", "/api/cameras/nope/people/now"),
+        ("GET", "/api/cameras/nope/metrics"),
+        ("GET", "/api/cameras/nope/preview.jpg"),
+    ):
         res = api.request(method, path)
         assert res.status_code == 404 and "unknown camera 'nope'" in res.json()["detail"], (method, path, res.text)
     bad_id = api.post("/api/cameras", json={"id": "no spaces/slashes", "url": "/x.mp4"})
     assert bad_id.status_code == 422 and bad_id.json()["detail"].startswith("body.id")
     assert api.post("/api/cameras", json={"id": "x", "url": "/x.mp4", "extra": 1}).status_code == 422
-    shots = api.post("/api/cameras", json={"id": "shots", "url": str(media / "woman2.mp4"), "options": {"snapshots": True}})
+    shots = api.post(
+        "/api/cameras", json={"id": "shots", "url": str(media / "woman2.mp4"), "options": {"snapshots": True}}
+    )
     assert shots.status_code == 400 and "dashboard.snapshots" in shots.json()["detail"]  # off server-wide by default
     gone = api.post("/api/cameras", json={"id": "ghost", "url": str(tmp_path / "missing.mp4")})
     assert gone.status_code == 400 and "cannot open the source" in gone.json()["detail"]
@@ -213,7 +234,9 @@ def test_woman2_camera_people_series_and_metrics(api, woman2):
     assert m["totals"]["dwell_s"] > 10
     sat = m["totals"]["satisfaction"]
     counts = m["totals"]["emotion_points"]
-    expected = (counts["happy"] + counts["surprise"] - counts["angry"] - counts["disgust"] - counts["fear"] - counts["sad"]) / sum(counts.values())
+    expected = (
+        counts["happy"] + counts["surprise"] - counts["angry"] - counts["disgust"] - counts["fear"] - counts["sad"]
+    ) / sum(counts.values())
     assert -1 <= sat <= 1 and abs(sat - expected) < 1e-3
     assert abs(sum(m["totals"]["emotion_mix"].values()) - 1) < 0.01
     overall = api.get("/api/metrics", params={"interval": "hour", **window}).json()
@@ -232,7 +255,9 @@ def test_woman2_camera_people_series_and_metrics(api, woman2):
 
 
 def test_mjpeg_preview_streams_jpeg_parts(server, woman2):
-    with httpx.stream("GET", f"{server.url}/api/cameras/{CAMERA}/preview.mjpg", params={"token": TOKEN}, timeout=20) as res:
+    with httpx.stream(
+        "GET", f"{server.url}/api/cameras/{CAMERA}/preview.mjpg", params={"token": TOKEN}, timeout=20
+    ) as res:
         assert res.status_code == 200 and res.headers["content-type"].startswith("multipart/x-mixed-replace")
         head = b""
         for chunk in res.iter_bytes():
@@ -255,8 +280,12 @@ def test_server_sent_events_carry_cameras_and_faces(server, api, prefix, redis_u
             elif line.startswith("data: ") and event:
                 got[event].append(json.loads(line[6:]))
                 if event == "cameras":  # subscribed by now: a frame event as the RedisSink publishes it
-                    publisher.publish(f"{prefix}:events:{CAMERA}", json.dumps(
-                        {"camera_id": CAMERA, "seq": 1, "faces": [{"person_id": "p-1", "emotion": "happy"}]}))
+                    publisher.publish(
+                        f"{prefix}:events:{CAMERA}",
+                        json.dumps(
+                            {"camera_id": CAMERA, "seq": 1, "faces": [{"person_id": "p-1", "emotion": "happy"}]}
+                        ),
+                    )
             if got["faces"] or time.monotonic() > deadline:
                 break
     assert CAMERA in [c["id"] for c in got["cameras"][0]]
@@ -283,7 +312,9 @@ def test_redis_down_is_a_503_not_a_500(tiny_checkpoint, tmp_path, media):
     from redis_helpers import RedisServer
 
     redis_server = RedisServer(tmp_path / "redis").start()
-    settings = dashboard_settings(tiny_checkpoint, redis_server.url, "deepfer-test-down", tmp_path / "data", free_port())
+    settings = dashboard_settings(
+        tiny_checkpoint, redis_server.url, "deepfer-test-down", tmp_path / "data", free_port()
+    )
     try:
         with LiveServer(settings) as live, httpx.Client(base_url=live.url, headers=AUTH, timeout=30) as client:
             assert client.get("/health").json()["redis"] is True
@@ -305,6 +336,7 @@ def test_token_required_off_loopback():
 
 
 # ----- the page in a real browser ----------------------------------------------------------------------------------
+
 
 def test_page_in_headless_chromium(server, woman2, media):
     playwright = pytest.importorskip("playwright.sync_api")
@@ -355,8 +387,11 @@ def test_page_in_headless_chromium(server, woman2, media):
             page.click("#add-camera button[type=submit]")
             page.wait_for_selector("#camera-lobby2 .status.connected", timeout=15_000)
             # live faces arrive by Server-Sent Events while the camera plays
-            wait_for_js(page, "document.querySelector('#camera-lobby2 .live-faces').textContent.startsWith('now: ')",
-                                   timeout=15_000)
+            wait_for_js(
+                page,
+                "document.querySelector('#camera-lobby2 .live-faces').textContent.startsWith('now: ')",
+                timeout=15_000,
+            )
             page.on("dialog", lambda dialog: dialog.accept())
             page.click("#camera-lobby2 button.danger")
             page.wait_for_selector("#camera-lobby2", state="detached", timeout=15_000)
@@ -380,7 +415,8 @@ STREAMING = ("/api/events", "/api/cameras/{camera_id}/preview.mjpg")
 
 def test_openapi_fuzz_no_server_errors_and_documented_answers(server, woman2):
     import schemathesis
-    from hypothesis import HealthCheck, given, settings as hsettings
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
 
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", headers=AUTH)
     failures = []
@@ -393,8 +429,9 @@ def test_openapi_fuzz_no_server_errors_and_documented_answers(server, woman2):
             continue  # covered above; random ids would only ever be 404 and must not touch the woman2 camera
         tested += 1
 
-        @hsettings(max_examples=8, deadline=None, database=None, derandomize=True,
-                   suppress_health_check=list(HealthCheck))
+        @hsettings(
+            max_examples=8, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
         @given(case=operation.as_strategy())
         def check(case):
             res = case.call(base_url=server.url, headers=AUTH, timeout=60)
@@ -402,10 +439,11 @@ def test_openapi_fuzz_no_server_errors_and_documented_answers(server, woman2):
             try:  # answers match the documented status codes and schemas
                 case.validate_response(res)
             except BaseException as exc:  # schemathesis' FailureGroup
-                found = [e for e in getattr(exc, "exceptions", [exc])
-                         if type(e).__name__ != "RejectedPositiveData"]
-                failures.extend(f"{case.method} {case.formatted_path} -> {res.status_code}: {type(e).__name__}: {str(e)[:200]}"
-                                for e in found)
+                found = [e for e in getattr(exc, "exceptions", [exc]) if type(e).__name__ != "RejectedPositiveData"]
+                failures.extend(
+                    f"{case.method} {case.formatted_path} -> {res.status_code}: {type(e).__name__}: {str(e)[:200]}"
+                    for e in found
+                )
             if res.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} -> {res.status_code}: {res.text[:200]}")
 

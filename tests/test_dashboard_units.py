@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+from redis_helpers import tracked_frame
 
 from aggregator.timeseries import RollupBucket
-from classifier import EMOTIONS
+from core.types import EMOTIONS
 from dashboard import analytics
 from dashboard.preview import PreviewSink
-from redis_helpers import tracked_frame
 
 
 def counts(**kw: int) -> dict[str, int]:
@@ -30,7 +30,11 @@ def test_combine_adds_cameras_bucket_by_bucket():
     b = [RollupBucket(0.0, 60, 1, counts(sad=1), 1, 5.0), RollupBucket(60.0, 60, 4, counts(neutral=4), 2, 8.0)]
     merged = analytics.combine([a, b])
     assert [m["points"] for m in merged] == [3, 4]
-    assert merged[0]["unique_people"] == 2 and merged[0]["dwell_s"] == 15.0 and merged[0]["satisfaction"] == round(1 / 3, 4)
+    assert (
+        merged[0]["unique_people"] == 2
+        and merged[0]["dwell_s"] == 15.0
+        and merged[0]["satisfaction"] == round(1 / 3, 4)
+    )
     total = analytics.totals(merged, unique_people=3)
     assert total["points"] == 7 and total["mean_dwell_s"] == round(23 / 3, 3)
 
@@ -55,7 +59,14 @@ def test_access_log_hides_the_token_query():
 
     from dashboard.app import HideTokenInAccessLog
 
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:5", "GET", "/api/events?camera=a&token=s3cret", "1.1", 200), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/api/events?camera=a&token=s3cret", "1.1", 200),
+        None,
+    )
     HideTokenInAccessLog().filter(record)
     assert "s3cret" not in record.getMessage() and "token=***" in record.getMessage()

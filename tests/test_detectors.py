@@ -1,4 +1,5 @@
-"""Face detectors on real images from ../shared: counts, batching with face-less frames, coordinates after downscaling."""
+"""Face detectors on real images from ../shared: counts, batching with face-less frames, coordinates after
+downscaling."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.settings import DetectorSettings
+from core.types import FaceBox
 from detectors import build_detector
-from detectors.base import FaceBox
-from streamer.config import DetectorSettings
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -95,7 +96,9 @@ def test_min_face_size_is_in_original_pixels(justin) -> None:
     too_big = int(max(face.width, face.height) * 1.5)
     assert build_detector(DetectorSettings(device="cpu", min_face_size=too_big)).detect([justin]) == [[]]
     big = cv2.resize(justin, None, fx=3, fy=3)  # same rule after downscaling: the face is 3x bigger now
-    assert len(build_detector(DetectorSettings(device="cpu", max_side=400, min_face_size=too_big)).detect([big])[0]) == 1
+    assert (
+        len(build_detector(DetectorSettings(device="cpu", max_side=400, min_face_size=too_big)).detect([big])[0]) == 1
+    )
 
 
 def test_frames_smaller_than_a_face_and_bad_input(mtcnn) -> None:

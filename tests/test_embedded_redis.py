@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import redis
+from redis_helpers import free_port
 
 from aggregator.embedded_redis import RedisUnavailable, answers, connect_or_start
-from redis_helpers import free_port, redis_url  # noqa: F401 (fixture)
-from streamer.config import PathsSettings, RedisSettings, Settings
+from core.settings import PathsSettings, RedisSettings, Settings
 
 pytestmark = pytest.mark.timeout(60)
 

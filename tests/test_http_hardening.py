@@ -18,18 +18,25 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
 import pytest
+from dashboard_helpers import (
+    AUTH,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TOKEN,
+    LiveServer,
+    dashboard_settings,
+)
+from redis_helpers import free_port, unique_prefix
 from typer.testing import CliRunner
 
-from dashboard_helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
-from redis_helpers import free_port, redis_url, unique_prefix  # noqa: F401 (fixture)
-from streamer.cli import app as cli
+from deepfer.cli import app as cli
 
 pytestmark = pytest.mark.timeout(300)
 MB = 2**20
@@ -80,7 +87,7 @@ def served(tiny_checkpoint, redis_url, tmp_path_factory):
             "DEEPFER_DETECTOR__DEVICE": "cpu", "DEEPFER_DETECTOR__THREADS": "1"}
         log = root / "serve.log"
         with log.open("w") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", "--port", str(port), "--weights",
+            proc = subprocess.Popen([sys.executable, "-m", "deepfer", "serve", "--port", str(port), "--weights",
                                      str(tiny_checkpoint), "--redis", redis_url],
                                     env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
@@ -178,7 +185,7 @@ class Watch(threading.Thread):
     def growth_mb(self) -> float:
         return (self.peak - self.baseline) / MB
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         self.start()
         return self
 
@@ -539,7 +546,7 @@ def test_a_short_token_is_a_one_line_start_up_error(tmp_path):
     assert len(TOKEN) >= 16
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")}
     for args, env in (([], {"DEEPFER_DASHBOARD__TOKEN": "fifteen-chars!!"}), (["--token", "sh0rt-secret"], {})):
-        proc = subprocess.run([sys.executable, "-m", "streamer.cli", "serve", "--port", str(free_port()), *args],
+        proc = subprocess.run([sys.executable, "-m", "deepfer", "serve", "--port", str(free_port()), *args],
                               env=environ | env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 2, out

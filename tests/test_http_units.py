@@ -9,10 +9,16 @@ import threading
 import pytest
 from starlette.datastructures import Headers
 
+from core.settings import DashboardSettings
 from dashboard.auth import LoginThrottle
-from dashboard.security import HostNames, content_security_policy, cross_site_reason, host_name, sha256_source
+from dashboard.security import (
+    HostNames,
+    content_security_policy,
+    cross_site_reason,
+    host_name,
+    sha256_source,
+)
 from dashboard.uploads import PoolFull, UploadPool
-from streamer.config import DashboardSettings
 
 
 @pytest.mark.parametrize("header, name", [
@@ -63,7 +69,7 @@ def test_csp_hashes_exactly_the_given_inline_texts():
 def test_login_throttle_window_per_client():
     now = [1000.0]
     throttle = LoginThrottle(max_failures=3, window_s=60, clock=lambda: now[0])
-    for step in range(3):
+    for _ in range(3):
         assert throttle.retry_after("a") == 0
         throttle.failed("a")
         now[0] += 10

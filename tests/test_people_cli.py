@@ -7,11 +7,15 @@ import json
 import time
 
 import pytest
+from redis_helpers import (
+    free_port,
+    redis_settings,
+    tracked_frame,
+)
 from typer.testing import CliRunner
 
 from aggregator.redis_sink import RedisSink
-from redis_helpers import free_port, key_prefix, redis_settings, redis_url, tracked_frame  # noqa: F401 (fixtures)
-from streamer.cli import app
+from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(60)
 

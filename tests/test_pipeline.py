@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from rtsp_server import RtspServer, available
-from streamer.config import DetectorSettings, PipelineSettings, Settings, SourceSettings
+
+from core.settings import DetectorSettings, PipelineSettings, Settings, SourceSettings
+from core.types import FrameResult
+from streamer.assembly import tracker_factory
 from streamer.pipeline import Pipeline
-from streamer.results import FrameResult
-from streamer.run import default_tracker_factory
 from streamer.sources import FileSource, RtspSource
 
 pytestmark = pytest.mark.timeout(180)
@@ -68,7 +68,7 @@ def settings(**pipeline) -> Settings:
 async def test_file_every_frame_in_order_with_carried_boxes(models, media: Path):
     s = settings(classify_carried=False)
     sink = Collect()
-    pipeline = Pipeline(s, *models, tracker_factory=default_tracker_factory(s), sinks=[sink])
+    pipeline = Pipeline(s, *models, tracker_factory=tracker_factory(s), sinks=[sink])
     pipeline.add_source(FileSource(str(media / "fer_test.mp4"), "clip", s.sources, 8))
     async with asyncio.timeout(120):
         await pipeline.run(until_idle=True)
@@ -96,7 +96,7 @@ async def test_rtsp_camera_reconnects_after_the_server_is_killed_and_restarted(m
     server = RtspServer(free_port, media / "woman2.mp4").start()
     s = settings()
     sink = Collect()
-    pipeline = Pipeline(s, *models, tracker_factory=default_tracker_factory(s), sinks=[sink])
+    pipeline = Pipeline(s, *models, tracker_factory=tracker_factory(s), sinks=[sink])
     pipeline.add_source(RtspSource(server.url, "door", s.sources, s.pipeline.live_queue_size))
     await pipeline.start()
     try:
@@ -134,7 +134,7 @@ async def test_two_cameras_rtsp_and_file_are_kept_apart(models, rtsp_ok, media: 
     solo = Pipeline(s, *models, sinks=[alone])
     solo.add_source(FileSource(str(media / "fer_test.mp4"), "clip", s.sources, 8))
     sink = Collect()
-    pipeline = Pipeline(s, *models, tracker_factory=default_tracker_factory(s), sinks=[sink])
+    pipeline = Pipeline(s, *models, tracker_factory=tracker_factory(s), sinks=[sink])
     pipeline.add_source(RtspSource(server.url, "live", s.sources, 1))
     pipeline.add_source(FileSource(str(media / "fer_test.mp4"), "clip", s.sources, 8))
     try:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from classifier import EMOTIONS
-from streamer.cli import app
+from core.types import EMOTIONS
+from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(240)
 REPO = Path(__file__).resolve().parents[1]
@@ -62,12 +62,15 @@ def test_haar_detector(media: Path, tiny_checkpoint: Path) -> None:
 def test_analyze_image_matches_cli(media: Path, tiny_checkpoint: Path) -> None:
     """The function the dashboard upload calls gives the same probabilities as the CLI."""
     from classifier.inference import EmotionClassifier
-    from classifier.predict import analyze_image, load_image
+    from core.settings import DetectorSettings
     from detectors import build_detector
-    from streamer.config import DetectorSettings
+    from streamer.analysis import analyse_images
+    from streamer.media import load_image
 
     image = load_image((media / "justin.jpg").read_bytes(), name="justin.jpg")
-    faces = analyze_image(image, build_detector(DetectorSettings(device="cpu")), EmotionClassifier.load(tiny_checkpoint, "cpu"), 0.2)
+    (faces,) = analyse_images(
+        [image], build_detector(DetectorSettings(device="cpu")), EmotionClassifier.load(tiny_checkpoint, "cpu"), 0.2
+    )
     (face,) = faces
     cli = json.loads(run(str(media / "justin.jpg"), "--json", "--weights", str(tiny_checkpoint)).stdout)[0]["faces"][0]
     assert np.allclose(face.probabilities, [cli["probabilities"][e] for e in EMOTIONS], atol=1e-3)
@@ -76,7 +79,7 @@ def test_analyze_image_matches_cli(media: Path, tiny_checkpoint: Path) -> None:
 def test_exif_orientation_is_applied(media: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from classifier.predict import load_image
+    from streamer.media import load_image
 
     upright = load_image(media / "justin.jpg")
     img = Image.fromarray(np.ascontiguousarray(np.rot90(upright, k=1)))  # stored rotated, EXIF says rotate back
@@ -96,8 +99,13 @@ def one_line_error(res_stderr: str, exit_code: int, needle: str) -> None:
 def test_text_file_named_jpg_is_one_line_error(tmp_path: Path, tiny_checkpoint: Path) -> None:
     fake = tmp_path / "x.jpg"
     fake.write_text("not really a picture\n")
-    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "predict", str(fake), "--weights", str(tiny_checkpoint)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepfer", "predict", str(fake), "--weights", str(tiny_checkpoint)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     one_line_error(proc.stderr, proc.returncode, "x.jpg is not an image")
     assert proc.stdout == ""
 

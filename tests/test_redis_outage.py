@@ -6,10 +6,15 @@ import asyncio
 import time
 
 import pytest
+from redis_helpers import (
+    RedisServer,
+    free_port,
+    redis_settings,
+    tracked_frame,
+)
 
 from aggregator.redis_sink import Journal, RedisSink
 from aggregator.timeseries import EmotionTimeSeries
-from redis_helpers import RedisServer, free_port, key_prefix, redis_settings, redis_url, tracked_frame  # noqa: F401
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import av
 import pytest
+from rtsp_server import RtspServer, available
 from typer.testing import CliRunner
 
-from rtsp_server import RtspServer, available
-from streamer.cli import app
+from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(240)
 def deepfer(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
     # --no-redis: these tests are about the pipeline and its files; the aggregator's tests cover Redis.
-    return subprocess.Popen([sys.executable, "-m", "streamer.cli", *args, "--no-redis"], cwd=cwd, env=environ, text=True,
+    return subprocess.Popen([sys.executable, "-m", "deepfer", *args, "--no-redis"], cwd=cwd, env=environ, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -37,8 +37,22 @@ def frames_in(path: Path) -> int:
 
 def test_file_run_writes_annotated_video_and_summary(media: Path, tiny_checkpoint: Path, tmp_path: Path):
     out, summary = tmp_path / "annotated.mp4", tmp_path / "summary.json"
-    proc = deepfer("run", "--source", str(media / "fer_test.mp4"), "--weights", str(tiny_checkpoint), "--output", str(out),
-                   "--summary-json", str(summary), "--detect-every", "3", "--device", "cpu", cwd=tmp_path)
+    proc = deepfer(
+        "run",
+        "--source",
+        str(media / "fer_test.mp4"),
+        "--weights",
+        str(tiny_checkpoint),
+        "--output",
+        str(out),
+        "--summary-json",
+        str(summary),
+        "--detect-every",
+        "3",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
@@ -59,10 +73,13 @@ def test_file_run_writes_annotated_video_and_summary(media: Path, tiny_checkpoin
     assert data["timing"]["detect"]["items"] == 39
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: d / "missing.mp4", "video file not found"),
-    (lambda d: (d / "notes.mkv").write_text("not a video\n" * 100) and d / "notes.mkv", "not a readable video"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.mp4", "video file not found"),
+        (lambda d: (d / "notes.mkv").write_text("not a video\n" * 100) and d / "notes.mkv", "not a readable video"),
+    ],
+)
 def test_bad_files_are_one_line_errors(tmp_path: Path, make, message):
     res = CliRunner().invoke(app, ["run", "--source", str(make(tmp_path))])
     assert res.exit_code == 2
@@ -71,12 +88,15 @@ def test_bad_files_are_one_line_errors(tmp_path: Path, make, message):
 
 
 def test_more_camera_ids_than_sources_is_an_error(media: Path):
-    res = CliRunner().invoke(app, ["run", "--source", str(media / "fer_test.mp4"), "--camera-id", "a", "--camera-id", "b"])
+    res = CliRunner().invoke(
+        app, ["run", "--source", str(media / "fer_test.mp4"), "--camera-id", "a", "--camera-id", "b"]
+    )
     assert res.exit_code == 2 and "2 --camera-id for 1 --source" in res.output
 
 
-def test_live_run_survives_a_dead_camera_and_ctrl_c_flushes_outputs(media: Path, tiny_checkpoint: Path, tmp_path: Path,
-                                                                    free_port: int):
+def test_live_run_survives_a_dead_camera_and_ctrl_c_flushes_outputs(
+    media: Path, tiny_checkpoint: Path, tmp_path: Path, free_port: int
+):
     reason = available()
     if reason:
         pytest.skip(reason)
@@ -85,18 +105,42 @@ def test_live_run_survives_a_dead_camera_and_ctrl_c_flushes_outputs(media: Path,
         s.bind(("127.0.0.1", 0))
         dead = f"rtsp://admin:Sesame-42@127.0.0.1:{s.getsockname()[1]}/cam"
     out, summary = tmp_path / "live.mp4", tmp_path / "live.json"
-    proc = deepfer("run", "--source", server.url, "--camera-id", "door", "--source", dead, "--weights", str(tiny_checkpoint),
-                   "--output", str(out), "--summary-json", str(summary), "--detect-every", "3", "--device", "cpu",
-                   cwd=tmp_path, DEEPFER_PIPELINE__LOG_EVERY_S="1", DEEPFER_SOURCES__RECONNECT_INITIAL_S="0.3",
-                   DEEPFER_SOURCES__RECONNECT_MAX_S="1")
+    proc = deepfer(
+        "run",
+        "--source",
+        server.url,
+        "--camera-id",
+        "door",
+        "--source",
+        dead,
+        "--weights",
+        str(tiny_checkpoint),
+        "--output",
+        str(out),
+        "--summary-json",
+        str(summary),
+        "--detect-every",
+        "3",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+        DEEPFER_PIPELINE__LOG_EVERY_S="1",
+        DEEPFER_SOURCES__RECONNECT_INITIAL_S="0.3",
+        DEEPFER_SOURCES__RECONNECT_MAX_S="1",
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
     reader.start()
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            done = [int(m.group(1)) for line in lines if "camera door:" in line
-                    for m in [re.search(r"processed (\d+)", line)] if m]
+            done = [
+                int(m.group(1))
+                for line in lines
+                if "camera door:" in line
+                for m in [re.search(r"processed (\d+)", line)]
+                if m
+            ]
             if done and done[-1] >= 40:
                 break
             time.sleep(0.5)
@@ -125,9 +169,27 @@ def test_live_run_survives_a_dead_camera_and_ctrl_c_flushes_outputs(media: Path,
 
 def test_bench_pipeline_writes_json(media: Path, tiny_checkpoint: Path, tmp_path: Path):
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(app, ["bench", "pipeline", "--source", str(media / "fer_test.mp4"), "--streams", "2",
-                                   "--seconds", "3", "--json", str(out), "--weights", str(tiny_checkpoint),
-                                   "--detect-every", "3", "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "pipeline",
+            "--source",
+            str(media / "fer_test.mp4"),
+            "--streams",
+            "2",
+            "--seconds",
+            "3",
+            "--json",
+            str(out),
+            "--weights",
+            str(tiny_checkpoint),
+            "--detect-every",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["streams"] == 2 and len(data["per_stream"]) == 2 and 2.5 < data["wall_s"] < 30

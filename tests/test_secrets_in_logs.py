@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from dashboard_helpers import AUTH, TOKEN
 from redis_helpers import RedisServer, free_port
 
@@ -27,7 +26,7 @@ class Process:
 
     def __init__(self, *args: str, cwd: Path, **env: str):
         environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "-v", *args], cwd=cwd, env=environ,
+        self.proc = subprocess.Popen([sys.executable, "-m", "deepfer", "-v", *args], cwd=cwd, env=environ,
                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis_helpers import free_port
 from typer.testing import CliRunner
 
-from redis_helpers import free_port, redis_url  # noqa: F401 (fixture)
-from streamer.cli import app
+from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def serve(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
-    return subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", *args], cwd=cwd, env=environ, text=True,
+    return subprocess.Popen([sys.executable, "-m", "deepfer", "serve", *args], cwd=cwd, env=environ, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -62,7 +62,12 @@ def test_serve_on_a_fresh_machine_starts_embedded_redis_and_prints_its_address(t
         address = re.search(r"http://\S+", next(line for line in lines if "DeepFER dashboard on" in line)).group(0)
         assert address == f"http://127.0.0.1:{port}/"
         health = wait_for_health(f"{address}health", proc, lines)
-        assert health.status_code == 200 and health.json() == {**health.json(), "status": "ok", "redis": True, "cameras": 0}
+        assert health.status_code == 200 and health.json() == {
+            **health.json(),
+            "status": "ok",
+            "redis": True,
+            "cameras": 0,
+        }
         assert (tmp_path / "data" / "redis" / "url").is_file()  # the embedded server is running
         assert httpx.get(f"{address}api/cameras").json() == []  # loopback without a token: open
     finally:
@@ -82,9 +87,15 @@ def test_serve_start_up_errors_are_one_line():
 
 def test_serve_without_any_redis_is_one_line(tiny_checkpoint: Path, tmp_path: Path):
     dead = free_port()
-    res = CliRunner().invoke(app, ["serve", "--weights", str(tiny_checkpoint)], env={
-        "DEEPFER_REDIS__DEFAULT_URL": f"redis://127.0.0.1:{dead}", "DEEPFER_REDIS__EMBEDDED": "false",
-        "DEEPFER_PATHS__DATA_DIR": str(tmp_path)})
+    res = CliRunner().invoke(
+        app,
+        ["serve", "--weights", str(tiny_checkpoint)],
+        env={
+            "DEEPFER_REDIS__DEFAULT_URL": f"redis://127.0.0.1:{dead}",
+            "DEEPFER_REDIS__EMBEDDED": "false",
+            "DEEPFER_PATHS__DATA_DIR": str(tmp_path),
+        },
+    )
     assert res.exit_code == 2 and "no Redis answers" in res.output and "Traceback" not in res.output
 
 
@@ -95,12 +106,43 @@ def test_serve_over_https_for_the_live_demo(tiny_checkpoint: Path, tmp_path: Pat
     if shutil.which("openssl") is None:
         pytest.skip("needs openssl to make a self-signed certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    proc = serve("--port", str(port), "--weights", str(tiny_checkpoint), "--tls-cert", str(cert), "--tls-key", str(key),
-                 "--redis", redis_url, cwd=tmp_path, DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
-                 DEEPFER_CLASSIFIER__DEVICE="cpu", DEEPFER_DETECTOR__DEVICE="cpu")
+    proc = serve(
+        "--port",
+        str(port),
+        "--weights",
+        str(tiny_checkpoint),
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        "--redis",
+        redis_url,
+        cwd=tmp_path,
+        DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
+        DEEPFER_CLASSIFIER__DEVICE="cpu",
+        DEEPFER_DETECTOR__DEVICE="cpu",
+    )
     lines: list[str] = []
     try:
         read_until_address(proc, lines)
@@ -119,7 +161,9 @@ def test_serve_bad_tls_options_are_one_line(tmp_path: Path):
     runner = CliRunner()
     alone = runner.invoke(app, ["serve", "--tls-cert", str(tmp_path / "junk.pem")])
     assert alone.exit_code == 2 and "tls_key go together" in alone.output and "Traceback" not in alone.output
-    junk = runner.invoke(app, ["serve", "--tls-cert", str(tmp_path / "junk.pem"), "--tls-key", str(tmp_path / "junk.pem")])
+    junk = runner.invoke(
+        app, ["serve", "--tls-cert", str(tmp_path / "junk.pem"), "--tls-key", str(tmp_path / "junk.pem")]
+    )
     assert junk.exit_code == 2 and "cannot use the TLS certificate" in junk.output and "Traceback" not in junk.output
     missing = runner.invoke(app, ["serve", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.pem"])
     assert missing.exit_code == 2 and "not found" in missing.output

@@ -17,12 +17,17 @@ import time
 from pathlib import Path
 
 import pytest
-
 from net_helpers import TcpRecorder
 from rtsp_server import RtspServer, available
-from streamer.config import DashboardSettings, Settings, SourceSettings, max_cameras
-from streamer.netpolicy import HostUnresolved, NetworkPolicy, PolicyRefused, service_endpoints
-from streamer.redact import RedactFilter, redact
+
+from core.redact import RedactFilter, redact
+from core.settings import DashboardSettings, Settings, SourceSettings, max_cameras
+from streamer.netpolicy import (
+    HostUnresolved,
+    NetworkPolicy,
+    PolicyRefused,
+    service_endpoints,
+)
 from streamer.source_url import SourceError, parse_camera_url
 from streamer.sources import RtspSource, open_source
 
@@ -60,7 +65,7 @@ def test_hostile_or_broken_urls_are_refused_with_one_line(url, reason):
 
 
 def test_cli_refuses_a_smuggling_url_in_one_line(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "streamer.cli", "run", "--source", "rtsp://127.0.0.1:9/x\r\nSET k 1",
+    res = subprocess.run([sys.executable, "-m", "deepfer", "run", "--source", "rtsp://127.0.0.1:9/x\r\nSET k 1",
                           "--no-redis"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert res.returncode == 2 and "camera URL has whitespace" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
@@ -172,7 +177,7 @@ def make_cert(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=1))
@@ -245,7 +250,7 @@ def test_deepfer_run_still_reads_any_file_its_user_names(media, tiny_checkpoint,
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")}
     environ["DEEPFER_SOURCES__MEDIA_DIRS"] = f'["{tmp_path / "elsewhere"}"]'
     summary = tmp_path / "summary.json"
-    res = subprocess.run([sys.executable, "-m", "streamer.cli", "run", "--source", str(media / "fer_test.mp4"),
+    res = subprocess.run([sys.executable, "-m", "deepfer", "run", "--source", str(media / "fer_test.mp4"),
                           "--weights", str(tiny_checkpoint), "--device", "cpu", "--detect-every", "6", "--no-redis",
                           "--summary-json", str(summary)], capture_output=True, text=True, cwd=tmp_path, env=environ,
                          timeout=240)

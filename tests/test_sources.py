@@ -9,11 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from rtsp_server import RtspServer, available
-from streamer.config import SourceSettings
-from streamer.sources import (CAMERA_UNREACHABLE, FileSource, RtspSource, SourceError, default_camera_id, open_source,
-                              redact, source_kind)
+
+from core.redact import redact
+from core.settings import SourceSettings
+from streamer.source_url import source_kind
+from streamer.sources import (
+    CAMERA_UNREACHABLE,
+    FileSource,
+    RtspSource,
+    SourceError,
+    default_camera_id,
+    open_source,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,7 +50,11 @@ def test_redact_hides_user_password_and_secret_parameters():
 
 
 def test_source_kind_and_default_camera_ids_carry_no_credentials():
-    assert source_kind("rtsp://a:b@h/x") == "rtsp" and source_kind("0") == "webcam" and source_kind("/dev/video2") == "webcam"
+    assert (
+        source_kind("rtsp://a:b@h/x") == "rtsp"
+        and source_kind("0") == "webcam"
+        and source_kind("/dev/video2") == "webcam"
+    )
     assert source_kind("clip.mkv") == "file"
     assert default_camera_id("rtsp://admin:hunter2@10.0.0.5:554/Streaming/101") == "10.0.0.5-554-Streaming-101"
     assert default_camera_id("/data/lobby cam.mp4") == "lobby-cam"
@@ -54,11 +66,17 @@ def test_source_kind_and_default_camera_ids_carry_no_credentials():
     assert "pw" not in str(err.value)
 
 
+async def frames_of(source):
+    """The source's frames until it ends, as the pipeline takes them."""
+    while (item := await source.get()) is not None:
+        yield item.frame
+
+
 async def test_file_source_yields_every_frame_in_order(media: Path):
     src = FileSource(str(media / "fer_test.mp4"), None, SourceSettings(), queue_size=4)
     assert src.camera_id == "fer_test" and src.size == (596, 336) and not src.live
     src.start()
-    frames = [f async for f in src]
+    frames = [f async for f in frames_of(src)]
     await src.aclose()
     assert [f.seq for f in frames] == list(range(115))
     assert src.status == "ended" and src.frames_dropped == 0 and src.frames_read == 115
@@ -85,7 +103,7 @@ async def test_rtsp_source_reads_a_live_stream(rtsp_server: RtspServer):
     src.start()
     frames = []
     async with asyncio.timeout(30):
-        async for frame in src:
+        async for frame in frames_of(src):
             frames.append(frame)
             if len(frames) == 20:
                 break
@@ -145,7 +163,11 @@ async def test_unreachable_camera_retries_with_growing_backoff_until_stopped(fre
     await src.aclose()
     assert time.monotonic() - started < 2, "stop must not wait out the backoff"
     assert await src.get() is None and src.status == "stopped"
-    delays = [float(r.getMessage().rsplit(" in ", 1)[1].split()[0]) for r in caplog.records if "reconnect attempt" in r.getMessage()]
+    delays = [
+        float(r.getMessage().rsplit(" in ", 1)[1].split()[0])
+        for r in caplog.records
+        if "reconnect attempt" in r.getMessage()
+    ]
     assert delays[:3] == [0.2, 0.4, 0.8]
     assert all("refused" in r.getMessage().lower() for r in caplog.records if "reconnect attempt" in r.getMessage())
 
@@ -168,7 +190,7 @@ async def test_file_at_realtime_rate_is_paced_by_its_timestamps(media: Path):
     src.start()
     started = time.monotonic()
     seen = []
-    async for frame in src:
+    async for frame in frames_of(src):
         seen.append(frame)
         if len(seen) == 26:
             break

@@ -7,11 +7,11 @@ import time
 
 import pytest
 import redis
+from redis_helpers import redis_settings, tracked_frame
 
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries, KeySchema
-from classifier import EMOTIONS
-from redis_helpers import key_prefix, redis_settings, redis_url, tracked_frame  # noqa: F401 (fixtures)
+from core.types import EMOTIONS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -134,10 +134,16 @@ async def test_live_events_carry_person_ids(redis_url, key_prefix, tmp_path):
     settings = redis_settings(key_prefix)
     ts = EmotionTimeSeries.from_url(redis_url, settings)
     sink = RedisSink(settings, redis_url, tmp_path)
-    events = ts.events("lobby")
-    first = asyncio.ensure_future(events.__anext__())
+    events = ts.live_events("lobby")
+    await events.open()
+
+    async def first_event():
+        while (event := await events.next(timeout=1.0)) is None:
+            pass
+        return event
+
+    first = asyncio.ensure_future(first_event())
     try:
-        await asyncio.sleep(0.2)  # subscribed
         t0 = time.time()
         for i in range(50):
             await sink.handle(tracked_frame("lobby", i, t0 + i / 25, [3]))

@@ -7,10 +7,8 @@ import pytest
 
 from aggregator.smoothing import EmotionSmoother
 from aggregator.tracker import FaceTracker
-from classifier import EMOTIONS
-from detectors.base import FaceBox
-from streamer.config import SmoothingSettings, TrackerSettings
-from streamer.results import FaceResult, Frame, FrameResult
+from core.settings import SmoothingSettings, TrackerSettings
+from core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
 
 IMAGE = np.zeros((4, 4, 3), np.uint8)  # the tracker never looks at pixels
 NEUTRAL = np.eye(7, dtype=np.float32)[EMOTIONS.index("neutral")]

@@ -14,13 +14,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from classifier import EMOTIONS
 from conftest import SHIPPED_WEIGHTS
-from dashboard_helpers import (ARTIFACTS, AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings,
-                               wait_for_js)
-from redis_helpers import free_port, redis_url, unique_prefix  # noqa: F401 (fixture)
-from streamer.webrtc_client import VisitorProcess, WebRtcClient
+from dashboard_helpers import (
+    ARTIFACTS,
+    AUTH,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TOKEN,
+    LiveServer,
+    dashboard_settings,
+    wait_for_js,
+)
+from redis_helpers import free_port, unique_prefix
+
+from bench.visitor import VisitorProcess, WebRtcClient
+from core.types import EMOTIONS
 
 POOLED_THREAD = re.compile(r"^(asyncio_|ThreadPoolExecutor-|deepfer-infer_)")  # executor workers: reused, not leaked
 
@@ -33,9 +41,15 @@ def prefix(redis_url):
 
 @pytest.fixture(scope="module")
 def server(media, redis_url, prefix, tmp_path_factory):
-    settings = dashboard_settings(SHIPPED_WEIGHTS, redis_url, prefix, tmp_path_factory.mktemp("webrtc-data"), free_port())
-    settings = settings.model_copy(update={"detector": settings.detector.model_copy(update={"detect_every": 3, "threads": 0}),
-                                           "webrtc": settings.webrtc.model_copy(update={"max_sessions": 2})})
+    settings = dashboard_settings(
+        SHIPPED_WEIGHTS, redis_url, prefix, tmp_path_factory.mktemp("webrtc-data"), free_port()
+    )
+    settings = settings.model_copy(
+        update={
+            "detector": settings.detector.model_copy(update={"detect_every": 3, "threads": 0}),
+            "webrtc": settings.webrtc.model_copy(update={"max_sessions": 2}),
+        }
+    )
     with LiveServer(settings) as live:
         yield live
 
@@ -52,6 +66,7 @@ def signal_to(server: LiveServer):
             res = await client.post("/api/webrtc/offer", json=offer)
             assert res.status_code == 200, res.text
             return res.json()
+
     return signal
 
 
@@ -81,9 +96,15 @@ def test_aiortc_client_gets_annotated_video_and_faces(server, api, media):
             # while connected, the visitor is a camera of the dashboard, with the session's counters
             seen["cameras"] = await asyncio.to_thread(lambda: api.get("/api/cameras").json())
             seen["metrics"] = await asyncio.to_thread(lambda: api.get("/metrics").text)
-            seen["now"] = await asyncio.to_thread(lambda: api.get(f"/api/cameras/{answer['camera_id']}/people/now").json())
-            seen["preview"] = await asyncio.to_thread(lambda: api.get(f"/api/cameras/{answer['camera_id']}/preview.jpg"))
-            seen["session"] = await asyncio.to_thread(lambda: api.get(f"/api/webrtc/sessions/{answer['session_id']}").json())
+            seen["now"] = await asyncio.to_thread(
+                lambda: api.get(f"/api/cameras/{answer['camera_id']}/people/now").json()
+            )
+            seen["preview"] = await asyncio.to_thread(
+                lambda: api.get(f"/api/cameras/{answer['camera_id']}/preview.jpg")
+            )
+            seen["session"] = await asyncio.to_thread(
+                lambda: api.get(f"/api/webrtc/sessions/{answer['session_id']}").json()
+            )
         finally:
             await client.close()
         return answer, client.counts
@@ -159,7 +180,9 @@ def test_two_visitors_get_their_own_sessions_and_a_third_is_refused(server, api,
 
 
 def test_bad_offers_are_clear_4xx(api):
-    video_less = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\n"
+    video_less = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\n"
+    )
     cases = [
         ({"sdp": "v=0", "type": "answer"}, 400, "offer"),
         ({"sdp": video_less, "type": "offer"}, 400, "no video"),
@@ -171,7 +194,10 @@ def test_bad_offers_are_clear_4xx(api):
         res = api.post("/api/webrtc/offer", json=body)
         assert res.status_code == status, (body, res.text)
         assert reason in res.json()["detail"], res.text
-    assert api.post("/api/webrtc/offer", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
+    assert (
+        api.post("/api/webrtc/offer", content=b"{not json", headers={"Content-Type": "application/json"}).status_code
+        == 422
+    )
     assert api.get("/api/webrtc/sessions/0123abcd").status_code == 404
     assert api.delete("/api/webrtc/sessions/0123abcd").status_code == 404
     assert api.get("/api/webrtc/sessions/not-an-id").status_code == 422
@@ -203,9 +229,15 @@ def test_a_visitor_that_vanishes_without_a_goodbye_is_freed(server, api, media):
 def _server_snapshot(server: LiveServer) -> dict:
     def look():
         service = server.app.state.service
-        return {"tasks": len(asyncio.all_tasks()), "task_names": sorted(t.get_name() for t in asyncio.all_tasks()),
-                "sessions": len(service.webrtc.sessions), "pipeline_cameras": list(service.pipeline.camera_ids),
-                "sinks": len(service.pipeline.sinks), "previews": list(service.preview._latest)}
+        return {
+            "tasks": len(asyncio.all_tasks()),
+            "task_names": sorted(t.get_name() for t in asyncio.all_tasks()),
+            "sessions": len(service.webrtc.sessions),
+            "pipeline_cameras": list(service.pipeline.camera_ids),
+            "sinks": len(service.pipeline.sinks),
+            "previews": list(service.preview._latest),
+        }
+
     return server.call(look)
 
 
@@ -228,8 +260,10 @@ def test_ten_connect_disconnect_cycles_leave_nothing_behind(server, api, media):
             return wait_until(back_to_base, 15, what)
         except AssertionError:
             now = _server_snapshot(server)
-            raise AssertionError(f"leak after {what}: tasks {base['task_names']} -> {now['task_names']}; "
-                                 f"threads {base['threads']} -> {_threads()}") from None
+            raise AssertionError(
+                f"leak after {what}: tasks {base['task_names']} -> {now['task_names']}; "
+                f"threads {base['threads']} -> {_threads()}"
+            ) from None
 
     async def cycle(i: int) -> None:
         client = WebRtcClient(str(media / "woman2.mp4"))
@@ -265,17 +299,36 @@ def fake_camera(media, tmp_path_factory) -> Path:
     if not shutil.which("ffmpeg"):
         pytest.skip("needs ffmpeg to make the fake camera's .y4m (apt-get install ffmpeg)")
     out = tmp_path_factory.mktemp("fake-camera") / "woman2.y4m"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(media / "woman2.mp4"), "-t", "6", "-vf", "fps=15",
-                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(media / "woman2.mp4"),
+            "-t",
+            "6",
+            "-vf",
+            "fps=15",
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+    )
     return out
 
 
 def _chromium(p, *extra: str):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
-    return p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                             args=CHROMIUM_ARGS + ["--use-fake-device-for-media-stream",
-                                                   "--disable-features=WebRtcHideLocalIpsWithMdns", *extra])
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS
+        + ["--use-fake-device-for-media-stream", "--disable-features=WebRtcHideLocalIpsWithMdns", *extra],
+    )
 
 
 def _signed_in_page(browser, server):
@@ -303,8 +356,12 @@ def test_demo_page_in_headless_chromium(server, api, fake_camera):
             assert any(e in label for e in EMOTIONS), label
             assert page.locator("#faces .face .bar").count() >= 7
             # the annotated video plays in the page
-            wait_for_js(page, "document.getElementById('remote').videoWidth > 0 && "
-                                   "document.getElementById('remote').currentTime > 0.5", timeout=20_000)
+            wait_for_js(
+                page,
+                "document.getElementById('remote').videoWidth > 0 && "
+                "document.getElementById('remote').currentTime > 0.5",
+                timeout=20_000,
+            )
             sessions = api.get("/api/webrtc/sessions").json()
             assert len(sessions) == 1 and sessions[0]["state"] == "connected"
             page.wait_for_timeout(1500)
@@ -334,8 +391,9 @@ def test_demo_page_says_when_the_camera_is_denied_or_the_server_unreachable(serv
             # the server goes away: every request to it fails at the network level
             page.route("**/api/webrtc/**", lambda route: route.abort("connectionrefused"))
             page.click("#start")
-            wait_for_js(page, "document.getElementById('message').textContent.includes('cannot be reached')",
-                                   timeout=15_000)
+            wait_for_js(
+                page, "document.getElementById('message').textContent.includes('cannot be reached')", timeout=15_000
+            )
             assert not errors, errors
         finally:
             browser.close()

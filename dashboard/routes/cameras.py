@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import StreamingResponse
 
 from dashboard.cameras import CameraConfig
-from dashboard.schemas import Camera, Problem
 from dashboard.deps import configured_camera, get_service, running_camera
+from dashboard.schemas import Camera, Problem
 from dashboard.service import CameraConflict, Service, SnapshotsOff
 from streamer.sources import SourceError
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/cameras", tags=["cameras"])
 
 @router.get("", summary="Every camera with its status and counters (URLs redacted)")
 async def list_cameras(service: Service = Depends(get_service)) -> list[Camera]:
-    return [Camera(**service.camera_view(cid)) for cid in service.camera_ids()]
+    return [service.camera_view(cid) for cid in service.camera_ids()]
 
 
 @router.post("", status_code=201, summary="Add a camera and start analysing it now",
@@ -36,16 +36,18 @@ async def add_camera(config: CameraConfig, service: Service = Depends(get_servic
         raise HTTPException(400, str(exc)) from None
     except SourceError as exc:
         raise HTTPException(400, f"cannot open the source: {exc}") from None
-    return Camera(**service.camera_view(cam.id))
+    return service.camera_view(cam.id)
 
 
 @router.get("/{camera_id}", summary="One camera")
 async def get_camera(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> Camera:
-    return Camera(**service.camera_view(camera_id))
+    return service.camera_view(camera_id)
 
 
 @router.delete("/{camera_id}", status_code=204, summary="Stop and forget a camera (its stored history stays)")
-async def remove_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Response:
+async def remove_camera(
+    camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)
+) -> Response:
     await service.remove_camera(camera_id)
     return Response(status_code=204)
 
@@ -53,17 +55,20 @@ async def remove_camera(camera_id: str = Depends(configured_camera), service: Se
 @router.post("/{camera_id}/pause", summary="Pause analysis (live cameras stay connected)")
 async def pause_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Camera:
     await service.set_paused(camera_id, True)
-    return Camera(**service.camera_view(camera_id))
+    return service.camera_view(camera_id)
 
 
 @router.post("/{camera_id}/resume", summary="Resume analysis")
 async def resume_camera(camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Camera:
     await service.set_paused(camera_id, False)
-    return Camera(**service.camera_view(camera_id))
+    return service.camera_view(camera_id)
 
 
-@router.get("/{camera_id}/preview.jpg", summary="The latest annotated frame (JPEG, memory only)",
-            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no frame yet"}})
+@router.get(
+    "/{camera_id}/preview.jpg",
+    summary="The latest annotated frame (JPEG, memory only)",
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no frame yet"}},
+)
 async def preview_jpeg(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> Response:
     data = await asyncio.to_thread(service.preview.jpeg, camera_id)
     if data is None:
@@ -71,9 +76,14 @@ async def preview_jpeg(camera_id: str = Depends(running_camera), service: Servic
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/{camera_id}/preview.mjpg", summary="Live annotated preview (MJPEG, multipart/x-mixed-replace)",
-            responses={200: {"content": {"multipart/x-mixed-replace": {}}}})
-async def preview_mjpeg(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> StreamingResponse:
+@router.get(
+    "/{camera_id}/preview.mjpg",
+    summary="Live annotated preview (MJPEG, multipart/x-mixed-replace)",
+    responses={200: {"content": {"multipart/x-mixed-replace": {}}}},
+)
+async def preview_mjpeg(
+    camera_id: str = Depends(running_camera), service: Service = Depends(get_service)
+) -> StreamingResponse:
     period = 1.0 / service.settings.dashboard.preview_fps
 
     async def frames():
@@ -85,19 +95,33 @@ async def preview_mjpeg(camera_id: str = Depends(running_camera), service: Servi
             data = await asyncio.to_thread(service.preview.jpeg, camera_id)
             if data is not None and (data is not last or time.monotonic() - sent >= 1.0):
                 last, sent = data, time.monotonic()
-                yield (b"Content-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n"
-                       + data + b"\r\n--frame\r\n")
+                yield (
+                    b"Content-Type: image/jpeg\r\nContent-Length: "
+                    + str(len(data)).encode()
+                    + b"\r\n\r\n"
+                    + data
+                    + b"\r\n--frame\r\n"
+                )
             await asyncio.sleep(period)
 
-    return StreamingResponse(frames(), media_type="multipart/x-mixed-replace; boundary=frame",
-                             headers={"Cache-Control": "no-store"})
+    return StreamingResponse(
+        frames(), media_type="multipart/x-mixed-replace; boundary=frame", headers={"Cache-Control": "no-store"}
+    )
 
 
-@router.get("/{camera_id}/people/{track_id}/snapshot.jpg", summary="A person's latest face (only with snapshots on)",
-            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "none kept"}})
-async def snapshot(track_id: int, camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Response:
+@router.get(
+    "/{camera_id}/people/{track_id}/snapshot.jpg",
+    summary="A person's latest face (only with snapshots on)",
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "none kept"}},
+)
+async def snapshot(
+    track_id: int, camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)
+) -> Response:
     data = await asyncio.to_thread(service.preview.snapshot, camera_id, track_id)
     if data is None:
-        raise HTTPException(404, f"no snapshot of track {track_id} on camera {camera_id!r} "
-                                 "(snapshots are kept only when the camera's option and dashboard.snapshots are on)")
+        raise HTTPException(
+            404,
+            f"no snapshot of track {track_id} on camera {camera_id!r} "
+            "(snapshots are kept only when the camera's option and dashboard.snapshots are on)",
+        )
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

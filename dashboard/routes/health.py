@@ -6,8 +6,8 @@ import time
 
 from fastapi import APIRouter, Depends
 
-from dashboard.schemas import Health
 from dashboard.deps import get_service
+from dashboard.schemas import Health
 from dashboard.service import Service
 
 router = APIRouter(tags=["health"])
@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 @router.get("/health", summary="Liveness and Redis reachability")
 async def health(service: Service = Depends(get_service)) -> Health:
     try:
-        redis_ok = bool(await service.ts.r.ping())
+        redis_ok = await service.ts.ping()
     except Exception:
         redis_ok = False
     return Health(**{"status": "ok", "redis": redis_ok, "cameras": len(service.cameras),

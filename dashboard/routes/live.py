@@ -13,7 +13,6 @@ answers again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -22,7 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
-from aggregator.timeseries import redis_client
+from aggregator.timeseries import LiveEvents
 from dashboard.cameras import CAMERA_ID_PATTERN
 from dashboard.deps import get_service
 from dashboard.service import Service
@@ -37,7 +36,7 @@ def sse(event: str, data: object) -> bytes:
 
 
 class LiveChannel:
-    """One SSE client's subscription to the Redis live channel, which survives Redis outages.
+    """One SSE client's subscription to the live channel, which survives Redis outages.
 
     ``get`` returns the next published event, or None after at most ``timeout`` seconds. While Redis is down it
     waits out a backoff (doubling up to ``retry_max_s``) and then subscribes again; it never raises.
@@ -48,52 +47,34 @@ class LiveChannel:
         self.camera = camera
         self.retry_max_s = retry_max_s
         self.connected = False
-        self._client = None
-        self._pubsub = None
+        self._events: LiveEvents | None = None
         self._delay = RETRY_FIRST_S
         self._retry_at = 0.0
 
-    async def _subscribe(self) -> None:
-        keys = self.service.ts.keys
-        if self._client is None:  # bytes, not str: a payload that is not UTF-8 is skipped, not fatal
-            self._client = redis_client(self.service.redis_url, self.service.settings.redis, decode=False)
-        pubsub = self._client.pubsub()
-        try:
-            if self.camera is None:
-                await pubsub.psubscribe(keys.events("*"))
-            else:
-                await pubsub.subscribe(keys.events(self.camera))
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-            raise
-        self._pubsub = pubsub
-        self.connected = True
-        self._delay = RETRY_FIRST_S
+    async def connect(self) -> bool:
+        """Subscribe now if Redis answers (else a retry is scheduled); True when subscribed."""
+        if self._events is None:
+            events = self.service.ts.live_events(self.camera)
+            try:
+                await events.open()
+            except (RedisError, OSError) as exc:
+                await events.aclose()
+                await self._drop(exc)
+                return False
+            self._events, self.connected, self._delay = events, True, RETRY_FIRST_S
+        return self.connected
 
     async def _drop(self, exc: Exception) -> None:
         if self.connected:
             log.warning("live events: Redis unavailable (%s); status continues, faces resume when it answers",
                         exc.__class__.__name__)
         self.connected = False
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        await self.aclose()
         self._retry_at = time.monotonic() + self._delay
         self._delay = min(self.retry_max_s, self._delay * 2)
 
-    async def connect(self) -> bool:
-        """Subscribe now if Redis answers (else a retry is scheduled); True when subscribed."""
-        if self._pubsub is None:
-            try:
-                await self._subscribe()
-            except (RedisError, OSError) as exc:
-                await self._drop(exc)
-        return self.connected
-
     async def get(self, timeout: float) -> dict | None:
-        if self._pubsub is None:
+        if self._events is None:
             wait = self._retry_at - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(min(wait, timeout))
@@ -101,29 +82,25 @@ class LiveChannel:
             if not await self.connect():
                 return None
         try:
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            return await self._events.next(timeout)
         except (RedisError, OSError) as exc:
             await self._drop(exc)
             return None
-        if message is None or message["type"] not in ("message", "pmessage"):
-            return None
-        try:
-            event = json.loads(message["data"])
-        except (TypeError, ValueError):
-            return None  # not ours: anyone with access to Redis can publish on the channel
-        return event if isinstance(event, dict) else None
 
     async def aclose(self) -> None:
-        for closable in (self._pubsub, self._client):
-            if closable is not None:
-                with contextlib.suppress(Exception):
-                    await closable.aclose()
-        self._pubsub = self._client = None
+        events, self._events = self._events, None
+        if events is not None:
+            await events.aclose()
 
 
-@router.get("/api/events", summary="Live updates (text/event-stream)", responses={200: {"content": {"text/event-stream": {}}}})
-async def events(request: Request, camera: str | None = Query(None, pattern=CAMERA_ID_PATTERN, description="Only this camera."),
-                 service: Service = Depends(get_service)) -> StreamingResponse:
+@router.get(
+    "/api/events", summary="Live updates (text/event-stream)", responses={200: {"content": {"text/event-stream": {}}}}
+)
+async def events(
+    request: Request,
+    camera: str | None = Query(None, pattern=CAMERA_ID_PATTERN, description="Only this camera."),
+    service: Service = Depends(get_service),
+) -> StreamingResponse:
     cfg = service.settings.dashboard
     channel = LiveChannel(service, camera, service.settings.redis.retry_max_s)
 
@@ -139,7 +116,11 @@ async def events(request: Request, camera: str | None = Query(None, pattern=CAME
                 now = time.monotonic()
                 if now >= next_stats:
                     next_stats = now + cfg.sse_stats_every_s
-                    views = [service.camera_view(c) for c in service.camera_ids() if camera in (None, c)]
+                    views = [
+                        service.camera_view(c).model_dump(mode="json")
+                        for c in service.camera_ids()
+                        if camera in (None, c)
+                    ]
                     yield sse("cameras", views)
                 elif now >= next_ping:
                     yield b": keepalive\n\n"
@@ -158,5 +139,6 @@ async def events(request: Request, camera: str | None = Query(None, pattern=CAME
         finally:
             await channel.aclose()
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS
 from dashboard import analytics
-from dashboard.schemas import AllMetrics, CameraMetrics
 from dashboard.deps import get_service, known_camera
 from dashboard.routes.people import time_range
+from dashboard.schemas import AllMetrics, CameraMetrics
 from dashboard.service import Service
 
 router = APIRouter(tags=["metrics"])
@@ -36,10 +36,12 @@ async def camera_metrics(service: Service, camera: str, interval: str, lo: float
     return buckets, len(people)
 
 
-@router.get("/api/metrics", summary="Every camera's and the overall emotion mix per interval, people, dwell, satisfaction")
+@router.get("/api/metrics", summary="Every camera's and the overall emotion mix per interval, people, dwell, "
+                                    "satisfaction")
 async def all_metrics(
     interval: Literal["minute", "hour", "day"] = IntervalQuery,
-    start: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: end - dashboard.default_range_s)."),
+    start: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: end - "
+                                                                 "dashboard.default_range_s)."),
     end: float | None = Query(None, ge=0, le=1e11, description="Unix seconds (default: now)."),
     service: Service = Depends(get_service),
 ) -> AllMetrics:
@@ -53,11 +55,19 @@ async def all_metrics(
         rows = [analytics.from_bucket(b) for b in buckets]
         per_camera[cam] = {"buckets": rows, "totals": analytics.totals(rows, n)}
     overall = analytics.combine(raw)
-    return AllMetrics(interval=interval, start=lo, end=hi, satisfaction_definition=analytics.__doc__.split("\n\n")[1].strip(),
-                      cameras=per_camera, overall={"buckets": overall, "totals": analytics.totals(overall, people)})
+    return AllMetrics(
+        interval=interval,
+        start=lo,
+        end=hi,
+        satisfaction_definition=analytics.__doc__.split("\n\n")[1].strip(),
+        cameras=per_camera,
+        overall={"buckets": overall, "totals": analytics.totals(overall, people)},
+    )
 
 
-@router.get("/api/cameras/{camera_id}/metrics", summary="One camera's emotion mix per interval, people, dwell, satisfaction")
+@router.get(
+    "/api/cameras/{camera_id}/metrics", summary="One camera's emotion mix per interval, people, dwell, satisfaction"
+)
 async def one_camera_metrics(
     camera_id: str = Depends(known_camera),
     interval: Literal["minute", "hour", "day"] = IntervalQuery,
@@ -68,5 +78,6 @@ async def one_camera_metrics(
     lo, hi = metrics_range(start, end, interval, service.settings.dashboard.default_range_s)
     buckets, n = await camera_metrics(service, camera_id, interval, lo, hi)
     rows = [analytics.from_bucket(b) for b in buckets]
-    return CameraMetrics(camera_id=camera_id, interval=interval, start=lo, end=hi, buckets=rows,
-                         totals=analytics.totals(rows, n))
+    return CameraMetrics(
+        camera_id=camera_id, interval=interval, start=lo, end=hi, buckets=rows, totals=analytics.totals(rows, n)
+    )

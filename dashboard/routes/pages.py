@@ -9,9 +9,21 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 
-from dashboard.auth import COOKIE, LoginThrottle, presented_token, require_token, token_ok
+from dashboard.auth import (
+    COOKIE,
+    LoginThrottle,
+    presented_token,
+    require_token,
+    token_ok,
+)
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -19,7 +31,8 @@ router = APIRouter(include_in_schema=False)
 LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DeepFER sign in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:system-ui,sans-serif;background:#111827;color:#e5e7eb;display:grid;place-items:center;height:100vh;margin:0}}
-form{{background:#1f2937;padding:2rem;border-radius:8px;min-width:18rem}}input{{width:100%;padding:.5rem;margin:.5rem 0 1rem;box-sizing:border-box}}
+form{{background:#1f2937;padding:2rem;border-radius:8px;min-width:18rem}}
+input{{width:100%;padding:.5rem;margin:.5rem 0 1rem;box-sizing:border-box}}
 button{{padding:.5rem 1rem}}.err{{color:#f87171}}</style></head><body>
 <form method="post" action="/login"><h1>DeepFER</h1><label for="token">API token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" autofocus>
@@ -79,15 +92,27 @@ async def login(request: Request, token: str = Form("")) -> Response:
         headers = {"Retry-After": str(wait)}
         if "text/html" in request.headers.get("accept", ""):
             return HTMLResponse(login_page(f"Too many failed sign-ins: try again in {wait} s."), 429, headers)
-        return JSONResponse({"detail": f"too many failed sign-ins from this address (dashboard.login_max_failures): "
-                                       f"try again in {wait} s"}, 429, headers)
+        return JSONResponse(
+            {
+                "detail": f"too many failed sign-ins from this address (dashboard.login_max_failures): "
+                f"try again in {wait} s"
+            },
+            429,
+            headers,
+        )
     if not token_ok(settings.token, token):
         throttle.failed(client)
         return HTMLResponse(login_page("Wrong token." if token else "Enter the API token."), status_code=401)
     throttle.succeeded(client)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, max_age=settings.cookie_max_age_s, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=settings.cookie_max_age_s,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 

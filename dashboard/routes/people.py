@@ -6,8 +6,8 @@ import time
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from dashboard.schemas import PeopleInRange, PeopleNow, Series
 from dashboard.deps import get_service, known_camera
+from dashboard.schemas import PeopleInRange, PeopleNow, Series
 from dashboard.service import Service
 
 router = APIRouter(prefix="/api/cameras/{camera_id}/people", tags=["people"])
@@ -27,7 +27,7 @@ def time_range(start: float | None, end: float | None, default_s: float) -> tupl
 async def people_now(camera_id: str = Depends(known_camera), service: Service = Depends(get_service)) -> PeopleNow:
     cfg = service.settings.dashboard
     found = await service.ts.people(camera_id, since=time.time() - cfg.present_window_s, limit=cfg.max_people)
-    return PeopleNow(camera_id=camera_id, within_s=cfg.present_window_s, people=[p.to_dict() for p in found])
+    return PeopleNow(camera_id=camera_id, within_s=cfg.present_window_s, people=found)
 
 
 @router.get("", summary="People seen in a time range (default: the last dashboard.default_range_s)")
@@ -40,7 +40,7 @@ async def people_in_range(
     cfg = service.settings.dashboard
     lo, hi = time_range(start, end, cfg.default_range_s)
     found = await service.ts.people(camera_id, since=lo, until=hi, limit=cfg.max_people)
-    return PeopleInRange(camera_id=camera_id, start=lo, end=hi, people=[p.to_dict() for p in found])
+    return PeopleInRange(camera_id=camera_id, start=lo, end=hi, people=found)
 
 
 @router.get("/{person_id}/series", summary="One person's emotion time series (smoothed and raw probabilities)")
@@ -55,7 +55,7 @@ async def person_series(
         raise HTTPException(400, f"start ({start}) must be before end ({end})")
     limit = service.settings.dashboard.max_series_points
     points = await service.ts.series(camera_id, person_id, start, end, count=limit)
-    if not points and not await service.ts.r.exists(service.ts.keys.person(camera_id, person_id)):
+    if not points and not await service.ts.person_exists(camera_id, person_id):
         raise HTTPException(404, f"unknown person {person_id!r} on camera {camera_id!r}")
     return Series(camera_id=camera_id, person_id=person_id, truncated=len(points) >= limit,
-                  points=[p.to_dict() for p in points])
+                  points=points)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 
-from classifier.predict import analyze_image
 from dashboard.deps import get_service
 from dashboard.schemas import Prediction, Problem
 from dashboard.service import Service
 from dashboard.uploads import ImageRefused, PoolFull, UploadPool, decode
+from streamer.analysis import analyse_images
 
 router = APIRouter(tags=["predict"])
 CHUNK = 1 << 20
@@ -27,7 +27,8 @@ async def read_limited(upload: UploadFile, limit: int) -> bytes:
 def analyse_upload(data: bytes, max_pixels: int, detector, classifier, crop_margin: float):
     """Decode and analyse in one pool task, so the decoded image never outlives the worker's place."""
     image = decode(data, max_pixels)
-    return image.shape, analyze_image(image, detector, classifier, crop_margin)
+    (faces,) = analyse_images([image], detector, classifier, crop_margin)
+    return image.shape, faces
 
 
 @router.post("/api/predict", summary="Faces and emotions in one image (JPEG, PNG or WebP)", responses={
@@ -49,10 +50,10 @@ async def predict(request: Request, file: UploadFile = File(..., description="Th
         if not data:
             raise HTTPException(400, "empty upload: choose an image file")
         try:
-            shape, faces = await slot.run(analyse_upload, data, cfg.max_image_pixels, service.detector,
-                                          service.classifier, service.settings.classifier.crop_margin)
+            shape, faces = await slot.run(analyse_upload, data, cfg.max_image_pixels, service.models.detector,
+                                          service.models.classifier, service.settings.classifier.crop_margin)
         except ImageRefused as exc:
             raise HTTPException(exc.status, str(exc)) from None
     keep = ("box", "emotion", "confidence", "probabilities")
-    return Prediction(width=int(shape[1]), height=int(shape[0]), model=service.classifier.name,
+    return Prediction(width=int(shape[1]), height=int(shape[0]), model=service.models.classifier.name,
                       faces=[{k: v for k, v in f.to_dict().items() if k in keep} for f in faces])

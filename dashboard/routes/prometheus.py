@@ -21,15 +21,27 @@ class PipelineCollector:
         s = self.service
         stats = s.pipeline.stats() if s.pipeline else {}
         cams = [c for c in s.cameras]
-        up = GaugeMetricFamily("deepfer_camera_up", "1 when the camera's source is connected or playing", labels=["camera"])
+        up = GaugeMetricFamily(
+            "deepfer_camera_up", "1 when the camera's source is connected or playing", labels=["camera"]
+        )
         fps = GaugeMetricFamily("deepfer_camera_fps", "Processed frames per second (recent window)", labels=["camera"])
-        faces = GaugeMetricFamily("deepfer_camera_faces", "Faces in the camera's latest processed frame", labels=["camera"])
-        p50 = GaugeMetricFamily("deepfer_camera_latency_p50_seconds", "Capture to result latency, median", labels=["camera"])
-        p95 = GaugeMetricFamily("deepfer_camera_latency_p95_seconds", "Capture to result latency, 95th percentile", labels=["camera"])
+        faces = GaugeMetricFamily(
+            "deepfer_camera_faces", "Faces in the camera's latest processed frame", labels=["camera"]
+        )
+        p50 = GaugeMetricFamily(
+            "deepfer_camera_latency_p50_seconds", "Capture to result latency, median", labels=["camera"]
+        )
+        p95 = GaugeMetricFamily(
+            "deepfer_camera_latency_p95_seconds", "Capture to result latency, 95th percentile", labels=["camera"]
+        )
         processed = CounterMetricFamily("deepfer_camera_frames_processed", "Frames analysed", labels=["camera"])
-        dropped = CounterMetricFamily("deepfer_camera_frames_dropped", "Live frames dropped while behind", labels=["camera"])
+        dropped = CounterMetricFamily(
+            "deepfer_camera_frames_dropped", "Live frames dropped while behind", labels=["camera"]
+        )
         failed = CounterMetricFamily("deepfer_camera_frames_failed", "Frames whose analysis failed", labels=["camera"])
-        total_faces = CounterMetricFamily("deepfer_camera_faces_seen", "Face results over all processed frames", labels=["camera"])
+        total_faces = CounterMetricFamily(
+            "deepfer_camera_faces_seen", "Face results over all processed frames", labels=["camera"]
+        )
         for cid in cams:
             st = stats.get(cid)
             up.add_metric([cid], 1.0 if st is not None and st.status in ("connected", "running", "starting") else 0.0)
@@ -48,12 +60,19 @@ class PipelineCollector:
         yield from (up, fps, faces, p50, p95, processed, dropped, failed, total_faces)
         sink = s.redis_sink
         if sink is not None:
-            yield GaugeMetricFamily("deepfer_redis_buffer_depth", "Points produced but not yet in Redis (memory + journal)",
-                                    value=sink.buffer_depth)
-            yield GaugeMetricFamily("deepfer_redis_connected", "1 when the Redis writer is connected", value=float(sink.connected))
+            yield GaugeMetricFamily(
+                "deepfer_redis_buffer_depth",
+                "Points produced but not yet in Redis (memory + journal)",
+                value=sink.buffer_depth,
+            )
+            yield GaugeMetricFamily(
+                "deepfer_redis_connected", "1 when the Redis writer is connected", value=float(sink.connected)
+            )
             yield CounterMetricFamily("deepfer_redis_points_written", "Points written to Redis", value=sink.written)
         if s.webrtc is not None:  # per-visitor camera ids are not labels (unbounded); the session count is
-            yield GaugeMetricFamily("deepfer_webrtc_sessions", "WebRTC visitors connected now", value=len(s.webrtc.sessions))
+            yield GaugeMetricFamily(
+                "deepfer_webrtc_sessions", "WebRTC visitors connected now", value=len(s.webrtc.sessions)
+            )
 
 
 def registry_for(service: Service) -> CollectorRegistry:
@@ -62,8 +81,9 @@ def registry_for(service: Service) -> CollectorRegistry:
     return registry
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}
+)
 async def prometheus_metrics(service: Service = Depends(get_service)) -> Response:
     registry = getattr(service, "prometheus", None)
     if registry is None:

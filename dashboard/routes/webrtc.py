@@ -9,9 +9,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from dashboard.deps import get_service
-from dashboard.schemas import IceServer, Problem, WebRtcAnswer, WebRtcConfig, WebRtcOffer
+from dashboard.schemas import (
+    IceServer,
+    Problem,
+    WebRtcAnswer,
+    WebRtcConfig,
+    WebRtcOffer,
+)
 from dashboard.service import Service
-from streamer.webrtc import OfferError, SessionStats, TooManySessions
+from streamer.webrtc.gateway import OfferError, TooManySessions
+from streamer.webrtc.session import SessionStats
 
 router = APIRouter(prefix="/api/webrtc", tags=["webrtc"])
 SESSION_ID = Path(..., pattern=r"^[0-9a-f]{8}$")
@@ -20,12 +27,18 @@ SESSION_ID = Path(..., pattern=r"^[0-9a-f]{8}$")
 @router.get("/config", summary="ICE servers for the browser's RTCPeerConnection, and how many sessions run")
 async def webrtc_config(service: Service = Depends(get_service)) -> WebRtcConfig:
     w = service.settings.webrtc
-    servers = [IceServer(urls=url, username=w.ice_username or None, credential=w.ice_credential or None) for url in w.ice_servers]
+    servers = [
+        IceServer(urls=url, username=w.ice_username or None, credential=w.ice_credential or None)
+        for url in w.ice_servers
+    ]
     return WebRtcConfig(ice_servers=servers, max_sessions=w.max_sessions, sessions=len(service.webrtc.sessions))
 
 
-@router.post("/offer", summary="Answer a browser's offer: its camera is analysed like any camera and comes back annotated",
-             responses={429: {"model": Problem, "description": "webrtc.max_sessions visitors are already connected"}})
+@router.post(
+    "/offer",
+    summary="Answer a browser's offer: its camera is analysed like any camera and comes back annotated",
+    responses={429: {"model": Problem, "description": "webrtc.max_sessions visitors are already connected"}},
+)
 async def offer(body: WebRtcOffer, request: Request, service: Service = Depends(get_service)) -> WebRtcAnswer:
     peer = request.client.host if request.client else "unknown"
     try:

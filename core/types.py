@@ -1,19 +1,48 @@
-"""The one typed interface by which frames and emotion results move between stages.
+"""The typed values that move between the stages, and the emotion names: the floor everything else stands on.
 
-source -> Frame -> detector -> FaceBox -> crops -> classifier -> FaceResult ->
-tracker (fills track_id / smoothed / label) -> FrameResult -> sinks (Redis,
-annotated video, summary, dashboard, WebRTC).
+source -> Frame -> detector -> FaceBox -> crops -> classifier -> FaceResult -> tracker (fills track_id, smoothed,
+label) -> FrameResult -> sinks (Redis, annotated video, summary, dashboard preview, WebRTC).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-from classifier import EMOTIONS
-from detectors.base import FaceBox
+# Class index order used everywhere (folder layout of the Kaggle FER2013 release, alphabetical).
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A face in original-frame pixel coordinates (x1, y1) top-left, (x2, y2) bottom-right."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float = 1.0
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    def rounded(self) -> FaceBox:
+        """The box as answers show it: pixels to 0.1, score to 4 places."""
+        return FaceBox(round(self.x1, 1), round(self.y1, 1), round(self.x2, 1), round(self.y2, 1), round(self.score, 4))
+
+    def to_dict(self) -> dict[str, float]:
+        b = self.rounded()
+        return {"x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "score": b.score}
 
 
 @dataclass(frozen=True)
@@ -25,6 +54,14 @@ class Frame:
     captured_at: float  # unix seconds when the frame was read (live) or its stream time mapped to wall time (file)
     image: np.ndarray
     pts: float | None = None  # seconds since the start of the stream, when known
+
+
+@dataclass(frozen=True)
+class TimedFrame:
+    """A frame as a source hands it to the pipeline."""
+
+    frame: Frame
+    read_at: float  # time.monotonic() when the frame left the decoder: the start of its end-to-end latency
 
 
 @dataclass(frozen=True)
@@ -89,11 +126,3 @@ class FrameResult:
             "processed_at": self.processed_at,
             "faces": [f.to_dict() for f in self.faces],
         }
-
-
-class ResultSink(Protocol):
-    """A consumer at the end of the pipeline (Redis writer, annotated video, summary, live preview, WebRTC)."""
-
-    async def handle(self, result: FrameResult) -> None: ...
-
-    async def close(self) -> None: ...

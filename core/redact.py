@@ -1,13 +1,10 @@
-"""The one redaction function: every log line and answer that can hold a URL or a secret goes through ``redact``.
-
-It imports nothing of DeepFER's, so it can move to ``core.redact`` as is.
-"""
+"""The one redaction function: every log line and answer that can hold a URL or a secret goes through ``redact``."""
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 MASK = "***"
 MIN_SECRET_LEN = 4  # shorter known secrets would mask ordinary words

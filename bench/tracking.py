@@ -1,25 +1,26 @@
-"""Measuring tracking and smoothing on a video: track count, and shown-label changes per minute raw vs smoothed.
+"""``deepfer bench tracking``: track count, and shown-label changes per minute raw vs smoothed, on one video.
 
-``TrackingStats`` is a ``ResultSink``, so it can also sit at the end of the live
-pipeline. ``analyse_video`` is the small offline loop behind ``deepfer bench
-tracking``: detect every k-th frame (boxes carried between), classify every
-frame, in frame order, with time taken from the video's own timestamps.
+The video goes once through the real pipeline (untracked); its results are then tracked again for each smoothing
+setting compared, so a sweep costs one analysis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from aggregator.tracker import FaceTracker
-from classifier.inference import EmotionClassifier, crop_faces
-from detectors.base import FaceDetector
-from streamer.config import SmoothingSettings, TrackerSettings
-from streamer.results import FaceResult, Frame, FrameResult
+from bench.machine import machine_info
+from core.settings import Settings, SmoothingSettings, TrackerSettings
+from core.types import FrameResult
+from streamer.assembly import Models, build_pipeline, load_models
+from streamer.sources import open_source
 
 NO_IMAGE = np.zeros((1, 1, 3), np.uint8)
 
@@ -99,45 +100,35 @@ class TrackingStats:
         }
 
 
-def decode_video(path: Path, max_frames: int | None = None) -> Iterator[tuple[np.ndarray, float]]:
-    """RGB frames and their time in seconds from the start of the file."""
-    import av
+class UntrackedResults:
+    """A ``ResultSink`` keeping every frame's untracked faces (images dropped), to be tracked any number of times."""
 
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise ValueError(f"cannot open video {path}: {exc}") from None
-    with container:
-        if not container.streams.video:
-            raise ValueError(f"{path} has no video stream")
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate or 30)
-        for i, frame in enumerate(container.decode(stream)):
-            if max_frames is not None and i >= max_frames:
-                return
-            yield frame.to_ndarray(format="rgb24"), frame.time if frame.time is not None else i / rate
+    def __init__(self, max_frames: int | None, stop: Callable[[], None]):
+        self.results: list[FrameResult] = []
+        self.max_frames = max_frames
+        self.stop = stop
+
+    async def handle(self, result: FrameResult) -> None:
+        if self.max_frames is not None and len(self.results) >= self.max_frames:
+            return
+        self.results.append(dataclasses.replace(result, frame=dataclasses.replace(result.frame, image=NO_IMAGE)))
+        if self.max_frames is not None and len(self.results) >= self.max_frames:
+            self.stop()
+
+    async def close(self) -> None:
+        pass
 
 
-def analyse_video(path: Path, detector: FaceDetector, classifier: EmotionClassifier, detect_every: int = 1,
-                  crop_margin: float = 0.2, classify_carried: bool = True, camera_id: str = "video",
-                  start_at: float = 0.0, max_frames: int | None = None) -> list[FrameResult]:
-    """Untracked results for every frame (images dropped to save memory), ready to be tracked any number of times.
-
-    As in the pipeline, frames between detections carry the last boxes; their crops
-    are classified again unless ``classify_carried`` is off (then the last probabilities are reused).
-    """
-    results: list[FrameResult] = []
-    boxes: list = []
-    probs: np.ndarray | list = []
-    for i, (image, pts) in enumerate(decode_video(path, max_frames)):
-        detected = i % detect_every == 0
-        if detected:
-            boxes = detector.detect([image])[0]
-        if detected or classify_carried:
-            probs = classifier.predict_faces(crop_faces(image, [b.xyxy for b in boxes], crop_margin)) if boxes else []
-        faces = [FaceResult(b, np.asarray(p, np.float32), detected=detected) for b, p in zip(boxes, probs)]
-        results.append(FrameResult(Frame(camera_id, i, start_at + pts, NO_IMAGE, pts), faces, processed_at=start_at + pts))
-    return results
+async def analyse_file(settings: Settings, models: Models, path: Path,
+                       max_frames: int | None = None) -> list[FrameResult]:
+    """Every frame of a video file through the pipeline (its detection schedule, carried boxes and classifier
+    batches), untracked, in frame order, with times from the file's own timestamps."""
+    pipeline = build_pipeline(settings, models, track=False)
+    collected = UntrackedResults(max_frames, pipeline.request_stop)
+    pipeline.add_sink(collected)
+    pipeline.add_source(open_source(str(path), "video", settings.sources, settings.pipeline))
+    await pipeline.run(until_idle=True)
+    return collected.results
 
 
 def track_results(results: list[FrameResult], tracker: TrackerSettings, smoothing: SmoothingSettings) -> dict:
@@ -150,3 +141,19 @@ def track_results(results: list[FrameResult], tracker: TrackerSettings, smoothin
     report["half_life_s"] = smoothing.half_life_s
     report["switch_margin"] = smoothing.switch_margin
     return report
+
+
+def bench_tracking(settings: Settings, source: Path, sweep: Sequence[SmoothingSettings] = (),
+                   max_frames: int | None = None) -> dict:
+    """Tracks and label changes with the configured smoothing, plus each setting of ``sweep`` when given."""
+    models = load_models(settings)
+    started = time.perf_counter()
+    results = asyncio.run(analyse_file(settings, models, source, max_frames))
+    analysis_s = time.perf_counter() - started
+    main_run = track_results(results, settings.tracker, settings.smoothing)
+    runs = [track_results(results, settings.tracker, c) for c in sweep]
+    return {"benchmark": "tracking", "source": str(source), "weights": str(getattr(models.classifier, "path", "")),
+            "model": models.classifier.name, "detector": models.detector.name,
+            "detect_every": settings.detector.detect_every, "max_side": settings.detector.max_side,
+            "analysis_s": round(analysis_s, 2), "tracker": settings.tracker.model_dump(), **main_run,
+            "sweep": [{k: v for k, v in r.items() if k != "per_track"} for r in runs], "machine": machine_info()}

@@ -23,7 +23,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-
 # Refused camera networks by default: where a camera never is, and where SSRF finds cloud credentials.
 DENIED_NETWORKS = (
     "169.254.0.0/16",  # IPv4 link-local: AWS, GCP, Azure, OpenStack, DigitalOcean metadata at 169.254.169.254
@@ -59,13 +58,17 @@ class DetectorSettings(Section):
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     min_confidence: float = Field(0.9, ge=0, le=1, description="Faces scored below this are dropped.")
     max_side: int = Field(640, ge=64, description="Frames whose long side exceeds this are downscaled for detection.")
-    detect_every: int = Field(3, ge=1, description="Run the detector on every k-th frame; boxes are carried between (3 keeps one 596x336 stream at 30 fps on 2 CPU cores).")
+    detect_every: int = Field(3, ge=1, description="Run the detector on every k-th frame; boxes are carried between (3 "
+                                                   "keeps one 596x336 stream at 30 fps on 2 CPU cores).")
     batch_size: int = Field(8, ge=1, description="Frames per detector call, across all cameras.")
     haar_scale_factor: float = Field(1.1, gt=1)
     haar_min_neighbors: int = Field(5, ge=1)
-    mtcnn_scale_factor: float = Field(0.709, gt=0, lt=1, description="MTCNN image pyramid step; lower is faster but misses more sizes.")
-    threads: int = Field(0, ge=0, description="CPU threads for torch when detecting on CPU (0: torch's default, one per core).")
-    mtcnn_batched: bool = Field(False, description="MTCNN post-processing as whole-batch tensor ops (roi_align, batched NMS): meant for GPUs; same on CPU.")
+    mtcnn_scale_factor: float = Field(0.709, gt=0, lt=1, description="MTCNN image pyramid step; lower is faster but "
+                                                                     "misses more sizes.")
+    threads: int = Field(0, ge=0, description="CPU threads for torch when detecting on CPU (0: torch's default, one "
+                                              "per core).")
+    mtcnn_batched: bool = Field(False, description="MTCNN post-processing as whole-batch tensor ops (roi_align, "
+                                                   "batched NMS): meant for GPUs; same on CPU.")
 
 
 class TrainSettings(Section):
@@ -88,7 +91,8 @@ class TrainSettings(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="CPU threads for torch (0: all cores).")
     compile: bool = Field(
-        False, description="torch.compile the training step: deepfer_resnet trains about 25% faster on a 2-core CPU after a one-minute compile."
+        False, description="torch.compile the training step: deepfer_resnet trains about 25% faster on a 2-core CPU "
+                           "after a one-minute compile."
     )
 
 
@@ -99,18 +103,25 @@ class SourceSettings(Section):
     stall_timeout_s: float = Field(20.0, gt=0, description="A live stream with no frame for this long is restarted.")
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
-    reconnect_jitter: float = Field(0.5, ge=0, le=1, description="Each reconnect delay is cut by a random part up to this fraction.")
-    file_rate: Literal["asap", "realtime"] = Field("asap", description="File sources: as fast as processed, or at their own fps.")
+    reconnect_jitter: float = Field(0.5, ge=0, le=1, description="Each reconnect delay is cut by a random part up to "
+                                                                 "this fraction.")
+    file_rate: Literal["asap", "realtime"] = Field("asap", description="File sources: as fast as processed, or at "
+                                                                       "their own fps.")
     webcam_fps: float = Field(0.0, ge=0, description="Frame rate asked of webcams (0: the camera's default).")
     allowed_networks: list[str] = Field(
-        default_factory=list, description="Camera addresses (after DNS, when added and at every reconnect) must be in one of these CIDRs; empty: any address not denied.")
+        default_factory=list, description="Camera addresses (after DNS, when added and at every reconnect) must be in "
+                                          "one of these CIDRs; empty: any address not denied.")
     denied_networks: list[str] = Field(
         default_factory=lambda: list(DENIED_NETWORKS),
-        description="Camera addresses in these CIDRs are refused: link-local (where cloud metadata services live), AWS's IPv6 and Alibaba's metadata addresses, and 'this host' (0.0.0.0 connects to the machine itself). The Redis DeepFER uses is always refused.")
+        description="Camera addresses in these CIDRs are refused: link-local (where cloud metadata services live), "
+                    "AWS's IPv6 and Alibaba's metadata addresses, and 'this host' (0.0.0.0 connects to the machine "
+                    "itself). The Redis DeepFER uses is always refused.")
     media_dirs: list[Path] = Field(
-        default_factory=list, description="Folders whose video files may be added as cameras through the dashboard API (empty: none). deepfer run reads any file.")
+        default_factory=list, description="Folders whose video files may be added as cameras through the dashboard API "
+                                          "(empty: none). deepfer run reads any file.")
     rtsps_ca_file: str = Field(
-        "", description="PEM CA bundle: rtsps:// camera certificates are verified (chain and host name) against it. Empty: not verified (FFmpeg's default; cameras have self-signed certificates).")
+        "", description="PEM CA bundle: rtsps:// camera certificates are verified (chain and host name) against it. "
+                        "Empty: not verified (FFmpeg's default; cameras have self-signed certificates).")
 
     @field_validator("allowed_networks", "denied_networks")
     @classmethod
@@ -134,27 +145,38 @@ class SourceSettings(Section):
 class PipelineSettings(Section):
     live_queue_size: int = Field(1, ge=1, description="Frames kept per live source when behind (newest wins).")
     file_queue_size: int = Field(8, ge=1, description="Frames buffered per file source (no drops).")
-    max_in_flight: int = Field(4, ge=1, description="Frames per camera being detected/classified at once (lets one camera fill a batch).")
+    max_in_flight: int = Field(4, ge=1, description="Frames per camera being detected/classified at once (lets one "
+                                                    "camera fill a batch).")
     detect_max_wait_ms: float = Field(5.0, ge=0, description="Longest a frame waits for the detector batch to fill.")
-    classify_carried: bool = Field(True, description="Classify the carried boxes' crops on frames without detection (else reuse the last probabilities).")
+    classify_carried: bool = Field(True, description="Classify the carried boxes' crops on frames without detection "
+                                                     "(else reuse the last probabilities).")
     stats_window_s: float = Field(5.0, gt=0, description="Window of the recent-fps figure in stats.")
     latency_samples: int = Field(2048, ge=16, description="Recent latencies kept per camera for p50/p95.")
     log_every_s: float = Field(10.0, ge=0, description="deepfer run logs per-camera stats this often (0: never).")
-    summary_max_frames: int = Field(20000, ge=0, description="Per-frame results kept per camera in --summary-json (per-track totals are always complete).")
+    summary_max_frames: int = Field(20000, ge=0, description="Per-frame results kept per camera in --summary-json "
+                                                             "(per-track totals are always complete).")
     video_codec: str = Field("libx264", description="Encoder of the annotated video.")
     video_preset: str = Field("veryfast", description="Encoder speed preset (libx264).")
     video_crf: int = Field(23, ge=0, le=51, description="Encoder quality (lower is better, bigger).")
-    output_queue: int = Field(16, ge=1, description="Frames waiting for the video encoder before the pipeline waits (never dropped).")
-    stop_timeout_s: float = Field(15.0, gt=0, description="Longest a clean stop waits for in-flight frames and outputs.")
+    output_queue: int = Field(16, ge=1, description="Frames waiting for the video encoder before the pipeline waits "
+                                                    "(never dropped).")
+    stop_timeout_s: float = Field(15.0, gt=0,
+                                  description="Longest a clean stop waits for in-flight frames and outputs.")
 
 
 class TrackerSettings(Section):
-    iou_threshold: float = Field(0.3, gt=0, lt=1, description="Least IoU between a track's predicted box and a detection to match.")
+    iou_threshold: float = Field(
+        0.3, gt=0, lt=1, description="Least IoU between a track's predicted box and a detection to match."
+    )
     min_hits: int = Field(3, ge=1, description="Consecutive detections before a track is born and gets an id.")
     max_age_s: float = Field(1.5, gt=0, description="A track unseen this long dies; a face seen later gets a new id.")
     use_kalman: bool = Field(True, description="Predict boxes with a constant-velocity Kalman filter (else: last box).")
-    process_noise: float = Field(2.0, gt=0, description="Kalman: face acceleration spread, in face heights per second squared.")
-    measurement_noise: float = Field(0.05, gt=0, description="Kalman: detector box jitter, as a fraction of the face height.")
+    process_noise: float = Field(
+        2.0, gt=0, description="Kalman: face acceleration spread, in face heights per second squared."
+    )
+    measurement_noise: float = Field(
+        0.05, gt=0, description="Kalman: detector box jitter, as a fraction of the face height."
+    )
 
 
 class SmoothingSettings(Section):
@@ -163,18 +185,30 @@ class SmoothingSettings(Section):
 
 
 class RedisSettings(Section):
-    url: str = Field("", repr=False, description="Empty: use default_url if it answers, else start an embedded redis-server.")
+    url: str = Field(
+        "", repr=False, description="Empty: use default_url if it answers, else start an embedded redis-server."
+    )
     default_url: str = Field("redis://127.0.0.1:6379", repr=False, description="Tried when url is empty.")
     embedded: bool = Field(True, description="Start redis-server under paths.data_dir when no Redis answers.")
     retention_days: float = Field(7.0, gt=0, description="Points, people and roll-ups older than this are removed.")
-    points_per_s: float = Field(5.0, ge=0, description="Most points written per person per second; 0: every processed frame.")
-    buffer_max: int = Field(10000, ge=1, description="Points kept in memory while Redis is down before spilling to disk.")
+    points_per_s: float = Field(
+        5.0, ge=0, description="Most points written per person per second; 0: every processed frame."
+    )
+    buffer_max: int = Field(
+        10000, ge=1, description="Points kept in memory while Redis is down before spilling to disk."
+    )
     batch_size: int = Field(500, ge=1, description="Points per Redis transaction.")
     connect_timeout_s: float = Field(1.0, gt=0, description="Connect and command timeout; slower counts as Redis down.")
     retry_max_s: float = Field(5.0, gt=0, description="Longest wait between reconnection attempts.")
-    close_timeout_s: float = Field(5.0, ge=0, description="On exit, longest wait for Redis; the rest stays in the journal.")
-    events: bool = Field(True, description="Publish every frame's faces on the live channel {key_prefix}:events:{camera}.")
-    key_prefix: str = Field("deepfer", min_length=1, description="Start of every key, to share one Redis between setups.")
+    close_timeout_s: float = Field(
+        5.0, ge=0, description="On exit, longest wait for Redis; the rest stays in the journal."
+    )
+    events: bool = Field(
+        True, description="Publish every frame's faces on the live channel {key_prefix}:events:{camera}."
+    )
+    key_prefix: str = Field(
+        "deepfer", min_length=1, description="Start of every key, to share one Redis between setups."
+    )
 
 
 MIN_TOKEN_LENGTH = 16
@@ -183,30 +217,76 @@ MIN_TOKEN_LENGTH = 16
 class DashboardSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    token: str = Field("", description="API token, at least 16 characters; required when host is not loopback. Prefer DEEPFER_DASHBOARD__TOKEN to a flag or this file (flags show in ps).")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Host names answered besides localhost, 127.0.0.1, ::1 and host (every address of the machine when host is 0.0.0.0 or ::); '*.example.com' takes its subdomains, '*' any name (no DNS-rebinding protection). Others get 400.")
-    max_upload_mb: float = Field(10.0, gt=0, description="Largest /api/predict upload, counted on the bytes received (chunked too).")
-    max_json_kb: int = Field(64, ge=1, description="Largest request body on every other route (JSON, the sign-in form), counted on the bytes received.")
+    token: str = Field(
+        "",
+        description="API token, at least 16 characters; required when host is not loopback. Prefer "
+        "DEEPFER_DASHBOARD__TOKEN to a flag or this file (flags show in ps).",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names answered besides localhost, "
+        "127.0.0.1, ::1 and host (every address of the "
+        "machine when host is 0.0.0.0 or ::); "
+        "'*.example.com' takes its subdomains, '*' any "
+        "name (no DNS-rebinding protection). Others get "
+        "400.",
+    )
+    max_upload_mb: float = Field(
+        10.0, gt=0, description="Largest /api/predict upload, counted on the bytes received (chunked too)."
+    )
+    max_json_kb: int = Field(
+        64,
+        ge=1,
+        description="Largest request body on every other route (JSON, the sign-in "
+        "form), counted on the bytes received.",
+    )
     snapshots: bool = Field(False, description="Keep face images; off by default for privacy.")
-    max_image_pixels: int = Field(16_000_000, ge=1, description="Uploads with more pixels are refused from their header (413) before decoding: 16 MP takes 12 MP photos and 4K frames, and one decode peaks near 11 bytes a pixel (about 175 MB).")
+    max_image_pixels: int = Field(
+        16_000_000,
+        ge=1,
+        description="Uploads with more pixels are refused from their "
+        "header (413) before decoding: 16 MP takes 12 MP "
+        "photos and 4K frames, and one decode peaks near 11 "
+        "bytes a pixel (about 175 MB).",
+    )
     predict_workers: int = Field(2, ge=1, description="Uploads decoded and analysed at once.")
     predict_queue: int = Field(4, ge=0, description="Uploads waiting for a worker; more get 503 with Retry-After.")
-    login_max_failures: int = Field(5, ge=1, description="Failed sign-ins per client address within login_window_s; then /login answers 429 with Retry-After.")
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins per client address within login_window_s; "
+        "then /login answers 429 with Retry-After.",
+    )
     login_window_s: float = Field(300.0, gt=0, description="Window over which failed sign-ins are counted.")
-    hsts_max_age_s: int = Field(31_536_000, ge=0, description="Strict-Transport-Security max-age sent over HTTPS (0: not sent).")
+    hsts_max_age_s: int = Field(
+        31_536_000, ge=0, description="Strict-Transport-Security max-age sent over HTTPS (0: not sent)."
+    )
     present_window_s: float = Field(5.0, gt=0, description="A person seen within this many seconds is 'in view now'.")
     max_series_points: int = Field(5000, ge=1, description="Most points one person's time series answer holds.")
     max_people: int = Field(500, ge=1, description="Most people one people answer holds (most recent first).")
-    max_cameras: int = Field(0, ge=0, description="Most cameras configured at once (each is a decode thread); 0: 4 per CPU core this process may use.")
-    default_range_s: float = Field(3600.0, gt=0, description="Time range of people and metrics answers when none is given.")
+    max_cameras: int = Field(
+        0,
+        ge=0,
+        description="Most cameras configured at once (each is a decode thread); 0: 4 per "
+        "CPU core this process may use.",
+    )
+    default_range_s: float = Field(
+        3600.0, gt=0, description="Time range of people and metrics answers when none is given."
+    )
     preview_fps: float = Field(5.0, gt=0, description="Frames per second of the live MJPEG preview.")
     preview_jpeg_quality: int = Field(75, ge=10, le=95, description="JPEG quality of previews.")
     live_max_per_s: float = Field(4.0, gt=0, description="Most live (SSE) events sent per camera per second.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="A comment line is sent this often on idle event streams.")
-    sse_stats_every_s: float = Field(2.0, gt=0, description="Camera status and counters are sent on the event stream this often.")
-    snapshot_max_people: int = Field(200, ge=1, description="Face snapshots kept in memory per camera (cameras with snapshots on).")
+    sse_stats_every_s: float = Field(
+        2.0, gt=0, description="Camera status and counters are sent on the event stream this often."
+    )
+    snapshot_max_people: int = Field(
+        200, ge=1, description="Face snapshots kept in memory per camera (cameras with snapshots on)."
+    )
     cookie_max_age_s: int = Field(7 * 86400, ge=60, description="Lifetime of the login cookie.")
-    tls_cert: str = Field("", description="PEM certificate: serve HTTPS (browsers allow the camera only over HTTPS or on localhost).")
+    tls_cert: str = Field(
+        "", description="PEM certificate: serve HTTPS (browsers allow the camera only over HTTPS or on localhost)."
+    )
     tls_key: str = Field("", description="PEM private key of tls_cert.")
 
     @field_validator("token")
@@ -214,12 +294,16 @@ class DashboardSettings(Section):
     def _token_length(cls, token: str) -> str:
         """A short token can be guessed; the message names the rule, never the value."""
         if token and len(token) < MIN_TOKEN_LENGTH:
-            raise PydanticCustomError("token_too_short", "must be at least {n} characters (make one with: python -c "
-                                      "'import secrets; print(secrets.token_urlsafe(24))')", {"n": MIN_TOKEN_LENGTH})
+            raise PydanticCustomError(
+                "token_too_short",
+                "must be at least {n} characters (make one with: python -c "
+                "'import secrets; print(secrets.token_urlsafe(24))')",
+                {"n": MIN_TOKEN_LENGTH},
+            )
         return token
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> "DashboardSettings":
+    def _tls_pair(self) -> DashboardSettings:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("dashboard.tls_cert and dashboard.tls_key go together: set both or neither")
         for name in ("tls_cert", "tls_key"):
@@ -230,16 +314,42 @@ class DashboardSettings(Section):
 
 
 class WebRtcSettings(Section):
-    ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for visitors behind NAT (empty: host candidates only, enough on a LAN).")
-    ice_username: str = Field("", repr=False, description="TURN user name (sent to the browser with ice_servers, never logged).")
-    ice_credential: str = Field("", repr=False, description="TURN password (sent to the browser with ice_servers, never logged).")
+    ice_servers: list[str] = Field(
+        default_factory=list,
+        description="STUN/TURN URLs for visitors behind NAT (empty: host candidates only, enough on a LAN).",
+    )
+    ice_username: str = Field(
+        "", repr=False, description="TURN user name (sent to the browser with ice_servers, never logged)."
+    )
+    ice_credential: str = Field(
+        "", repr=False, description="TURN password (sent to the browser with ice_servers, never logged)."
+    )
     max_sessions: int = Field(4, ge=1, description="Most WebRTC visitors at once; more get 429.")
-    max_in_flight: int = Field(1, ge=1, description="A visitor's frames analysed at once (pipeline.max_in_flight for cameras): 1 gives the lowest delay.")
-    batch_wait_ms: float = Field(0.0, ge=0, description="Longest a visitor's frame waits for a detector/classifier batch to fill (cameras: pipeline.detect_max_wait_ms, classifier.max_wait_ms); 0: start at once with what is queued.")
-    connect_timeout_s: float = Field(20.0, gt=0, description="A session whose peer has not connected by then is closed.")
-    disconnect_grace_s: float = Field(5.0, ge=0, description="A peer gone 'disconnected' this long is closed (it may come back before).")
-    camera_prefix: str = Field("webrtc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$", description="Camera id of a session: <prefix>-<8 hex>.")
-    max_channel_buffer_kb: int = Field(256, ge=1, description="Per-face messages are skipped while the data channel holds more than this.")
+    max_in_flight: int = Field(
+        1,
+        ge=1,
+        description="A visitor's frames analysed at once (pipeline.max_in_flight for "
+        "cameras): 1 gives the lowest delay.",
+    )
+    batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="Longest a visitor's frame waits for a detector/classifier "
+        "batch to fill (cameras: pipeline.detect_max_wait_ms, "
+        "classifier.max_wait_ms); 0: start at once with what is queued.",
+    )
+    connect_timeout_s: float = Field(
+        20.0, gt=0, description="A session whose peer has not connected by then is closed."
+    )
+    disconnect_grace_s: float = Field(
+        5.0, ge=0, description="A peer gone 'disconnected' this long is closed (it may come back before)."
+    )
+    camera_prefix: str = Field(
+        "webrtc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$", description="Camera id of a session: <prefix>-<8 hex>."
+    )
+    max_channel_buffer_kb: int = Field(
+        256, ge=1, description="Per-face messages are skipped while the data channel holds more than this."
+    )
     latency_samples: int = Field(2048, ge=16, description="Recent arrival-to-send delays kept per session for p50/p95.")
 
 
@@ -247,7 +357,10 @@ class Settings(BaseSettings):
     """The whole configuration. Unknown keys are errors, so typos fail at start-up."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DEEPFER_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True,
+        env_prefix="DEEPFER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
         hide_input_in_errors=True,  # a refused value may be a secret (a short token, a Redis URL with its password)
     )
 
@@ -264,7 +377,7 @@ class Settings(BaseSettings):
     webrtc: WebRtcSettings = WebRtcSettings()
 
     @model_validator(mode="after")
-    def _token_required_off_loopback(self) -> "Settings":
+    def _token_required_off_loopback(self) -> Settings:
         if self.dashboard.host not in {"127.0.0.1", "localhost", "::1"} and not self.dashboard.token:
             raise ValueError("dashboard.token must be set when dashboard.host is not loopback")
         return self

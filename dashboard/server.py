@@ -1,0 +1,68 @@
+"""``deepfer serve``: check what can fail before the server starts, find or start Redis, then run uvicorn."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from core.redact import RedactFilter, redact
+from core.settings import Settings, secret_values
+
+
+class ServeError(ValueError):
+    """The server cannot start; the message says why in one line."""
+
+
+def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Run the dashboard until Ctrl-C. A missing model, an unusable TLS pair or no Redis fail here in one line,
+    not in the server's start-up; ``say`` gets the Redis in use and the address to open."""
+    import uvicorn
+
+    from aggregator.embedded_redis import connect_or_start
+    from classifier.inference import resolve_weights
+    from dashboard.app import create_app
+
+    resolve_weights(settings.classifier.weights)
+    d = settings.dashboard
+    if d.tls_cert:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(d.tls_cert, d.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ServeError(f"cannot use the TLS certificate {d.tls_cert} with key {d.tls_key}: {exc}") from None
+    url, embedded = connect_or_start(settings)
+    settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+    say(f"Redis: {redact(url)}" + (f" (embedded, data in {embedded.dir})" if embedded else ""))
+    shown = f"[{d.host}]" if ":" in d.host else d.host
+    scheme = "https" if d.tls_cert else "http"
+    say(
+        f"DeepFER dashboard on {scheme}://{shown}:{d.port}/ (live demo: /demo)"
+        + (" (API token required)" if d.token else "")
+    )
+    tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=d.host,
+            port=d.port,
+            log_level="info",
+            timeout_graceful_shutdown=5,
+            log_config=uvicorn_log_config(secret_values(settings)),
+            **tls,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def uvicorn_log_config(secrets: list[str]) -> dict[str, Any]:
+    """uvicorn's own logging set-up, with its handlers (which do not go through the root logger) redacted too."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": RedactFilter, "secrets": secrets}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config

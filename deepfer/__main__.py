@@ -1,0 +1,3 @@
+from deepfer.cli import app
+
+app(prog_name="deepfer")

@@ -1,0 +1,209 @@
+"""The one place that wires DeepFER together: models, trackers, sources, sinks and the pipeline.
+
+``deepfer run``, ``deepfer serve`` (through the dashboard's service), the WebRTC gateway's pipeline and every
+benchmark build their parts here, so they all run the same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aggregator.tracker import FaceTracker
+from classifier.inference import build_classifier
+from core.protocols import EmotionModel, FaceDetector, ResultSink, TrackerFactory
+from core.settings import Settings
+from detectors import build_detector
+from streamer.netpolicy import NetworkPolicy
+from streamer.pipeline import CameraStats, Pipeline
+from streamer.sources import SourceError, VideoSource, default_camera_id, open_source
+
+log = logging.getLogger(__name__)
+
+
+def build_sources(uris: Sequence[str], camera_ids: Sequence[str], settings: Settings,
+                  live_files: bool = False) -> list[VideoSource]:
+    """One source per URI; ``camera_ids`` name the first ones, the rest get ids from their URI (made unique)."""
+    if not uris:
+        raise SourceError("give at least one --source")
+    if len(camera_ids) > len(uris):
+        raise SourceError(f"{len(camera_ids)} --camera-id for {len(uris)} --source")
+    explicit = list(camera_ids)
+    if len(set(explicit)) != len(explicit):
+        raise SourceError(f"--camera-id values must be unique, got {explicit}")
+    used = set(explicit)
+    ids: list[str] = []
+    for i, uri in enumerate(uris):
+        if i < len(explicit):
+            ids.append(explicit[i])
+            continue
+        base = cid = default_camera_id(uri)
+        n = 2
+        while cid in used:
+            cid, n = f"{base}-{n}", n + 1
+        used.add(cid)
+        ids.append(cid)
+    policy = NetworkPolicy.from_settings(settings.sources, [settings.redis.url, settings.redis.default_url])
+    return [open_source(uri, cid, settings.sources, settings.pipeline, live_file=live_files, policy=policy)
+            for uri, cid in zip(uris, ids)]
+
+
+def tracker_factory(settings: Settings) -> TrackerFactory:
+    """One ``FaceTracker`` (with its emotion smoothing) per camera."""
+    return lambda camera_id: FaceTracker(settings.tracker, settings.smoothing)
+
+
+def video_outputs(output: Path, camera_ids: Sequence[str]) -> dict[str, Path]:
+    """``--output x.mp4``: that file for one camera, ``x-<camera>.mp4`` for each of several."""
+    if len(camera_ids) == 1:
+        return {camera_ids[0]: output}
+    return {cid: output.with_name(f"{output.stem}-{cid}{output.suffix or '.mp4'}") for cid in camera_ids}
+
+
+async def run_until_done(pipeline: Pipeline, until_idle: bool, log_every_s: float = 0.0) -> bool:
+    """Run the pipeline; SIGINT/SIGTERM stop it cleanly (outputs flushed). True when stopped by a signal.
+
+    A second Ctrl-C abandons the clean stop.
+    """
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    interrupted = False
+
+    def on_signal(signame: str) -> None:
+        nonlocal interrupted
+        if interrupted:
+            log.warning("%s again: aborting without waiting for outputs", signame)
+            if main is not None:
+                main.cancel()
+            return
+        interrupted = True
+        log.info("%s: stopping, finishing the frames in flight and closing outputs (again to abort)", signame)
+        pipeline.request_stop()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig.name)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or not a Unix loop
+            pass
+    reporter = asyncio.create_task(_report(pipeline, log_every_s)) if log_every_s > 0 else None
+    try:
+        await pipeline.run(until_idle=until_idle)
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return interrupted
+
+
+async def _report(pipeline: Pipeline, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        for s in pipeline.stats().values():
+            log.info(
+                "camera %s: %s, read %d, processed %d, dropped %d, faces %d, %.1f fps, latency p50 %s ms p95 %s ms",
+                s.camera_id,
+                s.status,
+                s.frames_read,
+                s.frames_processed,
+                s.frames_dropped,
+                s.faces,
+                s.recent_fps,
+                s.latency_p50_ms,
+                s.latency_p95_ms,
+            )
+
+
+@dataclass(frozen=True)
+class Models:
+    detector: FaceDetector
+    classifier: EmotionModel
+
+
+def load_models(settings: Settings) -> Models:
+    """The detector and classifier named by the settings (``WeightsError``/``ValueError`` on bad choices)."""
+    return Models(build_detector(settings.detector), build_classifier(settings.classifier))
+
+
+def build_pipeline(
+    settings: Settings, models: Models, sinks: Sequence[ResultSink] = (), track: bool = True
+) -> Pipeline:
+    """A pipeline over the shared models; ``track`` gives each camera a tracker (ids, smoothing)."""
+    return Pipeline(settings, models.detector, models.classifier, tracker_factory(settings) if track else None, sinks)
+
+
+@dataclass
+class RunOutcome:
+    """What ``run_sources`` ended with: final per-camera stats, and points Redis did not take (left in the journal)."""
+
+    stats: dict[str, CameraStats]
+    interrupted: bool
+    unsaved_points: int = 0
+    journal_dir: Path | None = None
+
+    @property
+    def failed(self) -> list[CameraStats]:
+        return [s for s in self.stats.values() if s.status == "failed"]
+
+
+def run_sources(
+    settings: Settings,
+    uris: Sequence[str],
+    camera_ids: Sequence[str],
+    output: Path | None = None,
+    summary_json: Path | None = None,
+    track: bool = True,
+    store: bool = False,
+    say: Callable[[str], None] = log.info,
+) -> RunOutcome:
+    """``deepfer run``: analyse the sources until files end or Ctrl-C, writing the outputs asked for.
+
+    ``store``: tracked people also go to Redis (an embedded server when none answers). ``say`` gets the few lines
+    a user should see while it starts.
+    """
+    from aggregator.redis_sink import open_redis_sink
+    from streamer.outputs import AnnotatedVideoSink, SummarySink
+
+    sources = build_sources(uris, camera_ids, settings)  # bad paths fail here, before models load
+    models = load_models(settings)
+    pipeline = build_pipeline(settings, models, track=track)
+    for source in sources:
+        pipeline.add_source(source)
+    if output is not None:
+        pipeline.add_sink(AnnotatedVideoSink(video_outputs(output, [s.camera_id for s in sources]), settings.pipeline))
+    if summary_json is not None:
+
+        def extra() -> dict:
+            return {
+                "timing": pipeline.timing(),
+                "detector": settings.detector.kind,
+                "detect_every": settings.detector.detect_every,
+                "classifier": models.classifier.name,
+            }
+
+        pipeline.add_sink(SummarySink(summary_json, pipeline.stats, extra, settings.pipeline.summary_max_frames))
+    redis_sink = embedded = None
+    if store and track:
+        redis_sink, embedded = open_redis_sink(settings)
+        pipeline.add_sink(redis_sink)
+        say(f"storing people in Redis at {redis_sink.display} (keys {settings.redis.key_prefix}:*)")
+    live = any(s.live for s in sources)
+    say(
+        f"analysing {len(sources)} source(s) with {models.detector.name} + {models.classifier.name} on "
+        f"{models.classifier.device}" + ("; Ctrl-C stops" if live else "")
+    )
+    try:
+        interrupted = asyncio.run(
+            run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s)
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    unsaved = redis_sink.buffer_depth if redis_sink is not None else 0
+    return RunOutcome(pipeline.stats(), interrupted, unsaved, redis_sink.journal.dir if unsaved else None)

@@ -1,0 +1,132 @@
+"""The floors of the house: imports only point down, and nothing imports in a circle.
+
+Every import is read from the source (module level, inside functions, under TYPE_CHECKING), so an import hidden in
+a function counts like any other.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Which package may import which (besides itself). Read bottom to top: a package may use the floors below it.
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "detectors": {"core"},
+    "classifier": {"core"},
+    "aggregator": {"core"},
+    "streamer": {"core", "detectors", "classifier", "aggregator"},
+    "bench": {"core", "detectors", "classifier", "aggregator", "streamer"},
+    "dashboard": {"core", "detectors", "classifier", "aggregator", "streamer"},
+    "deepfer": {"core", "detectors", "classifier", "aggregator", "streamer", "bench", "dashboard"},
+    "scripts": {"core"},
+}
+PACKAGES = set(ALLOWED)
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every DeepFER module ``path`` imports, wherever the import statement stands."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # "from pkg import mod" imports pkg.mod when it is a module, else a name of pkg
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.split(".")[0] in PACKAGES)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    files = [p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")]
+    modules = {module_name(p): p for p in files}
+    edges: dict[str, set[str]] = defaultdict(set)
+    for name, path in modules.items():
+        for target in imports_of(path):
+            while target not in modules and "." in target:  # a name inside a module: the module it lives in
+                target = target.rsplit(".", 1)[0]
+            if target in modules and target != name:
+                edges[name].add(target)
+        edges.setdefault(name, set())
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one member (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def package(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_every_package_imports_only_the_floors_below_it():
+    wrong = sorted(f"{m} -> {t}" for m, targets in graph().items() for t in targets
+                   if package(t) != package(m) and package(t) not in ALLOWED[package(m)])
+    assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
+
+
+def test_no_module_cycles():
+    assert not cycles(graph()), f"modules importing each other in a circle: {cycles(graph())}"
+
+
+def test_no_package_cycles():
+    edges: dict[str, set[str]] = defaultdict(set)
+    for m, targets in graph().items():
+        edges[package(m)].update(package(t) for t in targets if package(t) != package(m))
+    assert not cycles(edges), f"packages importing each other in a circle: {cycles(edges)}"
+
+
+def test_the_assembly_is_wired_only_from_the_entry_points():
+    """streamer.assembly builds the parts; no stage, and nothing in streamer but itself, reaches up to it."""
+    users = sorted(m for m, targets in graph().items() if "streamer.assembly" in targets)
+    assert users and all(package(m) in ("bench", "dashboard", "deepfer") for m in users), users
+
+
+def test_the_checker_sees_function_level_imports(tmp_path):
+    """The test would fail on an upward import hidden inside a function."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from dashboard.app import create_app\n    import streamer.pipeline\n")
+    assert {"dashboard.app", "dashboard.app.create_app", "streamer.pipeline"} <= imports_of(probe)
