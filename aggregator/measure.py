@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from aggregator.tracker import FaceTracker
-from classifier.inference import EmotionClassifier, crop_faces
+from classifier.inference import Classifier, crop_faces
 from detectors.base import FaceDetector
 from streamer.config import SmoothingSettings, TrackerSettings
 from streamer.results import FaceResult, Frame, FrameResult
@@ -118,7 +118,7 @@ def decode_video(path: Path, max_frames: int | None = None) -> Iterator[tuple[np
             yield frame.to_ndarray(format="rgb24"), frame.time if frame.time is not None else i / rate
 
 
-def analyse_video(path: Path, detector: FaceDetector, classifier: EmotionClassifier, detect_every: int = 1,
+def analyse_video(path: Path, detector: FaceDetector, classifier: Classifier, detect_every: int = 1,
                   crop_margin: float = 0.2, classify_carried: bool = True, camera_id: str = "video",
                   start_at: float = 0.0, max_frames: int | None = None) -> list[FrameResult]:
     """Untracked results for every frame (images dropped to save memory), ready to be tracked any number of times.

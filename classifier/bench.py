@@ -1,15 +1,20 @@
-"""Classifier throughput and latency per batch size: the numbers behind ``classifier.batch_size``."""
+"""Classifier throughput and latency per batch size: the numbers behind ``classifier.batch_size``.
+
+Several classifiers (a PyTorch checkpoint and its ONNX exports, say) are timed in interleaved rounds:
+each round runs every classifier at every batch size for a slice of the time, so load from other work on a
+shared machine falls on all of them alike, and the per-round ratios compare them fairly.
+"""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from classifier.data import IMAGE_SIZE
-from classifier.inference import EmotionClassifier
+from classifier.inference import Classifier
 
 
 def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
@@ -18,30 +23,70 @@ def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
             "min": float(ms.min()), "max": float(ms.max())}
 
 
-def time_calls(fn: Callable[[], object], seconds: float, min_calls: int, warmup: int, sync: Callable[[], None]) -> list[float]:
-    """Wall time of each call of ``fn`` after ``warmup`` calls, until ``seconds`` passed and ``min_calls`` were made."""
+def time_calls(fn: Callable[[], object], seconds: float, min_calls: int, warmup: int) -> list[float]:
+    """Wall time of each call of ``fn`` after ``warmup`` calls, until ``seconds`` passed and ``min_calls`` were made.
+
+    ``fn`` returns host arrays, so each call has finished on the device when it returns.
+    """
     for _ in range(warmup):
         fn()
-    sync()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < min_calls or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         fn()
-        sync()
         times.append(time.perf_counter() - t0)
     return times
 
 
-def bench_classifier(clf: EmotionClassifier, batch_sizes: Sequence[int], seconds: float, min_calls: int = 3,
-                     warmup: int = 2, seed: int = 0) -> list[dict]:
-    """faces/s and per-call latency of ``predict_faces`` (host uint8 in, host probabilities out) per batch size."""
+def describe(clf: Classifier) -> dict:
+    """Which classifier a row is about: weights file, its size, what runs it and at which precision."""
+    path = Path(clf.path) if clf.path else None
+    meta = getattr(clf, "meta", None)
+    return {"weights": str(path) if path else None, "model": clf.name,
+            "backend": "onnxruntime" if meta is not None else "pytorch",
+            "precision": meta.precision if meta is not None else "fp32",
+            "file_bytes": path.stat().st_size if path and path.is_file() else None, "device": str(clf.device)}
+
+
+def bench_classifiers(clfs: Sequence[Classifier], batch_sizes: Sequence[int], seconds: float, rounds: int = 1,
+                      min_calls: int = 3, warmup: int = 2, seed: int = 0) -> list[dict]:
+    """faces/s and per-call latency of ``predict_faces`` (host uint8 in, host probabilities out) per classifier
+    and batch size; ``seconds`` per point in all, split over ``rounds`` interleaved rounds."""
     rng = np.random.default_rng(seed)
-    sync = torch.cuda.synchronize if clf.device.type == "cuda" else (lambda: None)
+    faces = {bs: rng.integers(0, 256, size=(bs, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8) for bs in batch_sizes}
+    times: dict[tuple[int, int], list[list[float]]] = {(i, bs): [] for i in range(len(clfs)) for bs in batch_sizes}
+    for _ in range(rounds):
+        for i, clf in enumerate(clfs):
+            for bs in batch_sizes:
+                call = lambda clf=clf, bs=bs: clf.predict_faces(faces[bs], batch_size=bs)  # noqa: E731
+                times[i, bs].append(time_calls(call, seconds / rounds, min_calls, warmup))
     rows = []
-    for bs in batch_sizes:
-        faces = rng.integers(0, 256, size=(bs, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-        times = time_calls(lambda: clf.predict_faces(faces, batch_size=bs), seconds, min_calls, warmup, sync)
-        rows.append({"device": str(clf.device), "batch_size": bs, "calls": len(times),
-                     "faces_per_s": bs * len(times) / sum(times), "latency_ms": latency_stats(times)})
+    for i, clf in enumerate(clfs):
+        for bs in batch_sizes:
+            per_round = [bs * len(t) / sum(t) for t in times[i, bs]]
+            flat = [s for t in times[i, bs] for s in t]
+            rows.append({**describe(clf), "batch_size": bs, "calls": len(flat), "faces_per_s": bs * len(flat) / sum(flat),
+                         "faces_per_s_rounds": [round(v, 1) for v in per_round],
+                         "faces_per_s_median": float(np.median(per_round)), "faces_per_s_best": max(per_round),
+                         "latency_ms": latency_stats(flat)})
     return rows
+
+
+def speedups(rows: Sequence[dict]) -> list[dict]:
+    """Each classifier against the first one, per device and batch size: the ratio of overall faces/s and the
+    median of the per-round ratios (both ran in the same round, under the same outside load)."""
+    out = []
+    base = {}
+    for r in rows:
+        base.setdefault((r["device"], r["batch_size"]), r)
+    for r in rows:
+        b = base[r["device"], r["batch_size"]]
+        if r is b:
+            continue
+        paired = [x / y for x, y in zip(r["faces_per_s_rounds"], b["faces_per_s_rounds"])]
+        out.append({"weights": r["weights"], "against": b["weights"], "device": r["device"], "batch_size": r["batch_size"],
+                    "ratio": round(r["faces_per_s"] / b["faces_per_s"], 3),
+                    "ratio_median_of_rounds": round(float(np.median(paired)), 3),
+                    "ratio_rounds": [round(v, 3) for v in paired]})
+    return out

@@ -7,9 +7,10 @@ dashboard, and it matches the FER2013 training images.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -21,6 +22,7 @@ from classifier.data import IMAGE_SIZE
 from classifier.models import build_model
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+log = logging.getLogger(__name__)
 
 
 class WeightsError(ValueError):
@@ -48,9 +50,9 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def resolve_weights(spec: str | Path) -> Path:
-    """A path to a ``.pt`` file, or the name of a shipped model in ``classifier/weights``."""
+    """A path to a ``.pt`` checkpoint or ``.onnx`` export, or the name of a shipped model in ``classifier/weights``."""
     p = Path(spec)
-    if p.suffix == ".pt" or p.exists():
+    if p.suffix in (".pt", ".onnx") or p.exists():
         if not p.is_file():
             raise WeightsError(f"weights file not found: {p}")
         return p
@@ -102,6 +104,7 @@ class EmotionClassifier:
 
     @classmethod
     def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> "EmotionClassifier":
+        """A PyTorch checkpoint only; ``load_classifier`` also takes ``.onnx`` exports."""
         path = resolve_weights(spec)
         dev = pick_device(device)
         model, meta = load_checkpoint(path)
@@ -120,6 +123,40 @@ class EmotionClassifier:
         return [EmotionPrediction.from_probs(p) for p in self.predict_faces(faces)]
 
 
+class Classifier(Protocol):
+    """What the pipeline, ``predict``, ``evaluate`` and the benchmarks use of a classifier, whatever runs it."""
+
+    name: str
+    path: Path | None
+    tta: bool
+
+    @property
+    def device(self) -> object: ...
+
+    def predict_faces(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray: ...
+
+    def predict(self, faces: np.ndarray) -> list[EmotionPrediction]: ...
+
+
+def load_classifier(spec: str | Path, device: str = "auto", tta: bool = False, threads: int = 0,
+                    crop_margin: float | None = None) -> Classifier:
+    """The one place a classifier is loaded: a ``.onnx`` export runs in ONNX Runtime, anything else in PyTorch.
+
+    ``threads`` applies to ONNX Runtime (0: its default). ``crop_margin``, the configured one, is compared with
+    the margin an ONNX file was exported with, and a difference is logged: the configured margin is used.
+    """
+    path = resolve_weights(spec)
+    if path.suffix.lower() != ".onnx":
+        return EmotionClassifier.load(path, device, tta)
+    from classifier.onnx_runtime import OnnxClassifier
+
+    clf = OnnxClassifier.load(path, device, tta, threads)
+    if crop_margin is not None and abs(clf.crop_margin - crop_margin) > 1e-9:
+        log.warning("%s was exported for crop margin %g but classifier.crop_margin is %g; using %g",
+                    path, clf.crop_margin, crop_margin, crop_margin)
+    return clf
+
+
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     """Model and metadata from a DeepFER checkpoint (training ``best.pt``/``last.pt`` or a shipped file)."""
     try:
@@ -130,6 +167,8 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
         raise WeightsError(f"{path} is not a DeepFER checkpoint")
     if tuple(ckpt.get("classes", EMOTIONS)) != EMOTIONS:
         raise WeightsError(f"{path}: classes {ckpt.get('classes')} differ from {EMOTIONS}")
+    if ckpt.get("image_size", IMAGE_SIZE) != IMAGE_SIZE:
+        raise WeightsError(f"{path}: trained on {ckpt['image_size']} px faces, not the {IMAGE_SIZE}x{IMAGE_SIZE} crops")
     model = build_model(ckpt["model"])
     try:
         model.load_state_dict(ckpt["state_dict"])

@@ -9,7 +9,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from classifier.inference import EmotionClassifier, crop_faces
+from classifier.inference import Classifier, crop_faces
 from detectors.base import FaceDetector
 from streamer.results import FaceResult
 
@@ -39,7 +39,7 @@ def load_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
         raise ImageError(f"{label}: cannot decode image ({exc})") from None
 
 
-def analyze_image(image_rgb: np.ndarray, detector: FaceDetector, classifier: EmotionClassifier, margin: float) -> list[FaceResult]:
+def analyze_image(image_rgb: np.ndarray, detector: FaceDetector, classifier: Classifier, margin: float) -> list[FaceResult]:
     """Every face the detector finds in one RGB image, with its emotion probabilities (largest face first for MTCNN)."""
     boxes = detector.detect([image_rgb])[0]
     if not boxes:

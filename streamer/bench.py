@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from classifier.inference import EmotionClassifier
+from classifier.inference import Classifier
 from detectors.base import FaceDetector
 from streamer.config import Settings
 from streamer.pipeline import Pipeline
@@ -24,7 +24,7 @@ from streamer.run import default_tracker_factory
 from streamer.sources import FileSource, probe_file
 
 
-def _warm_up(path: str, detector: FaceDetector, classifier: EmotionClassifier) -> None:
+def _warm_up(path: str, detector: FaceDetector, classifier: Classifier) -> None:
     """One untimed pass through each model (first calls allocate and pick kernels)."""
     import av
 
@@ -51,7 +51,7 @@ def _gpu_sampler(samples: list[float]):
     return asyncio.create_task(sample())
 
 
-async def bench_pipeline(settings: Settings, detector: FaceDetector, classifier: EmotionClassifier, path: str,
+async def bench_pipeline(settings: Settings, detector: FaceDetector, classifier: Classifier, path: str,
                          streams: int, seconds: float | None = None) -> dict[str, Any]:
     fps, size = probe_file(path)
     await asyncio.to_thread(_warm_up, path, detector, classifier)
@@ -134,7 +134,7 @@ async def bench_pipeline(settings: Settings, detector: FaceDetector, classifier:
     }
 
 
-async def bench_webrtc(settings: Settings, detector: FaceDetector, classifier: EmotionClassifier, path: str,
+async def bench_webrtc(settings: Settings, detector: FaceDetector, classifier: Classifier, path: str,
                        visitors: int, seconds: float, warm_s: float = 3.0) -> dict[str, Any]:
     """``deepfer bench webrtc``: N scripted visitors send ``path`` over loopback WebRTC (VP8 both ways) through the
     pipeline and the annotated track back. Counters and latencies are taken after ``warm_s`` of steady state.

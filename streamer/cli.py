@@ -126,7 +126,7 @@ def evaluate(
     ctx: typer.Context,
     data: Path = typer.Option(..., help="Labelled faces: a <class>/ folder tree, fer2013.csv or fer2013.csv:PublicTest."),
     json_out: Path = typer.Option(..., "--json", help="Write the report here (top-level 'accuracy' in [0, 1])."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
     confusion_png: Optional[Path] = typer.Option(None, "--confusion-png", help="Normalized confusion matrix (default: next to --json)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
@@ -136,10 +136,10 @@ def evaluate(
 
     from classifier.data import load_dataset
     from classifier.evaluate import evaluate as run_evaluation, save_confusion_png
-    from classifier.inference import EmotionClassifier
+    from streamer.run import classifier_from
 
     settings = settings_from(ctx, classifier=dict(weights=weights, device=device, tta=tta or None))
-    clf = EmotionClassifier.load(settings.classifier.weights, settings.classifier.device, tta=settings.classifier.tta)
+    clf = classifier_from(settings)
     dataset = load_dataset(data, cache_dir=settings.paths.data_dir / "cache")
     report = run_evaluation(clf, dataset)
     json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +153,39 @@ def evaluate(
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
     Console().print(table)
     console.print(f"report: {json_out}  confusion matrix: {png}")
+
+
+@app.command("export-model")
+@user_errors
+def export_model(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., help="The .onnx file to write (one file: graph, weights and preprocessing metadata)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    fmt: str = typer.Option("onnx", "--format", help="Output format; onnx is the only one."),
+    int8: bool = typer.Option(False, "--int8", help="Static int8 quantization (ONNX Runtime), calibrated on training faces."),
+    calibration_data: Optional[Path] = typer.Option(None, help="Training faces for --int8: a <class>/ folder tree, fer2013.csv or fer2013.csv:Training."),
+    calibration_faces: Optional[int] = typer.Option(None, min=7, help="Faces drawn for calibration (default: export.calibration_faces)."),
+) -> None:
+    """Export the classifier to ONNX for ONNX Runtime (edge boxes); the file then works wherever weights are named."""
+    from classifier.data import load_dataset
+    from classifier.onnx_export import check_calibration_source, export_onnx
+
+    settings = settings_from(ctx, classifier=dict(weights=weights), export=dict(calibration_faces=calibration_faces))
+    if fmt != "onnx":
+        raise UserError(f"--format must be onnx, got {fmt!r}")
+    if int8 and calibration_data is None:
+        raise UserError("--int8 needs --calibration-data (training faces, never the test split)")
+    if calibration_data is not None and not int8:
+        raise UserError("--calibration-data is only used with --int8")
+    calibration = None
+    if int8:
+        check_calibration_source(str(calibration_data))
+        calibration = load_dataset(calibration_data, cache_dir=settings.paths.data_dir / "cache")
+    r = export_onnx(settings.classifier.weights, out, settings.classifier.crop_margin, int8, calibration, settings.export)
+    console.print(f"wrote {r.path} ({r.precision}, {r.bytes / 1e6:.2f} MB) from {r.source} in {r.seconds:.0f} s"
+                  + (f"; calibrated on {r.calibration_faces} faces of {calibration_data}" if int8 else "")
+                  + f"; against PyTorch on {r.check_faces} faces: max |dp| {r.max_prob_diff:.2g}, same top emotion"
+                  f" {r.top1_agreement:.1%}", highlight=False, soft_wrap=True)
 
 
 # --- predict, bench classifier (detectors + classifier) ---
@@ -179,7 +212,7 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files (JPEG, PNG, ...)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list on stdout instead of tables."),
     detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
 ) -> None:
     """Find the faces in still images and print each one's emotion and the 7 probabilities."""
@@ -187,9 +220,8 @@ def predict(
     from rich.table import Table
 
     from classifier import EMOTIONS
-    from classifier.inference import EmotionClassifier
     from classifier.predict import analyze_image, load_image
-    from detectors import build_detector
+    from streamer.run import load_models
 
     settings = settings_from(ctx, classifier=dict(weights=weights, tta=tta or None), detector=dict(kind=detector))
     for path in images:  # check every input before any work, so a typo in the last one costs nothing
@@ -199,8 +231,7 @@ def predict(
             Image.open(path).close()
         except (UnidentifiedImageError, OSError):
             raise UserError(f"{path} is not an image PIL can read") from None
-    clf = EmotionClassifier.load(settings.classifier.weights, settings.classifier.device, tta=settings.classifier.tta)
-    det = build_detector(settings.detector)
+    det, clf = load_models(settings)
     out = Console() if sys.stdout.isatty() else Console(width=160)  # pipes get whole rows, not 80-column wraps
     report = []
     for path in images:
@@ -226,35 +257,51 @@ def predict(
 def bench_classifier_cmd(
     ctx: typer.Context,
     json_out: Path = typer.Option(..., "--json", help="Write the results here."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    weights: Optional[list[str]] = typer.Option(None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name; repeat to compare (default: classifier.weights)."),
     batch_sizes: str = typer.Option("1,32,256", help="Comma-separated batch sizes."),
-    seconds: float = typer.Option(3.0, min=0.0, help="Time spent per batch size and device."),
+    seconds: float = typer.Option(3.0, min=0.0, help="Time spent per batch size, classifier and device (in all rounds together)."),
+    rounds: int = typer.Option(1, min=1, help="Interleaved rounds: every classifier runs in each, so outside load hits all alike."),
     devices: str = typer.Option("auto", help="auto (CPU, plus CUDA when present), cpu or cuda."),
 ) -> None:
-    """Classifier faces/s and per-batch latency (mean, p50, p95 ms) per batch size, on CPU and GPU."""
+    """Classifier faces/s and per-batch latency (mean, p50, p95 ms) per batch size, on CPU and GPU; with several
+    --weights, each one's speed-up over the first."""
     import torch
 
-    from classifier.bench import bench_classifier
-    from classifier.inference import EmotionClassifier
+    from classifier.bench import bench_classifiers, speedups
+    from classifier.inference import WeightsError
     from streamer.machine_info import machine_info
+    from streamer.run import classifier_from
 
-    settings = settings_from(ctx, classifier=dict(weights=weights))
+    settings = settings_from(ctx)
+    specs = weights or [settings.classifier.weights]
     sizes = int_list(batch_sizes, "--batch-sizes")
     if devices not in ("auto", "cpu", "cuda"):
         raise UserError(f"--devices must be auto, cpu or cuda, got {devices!r}")
     names = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) if devices == "auto" else [devices]
-    rows = []
-    for name in names:
-        clf = EmotionClassifier.load(settings.classifier.weights, name, tta=settings.classifier.tta)
-        console.print(f"benchmarking {clf.name} ({clf.path}) on {name}, batch sizes {sizes}, {seconds:g} s each", soft_wrap=True)
-        rows += bench_classifier(clf, sizes, seconds)
-    result = {"benchmark": "classifier", "model": clf.name, "weights": str(clf.path), "tta": settings.classifier.tta,
-              "seconds_per_point": seconds, "machine": machine_info(), "results": rows}
+    clfs = []
+    for spec in specs:  # every file is checked before any timing starts
+        for name in names:
+            try:
+                clfs.append(classifier_from(settings, weights=spec, device=name))
+            except WeightsError as exc:
+                if devices != "auto" or name != "cuda" or "CUDA provider" not in str(exc):
+                    raise
+                console.print(f"skipping {spec} on cuda: {exc}", soft_wrap=True)
+    console.print(f"benchmarking {', '.join(f'{c.name} ({c.path}) on {c.device}' for c in clfs)}; batch sizes {sizes}, "
+                  f"{seconds:g} s each in {rounds} round(s)", soft_wrap=True, highlight=False)
+    rows = bench_classifiers(clfs, sizes, seconds, rounds)
+    result = {"benchmark": "classifier", "model": clfs[0].name, "weights": str(clfs[0].path), "tta": settings.classifier.tta,
+              "seconds_per_point": seconds, "rounds": rounds, "onnx_threads": settings.classifier.onnx_threads,
+              "machine": machine_info(), "results": rows, "speedups": speedups(rows)}
     write_json(json_out, result)
     for r in rows:
         lat = r["latency_ms"]
-        console.print(f"{r['device']:>5} batch {r['batch_size']:>4}: {r['faces_per_s']:9.1f} faces/s, latency ms"
-                      f" mean {lat['mean']:.2f} p50 {lat['p50']:.2f} p95 {lat['p95']:.2f}", highlight=False, soft_wrap=True)
+        console.print(f"{r['model']:>30} {r['device']:>5} batch {r['batch_size']:>4}: {r['faces_per_s']:9.1f} faces/s"
+                      f" (best round {r['faces_per_s_best']:.1f}), latency ms mean {lat['mean']:.2f} p50 {lat['p50']:.2f}"
+                      f" p95 {lat['p95']:.2f}", highlight=False, soft_wrap=True)
+    for sp in result["speedups"]:
+        console.print(f"{Path(sp['weights']).name} vs {Path(sp['against']).name} {sp['device']} batch {sp['batch_size']}:"
+                      f" {sp['ratio']:.2f}x (median of rounds {sp['ratio_median_of_rounds']:.2f}x)", highlight=False, soft_wrap=True)
     console.print(f"wrote {json_out}")
 
 
@@ -301,7 +348,7 @@ def run_cmd(
     camera_id: list[str] = typer.Option([], "--camera-id", help="Id of the matching --source (default: derived from its URI)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Annotated MP4 (x-<camera>.mp4 per camera when several)."),
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Per-camera counts, fps, latency and per-face results."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
     detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
     detect_every: Optional[int] = typer.Option(None, min=1, help="Detect on every k-th frame, carrying boxes between."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (detector and classifier)."),
@@ -329,7 +376,7 @@ def bench_pipeline_cmd(
     streams: int = typer.Option(1, min=1, help="Concurrent copies of the stream."),
     json_out: Path = typer.Option(..., "--json", help="Write the results here."),
     seconds: Optional[float] = typer.Option(None, min=1, help="Stop after this long (default: the file's length)."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
     detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
     detect_every: Optional[int] = typer.Option(None, min=1),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
@@ -350,7 +397,7 @@ def bench_webrtc_cmd(
     visitors: int = typer.Option(1, min=1, help="Concurrent WebRTC visitors."),
     seconds: float = typer.Option(20.0, min=1, help="Measured time, after a few seconds of warm-up."),
     json_out: Path = typer.Option(..., "--json", help="Write the results here."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
     detect_every: Optional[int] = typer.Option(None, min=1),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
 ) -> None:
@@ -471,7 +518,7 @@ def bench_tracking_cmd(
     ctx: typer.Context,
     source: Path = typer.Option(..., help="A video file; every frame is analysed in order."),
     json_out: Path = typer.Option(..., "--json", help="Write the results here."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
     detector: Optional[str] = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
     detect_every: Optional[int] = typer.Option(None, min=1, help="Detect on every k-th frame, carrying boxes between."),
     max_side: Optional[int] = typer.Option(None, min=64, help="Downscale frames to this long side for detection."),
@@ -486,10 +533,9 @@ def bench_tracking_cmd(
     from pydantic import ValidationError
 
     from aggregator.measure import analyse_video, track_results
-    from classifier.inference import EmotionClassifier
-    from detectors import build_detector
     from streamer.config import SmoothingSettings
     from streamer.machine_info import machine_info
+    from streamer.run import load_models
 
     if not source.is_file():
         raise UserError(f"video not found: {source}")
@@ -501,8 +547,7 @@ def bench_tracking_cmd(
         combos = [SmoothingSettings(half_life_s=h, switch_margin=m) for h in hls for m in margins]
     except ValidationError as exc:
         raise UserError(f"--half-lives / --switch-margins: {exc.errors()[0]['msg']}") from None
-    clf = EmotionClassifier.load(settings.classifier.weights, settings.classifier.device, tta=settings.classifier.tta)
-    det = build_detector(settings.detector)
+    det, clf = load_models(settings)
     console.print(f"analysing {source} with {det.name} (detect every {settings.detector.detect_every}) + {clf.name}", soft_wrap=True)
     started = time.perf_counter()
     results = analyse_video(source, det, clf, settings.detector.detect_every, settings.classifier.crop_margin,
@@ -532,7 +577,7 @@ def serve(
     port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port (default: dashboard.port, 8000)."),
     token: Optional[str] = typer.Option(None, help="API token (default: dashboard.token or $DEEPFER_DASHBOARD__TOKEN)."),
     redis_url: Optional[str] = typer.Option(None, "--redis", help="Redis URL (default: redis.url, else 127.0.0.1:6379, else an embedded one)."),
-    weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
+    weights: Optional[str] = typer.Option(None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
     tls_cert: Optional[str] = typer.Option(None, help="PEM certificate: serve HTTPS (browsers give the live demo a camera only over HTTPS or on localhost)."),
     tls_key: Optional[str] = typer.Option(None, help="PEM private key of --tls-cert."),
 ) -> None:
@@ -540,14 +585,14 @@ def serve(
     import uvicorn
 
     from aggregator.embedded_redis import connect_or_start
-    from classifier.inference import resolve_weights
     from dashboard.app import create_app
+    from streamer.run import classifier_from
     from streamer.sources import redact
 
     settings = settings_from(ctx, dashboard=dict(host=host, port=port, token=token, tls_cert=tls_cert, tls_key=tls_key),
                              redis=dict(url=redis_url),
                              classifier=dict(weights=weights))
-    resolve_weights(settings.classifier.weights)  # a missing model fails here in one line, not in the server's start-up
+    classifier_from(settings, device="cpu")  # a missing or broken model fails here in one line, not in the server's start-up
     if settings.dashboard.tls_cert:
         import ssl
 

@@ -24,7 +24,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from classifier import EMOTIONS
-from classifier.inference import EmotionClassifier, crop_faces
+from classifier.inference import Classifier, crop_faces
 from detectors.base import FaceBox, FaceDetector
 from streamer.batching import Batcher
 from streamer.config import Settings
@@ -106,7 +106,7 @@ class _Camera:
 class Pipeline:
     """Runs any number of cameras through one detector and one classifier; sources and sinks can change at runtime."""
 
-    def __init__(self, settings: Settings, detector: FaceDetector, classifier: EmotionClassifier,
+    def __init__(self, settings: Settings, detector: FaceDetector, classifier: Classifier,
                  tracker_factory: TrackerFactory | None = None, sinks: Sequence[ResultSink] = ()):
         self.settings = settings
         self.detector = detector

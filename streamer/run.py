@@ -104,12 +104,19 @@ async def _report(pipeline: Pipeline, every_s: float) -> None:
                      s.latency_p50_ms, s.latency_p95_ms)
 
 
+def classifier_from(settings: Settings, weights: str | None = None, device: str | None = None):
+    """The classifier named by ``classifier.weights`` (or ``weights``): a PyTorch checkpoint or an ONNX export."""
+    from classifier.inference import load_classifier
+
+    c = settings.classifier
+    return load_classifier(weights or c.weights, device or c.device, c.tta, c.onnx_threads, c.crop_margin)
+
+
 def load_models(settings: Settings):
     """The detector and classifier named by the settings (``WeightsError``/``ValueError`` on bad choices)."""
-    from classifier.inference import EmotionClassifier
     from detectors import build_detector
 
-    classifier = EmotionClassifier.load(settings.classifier.weights, settings.classifier.device, tta=settings.classifier.tta)
+    classifier = classifier_from(settings)
     return build_detector(settings.detector), classifier
 
 
