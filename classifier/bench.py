@@ -52,15 +52,16 @@ def describe(clf: Classifier) -> dict:
 def bench_classifiers(clfs: Sequence[Classifier], batch_sizes: Sequence[int], seconds: float, rounds: int = 1,
                       min_calls: int = 3, warmup: int = 2, seed: int = 0) -> list[dict]:
     """faces/s and per-call latency of ``predict_faces`` (host uint8 in, host probabilities out) per classifier
-    and batch size; ``seconds`` per point in all, split over ``rounds`` interleaved rounds."""
+    and batch size; ``seconds`` and ``min_calls`` per point in all, split over ``rounds`` interleaved rounds."""
     rng = np.random.default_rng(seed)
+    per_round_calls = max(1, -(-min_calls // rounds))  # at least min_calls in all
     faces = {bs: rng.integers(0, 256, size=(bs, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8) for bs in batch_sizes}
     times: dict[tuple[int, int], list[list[float]]] = {(i, bs): [] for i in range(len(clfs)) for bs in batch_sizes}
     for _ in range(rounds):
         for i, clf in enumerate(clfs):
             for bs in batch_sizes:
                 call = lambda clf=clf, bs=bs: clf.predict_faces(faces[bs], batch_size=bs)  # noqa: E731
-                times[i, bs].append(time_calls(call, seconds / rounds, min_calls, warmup))
+                times[i, bs].append(time_calls(call, seconds / rounds, per_round_calls, warmup))
     rows = []
     for i, clf in enumerate(clfs):
         for bs in batch_sizes:

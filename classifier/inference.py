@@ -126,9 +126,13 @@ class EmotionClassifier:
 class Classifier(Protocol):
     """What the pipeline, ``predict``, ``evaluate`` and the benchmarks use of a classifier, whatever runs it."""
 
-    name: str
-    path: Path | None
     tta: bool
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> Path | None: ...
 
     @property
     def device(self) -> object: ...

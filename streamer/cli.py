@@ -262,6 +262,7 @@ def bench_classifier_cmd(
     seconds: float = typer.Option(3.0, min=0.0, help="Time spent per batch size, classifier and device (in all rounds together)."),
     rounds: int = typer.Option(1, min=1, help="Interleaved rounds: every classifier runs in each, so outside load hits all alike."),
     devices: str = typer.Option("auto", help="auto (CPU, plus CUDA when present), cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for PyTorch and ONNX Runtime alike (default: each one's own, one per core)."),
 ) -> None:
     """Classifier faces/s and per-batch latency (mean, p50, p95 ms) per batch size, on CPU and GPU; with several
     --weights, each one's speed-up over the first."""
@@ -272,7 +273,9 @@ def bench_classifier_cmd(
     from streamer.machine_info import machine_info
     from streamer.run import classifier_from
 
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, classifier=dict(onnx_threads=threads))
+    if threads:
+        torch.set_num_threads(threads)
     specs = weights or [settings.classifier.weights]
     sizes = int_list(batch_sizes, "--batch-sizes")
     if devices not in ("auto", "cpu", "cuda"):
@@ -291,7 +294,8 @@ def bench_classifier_cmd(
                   f"{seconds:g} s each in {rounds} round(s)", soft_wrap=True, highlight=False)
     rows = bench_classifiers(clfs, sizes, seconds, rounds)
     result = {"benchmark": "classifier", "model": clfs[0].name, "weights": str(clfs[0].path), "tta": settings.classifier.tta,
-              "seconds_per_point": seconds, "rounds": rounds, "onnx_threads": settings.classifier.onnx_threads,
+              "seconds_per_point": seconds, "rounds": rounds, "threads": threads,
+              "onnx_threads": settings.classifier.onnx_threads,
               "machine": machine_info(), "results": rows, "speedups": speedups(rows)}
     write_json(json_out, result)
     for r in rows:

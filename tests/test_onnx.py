@@ -120,17 +120,20 @@ def test_onnx_weights_work_in_predict_evaluate_and_bench(exports, media: Path, f
     assert json.loads(report.read_text())["samples"] == 35 and "onnx int8" in json.loads(report.read_text())["model"]
 
     out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
     res = runner.invoke(app, ["bench", "classifier", "--json", str(out), "--weights", "deepfer_resnet", "--weights",
                               str(exports["fp32"]), "--weights", str(exports["int8"]), "--batch-sizes", "1,8",
-                              "--seconds", "0.3", "--rounds", "2", "--devices", "cpu"])
+                              "--seconds", "0.3", "--rounds", "2", "--devices", "cpu", "--threads", "1"])
+    torch.set_num_threads(threads)  # the command set torch's threads in this process
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
+    assert data["threads"] == data["onnx_threads"] == data["machine"]["torch_threads"] == 1 and data["rounds"] == 2
     assert [(r["backend"], r["precision"], r["batch_size"]) for r in data["results"]] == [
         ("pytorch", "fp32", 1), ("pytorch", "fp32", 8), ("onnxruntime", "fp32", 1), ("onnxruntime", "fp32", 8),
         ("onnxruntime", "int8", 1), ("onnxruntime", "int8", 8)]
     for r in data["results"]:
         assert r["file_bytes"] == Path(r["weights"]).stat().st_size and len(r["faces_per_s_rounds"]) == 2
-        assert r["faces_per_s"] > 0 and r["calls"] >= 6 and min(r["faces_per_s_rounds"]) <= r["faces_per_s_best"]
+        assert r["faces_per_s"] > 0 and r["calls"] >= 3 and min(r["faces_per_s_rounds"]) <= r["faces_per_s_best"]
     assert [(s["weights"], s["batch_size"]) for s in data["speedups"]] == [
         (str(exports["fp32"]), 1), (str(exports["fp32"]), 8), (str(exports["int8"]), 1), (str(exports["int8"]), 8)]
     assert all(s["ratio"] > 0 and len(s["ratio_rounds"]) == 2 for s in data["speedups"])
