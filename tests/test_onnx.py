@@ -139,6 +139,25 @@ def test_onnx_weights_work_in_predict_evaluate_and_bench(exports, media: Path, f
     assert all(s["ratio"] > 0 and len(s["ratio_rounds"]) == 2 for s in data["speedups"])
 
 
+def test_run_pipeline_with_onnx_weights_matches_pytorch(exports, media: Path, tmp_path: Path) -> None:
+    """``deepfer run`` on a real video: the ONNX fp32 classifier gives the PyTorch run's probabilities, frame by frame."""
+    summaries = {}
+    for name, weights in (("torch", SHIPPED_WEIGHTS), ("onnx", exports["fp32"])):
+        summaries[name] = tmp_path / f"{name}.json"
+        res = runner.invoke(app, ["run", "--source", str(media / "fer_test.mp4"), "--weights", str(weights), "--device", "cpu",
+                                  "--summary-json", str(summaries[name]), "--no-redis", "--no-track"],
+                            env={"DEEPFER_DETECTOR__BATCH_SIZE": "1"})  # one frame per detector call: the same boxes each run
+        assert res.exit_code == 0, res.output
+    torch_run, onnx_run = (json.loads(summaries[n].read_text()) for n in ("torch", "onnx"))
+    assert "onnx fp32" in onnx_run["classifier"] and "onnx" not in torch_run["classifier"]
+    pairs = [(a, b) for ra, rb in zip(torch_run["cameras"]["fer_test"]["results"], onnx_run["cameras"]["fer_test"]["results"])
+             for a, b in zip(ra["faces"], rb["faces"])]
+    assert len(pairs) >= 100
+    for a, b in pairs:
+        assert a["box"] == b["box"]
+        assert max(abs(a["raw_probabilities"][e] - b["raw_probabilities"][e]) for e in EMOTIONS) <= 1.5e-4  # 4 decimals
+
+
 def test_a_different_crop_margin_is_logged(exports, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="classifier.inference"):
         load_classifier(exports["fp32"], "cpu", crop_margin=0.2)
