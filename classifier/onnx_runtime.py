@@ -72,6 +72,8 @@ def _shape(value_info) -> list[int | str]:
 
 def check_graph(model, path: Path) -> None:
     """One float input ``[N, 1, 48, 48]`` and one output ``[N, 7]``, or a ``WeightsError`` naming what is wrong."""
+    from onnx import TensorProto
+
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
@@ -84,13 +86,13 @@ def check_graph(model, path: Path) -> None:
         raise WeightsError(f"{path}: input shape {shape} does not fit 48x48 grayscale faces (expected {want_in})")
     if isinstance(shape[0], int) and shape[0] > 0:
         raise WeightsError(f"{path}: the batch dimension is fixed at {shape[0]}; export with a free batch dimension")
-    if inputs[0].type.tensor_type.elem_type != 1:  # TensorProto.FLOAT
+    if inputs[0].type.tensor_type.elem_type != TensorProto.FLOAT:
         raise WeightsError(f"{path}: input is not float32")
     if len(graph.output) != 1 or len(_shape(graph.output[0])) != 2 or _shape(graph.output[0])[1] != len(EMOTIONS):
         shapes = [_shape(o) for o in graph.output]
         raise WeightsError(f"{path}: output shape(s) {shapes} do not give {len(EMOTIONS)} emotion scores per face")
     for init in graph.initializer:
-        if init.data_location == 1:  # TensorProto.EXTERNAL: weights in another file
+        if init.data_location == TensorProto.EXTERNAL:
             raise WeightsError(f"{path}: weights stored outside the file are not accepted; export a single file")
 
 

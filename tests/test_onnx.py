@@ -192,6 +192,8 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, exports) -> dict[str, tu
     plain = onnx.load(exports["fp32"])
     del plain.metadata_props[:]
     onnx.save(plain, d / "plain.onnx")
+    external = onnx.load(exports["fp32"])
+    onnx.save(external, d / "external.onnx", save_as_external_data=True, location="external.data", size_threshold=0)
     ckpt = torch.load(SHIPPED_WEIGHTS, weights_only=True)
     torch.save({**ckpt, "image_size": 64}, d / "size64.pt")
     return {
@@ -203,11 +205,12 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, exports) -> dict[str, tu
         "10 outputs": (_tiny_onnx(d / "ten.onnx", 1, 48, 10), "do not give 7 emotion scores"),
         "batch fixed at 1": (_tiny_onnx(d / "b1.onnx", 1, 48, 7, batch=1), "batch dimension is fixed at 1"),
         "pt for 64 px": (d / "size64.pt", "trained on 64 px faces"),
+        "external weights": (d / "external.onnx", "weights stored outside the file are not accepted"),
     }
 
 
 @pytest.mark.parametrize("kind", ["text", "noise", "empty", "no metadata", "rgb 64 px input", "10 outputs",
-                                  "batch fixed at 1", "pt for 64 px"])
+                                  "batch fixed at 1", "pt for 64 px", "external weights"])
 def test_bad_model_file_is_refused_at_load(bad_files, kind: str) -> None:
     path, needle = bad_files[kind]
     with pytest.raises(WeightsError, match=needle):
