@@ -632,11 +632,7 @@ def bench_pipeline_cmd(
         classifier=dict(weights=weights, device=device),
         detector=dict(kind=detector, detect_every=detect_every, device=device),
     )
-    say(
-        f"benchmarking {streams} live stream(s) of {source} with {settings.detector.kind} "
-        f"(detect every {settings.detector.detect_every})"
-    )
-    result = bench_pipeline(settings, source, streams, seconds)
+    result = bench_pipeline(settings, source, streams, seconds, say)
     write_json(json_out, result)
     t = result["total"]
     say(
@@ -670,8 +666,7 @@ def bench_webrtc_cmd(
     settings = settings_from(
         ctx, classifier=dict(weights=weights, device=device), detector=dict(detect_every=detect_every, device=device)
     )
-    say(f"benchmarking {visitors} WebRTC visitor(s) sending {source} for {seconds:g} s")
-    result = bench_webrtc(settings, source, visitors, seconds)
+    result = bench_webrtc(settings, source, visitors, seconds, say)
     write_json(json_out, result)
     t = result["total"]
     say(
@@ -724,8 +719,7 @@ def bench_tracking_cmd(
             sweep = [SmoothingSettings(half_life_s=h, switch_margin=m) for h in hls for m in margins]
         except ValidationError as exc:
             raise UserError(f"--half-lives / --switch-margins: {exc.errors()[0]['msg']}") from None
-    say(f"analysing {source} with {settings.detector.kind} (detect every {settings.detector.detect_every})")
-    report = bench_tracking(settings, source, sweep, max_frames)
+    report = bench_tracking(settings, source, sweep, max_frames, say)
     write_json(json_out, report)
     for r in report["sweep"] or [report]:
         say(
