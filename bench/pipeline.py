@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,10 +49,13 @@ def _gpu_sampler(samples: list[float]):
     return asyncio.create_task(sample())
 
 
-def bench_pipeline(settings: Settings, path: str, streams: int, seconds: float | None = None) -> dict[str, Any]:
+def bench_pipeline(settings: Settings, path: str, streams: int, seconds: float | None = None,
+                   say: Callable[[str], None] = print) -> dict[str, Any]:
     """``deepfer bench pipeline``: ``streams`` live copies of ``path`` for ``seconds`` (default: the file's length)."""
     probe_video(path)
     models = load_models(settings)
+    say(f"benchmarking {streams} live stream(s) of {path} with {models.detector.name} (detect every "
+        f"{settings.detector.detect_every}) + {models.classifier.name} on {models.classifier.device}")
     result = asyncio.run(run_streams(settings, models, path, streams, seconds))
     result["machine"] = machine_info()
     return result

@@ -144,9 +144,11 @@ def track_results(results: list[FrameResult], tracker: TrackerSettings, smoothin
 
 
 def bench_tracking(settings: Settings, source: Path, sweep: Sequence[SmoothingSettings] = (),
-                   max_frames: int | None = None) -> dict:
+                   max_frames: int | None = None, say: Callable[[str], None] = print) -> dict:
     """Tracks and label changes with the configured smoothing, plus each setting of ``sweep`` when given."""
     models = load_models(settings)
+    say(f"analysing {source} with {models.detector.name} (detect every {settings.detector.detect_every}) + "
+        f"{models.classifier.name}")
     started = time.perf_counter()
     results = asyncio.run(analyse_file(settings, models, source, max_frames))
     analysis_s = time.perf_counter() - started

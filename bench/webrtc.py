@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,11 +20,13 @@ from streamer.media import probe_video
 from streamer.webrtc.gateway import WebRtcSessions
 
 
-def bench_webrtc(settings: Settings, path: str, visitors: int, seconds: float) -> dict[str, Any]:
+def bench_webrtc(settings: Settings, path: str, visitors: int, seconds: float,
+                 say: Callable[[str], None] = print) -> dict[str, Any]:
     """``deepfer bench webrtc``: N scripted visitors send ``path`` over loopback WebRTC (VP8 both ways) through the
     pipeline and the annotated track back. Each visitor runs in a process of its own, as a browser would."""
     probe_video(path)
     models = load_models(settings)
+    say(f"benchmarking {visitors} WebRTC visitor(s) sending {path} for {seconds:g} s")
     result = asyncio.run(run_visitors(settings, models, path, visitors, seconds))
     result["machine"] = machine_info()
     return result

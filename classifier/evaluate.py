@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from classifier.data import FaceDataset, load_dataset
-from classifier.inference import EmotionClassifier, build_classifier, predict_logits
+from classifier.loading import build_classifier
+from core.protocols import EmotionModel
 from core.settings import ClassifierSettings
 from core.types import EMOTIONS
 
@@ -36,11 +36,10 @@ class EvalReport:
         return json.dumps({"classes": list(EMOTIONS), **asdict(self)}, indent=1)
 
 
-def evaluate(clf: EmotionClassifier, data: FaceDataset, batch_size: int = 512) -> EvalReport:
+def evaluate(clf: EmotionModel, data: FaceDataset, batch_size: int = 512) -> EvalReport:
+    """Works for any classifier (PyTorch or ONNX Runtime): it only uses ``predict_faces``."""
     started = time.time()
-    images = torch.from_numpy(data.images).to(clf.device)
-    logits = predict_logits(clf.model, images, clf.mean, clf.std, batch_size, tta=clf.tta)
-    pred = logits.argmax(1).cpu().numpy()
+    pred = clf.predict_faces(data.images, batch_size=batch_size).argmax(1)
     true = data.labels
     labels = list(range(len(EMOTIONS)))
     p, r, f, s = precision_recall_fscore_support(true, pred, labels=labels, zero_division=0)

@@ -7,6 +7,7 @@ dashboard, and it matches the FER2013 training images.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,10 @@ from torch import nn
 from classifier.data import IMAGE_SIZE
 from classifier.models import build_model
 from core.device import pick_device
-from core.settings import ClassifierSettings
 from core.types import EMOTIONS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+log = logging.getLogger(__name__)
 
 
 class WeightsError(ValueError):
@@ -30,9 +31,9 @@ class WeightsError(ValueError):
 
 
 def resolve_weights(spec: str | Path) -> Path:
-    """A path to a ``.pt`` file, or the name of a shipped model in ``classifier/weights``."""
+    """A path to a ``.pt`` checkpoint or ``.onnx`` export, or the name of a shipped model in ``classifier/weights``."""
     p = Path(spec)
-    if p.suffix == ".pt" or p.exists():
+    if p.suffix in (".pt", ".onnx") or p.exists():
         if not p.is_file():
             raise WeightsError(f"weights file not found: {p}")
         return p
@@ -84,6 +85,7 @@ class EmotionClassifier:
 
     @classmethod
     def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> EmotionClassifier:
+        """A PyTorch checkpoint only; ``load_classifier`` also takes ``.onnx`` exports."""
         path = resolve_weights(spec)
         dev = pick_device(device, "classifier.device")
         model, meta = load_checkpoint(path)
@@ -110,6 +112,8 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
         raise WeightsError(f"{path} is not a DeepFER checkpoint")
     if tuple(ckpt.get("classes", EMOTIONS)) != EMOTIONS:
         raise WeightsError(f"{path}: classes {ckpt.get('classes')} differ from {EMOTIONS}")
+    if ckpt.get("image_size", IMAGE_SIZE) != IMAGE_SIZE:
+        raise WeightsError(f"{path}: trained on {ckpt['image_size']} px faces, not the {IMAGE_SIZE}x{IMAGE_SIZE} crops")
     model = build_model(ckpt["model"])
     try:
         model.load_state_dict(ckpt["state_dict"])
@@ -141,8 +145,3 @@ def crop_faces(image_rgb: np.ndarray, boxes: Sequence[Sequence[float]], margin: 
         interp = cv2.INTER_AREA if patch.shape[0] > IMAGE_SIZE else cv2.INTER_LINEAR
         crops[i] = cv2.resize(patch, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interp)
     return crops
-
-
-def build_classifier(settings: ClassifierSettings) -> EmotionClassifier:
-    """The classifier named by ``classifier.weights`` on ``classifier.device`` (``WeightsError`` when unusable)."""
-    return EmotionClassifier.load(settings.weights, settings.device, tta=settings.tta)

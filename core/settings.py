@@ -43,12 +43,15 @@ class PathsSettings(Section):
 
 
 class ClassifierSettings(Section):
-    weights: str = Field("deepfer_resnet", description="A name in classifier/weights/ or a path to a .pt checkpoint.")
+    weights: str = Field("deepfer_resnet", description="A name in classifier/weights/, a path to a .pt checkpoint, or "
+                                                       "a .onnx export (run by ONNX Runtime).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(64, ge=1, description="Most faces classified in one model call.")
     max_wait_ms: float = Field(10.0, ge=0, description="Longest a face waits for its batch to fill.")
     crop_margin: float = Field(0.2, ge=0, le=1, description="Box growth on each side before cropping, as in training.")
     tta: bool = Field(False, description="Average with the mirrored face (twice the compute).")
+    onnx_threads: int = Field(0, ge=0, description="ONNX Runtime threads for a .onnx classifier (0: its default, one "
+                                                   "per core).")
 
 
 class DetectorSettings(Section):
@@ -94,6 +97,19 @@ class TrainSettings(Section):
         False, description="torch.compile the training step: deepfer_resnet trains about 25% faster on a 2-core CPU "
                            "after a one-minute compile."
     )
+
+
+class ExportSettings(Section):
+    """``deepfer export-model --int8``: static quantization with ONNX Runtime's tools."""
+
+    calibration_faces: int = Field(350, ge=7, description="Training faces (an equal share per class) that calibrate "
+                                                          "the int8 activation ranges.")
+    calibration_seed: int = Field(0, description="Which training faces are drawn for calibration.")
+    quant_format: Literal["qdq", "qoperator"] = Field("qdq", description="QDQ (quantize/dequantize pairs ONNX Runtime "
+                                                                         "fuses) or QOperator (QLinearConv etc.).")
+    per_channel: bool = Field(True, description="One weight scale per output channel instead of per tensor.")
+    reduce_range: bool = Field(True, description="7-bit weights: avoids the overflow of AVX2's u8 x s8 multiply-add on "
+                                                 "CPUs without VNNI.")
 
 
 class SourceSettings(Section):
@@ -368,6 +384,7 @@ class Settings(BaseSettings):
     classifier: ClassifierSettings = ClassifierSettings()
     detector: DetectorSettings = DetectorSettings()
     train: TrainSettings = TrainSettings()
+    export: ExportSettings = ExportSettings()
     sources: SourceSettings = SourceSettings()
     pipeline: PipelineSettings = PipelineSettings()
     tracker: TrackerSettings = TrackerSettings()

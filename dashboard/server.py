@@ -15,15 +15,16 @@ class ServeError(ValueError):
 
 
 def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
-    """Run the dashboard until Ctrl-C. A missing model, an unusable TLS pair or no Redis fail here in one line,
+    """Run the dashboard until Ctrl-C. A missing or broken model, an unusable TLS pair or no Redis fail here in one
+    line,
     not in the server's start-up; ``say`` gets the Redis in use and the address to open."""
     import uvicorn
 
     from aggregator.embedded_redis import connect_or_start
-    from classifier.inference import resolve_weights
+    from classifier.loading import build_classifier
     from dashboard.app import create_app
 
-    resolve_weights(settings.classifier.weights)
+    build_classifier(settings.classifier, "cpu")  # loads the weights, so a broken file fails here too
     d = settings.dashboard
     if d.tls_cert:
         try:

@@ -220,7 +220,7 @@ def evaluate(
     ),
     json_out: Path = typer.Option(..., "--json", help="Write the report here (top-level 'accuracy' in [0, 1])."),
     weights: str | None = typer.Option(
-        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+        None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."
     ),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
     confusion_png: Path | None = typer.Option(
@@ -247,6 +247,46 @@ def evaluate(
     say(f"report: {json_out}  confusion matrix: {png}")
 
 
+@app.command("export-model")
+@user_errors
+def export_model(
+    ctx: typer.Context,
+    out: Path = typer.Option(
+        ..., help="The .onnx file to write (one file: graph, weights and preprocessing metadata)."
+    ),
+    weights: str | None = typer.Option(
+        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+    ),
+    fmt: str = typer.Option("onnx", "--format", help="Output format; onnx is the only one."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Static int8 quantization (ONNX Runtime), calibrated on training faces."
+    ),
+    calibration_data: Path | None = typer.Option(
+        None, help="Training faces for --int8: a <class>/ folder tree, fer2013.csv or fer2013.csv:Training."
+    ),
+    calibration_faces: int | None = typer.Option(
+        None, min=7, help="Faces drawn for calibration (default: export.calibration_faces)."
+    ),
+) -> None:
+    """Export the classifier to ONNX for ONNX Runtime (edge boxes); the file then works wherever weights are named."""
+    from classifier.onnx_export import export_from_settings
+
+    settings = settings_from(ctx, classifier=dict(weights=weights), export=dict(calibration_faces=calibration_faces))
+    if fmt != "onnx":
+        raise UserError(f"--format must be onnx, got {fmt!r}")
+    if int8 and calibration_data is None:
+        raise UserError("--int8 needs --calibration-data (training faces, never the test split)")
+    if calibration_data is not None and not int8:
+        raise UserError("--calibration-data is only used with --int8")
+    r = export_from_settings(settings, out, calibration_data if int8 else None)
+    say(
+        f"wrote {r.path} ({r.precision}, {r.bytes / 1e6:.2f} MB) from {r.source} in {r.seconds:.0f} s"
+        + (f"; calibrated on {r.calibration_faces} faces of {calibration_data}" if int8 else "")
+        + f"; against PyTorch on {r.check_faces} faces: max |dp| {r.max_prob_diff:.2g}, same top emotion"
+        f" {r.top1_agreement:.1%}"
+    )
+
+
 # ----- still images: predict ------------------------------------------------------------------------------------------
 
 
@@ -258,7 +298,7 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list on stdout instead of tables."),
     detector: str | None = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
     weights: str | None = typer.Option(
-        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+        None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."
     ),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
 ) -> None:
@@ -328,7 +368,7 @@ def run_cmd(
         None, "--summary-json", help="Per-camera counts, fps, latency and per-face results."
     ),
     weights: str | None = typer.Option(
-        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+        None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."
     ),
     detector: str | None = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
     detect_every: int | None = typer.Option(None, min=1, help="Detect on every k-th frame, carrying boxes between."),
@@ -452,7 +492,7 @@ def serve(
         None, "--redis", help="Redis URL (default: redis.url, else 127.0.0.1:6379, else an embedded one)."
     ),
     weights: str | None = typer.Option(
-        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+        None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."
     ),
     tls_cert: str | None = typer.Option(
         None,
@@ -480,30 +520,49 @@ def serve(
 def bench_classifier_cmd(
     ctx: typer.Context,
     json_out: Path = typer.Option(..., "--json", help="Write the results here."),
-    weights: str | None = typer.Option(
-        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+    weights: list[str] | None = typer.Option(
+        None,
+        help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name; repeat to compare "
+        "(default: classifier.weights).",
     ),
     batch_sizes: str = typer.Option("1,32,256", help="Comma-separated batch sizes."),
-    seconds: float = typer.Option(3.0, min=0.0, help="Time spent per batch size and device."),
+    seconds: float = typer.Option(
+        3.0, min=0.0, help="Time spent per batch size, classifier and device (in all rounds together)."
+    ),
+    rounds: int = typer.Option(
+        1, min=1, help="Interleaved rounds: every classifier runs in each, so outside load hits all alike."
+    ),
     devices: str = typer.Option("auto", help="auto (CPU, plus CUDA when present), cpu or cuda."),
+    threads: int | None = typer.Option(
+        None, min=1, help="CPU threads for PyTorch and ONNX Runtime alike (default: each one's own, one per core)."
+    ),
 ) -> None:
-    """Classifier faces/s and per-batch latency (mean, p50, p95 ms) per batch size, on CPU and GPU."""
+    """Classifier faces/s and per-batch latency (mean, p50, p95 ms) per batch size, on CPU and GPU; with several
+    --weights, each one's speed-up over the first."""
     import torch
 
     from bench.classifier import bench_classifier
 
-    settings = settings_from(ctx, classifier=dict(weights=weights))
+    settings = settings_from(ctx, classifier=dict(onnx_threads=threads))
     sizes = int_list(batch_sizes, "--batch-sizes")
     if devices not in ("auto", "cpu", "cuda"):
         raise UserError(f"--devices must be auto, cpu or cuda, got {devices!r}")
     names = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) if devices == "auto" else [devices]
-    result = bench_classifier(settings, sizes, seconds, names, say)
+    result = bench_classifier(
+        settings, weights or [settings.classifier.weights], sizes, seconds, names, rounds, threads, say
+    )
     write_json(json_out, result)
     for r in result["results"]:
         lat = r["latency_ms"]
         say(
-            f"{r['device']:>5} batch {r['batch_size']:>4}: {r['faces_per_s']:9.1f} faces/s, latency ms"
-            f" mean {lat['mean']:.2f} p50 {lat['p50']:.2f} p95 {lat['p95']:.2f}"
+            f"{r['model']:>30} {r['device']:>5} batch {r['batch_size']:>4}: {r['faces_per_s']:9.1f} faces/s"
+            f" (best round {r['faces_per_s_best']:.1f}), latency ms mean {lat['mean']:.2f} p50 {lat['p50']:.2f}"
+            f" p95 {lat['p95']:.2f}"
+        )
+    for sp in result["speedups"]:
+        say(
+            f"{Path(sp['weights']).name} vs {Path(sp['against']).name} {sp['device']} batch {sp['batch_size']}:"
+            f" {sp['ratio']:.2f}x (median of rounds {sp['ratio_median_of_rounds']:.2f}x)"
         )
 
 
@@ -557,7 +616,7 @@ def bench_pipeline_cmd(
     json_out: Path = typer.Option(..., "--json", help="Write the results here."),
     seconds: float | None = typer.Option(None, min=1, help="Stop after this long (default: the file's length)."),
     weights: str | None = typer.Option(
-        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+        None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."
     ),
     detector: str | None = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
     detect_every: int | None = typer.Option(None, min=1),
@@ -573,11 +632,7 @@ def bench_pipeline_cmd(
         classifier=dict(weights=weights, device=device),
         detector=dict(kind=detector, detect_every=detect_every, device=device),
     )
-    say(
-        f"benchmarking {streams} live stream(s) of {source} with {settings.detector.kind} "
-        f"(detect every {settings.detector.detect_every})"
-    )
-    result = bench_pipeline(settings, source, streams, seconds)
+    result = bench_pipeline(settings, source, streams, seconds, say)
     write_json(json_out, result)
     t = result["total"]
     say(
@@ -598,7 +653,7 @@ def bench_webrtc_cmd(
     seconds: float = typer.Option(20.0, min=1, help="Measured time, after a few seconds of warm-up."),
     json_out: Path = typer.Option(..., "--json", help="Write the results here."),
     weights: str | None = typer.Option(
-        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+        None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."
     ),
     detect_every: int | None = typer.Option(None, min=1),
     device: str | None = typer.Option(None, help="auto, cpu or cuda."),
@@ -611,8 +666,7 @@ def bench_webrtc_cmd(
     settings = settings_from(
         ctx, classifier=dict(weights=weights, device=device), detector=dict(detect_every=detect_every, device=device)
     )
-    say(f"benchmarking {visitors} WebRTC visitor(s) sending {source} for {seconds:g} s")
-    result = bench_webrtc(settings, source, visitors, seconds)
+    result = bench_webrtc(settings, source, visitors, seconds, say)
     write_json(json_out, result)
     t = result["total"]
     say(
@@ -628,7 +682,7 @@ def bench_tracking_cmd(
     source: Path = typer.Option(..., help="A video file; every frame is analysed in order."),
     json_out: Path = typer.Option(..., "--json", help="Write the results here."),
     weights: str | None = typer.Option(
-        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+        None, help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."
     ),
     detector: str | None = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
     detect_every: int | None = typer.Option(None, min=1, help="Detect on every k-th frame, carrying boxes between."),
@@ -665,8 +719,7 @@ def bench_tracking_cmd(
             sweep = [SmoothingSettings(half_life_s=h, switch_margin=m) for h in hls for m in margins]
         except ValidationError as exc:
             raise UserError(f"--half-lives / --switch-margins: {exc.errors()[0]['msg']}") from None
-    say(f"analysing {source} with {settings.detector.kind} (detect every {settings.detector.detect_every})")
-    report = bench_tracking(settings, source, sweep, max_frames)
+    report = bench_tracking(settings, source, sweep, max_frames, say)
     write_json(json_out, report)
     for r in report["sweep"] or [report]:
         say(

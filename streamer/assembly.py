@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aggregator.tracker import FaceTracker
-from classifier.inference import build_classifier
+from classifier.loading import build_classifier
 from core.protocols import EmotionModel, FaceDetector, ResultSink, TrackerFactory
 from core.settings import Settings
 from detectors import build_detector
