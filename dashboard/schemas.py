@@ -21,6 +21,8 @@ class Health(BaseModel):
     cameras: int
     webrtc_sessions: int = Field(0, description="WebRTC visitors connected now.")
     uptime_s: float
+    mode: str = Field("local", description="local (this process analyses every camera) or cluster (Ray workers, cluster.address).")
+    workers: list[dict] = Field([], description="Cluster mode: each worker's name, node id and IP, state, cameras, room, Redis writer counters.")
 
 
 class Box(BaseModel):
@@ -51,10 +53,12 @@ class Camera(BaseModel):
     url: str = Field(description="Credentials redacted.")
     options: CameraOptions
     paused: bool
-    status: str = Field(description="starting, connecting, connected, reconnecting, paused, ended, failed or stopped.")
+    status: str = Field(description="starting, connecting, connected, reconnecting, paused, ended, failed or stopped; in cluster mode also waiting (for a worker with room).")
     error: Optional[str]
     stats: Optional[dict] = Field(description="Pipeline counters: frames read/processed/dropped, fps, latency p50/p95 ms ...")
     webrtc_session: Optional[str] = Field(None, description="For WebRTC visitors: the session id (DELETE /api/webrtc/sessions/{id} ends it).")
+    worker: Optional[str] = Field(None, description="Cluster mode: the worker analysing it (null in single-process mode or while waiting).")
+    node: Optional[str] = Field(None, description="Cluster mode: the Ray node id of that worker.")
 
 
 class Person(BaseModel):

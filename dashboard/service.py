@@ -10,9 +10,10 @@ from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries, redis_client
 from dashboard.cameras import CameraConfig, CameraOptions, CameraStore, StoredCamera
 from dashboard.preview import PreviewSink
+from dashboard.runner import CameraRunner, LocalRunner
 from streamer.config import Settings
 from streamer.pipeline import Pipeline
-from streamer.sources import SourceError, open_source, redact, source_kind
+from streamer.sources import SourceError, redact, source_kind
 from streamer.webrtc import WebRtcSessions
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
         self.webrtc: WebRtcSessions | None = None
+        self.runner: CameraRunner | None = None  # where configured cameras run: this process, or a Ray cluster
         self.preview = PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
         self.cameras: dict[str, StoredCamera] = {}
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
@@ -71,6 +73,13 @@ class Service:
         self.webrtc = WebRtcSessions(s, self.pipeline, on_end=self.preview.forget)
         self.pipeline.add_sink(self.webrtc)
         await self.pipeline.start()
+        if s.cluster.address:
+            from dashboard.cluster import ClusterRunner
+
+            self.runner = ClusterRunner(s, self.redis_url, self.preview)
+        else:
+            self.runner = LocalRunner(s, self.pipeline, self.preview)
+        await self.runner.start()
         try:
             saved = await self.store.all()
         except Exception as exc:  # Redis down at start: serve anyway, cameras come back on the next start
@@ -89,6 +98,8 @@ class Service:
     async def stop(self) -> None:
         if self.webrtc is not None:
             await self.webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
+        if self.runner is not None:
+            await self.runner.stop()
         if self.pipeline is not None:
             await self.pipeline.stop()  # closes the Redis and preview sinks
         if self.ts is not None:
@@ -99,12 +110,7 @@ class Service:
     # ----- cameras -------------------------------------------------------------------------------------------------
 
     async def _start_source(self, cam: StoredCamera) -> None:
-        s = self.settings
-        source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime)
-        self.preview.set_snapshots(cam.id, cam.options.snapshots and s.dashboard.snapshots)
-        self.pipeline.add_source(source)
-        if cam.paused:
-            self.pipeline.pause(cam.id)
+        await self.runner.add(cam)
         self.errors.pop(cam.id, None)
 
     async def add_camera(self, config: CameraConfig) -> StoredCamera:
@@ -118,7 +124,7 @@ class Service:
             try:
                 await self.store.save(cam)
             except Exception:
-                await self.pipeline.remove_source(cam.id)
+                await self.runner.remove(cam.id)
                 raise
             self.cameras[cam.id] = cam
             log.info("camera %s added: %s", cam.id, redact(cam.url))
@@ -136,9 +142,7 @@ class Service:
             await self.store.delete(camera_id)
             del self.cameras[camera_id]
             self.errors.pop(camera_id, None)
-            if camera_id in self.pipeline.camera_ids:
-                await self.pipeline.remove_source(camera_id)
-            self.preview.forget(camera_id)
+            await self.runner.remove(camera_id)
             log.info("camera %s removed", camera_id)
 
     async def set_paused(self, camera_id: str, paused: bool) -> StoredCamera:
@@ -146,8 +150,7 @@ class Service:
             cam = self.camera(camera_id).model_copy(update={"paused": paused})
             await self.store.save(cam)
             self.cameras[camera_id] = cam
-            if camera_id in self.pipeline.camera_ids:
-                (self.pipeline.pause if paused else self.pipeline.resume)(camera_id)
+            await self.runner.set_paused(camera_id, paused)
             return cam
 
     def camera_ids(self) -> list[str]:
@@ -168,11 +171,13 @@ class Service:
                     "error": stats.last_error if stats else None, "stats": stats.to_dict() if stats else None,
                     "webrtc_session": session.id}
         cam = self.camera(camera_id)
-        stats = self.pipeline.camera_stats(camera_id) if self.pipeline else None
-        status = "failed" if camera_id in self.errors else (stats.status if stats else "stopped")
+        run = self.runner.state(camera_id) if self.runner else None
+        stats = run.stats if run else None
+        status = "failed" if camera_id in self.errors else (stats.status if stats else (run and run.status) or "stopped")
         return {"id": cam.id, "kind": _kind(cam.url), "url": redact(cam.url), "options": cam.options.model_dump(), "paused": cam.paused,
-                "status": status, "error": self.errors.get(camera_id) or (stats.last_error if stats else None),
-                "stats": stats.to_dict() if stats else None}
+                "status": status, "error": self.errors.get(camera_id) or (stats.last_error if stats else run and run.error),
+                "stats": stats.to_dict() if stats else None,
+                "worker": run and run.worker, "node": run and run.node}
 
     async def known_camera(self, camera_id: str) -> bool:
         """Configured now, or with data in Redis (a removed camera's history stays readable)."""

@@ -535,6 +535,7 @@ def serve(
     weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
     tls_cert: Optional[str] = typer.Option(None, help="PEM certificate: serve HTTPS (browsers give the live demo a camera only over HTTPS or on localhost)."),
     tls_key: Optional[str] = typer.Option(None, help="PEM private key of --tls-cert."),
+    cluster: Optional[str] = typer.Option(None, help="Run cameras on the Ray cluster at this address ('auto' or HEAD:PORT; default: cluster.address, empty: in this process)."),
 ) -> None:
     """Start the dashboard and its API: cameras, live preview, people, metrics, image upload, the live WebRTC demo."""
     import uvicorn
@@ -546,7 +547,7 @@ def serve(
 
     settings = settings_from(ctx, dashboard=dict(host=host, port=port, token=token, tls_cert=tls_cert, tls_key=tls_key),
                              redis=dict(url=redis_url),
-                             classifier=dict(weights=weights))
+                             classifier=dict(weights=weights), cluster=dict(address=cluster))
     resolve_weights(settings.classifier.weights)  # a missing model fails here in one line, not in the server's start-up
     if settings.dashboard.tls_cert:
         import ssl
@@ -557,6 +558,16 @@ def serve(
             raise UserError(f"cannot use the TLS certificate {settings.dashboard.tls_cert} with key {settings.dashboard.tls_key}: {exc}") from None
     url, embedded = connect_or_start(settings)  # likewise "no Redis and no redis-server"
     settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+    if settings.cluster.address:
+        from dashboard.cluster import ClusterError, connect
+
+        try:
+            connect(settings)  # joins once here, so an unreachable cluster is one line, not a failed start-up
+        except ClusterError as exc:
+            if embedded is not None:
+                embedded.stop()
+            raise UserError(str(exc)) from None
+        console.print(f"Cameras run on the Ray cluster at {settings.cluster.address}", highlight=False, soft_wrap=True)
     d = settings.dashboard
     shown = f"[{d.host}]" if ":" in d.host else d.host
     console.print(f"Redis: {redact(url)}" + (" (embedded, data in " + str(embedded.dir) + ")" if embedded else ""),

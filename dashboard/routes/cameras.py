@@ -62,7 +62,7 @@ async def resume_camera(camera_id: str = Depends(configured_camera), service: Se
 @router.get("/{camera_id}/preview.jpg", summary="The latest annotated frame (JPEG, memory only)",
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no frame yet"}})
 async def preview_jpeg(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> Response:
-    data = await asyncio.to_thread(service.preview.jpeg, camera_id)
+    data = await asyncio.to_thread(service.runner.jpeg, camera_id)
     if data is None:
         raise HTTPException(404, f"camera {camera_id!r} has no frame yet")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -79,7 +79,7 @@ async def preview_mjpeg(camera_id: str = Depends(running_camera), service: Servi
         last, sent = None, 0.0
         yield b"--frame\r\n"
         while camera_id in service.cameras or service.is_webrtc(camera_id):
-            data = await asyncio.to_thread(service.preview.jpeg, camera_id)
+            data = await asyncio.to_thread(service.runner.jpeg, camera_id)
             if data is not None and (data is not last or time.monotonic() - sent >= 1.0):
                 last, sent = data, time.monotonic()
                 yield (b"Content-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n"
@@ -93,7 +93,7 @@ async def preview_mjpeg(camera_id: str = Depends(running_camera), service: Servi
 @router.get("/{camera_id}/people/{track_id}/snapshot.jpg", summary="A person's latest face (only with snapshots on)",
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "none kept"}})
 async def snapshot(track_id: int, camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)) -> Response:
-    data = await asyncio.to_thread(service.preview.snapshot, camera_id, track_id)
+    data = await asyncio.to_thread(service.runner.snapshot, camera_id, track_id)
     if data is None:
         raise HTTPException(404, f"no snapshot of track {track_id} on camera {camera_id!r} "
                                  "(snapshots are kept only when the camera's option and dashboard.snapshots are on)")
