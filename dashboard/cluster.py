@@ -47,12 +47,48 @@ def connect(settings: Settings) -> None:
     if ray.is_initialized():
         return
     address = settings.cluster.address
+    _probe(address)
+    _token_mode()
     try:
         ray.init(address=address, namespace=f"deepfer-{settings.redis.key_prefix}", logging_level=logging.WARNING,
                  configure_logging=False)
     except Exception as exc:  # ConnectionError, or ValueError for a bad address
         raise ClusterError(f"cannot join the Ray cluster at {address!r}: {exc.__class__.__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''} (start one with `ray start --head`)") from None
+
+
+def _token_mode() -> None:
+    """Ray (2.5x+) heads require a token by default, but a driver joining one sends it only in token mode: turn that
+    on when a token is at hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``)."""
+    import os
+    from pathlib import Path
+
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:  # Ray read its config at import: make it see the mode (what its own `ray.init()` of a new cluster does)
+            from ray._private.authentication.authentication_token_setup import _enable_token_auth
+        except ImportError:
+            return
+        _enable_token_auth()
+
+
+def _probe(address: str) -> None:
+    """A HOST:PORT nobody listens on fails here in seconds (``ray.init`` would retry for minutes)."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ClusterError(f"cluster address {address!r} is not 'auto' or HOST:PORT (the head's GCS port, 6379 by default)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=3.0):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"no Ray head answers at {address} ({exc.__class__.__name__}); start one with "
+                           f"`ray start --head` there, or check the address") from None
 
 
 @dataclass
