@@ -40,15 +40,15 @@ class ClusterError(RuntimeError):
 
 def connect(settings: Settings) -> None:
     """Join the Ray cluster at ``cluster.address`` as a driver (once per process); ``ClusterError`` in one line."""
+    address = settings.cluster.address
+    _token_mode()
     try:
         import ray
     except ImportError:
         raise ClusterError("cluster mode needs Ray: pip install 'deepfer[cluster]'") from None
     if ray.is_initialized():
         return
-    address = settings.cluster.address
     _probe(address)
-    _token_mode()
     try:
         ray.init(address=address, namespace=f"deepfer-{settings.redis.key_prefix}", logging_level=logging.WARNING,
                  configure_logging=False)
@@ -63,15 +63,12 @@ def _token_mode() -> None:
     import os
     from pathlib import Path
 
-    if "RAY_AUTH_MODE" in os.environ:
-        return
+    import sys
+
+    if "RAY_AUTH_MODE" in os.environ or "ray" in sys.modules:  # Ray reads it once, at import (re-reading its
+        return  # config later breaks a running driver); a process that already runs a cluster has its mode
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
-        try:  # Ray read its config at import: make it see the mode (what its own `ray.init()` of a new cluster does)
-            from ray._private.authentication.authentication_token_setup import _enable_token_auth
-        except ImportError:
-            return
-        _enable_token_auth()
 
 
 def _probe(address: str) -> None:
@@ -401,7 +398,8 @@ class ClusterRunner:
             error = (f"did not start within {c.worker_start_timeout_s:g} s (cluster.worker_start_timeout_s): "
                      f"the node may lack num_cpus={c.num_cpus:g} / num_gpus={c.num_gpus:g} free")
         except Exception as exc:
-            error = f"failed to start: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log.debug("worker %s start failed", worker.name, exc_info=True)
+            error = f"failed to start: {exc.__class__.__name__}: {' '.join(str(exc).split())[:500]}"
         if self.workers_by_name.get(worker.name) is not worker:
             return
         if error:

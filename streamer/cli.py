@@ -342,6 +342,40 @@ def bench_pipeline_cmd(
     bench_command(settings, source, streams, seconds, json_out, console)
 
 
+@bench_app.command("cluster")
+@user_errors
+def bench_cluster_cmd(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--source", help="A video file, played as live cameras at its own frame rate."),
+    cameras: int = typer.Option(2, min=1, help="Cameras (copies of the file) in each configuration."),
+    workers: str = typer.Option("1,2", help="Comma-separated worker counts; the machine's CPUs are split between them."),
+    seconds: float = typer.Option(10.0, min=1, help="Measuring window, after 3 s of warm-up."),
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    detect_every: Optional[int] = typer.Option(None, min=1),
+) -> None:
+    """The same cameras on 1..N Ray workers of a local test cluster: fps, drops, latency, and Redis load per camera."""
+    from dashboard.cluster_bench import bench_cluster
+    from streamer.sources import probe_file
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError("bench cluster needs Ray: pip install 'deepfer[cluster]'") from None
+    probe_file(source)
+    counts = [int(w) for w in workers.split(",") if w.strip().isdigit() and int(w) > 0]
+    if not counts:
+        raise UserError(f"--workers {workers!r}: give positive counts like 1,2")
+    settings = settings_from(ctx, detector=dict(detect_every=detect_every))
+    console.print(f"benchmarking {cameras} camera(s) of {source} on {counts} worker(s), {seconds:g} s each")
+    result = bench_cluster(settings, source, cameras, counts, seconds)
+    write_json(json_out, result)
+    for run in result["runs"]:
+        console.print(f"{run['workers']} worker(s) x {run['cpus_per_worker']} CPU: {run['total_fps']} fps in all, "
+                      f"per camera {[c['fps'] for c in run['per_camera']]} fps, p95 "
+                      f"{[c['latency_p95_ms'] for c in run['per_camera']]} ms; Redis per camera {run['redis']}")
+    console.print(f"wrote {json_out}")
+
+
 @bench_app.command("webrtc")
 @user_errors
 def bench_webrtc_cmd(
