@@ -41,6 +41,7 @@ class ClusterError(RuntimeError):
 def connect(settings: Settings) -> None:
     """Join the Ray cluster at ``cluster.address`` as a driver (once per process); ``ClusterError`` in one line."""
     address = settings.cluster.address
+    _probe(address)
     _token_mode()
     try:
         import ray
@@ -48,7 +49,6 @@ def connect(settings: Settings) -> None:
         raise ClusterError("cluster mode needs Ray: pip install 'deepfer[cluster]'") from None
     if ray.is_initialized():
         return
-    _probe(address)
     try:
         ray.init(address=address, namespace=f"deepfer-{settings.redis.key_prefix}", logging_level=logging.WARNING,
                  configure_logging=False)

@@ -8,12 +8,7 @@ pause and remove act on the worker; a node removed mid-run has its camera resume
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -177,9 +172,15 @@ def test_cameras_on_two_nodes_with_preview_events_metrics_pause_and_remove(clust
 def test_a_removed_node_has_its_camera_resumed_elsewhere_and_a_joining_node_takes_the_next(cluster, server, api, rtsp,
                                                                                           media, prefix, redis_url):
     r = redis_sync.Redis.from_url(redis_url, decode_responses=True)
-    view = api.get("/api/cameras/door").json()
-    if not view["worker"]:
-        view = wait_for("door placed", lambda: (v := api.get("/api/cameras/door").json())["worker"] and v, 60)
+    # a camera on each worker; the one that fails over is on a node this process's Ray driver is not connected to
+    # (Ray refuses to remove that one): door from the RTSP server when it can, else a file camera
+    assert api.post("/api/cameras", json={"id": "clip2", "url": str(media / "woman2.mp4"),
+                                          "options": {"realtime": True}}).status_code == 201
+    views = wait_for("door and clip2 placed", lambda: all((v := {c["id"]: c for c in api.get("/api/cameras").json()})[c]
+                                                          ["worker"] for c in ("door", "clip2")) and v, 60)
+    driver_node = ray.get_runtime_context().get_node_id()
+    victim = "door" if views["door"]["node"] != driver_node else "clip2"
+    view = views[victim]
     old_worker, old_node = view["worker"], view["node"]
     # let it run, sampling how many of its worker's points wait for Redis (what a sudden death would lose)
     backlog = []
@@ -189,8 +190,8 @@ def test_a_removed_node_has_its_camera_resumed_elsewhere_and_a_joining_node_take
         if w["redis"]:
             backlog.append(w["redis"]["buffered"])
         time.sleep(0.25)
-    before = series_points(r, prefix, "door")
-    assert len(before) > 10, "door wrote no points before the failure"
+    before = series_points(r, prefix, victim)
+    assert len(before) > 10, f"{victim} wrote no points before the failure"
 
     doomed = next(k for k, n in cluster.named.items() if n.node_id == old_node)
     t_kill = time.time()
@@ -198,18 +199,18 @@ def test_a_removed_node_has_its_camera_resumed_elsewhere_and_a_joining_node_take
     t0 = time.monotonic()
 
     def moved():
-        v = api.get("/api/cameras/door").json()
+        v = api.get(f"/api/cameras/{victim}").json()
         return v["worker"] not in (None, old_worker) and v["stats"] and v["stats"]["frames_processed"] > 0 and v
-    view = wait_for("door running on another worker", moved, REPLACE_AFTER_S + 30)
+    view = wait_for(f"{victim} running on another worker", moved, REPLACE_AFTER_S + 30)
     resumed_s = time.monotonic() - t0
     assert view["node"] != old_node and view["node"] == next(iter(cluster.named.values())).node_id
     moves = server.call(lambda: list(server.app.state.service.runner.moves))
-    assert [(m.camera_id, m.from_worker) for m in moves] == [("door", old_worker)]
+    assert [(m.camera_id, m.from_worker) for m in moves] == [(victim, old_worker)]
     assert moves[0].seconds <= REPLACE_AFTER_S, moves  # placed again within cluster.replace_after_s
 
     # its series goes on in Redis: new points after the failure, under the new worker's person ids
-    wait_for("new points from the new worker", lambda: any(t > t_kill for t, _ in series_points(r, prefix, "door")), 60)
-    after = series_points(r, prefix, "door")
+    wait_for("new points from the new worker", lambda: any(t > t_kill for t, _ in series_points(r, prefix, victim)), 60)
+    after = series_points(r, prefix, victim)
     old_runs = {p.rsplit("-", 1)[0] for t, p in after if t <= t_kill}
     new = [(t, p) for t, p in after if t > t_kill]
     assert new and not {p.rsplit("-", 1)[0] for _, p in new} & old_runs
@@ -219,11 +220,10 @@ def test_a_removed_node_has_its_camera_resumed_elsewhere_and_a_joining_node_take
     for run in old_runs:
         stored = sum(1 for _, p in after if p.startswith(run + "-"))
         assert stored == int(r.get(f"{prefix}:applied:{run}")) + 1
-    report = {"resumed_after_s": round(resumed_s, 2), "placed_after_s": moves[0].seconds,
+    report = {"camera": victim, "kind": view["kind"], "resumed_after_s": round(resumed_s, 2), "placed_after_s": moves[0].seconds,
               "gap_in_series_s": round(gap_s, 2), "points_before": len(before), "points_after_total": len(after),
               "max_backlog_points_sampled": max(backlog, default=None), "backlog_samples": len(backlog)}
     print("failover:", json.dumps(report))
-    Path(server.app.state.settings.paths.data_dir, "failover.json").write_text(json.dumps(report))
 
     # a node that joins gets a worker, and with the most room it takes the next camera
     joined = cluster.add_node(num_cpus=1, resources={"node_c": 1})
@@ -234,91 +234,3 @@ def test_a_removed_node_has_its_camera_resumed_elsewhere_and_a_joining_node_take
     late = wait_for("late placed", lambda: (v := api.get("/api/cameras/late").json())["worker"] and v, 60)
     assert late["node"] == joined.node_id
 
-
-def ray_start(token: str, *args: str) -> subprocess.Popen:
-    """``ray start ... --block`` as a child of this test: terminating it stops that node's processes (and only them)."""
-    ray_cli = Path(sys.executable).with_name("ray")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "DEEPFER_"))} | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-    return subprocess.Popen([str(ray_cli), "start", "--block", "--disable-usage-stats", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to ``ray start`` itself: it drains its node and stops that node's processes (SIGKILL to the group if not)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(45)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def test_readme_steps_ray_start_head_join_a_node_and_serve_with_cluster(redis_url, media, tmp_path):
-    """What README tells a new user: `ray start --head`, `ray start --address` on the second node, then
-    `deepfer serve --cluster HEAD:PORT`; a camera added through the API runs on the joined node."""
-    from test_serve_cli import read_until_address, serve, wait_for_health
-
-    import shutil
-    import tempfile
-
-    import secrets
-
-    token = secrets.token_hex(32)  # this cluster's own, as README says to share it with every node and the dashboard
-    port = free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's unix socket paths must fit 107 characters
-    head = ray_start(token, "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
-                     f"--temp-dir={temp}")
-    node = None
-    proc = None
-    try:
-        wait_for("the head's GCS port", lambda: head.poll() is None and _listens(port), 90, 0.5)
-        node = ray_start(token, f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", '--resources={"second": 1}')
-        with unique_prefix(redis_url, "test-cluster-cli") as prefix:
-            web = free_port()
-            proc = serve("--port", str(web), "--cluster", f"127.0.0.1:{port}", "--redis", redis_url, cwd=tmp_path,
-                         DEEPFER_REDIS__KEY_PREFIX=prefix, DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
-                         DEEPFER_CLASSIFIER__DEVICE="cpu", DEEPFER_DETECTOR__DEVICE="cpu",
-                         DEEPFER_DETECTOR__DETECT_EVERY="4", DEEPFER_CLUSTER__POLL_S="0.5", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
-            lines: list[str] = []
-            read_until_address(proc, lines)
-            assert any(f"Ray cluster at 127.0.0.1:{port}" in line for line in lines), lines
-            base = f"http://127.0.0.1:{web}"
-            wait_for_health(f"{base}/health", proc, lines)
-            workers = wait_for("a worker on the joined node", lambda: [w for w in httpx.get(f"{base}/health").json()["workers"]
-                                                                       if w["state"] == "ready"], 300, 1)
-            assert len(workers) == 1  # the head has no CPUs for cameras
-            res = httpx.post(f"{base}/api/cameras", json={"id": "lobby", "url": str(media / "woman2.mp4")}, timeout=60)
-            assert res.status_code == 201, res.text
-            view = wait_for("lobby analysed on the worker", lambda: (v := httpx.get(f"{base}/api/cameras/lobby").json())
-                            ["stats"] and v["stats"]["frames_processed"] > 0 and v, 120)
-            assert view["worker"] == workers[0]["name"] and view["node"] == workers[0]["node"]
-            proc.send_signal(signal.SIGINT)
-            out, _ = proc.communicate(timeout=90)
-            assert proc.returncode == 0, "".join(lines) + out
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-        for p in (node, head):
-            if p is not None:
-                stop(p)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _listens(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def test_serve_cluster_with_nobody_at_the_address_is_one_line(free_port):
-    from typer.testing import CliRunner
-
-    from streamer.cli import app
-
-    result = CliRunner().invoke(app, ["serve", "--cluster", f"127.0.0.1:{free_port}"])
-    assert result.exit_code == 2 and "no Ray head answers" in result.output and "Traceback" not in result.output
