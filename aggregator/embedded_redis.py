@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from streamer.config import Settings
+from streamer.redact import redact
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 100  # unix socket paths are limited to 107 bytes; longer data dirs use a loopback port
@@ -115,21 +116,22 @@ def connect_or_start(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     cfg = settings.redis
     if cfg.url:
         if not answers(cfg.url, cfg.connect_timeout_s):
-            log.warning("Redis at %s does not answer yet; points are buffered until it does", cfg.url)
+            log.warning("Redis at %s does not answer yet; points are buffered until it does", redact(cfg.url))
         return cfg.url, None
     if answers(cfg.default_url, cfg.connect_timeout_s):
-        log.info("using Redis at %s", cfg.default_url)
+        log.info("using Redis at %s", redact(cfg.default_url))
         return cfg.default_url, None
     url_file = (Path(settings.paths.data_dir) / "redis" / "url").resolve()
     if url_file.is_file():
         shared = url_file.read_text().strip()
         if shared and answers(shared, cfg.connect_timeout_s):
-            log.info("using the embedded Redis at %s", shared)
+            log.info("using the embedded Redis at %s", redact(shared))
             return shared, None
     if not cfg.embedded:
-        raise RedisUnavailable(f"no Redis answers at {cfg.default_url} and redis.embedded is off: "
+        raise RedisUnavailable(f"no Redis answers at {redact(cfg.default_url)} and redis.embedded is off: "
                                "start one or set redis.url / --redis")
     server = EmbeddedRedis(settings.paths.data_dir, cfg.connect_timeout_s)
     url = server.start()
-    log.info("no Redis at %s: started an embedded redis-server at %s (data in %s)", cfg.default_url, url, server.dir)
+    log.info("no Redis at %s: started an embedded redis-server at %s (data in %s)", redact(cfg.default_url),
+             redact(url), server.dir)
     return url, server

@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aggregator.timeseries import EmotionPoint, EmotionTimeSeries, redis_client
 from streamer.config import RedisSettings
+from streamer.redact import redact
 from streamer.results import FrameResult
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ class RedisSink:
     def __init__(self, settings: RedisSettings, url: str, data_dir: Path, run_id: str | None = None):
         self.settings = settings
         self.url = url
+        self.display = redact(url)  # the only form of the URL a log line shows
         self.run_id = run_id or new_run_id()
         self.journal = Journal(Path(data_dir) / "journal", self.run_id)
         self.ts = EmotionTimeSeries(redis_client(url, settings), settings)
@@ -223,7 +225,7 @@ class RedisSink:
                 log.error("Redis down and journal unwritable (%s): %d points held in memory", exc, len(self._memory))
             return
         self._memory.clear()
-        log.warning("Redis unreachable at %s: %d points spilled to %s", self.url, len(points), path)
+        log.warning("Redis unreachable at %s: %d points spilled to %s", self.display, len(points), path)
 
     def _prune(self, t: float) -> None:
         """Forget per-person state of people not seen for a minute (their next point starts a new dwell)."""
@@ -263,13 +265,13 @@ class RedisSink:
                     await self.ts.r.ping()
                     self._applied.clear()
                     self.connected = True
-                    log.info("Redis at %s is up; %d points to write", self.url, self.buffer_depth)
+                    log.info("Redis at %s is up; %d points to write", self.display, self.buffer_depth)
                 await self._publish_events()
                 await self._write_batch()
                 backoff = 0.1
             except DOWN_ERRORS as exc:
                 if self.connected:
-                    log.warning("Redis at %s is down (%s); buffering", self.url, exc.__class__.__name__)
+                    log.warning("Redis at %s is down (%s); buffering", self.display, exc.__class__.__name__)
                 self.connected = False
                 self._events.clear()
                 await asyncio.sleep(backoff)
@@ -277,7 +279,7 @@ class RedisSink:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug or a Redis refusal must not stop the writer or the pipeline
-                log.exception("Redis write failed; retrying")
+                log.exception("Redis at %s: write failed; retrying", self.display)
                 await asyncio.sleep(self.settings.retry_max_s)
 
     def _pending(self) -> bool:
@@ -373,7 +375,7 @@ class RedisSink:
         if not drained:
             self._spill_everything()
             log.warning("Redis at %s did not take %d points before exit; they stay in %s and are written on the "
-                        "next start", self.url, self.buffer_depth, self.journal.dir)
+                        "next start", self.display, self.buffer_depth, self.journal.dir)
         self.journal.close()
         with contextlib.suppress(Exception):
             await self.ts.aclose()

@@ -185,12 +185,14 @@ class KeySchema:
         return f"{self.p}:preview:{camera}:wanted"
 
 
-def redis_client(url: str, settings: RedisSettings) -> aioredis.Redis:
-    """An asyncio client that fails fast (no silent retries): the caller decides what Redis down means."""
+def redis_client(url: str, settings: RedisSettings, decode: bool = True) -> aioredis.Redis:
+    """An asyncio client that fails fast (no silent retries): the caller decides what Redis down means.
+
+    ``decode=False`` answers bytes: for channels anyone may publish on, where a payload may not be UTF-8."""
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    return aioredis.from_url(url, decode_responses=True, socket_connect_timeout=settings.connect_timeout_s,
+    return aioredis.from_url(url, decode_responses=decode, socket_connect_timeout=settings.connect_timeout_s,
                              socket_timeout=settings.connect_timeout_s + 4.0, retry=Retry(NoBackoff(), 0))
 
 

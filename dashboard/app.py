@@ -3,6 +3,8 @@
 Start-up (lifespan): find or start Redis (``connect_or_start``), load the detector and classifier once, start a
 ``Pipeline`` with a ``RedisSink`` and an in-memory ``PreviewSink``, restore the cameras saved in Redis.
 Shut-down stops the pipeline (flushing Redis) and any embedded redis-server.
+In front of the routes, ``security.Gate`` refuses bad hosts, cross-site changes, missing tokens and oversized bodies
+before any body is read, and ``security.SecurityHeaders`` adds the CSP and its companions to every answer.
 """
 
 from __future__ import annotations
@@ -18,35 +20,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from dashboard.auth import require_token
+from dashboard.auth import LoginThrottle, require_token
 from dashboard.routes import cameras, health, live, metrics, pages, people, predict, prometheus, webrtc
 from dashboard.schemas import Problem
+from dashboard.security import Gate, SecurityHeaders, content_security_policy, inline_blocks
 from dashboard.service import Service
+from dashboard.uploads import UploadPool
 from streamer.config import Settings
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """Real-time facial emotion analytics. Every route except `/health` and `/login` needs the API token
 (`Authorization: Bearer <token>`, the login cookie, or `?token=`) when one is configured."""
-
-
-class UploadLimit:
-    """Pure ASGI middleware: a request whose Content-Length is over the upload limit gets 413 before its body is read."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                mb = self.max_bytes / 2**20
-                response = JSONResponse({"detail": f"request body larger than the {mb:g} MB limit (dashboard.max_upload_mb)"},
-                                        status_code=413)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class HideTokenInAccessLog(logging.Filter):
@@ -62,6 +47,7 @@ class HideTokenInAccessLog(logging.Filter):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    d = settings.dashboard
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, HideTokenInAccessLog) for f in access.filters):
         access.addFilter(HideTokenInAccessLog())
@@ -70,18 +56,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         service = Service(settings)
         app.state.service = service
+        app.state.uploads = UploadPool(d.predict_workers, d.predict_queue)
         app.state.loop = asyncio.get_running_loop()  # lets tests and tools inspect the server's tasks from outside
         try:
             await service.start()
             yield
         finally:
+            app.state.uploads.close()
             await service.stop()
 
     # the spec and the docs need the token too: FastAPI's own routes for them are replaced by protected ones
     app = FastAPI(title="DeepFER", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.login_throttle = LoginThrottle(d.login_max_failures, d.login_window_s)
     protected = [Depends(require_token)]
+    # built once: the CSP allows exactly its inline start-up script by hash
+    docs_page = get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API",
+                                    swagger_js_url="/vendor/swagger/swagger-ui-bundle.js",
+                                    swagger_css_url="/vendor/swagger/swagger-ui.css",
+                                    swagger_favicon_url="/vendor/swagger/favicon.png").body.decode()
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
     async def openapi_spec() -> JSONResponse:
@@ -89,20 +83,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False, dependencies=protected)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API",
-                                   swagger_js_url="/vendor/swagger/swagger-ui-bundle.js",
-                                   swagger_css_url="/vendor/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/vendor/swagger/favicon.png")
+        return HTMLResponse(docs_page)
     app.include_router(health.router)
     app.include_router(pages.router)
-    errors = {400: {"model": Problem, "description": "A value that cannot be used (the reason says which)"},
+    errors = {400: {"model": Problem, "description": "A value that cannot be used (or a Host not in allowed_hosts)"},
               401: {"model": Problem, "description": "Missing or wrong API token"},
+              403: {"model": Problem, "description": "A change asked by another site's page (Origin, Sec-Fetch-Site)"},
               404: {"model": Problem, "description": "Unknown camera or person"},
+              413: {"model": Problem, "description": "Body over dashboard.max_json_kb (max_upload_mb for uploads)"},
               503: {"model": Problem, "description": "Redis is unavailable"}}
     for module in (predict, cameras, people, metrics, live, prometheus, webrtc):
         app.include_router(module.router, dependencies=protected, responses=errors)
-    # multipart overhead on top of the image itself
-    app.add_middleware(UploadLimit, max_bytes=int(settings.dashboard.max_upload_mb * 2**20) + 64 * 1024)
+    # plain ASGI, outermost last: the headers go on every answer, Gate's refusals included
+    app.add_middleware(Gate, settings=d)
+    csp = content_security_policy(scripts=inline_blocks(docs_page, "script"),
+                                  styles=[*inline_blocks(pages.login_page(), "style"), *pages.plotly_inline_styles()])
+    app.add_middleware(SecurityHeaders, csp=csp, hsts_max_age_s=d.hsts_max_age_s)
 
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:

@@ -37,6 +37,7 @@ class CameraWorker:
         self.keys = KeySchema(settings.redis.key_prefix)
         self._jpeg_redis = None
         self._publisher: asyncio.Task | None = None
+        self.policy = None  # the sources' network policy, built on this node (its own DNS) at start
         self.started_at = time.time()
 
     async def start(self) -> dict:
@@ -56,6 +57,10 @@ class CameraWorker:
         except Exception as exc:
             return {"error": f"worker {self.name} cannot reach Redis at {redact(self.redis_url)} "
                              f"({exc.__class__.__name__}); give the dashboard a Redis URL every node can reach"}
+        from streamer.netpolicy import NetworkPolicy
+
+        self.policy = await asyncio.to_thread(NetworkPolicy.from_settings, s.sources,
+                                              [self.redis_url, s.redis.url, s.redis.default_url])
         detector, classifier = await asyncio.to_thread(load_models, s)
         self.sink = RedisSink(s.redis, self.redis_url, s.paths.data_dir)
         self.pipeline = Pipeline(s, detector, classifier, default_tracker_factory(s), sinks=[self.sink, self.preview])
@@ -81,7 +86,8 @@ class CameraWorker:
         cam = StoredCamera.model_validate(camera)
         s = self.settings
         try:
-            source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime)
+            source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime,
+                                             self.policy, True)
         except SourceError as exc:
             return str(exc)
         self.preview.set_snapshots(cam.id, cam.options.snapshots and s.dashboard.snapshots)

@@ -13,6 +13,7 @@ from typing import Protocol
 from dashboard.cameras import StoredCamera
 from dashboard.preview import PreviewSink
 from streamer.config import Settings
+from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import CameraStats, Pipeline
 from streamer.sources import open_source
 
@@ -63,10 +64,11 @@ class LocalRunner:
 
     mode = "local"
 
-    def __init__(self, settings: Settings, pipeline: Pipeline, preview: PreviewSink):
+    def __init__(self, settings: Settings, pipeline: Pipeline, preview: PreviewSink, policy: NetworkPolicy | None = None):
         self.settings = settings
         self.pipeline = pipeline
         self.preview = preview
+        self.policy = policy  # checked before every connect of a network camera
 
     async def start(self) -> None:
         pass
@@ -76,7 +78,8 @@ class LocalRunner:
 
     async def add(self, cam: StoredCamera) -> None:
         s = self.settings
-        source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime)
+        source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime,
+                                         self.policy, True)
         self.preview.set_snapshots(cam.id, cam.options.snapshots and s.dashboard.snapshots)
         self.pipeline.add_source(source)
         if cam.paused:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
+from redis.exceptions import RedisError
+
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries, redis_client
-from dashboard.cameras import CameraConfig, CameraOptions, CameraStore, StoredCamera
+from dashboard.cameras import CameraConfig, CameraOptions, CameraStore, StoredCamera, checked_source
 from dashboard.preview import PreviewSink
 from dashboard.runner import CameraRunner, LocalRunner
-from streamer.config import Settings
+from streamer.config import Settings, max_cameras
+from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline
-from streamer.sources import SourceError, redact, source_kind
+from streamer.redact import redact
+from streamer.sources import SourceError, source_kind
 from streamer.webrtc import WebRtcSessions
 
 log = logging.getLogger(__name__)
@@ -26,7 +31,19 @@ def _kind(url: str) -> str:
         return "unknown"
 
 
-class CameraExists(ValueError):
+class CameraConflict(ValueError):
+    """A camera that cannot be added as asked (HTTP 409); the message says why."""
+
+
+class CameraExists(CameraConflict):
+    pass
+
+
+class ReservedCameraId(CameraConflict):
+    pass
+
+
+class TooManyCameras(CameraConflict):
     pass
 
 
@@ -53,8 +70,10 @@ class Service:
         self.preview = PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
         self.cameras: dict[str, StoredCamera] = {}
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
+        self.policy = NetworkPolicy.from_settings(settings.sources)  # completed with the Redis in use by start()
         self.started_at = time.time()
         self._lock = asyncio.Lock()
+        self._restore_task: asyncio.Task | None = None  # while Redis was down at start
 
     # ----- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -64,6 +83,8 @@ class Service:
 
         s = self.settings
         self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
+        self.policy = await asyncio.to_thread(NetworkPolicy.from_settings, s.sources,
+                                              [self.redis_url, s.redis.url, s.redis.default_url])
         self.ts = EmotionTimeSeries(redis_client(self.redis_url, s.redis), s.redis)
         self.store = CameraStore(self.ts.r, s.redis.key_prefix)
         self.detector, self.classifier = await asyncio.to_thread(load_models, s)
@@ -78,24 +99,52 @@ class Service:
 
             self.runner = ClusterRunner(s, self.redis_url, self.preview)
         else:
-            self.runner = LocalRunner(s, self.pipeline, self.preview)
+            self.runner = LocalRunner(s, self.pipeline, self.preview, self.policy)
         await self.runner.start()
         try:
-            saved = await self.store.all()
-        except Exception as exc:  # Redis down at start: serve anyway, cameras come back on the next start
-            log.warning("cannot read saved cameras from Redis at %s: %s", redact(self.redis_url), exc)
-            saved = {}
-        for cam in saved.values():
-            self.cameras[cam.id] = cam
-            try:
-                await self._start_source(cam)
-            except SourceError as exc:
-                self.errors[cam.id] = str(exc)
-                log.warning("camera %s (%s) not started: %s", cam.id, redact(cam.url), exc)
+            await self._restore(await self.store.all())
+        except (RedisError, OSError) as exc:  # Redis down at start: serve now, bring the cameras back when it answers
+            log.warning("cannot read the saved cameras from Redis at %s (%s): they start as soon as it answers",
+                        redact(self.redis_url), exc.__class__.__name__)
+            self._restore_task = asyncio.create_task(self._restore_when_redis_answers(), name="restore-cameras")
         log.info("dashboard ready: Redis %s, %d camera(s), %s + %s", redact(self.redis_url), len(self.cameras),
                  self.detector.name, self.classifier.name)
 
+    async def _restore(self, saved: dict[str, StoredCamera]) -> None:
+        """Start the cameras saved in Redis (one added meanwhile under the same id keeps its new settings)."""
+        async with self._lock:
+            for cam in saved.values():
+                if cam.id in self.cameras:
+                    continue
+                self.cameras[cam.id] = cam
+                try:
+                    # saved by an earlier version, or written into Redis by someone else: checked like a new camera
+                    # (its address is checked by the source before each connect: a DNS hiccup at start is no failure)
+                    url = await asyncio.to_thread(checked_source, cam.url, self.settings.sources)
+                    self.cameras[cam.id] = cam = cam.model_copy(update={"url": url})
+                    await self._start_source(cam)
+                except SourceError as exc:
+                    self.errors[cam.id] = str(exc)
+                    log.warning("camera %s (%s) not started: %s", cam.id, redact(cam.url), exc)
+
+    async def _restore_when_redis_answers(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                saved = await self.store.all()
+            except (RedisError, OSError):
+                delay = min(self.settings.redis.retry_max_s, delay * 2)
+                continue
+            await self._restore(saved)
+            log.info("Redis answers: %d saved camera(s) restored", len(saved))
+            return
+
     async def stop(self) -> None:
+        if self._restore_task is not None:
+            self._restore_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restore_task
         if self.webrtc is not None:
             await self.webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
         if self.runner is not None:
@@ -114,12 +163,21 @@ class Service:
         self.errors.pop(cam.id, None)
 
     async def add_camera(self, config: CameraConfig) -> StoredCamera:
+        s = self.settings
         async with self._lock:
-            if config.id in self.cameras:
+            if config.id in self.cameras or self.is_webrtc(config.id):
                 raise CameraExists(f"camera id {config.id!r} is already in use")
-            if config.options.snapshots and not self.settings.dashboard.snapshots:
+            prefix = f"{s.webrtc.camera_prefix}-"
+            if config.id.startswith(prefix):
+                raise ReservedCameraId(f"camera ids starting with {prefix!r} are reserved for live-demo visitors")
+            limit = max_cameras(s.dashboard)
+            if len(self.cameras) >= limit:
+                raise TooManyCameras(f"{len(self.cameras)} cameras configured: dashboard.max_cameras ({limit}) reached "
+                                     "(each camera is a decode thread); remove one first")
+            if config.options.snapshots and not s.dashboard.snapshots:
                 raise SnapshotsOff("face snapshots are turned off on this server (dashboard.snapshots = false)")
-            cam = StoredCamera(**config.model_dump())
+            url = await asyncio.to_thread(checked_source, config.url, s.sources, self.policy)  # SourceError: 400
+            cam = StoredCamera(**(config.model_dump() | {"url": url}))
             await self._start_source(cam)  # SourceError (bad path, unknown URI) before anything is saved
             try:
                 await self.store.save(cam)

@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from streamer.config import ConfigError, Settings, load_settings
+from streamer.config import ConfigError, Settings, load_settings, secret_values
+from streamer.redact import RedactFilter, install_log_redaction, redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DeepFER: real-time facial emotion analytics.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
@@ -35,7 +36,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (UserError, ConfigError, DatasetError, WeightsError, FileNotFoundError, ValueError) as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("interrupted")
@@ -55,7 +56,10 @@ def main(
 
 
 def settings_from(ctx: typer.Context, **overrides: dict[str, Any]) -> Settings:
-    return load_settings(ctx.obj.get("config") if ctx.obj else None, overrides)
+    """The settings of this command; from here on, no log line shows their secrets (Redis password, TURN, token)."""
+    settings = load_settings(ctx.obj.get("config") if ctx.obj else None, overrides)
+    install_log_redaction(secret_values(settings))
+    return settings
 
 
 def progress() -> Progress:
@@ -471,12 +475,13 @@ def people(
     try:
         found, cameras = asyncio.run(query())
     except (RedisError, OSError) as exc:
-        raise UserError(f"cannot read Redis at {url}: {exc}") from None
+        raise UserError(f"cannot read Redis at {redact(url)}: {exc}") from None
     finally:
         if embedded is not None:
             embedded.stop()
     if not found and camera not in cameras:
-        raise UserError(f"no data for camera {camera!r} in Redis at {url} (cameras: {', '.join(cameras) or 'none'})")
+        raise UserError(f"no data for camera {camera!r} in Redis at {redact(url)} "
+                        f"(cameras: {', '.join(cameras) or 'none'})")
     if as_json:
         sys.stdout.write(json.dumps([p.to_dict() for p in found], indent=2) + "\n")
         return
@@ -564,7 +569,7 @@ def serve(
     ctx: typer.Context,
     host: Optional[str] = typer.Option(None, help="Address to bind (default: dashboard.host, 127.0.0.1). Anything but loopback needs a token."),
     port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port (default: dashboard.port, 8000)."),
-    token: Optional[str] = typer.Option(None, help="API token (default: dashboard.token or $DEEPFER_DASHBOARD__TOKEN)."),
+    token: Optional[str] = typer.Option(None, help="API token, 16+ characters (default: dashboard.token). Prefer $DEEPFER_DASHBOARD__TOKEN: flags show in ps."),
     redis_url: Optional[str] = typer.Option(None, "--redis", help="Redis URL (default: redis.url, else 127.0.0.1:6379, else an embedded one)."),
     weights: Optional[str] = typer.Option(None, help="Checkpoint path or shipped model name (default: classifier.weights)."),
     tls_cert: Optional[str] = typer.Option(None, help="PEM certificate: serve HTTPS (browsers give the live demo a camera only over HTTPS or on localhost)."),
@@ -577,8 +582,6 @@ def serve(
     from aggregator.embedded_redis import connect_or_start
     from classifier.inference import resolve_weights
     from dashboard.app import create_app
-    from streamer.sources import redact
-
     settings = settings_from(ctx, dashboard=dict(host=host, port=port, token=token, tls_cert=tls_cert, tls_key=tls_key),
                              redis=dict(url=redis_url),
                              classifier=dict(weights=weights), cluster=dict(address=cluster))
@@ -611,10 +614,24 @@ def serve(
                   + (" (API token required)" if d.token else ""), highlight=False, soft_wrap=True)
     tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
     try:
-        uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5, **tls)
+        uvicorn.run(create_app(settings), host=d.host, port=d.port, log_level="info", timeout_graceful_shutdown=5,
+                    log_config=uvicorn_log_config(secret_values(settings)), **tls)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def uvicorn_log_config(secrets: list[str]) -> dict[str, Any]:
+    """uvicorn's own logging set-up, with its handlers (which do not go through the root logger) redacted too."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": RedactFilter, "secrets": secrets}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config
 
 
 if __name__ == "__main__":

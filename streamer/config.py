@@ -9,16 +9,29 @@ The defaults are the embedded configuration: DeepFER runs with no file at all.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
+)
+
+
+# Refused camera networks by default: where a camera never is, and where SSRF finds cloud credentials.
+DENIED_NETWORKS = (
+    "169.254.0.0/16",  # IPv4 link-local: AWS, GCP, Azure, OpenStack, DigitalOcean metadata at 169.254.169.254
+    "fe80::/10",  # IPv6 link-local
+    "fd00:ec2::254/128",  # AWS instance metadata over IPv6
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "0.0.0.0/8",  # 'this host': connecting to 0.0.0.0 reaches the machine itself
+    "::/128",  # the IPv6 unspecified address, likewise
 )
 
 
@@ -89,6 +102,33 @@ class SourceSettings(Section):
     reconnect_jitter: float = Field(0.5, ge=0, le=1, description="Each reconnect delay is cut by a random part up to this fraction.")
     file_rate: Literal["asap", "realtime"] = Field("asap", description="File sources: as fast as processed, or at their own fps.")
     webcam_fps: float = Field(0.0, ge=0, description="Frame rate asked of webcams (0: the camera's default).")
+    allowed_networks: list[str] = Field(
+        default_factory=list, description="Camera addresses (after DNS, when added and at every reconnect) must be in one of these CIDRs; empty: any address not denied.")
+    denied_networks: list[str] = Field(
+        default_factory=lambda: list(DENIED_NETWORKS),
+        description="Camera addresses in these CIDRs are refused: link-local (where cloud metadata services live), AWS's IPv6 and Alibaba's metadata addresses, and 'this host' (0.0.0.0 connects to the machine itself). The Redis DeepFER uses is always refused.")
+    media_dirs: list[Path] = Field(
+        default_factory=list, description="Folders whose video files may be added as cameras through the dashboard API (empty: none). deepfer run reads any file.")
+    rtsps_ca_file: str = Field(
+        "", description="PEM CA bundle: rtsps:// camera certificates are verified (chain and host name) against it. Empty: not verified (FFmpeg's default; cameras have self-signed certificates).")
+
+    @field_validator("allowed_networks", "denied_networks")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            try:
+                out.append(str(ipaddress.ip_network(v.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"not a network in CIDR form (like 10.0.0.0/8 or fd00::/8): {v!r}") from None
+        return out
+
+    @field_validator("rtsps_ca_file")
+    @classmethod
+    def _ca_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
 
 
 class PipelineSettings(Section):
@@ -123,8 +163,8 @@ class SmoothingSettings(Section):
 
 
 class RedisSettings(Section):
-    url: str = Field("", description="Empty: use default_url if it answers, else start an embedded redis-server.")
-    default_url: str = Field("redis://127.0.0.1:6379", description="Tried when url is empty.")
+    url: str = Field("", repr=False, description="Empty: use default_url if it answers, else start an embedded redis-server.")
+    default_url: str = Field("redis://127.0.0.1:6379", repr=False, description="Tried when url is empty.")
     embedded: bool = Field(True, description="Start redis-server under paths.data_dir when no Redis answers.")
     retention_days: float = Field(7.0, gt=0, description="Points, people and roll-ups older than this are removed.")
     points_per_s: float = Field(5.0, ge=0, description="Most points written per person per second; 0: every processed frame.")
@@ -137,16 +177,27 @@ class RedisSettings(Section):
     key_prefix: str = Field("deepfer", min_length=1, description="Start of every key, to share one Redis between setups.")
 
 
+MIN_TOKEN_LENGTH = 16
+
+
 class DashboardSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    token: str = Field("", description="API token; required when host is not loopback.")
-    max_upload_mb: float = Field(10.0, gt=0)
+    token: str = Field("", description="API token, at least 16 characters; required when host is not loopback. Prefer DEEPFER_DASHBOARD__TOKEN to a flag or this file (flags show in ps).")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names answered besides localhost, 127.0.0.1, ::1 and host (every address of the machine when host is 0.0.0.0 or ::); '*.example.com' takes its subdomains, '*' any name (no DNS-rebinding protection). Others get 400.")
+    max_upload_mb: float = Field(10.0, gt=0, description="Largest /api/predict upload, counted on the bytes received (chunked too).")
+    max_json_kb: int = Field(64, ge=1, description="Largest request body on every other route (JSON, the sign-in form), counted on the bytes received.")
     snapshots: bool = Field(False, description="Keep face images; off by default for privacy.")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="Uploads with more pixels than this are refused (413).")
+    max_image_pixels: int = Field(16_000_000, ge=1, description="Uploads with more pixels are refused from their header (413) before decoding: 16 MP takes 12 MP photos and 4K frames, and one decode peaks near 11 bytes a pixel (about 175 MB).")
+    predict_workers: int = Field(2, ge=1, description="Uploads decoded and analysed at once.")
+    predict_queue: int = Field(4, ge=0, description="Uploads waiting for a worker; more get 503 with Retry-After.")
+    login_max_failures: int = Field(5, ge=1, description="Failed sign-ins per client address within login_window_s; then /login answers 429 with Retry-After.")
+    login_window_s: float = Field(300.0, gt=0, description="Window over which failed sign-ins are counted.")
+    hsts_max_age_s: int = Field(31_536_000, ge=0, description="Strict-Transport-Security max-age sent over HTTPS (0: not sent).")
     present_window_s: float = Field(5.0, gt=0, description="A person seen within this many seconds is 'in view now'.")
     max_series_points: int = Field(5000, ge=1, description="Most points one person's time series answer holds.")
     max_people: int = Field(500, ge=1, description="Most people one people answer holds (most recent first).")
+    max_cameras: int = Field(0, ge=0, description="Most cameras configured at once (each is a decode thread); 0: 4 per CPU core this process may use.")
     default_range_s: float = Field(3600.0, gt=0, description="Time range of people and metrics answers when none is given.")
     preview_fps: float = Field(5.0, gt=0, description="Frames per second of the live MJPEG preview.")
     preview_jpeg_quality: int = Field(75, ge=10, le=95, description="JPEG quality of previews.")
@@ -157,6 +208,15 @@ class DashboardSettings(Section):
     cookie_max_age_s: int = Field(7 * 86400, ge=60, description="Lifetime of the login cookie.")
     tls_cert: str = Field("", description="PEM certificate: serve HTTPS (browsers allow the camera only over HTTPS or on localhost).")
     tls_key: str = Field("", description="PEM private key of tls_cert.")
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, token: str) -> str:
+        """A short token can be guessed; the message names the rule, never the value."""
+        if token and len(token) < MIN_TOKEN_LENGTH:
+            raise PydanticCustomError("token_too_short", "must be at least {n} characters (make one with: python -c "
+                                      "'import secrets; print(secrets.token_urlsafe(24))')", {"n": MIN_TOKEN_LENGTH})
+        return token
 
     @model_validator(mode="after")
     def _tls_pair(self) -> "DashboardSettings":
@@ -171,8 +231,8 @@ class DashboardSettings(Section):
 
 class WebRtcSettings(Section):
     ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for visitors behind NAT (empty: host candidates only, enough on a LAN).")
-    ice_username: str = Field("", description="TURN user name (sent to the browser with ice_servers).")
-    ice_credential: str = Field("", description="TURN password (sent to the browser with ice_servers).")
+    ice_username: str = Field("", repr=False, description="TURN user name (sent to the browser with ice_servers, never logged).")
+    ice_credential: str = Field("", repr=False, description="TURN password (sent to the browser with ice_servers, never logged).")
     max_sessions: int = Field(4, ge=1, description="Most WebRTC visitors at once; more get 429.")
     max_in_flight: int = Field(1, ge=1, description="A visitor's frames analysed at once (pipeline.max_in_flight for cameras): 1 gives the lowest delay.")
     batch_wait_ms: float = Field(0.0, ge=0, description="Longest a visitor's frame waits for a detector/classifier batch to fill (cameras: pipeline.detect_max_wait_ms, classifier.max_wait_ms); 0: start at once with what is queued.")
@@ -200,7 +260,8 @@ class Settings(BaseSettings):
     """The whole configuration. Unknown keys are errors, so typos fail at start-up."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DEEPFER_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+        env_prefix="DEEPFER_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True,
+        hide_input_in_errors=True,  # a refused value may be a secret (a short token, a Redis URL with its password)
     )
 
     paths: PathsSettings = PathsSettings()
@@ -239,6 +300,31 @@ class Settings(BaseSettings):
 
 
 _CONFIG_FILE: dict[str, Path | None] = {"path": None}
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The secrets in ``settings`` that no log line may show: Redis passwords, TURN credentials, the API token."""
+    from urllib.parse import unquote, urlsplit
+
+    out = [settings.webrtc.ice_username, settings.webrtc.ice_credential, settings.dashboard.token]
+    for url in (settings.redis.url, settings.redis.default_url):
+        try:
+            parts = urlsplit(url)
+            out += [unquote(parts.password or ""), parts.password or ""]
+        except ValueError:
+            continue
+    return [s for s in out if s]
+
+
+def max_cameras(settings: DashboardSettings) -> int:
+    """``dashboard.max_cameras``, or 4 per CPU core available to this process when it is 0."""
+    if settings.max_cameras:
+        return settings.max_cameras
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return 4 * max(1, cores)
 
 
 class ConfigError(ValueError):

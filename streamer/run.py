@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from streamer.config import Settings
+from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline, TrackerFactory
 from streamer.sources import SourceError, VideoSource, default_camera_id, open_source
 
@@ -37,7 +38,9 @@ def build_sources(uris: Sequence[str], camera_ids: Sequence[str], settings: Sett
             cid, n = f"{base}-{n}", n + 1
         used.add(cid)
         ids.append(cid)
-    return [open_source(uri, cid, settings.sources, settings.pipeline, live_file=live_files) for uri, cid in zip(uris, ids)]
+    policy = NetworkPolicy.from_settings(settings.sources, [settings.redis.url, settings.redis.default_url])
+    return [open_source(uri, cid, settings.sources, settings.pipeline, live_file=live_files, policy=policy)
+            for uri, cid in zip(uris, ids)]
 
 
 def default_tracker_factory(settings: Settings) -> TrackerFactory | None:
@@ -141,7 +144,8 @@ def run_command(settings: Settings, uris: Sequence[str], camera_ids: Sequence[st
 
         redis_sink, embedded = open_redis_sink(settings)
         pipeline.add_sink(redis_sink)
-        console.print(f"storing people in Redis at {redis_sink.url} (keys {settings.redis.key_prefix}:*)", soft_wrap=True)
+        console.print(f"storing people in Redis at {redis_sink.display} (keys {settings.redis.key_prefix}:*)",
+                      soft_wrap=True)
     live = any(s.live for s in sources)
     console.print(f"analysing {len(sources)} source(s) with {detector.name} + {classifier.name} on {classifier.device}"
                   + ("; Ctrl-C stops" if live else ""))

@@ -5,7 +5,8 @@ wait when the buffer is full, so every frame is processed in order; live
 sources drop the oldest frame instead (newest wins, drops are counted), so
 latency stays bounded when the pipeline is behind. Live sources reconnect
 forever, with exponential backoff and jitter, logging each attempt with the
-URL's credentials redacted.
+URL's credentials redacted. Network cameras are checked against the network policy and handed to FFmpeg as a
+rebuilt URL with the checked address before every connect (``streamer.source_url``, ``streamer.netpolicy``).
 """
 
 from __future__ import annotations
@@ -20,46 +21,25 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from streamer.config import PipelineSettings, SourceSettings
+from streamer.netpolicy import HostUnresolved, NetworkPolicy, PolicyRefused
+from streamer.redact import redact
 from streamer.results import Frame
+from streamer.source_url import SourceError, file_path, parse_camera_url, source_kind
+
+__all__ = ["SourceError", "source_kind", "redact", "open_source", "default_camera_id", "VideoSource", "FileSource",
+           "RtspSource", "WebcamSource", "TimedFrame"]
 
 log = logging.getLogger(__name__)
 
 Status = Literal["starting", "connecting", "connected", "reconnecting", "paused", "ended", "failed", "stopped"]
-LIVE_SCHEMES = ("rtsp", "rtsps")
-_SECRET_PARAMS = re.compile(r"pass|pwd|secret|token|key|auth|sig|cred", re.I)
-_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
-
-
-class SourceError(ValueError):
-    """A source that cannot be used at all (missing file, not a video, unknown URI); the message names it."""
-
-
-def redact(url: str) -> str:
-    """``url`` with user, password and secret-looking query values replaced by ``***``; safe to log or show."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _USERINFO.sub(r"\1***@", url)
-    if not parts.scheme or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def scrub(text: str, url: str) -> str:
-    """An error message with the raw URL (and any other ``scheme://user:pass@``) replaced by its redacted form."""
-    return _USERINFO.sub(r"\1***@", text.replace(url, redact(url)))
+# What a network camera's failure looks like from outside, whatever the cause (refused, timeout, TLS, auth, a stream
+# that ended): different texts would make the camera API a port scanner. The cause is in the server log.
+CAMERA_UNREACHABLE = "camera unreachable or its stream failed (the server log has the reason)"
 
 
 def default_camera_id(uri: str) -> str:
@@ -74,17 +54,6 @@ def default_camera_id(uri: str) -> str:
         host = parts.hostname or "camera"
         base = "-".join(p for p in (host, str(parts.port or ""), parts.path.strip("/")) if p)
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-") or "camera"
-
-
-def source_kind(uri: str) -> Literal["file", "rtsp", "webcam"]:
-    scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
-    if scheme in LIVE_SCHEMES:
-        return "rtsp"
-    if uri.isdigit() or re.fullmatch(r"/dev/video\d+", uri):
-        return "webcam"
-    if scheme in ("", "file"):
-        return "file"
-    raise SourceError(f"unsupported source {redact(uri)!r}: use a video file, rtsp:// or rtsps://, /dev/videoN or a webcam index")
 
 
 @dataclass(frozen=True)
@@ -214,7 +183,7 @@ class VideoSource:
             self._produce()
         except Exception as exc:  # never let a decode thread die silently
             self.status = "failed"
-            self.last_error = scrub(f"{exc.__class__.__name__}: {exc}", self.uri)
+            self.last_error = redact(f"{exc.__class__.__name__}: {exc}")
             log.error("camera %s: %s", self.camera_id, self.last_error)
         finally:
             if self.status not in ("failed", "ended"):
@@ -251,7 +220,7 @@ def probe_file(path: str) -> tuple[float | None, tuple[int, int]]:
     """Nominal fps and size of a video file; ``SourceError`` with a one-line reason when it is not one."""
     import av
 
-    p = Path(path[7:] if path.startswith("file://") else path)
+    p = Path(file_path(path))
     if not p.exists():
         raise SourceError(f"video file not found: {p}")
     if not p.is_file():
@@ -280,7 +249,7 @@ class FileSource(VideoSource):
     def __init__(self, uri: str, camera_id: str | None, settings: SourceSettings, queue_size: int, live: bool = False):
         self.live = live
         super().__init__(uri, camera_id, settings, queue_size)
-        self.path = uri[7:] if uri.startswith("file://") else uri
+        self.path = file_path(uri)
         self.fps, self.size = probe_file(self.path)
         self.pace = live or settings.file_rate == "realtime"
 
@@ -307,33 +276,47 @@ class FileSource(VideoSource):
 
 
 class LiveSource(VideoSource):
-    """A camera that may drop: reconnects forever with exponential backoff and jitter until stopped."""
+    """A camera that may drop: reconnects forever with exponential backoff and jitter until stopped.
+
+    ``uniform_failures`` (the dashboard): an attempt that fails without a frame is reported no sooner than
+    ``connect_timeout_s`` after it began, so a refused port and one that never answers look the same from the API
+    (same status at the same moments, same reconnect count) and the camera API is no port scanner.
+    """
 
     live = True
+    uniform_failures = False
 
     def _produce(self) -> None:
         attempt = 0
         while not self._stop.is_set():
             self.status = "connecting" if attempt == 0 and self.reconnects == 0 else "reconnecting"
-            before = self.frames_read
+            before, started = self.frames_read, time.monotonic()
             try:
                 self._read_until_failure()
-                error = "stream ended"
+                detail, public = "stream ended", self._public_error(None, "stream ended")
             except Exception as exc:
-                error = scrub(f"{exc.__class__.__name__}: {exc}", self.uri)
+                detail = redact(f"{exc.__class__.__name__}: {exc}")
+                public = self._public_error(exc, detail)
             if self._stop.is_set():
                 return
             if self.frames_read > before:
                 attempt = 0  # it worked for a while: start the backoff again from the bottom
+            elif self.uniform_failures and self._stop.wait(
+                    max(0.0, self.settings.connect_timeout_s - (time.monotonic() - started))):
+                return
             delay = min(self.settings.reconnect_max_s, self.settings.reconnect_initial_s * 2**attempt)
             delay *= 1 - self.settings.reconnect_jitter * random.random()
             attempt += 1
             self.reconnects += 1
-            self.last_error = error
+            self.last_error = public
             self.status = "reconnecting"
             log.warning("camera %s (%s): %s; reconnect attempt %d in %.1f s",
-                        self.camera_id, self.display, error, attempt, delay)
+                        self.camera_id, self.display, detail, attempt, delay)
             self._stop.wait(delay)
+
+    def _public_error(self, exc: Exception | None, detail: str) -> str:
+        """What the API and the summary show for a failed attempt (the log always has ``detail``)."""
+        return detail
 
     def _read_until_failure(self) -> None:
         raise NotImplementedError
@@ -354,15 +337,43 @@ class LiveSource(VideoSource):
 
 
 class RtspSource(LiveSource):
-    """``rtsp://`` and ``rtsps://`` cameras through PyAV/FFmpeg, with connect and read timeouts."""
+    """``rtsp://`` and ``rtsps://`` cameras through PyAV/FFmpeg, with connect and read timeouts.
+
+    The URL is checked and rebuilt from its parts at construction (``SourceError`` if unusable); before every
+    connect its host is resolved and checked against ``policy``, and FFmpeg gets the checked address (see
+    ``streamer.netpolicy`` for rtsps://). Failures show as one generic text; the reason is logged.
+    """
 
     kind = "rtsp"
+
+    def __init__(self, uri: str, camera_id: str | None, settings: SourceSettings, queue_size: int,
+                 policy: NetworkPolicy | None = None, uniform_failures: bool = False):
+        self.camera_url = parse_camera_url(uri)
+        super().__init__(self.camera_url.url, camera_id, settings, queue_size)
+        self.policy = policy or NetworkPolicy.from_settings(settings)
+        self.uniform_failures = uniform_failures
+
+    def _public_error(self, exc: Exception | None, detail: str) -> str:
+        if isinstance(exc, (PolicyRefused, HostUnresolved)):
+            return str(exc)
+        return CAMERA_UNREACHABLE
+
+    def target(self) -> tuple[str, dict[str, str]]:
+        """The URL and options FFmpeg opens now: resolved, checked, pinned (``PolicyRefused``, ``HostUnresolved``)."""
+        s, u = self.settings, self.camera_url
+        ip = self.policy.check(u.host, u.effective_port)
+        options = {"rtsp_transport": s.rtsp_transport}
+        if u.scheme == "rtsps" and s.rtsps_ca_file:  # the certificate must match the name: keep it
+            return u.url, options | {"tls_verify": "1", "ca_file": s.rtsps_ca_file}
+        return u.with_host(str(ip)).url, options
 
     def _read_until_failure(self) -> None:
         import av
 
         s = self.settings
-        with av.open(self.uri, options={"rtsp_transport": s.rtsp_transport}, timeout=(s.connect_timeout_s, s.read_timeout_s)) as container:
+        url, options = self.target()
+        log.debug("camera %s: opening %s", self.camera_id, redact(url))
+        with av.open(url, options=options, timeout=(s.connect_timeout_s, s.read_timeout_s)) as container:
             if not container.streams.video:
                 raise SourceError("no video stream")
             stream = container.streams.video[0]
@@ -406,11 +417,14 @@ class WebcamSource(LiveSource):
 
 
 def open_source(uri: str, camera_id: str | None, settings: SourceSettings, pipeline: PipelineSettings | None = None,
-                live_file: bool = False) -> VideoSource:
-    """The source for ``uri``. Files are probed now so a bad path fails at once with a clear ``SourceError``.
+                live_file: bool = False, policy: NetworkPolicy | None = None,
+                uniform_failures: bool = False) -> VideoSource:
+    """The source for ``uri``. Files are probed and camera URLs checked now, so a bad one fails at once with a clear
+    ``SourceError``.
 
     Buffer sizes come from ``pipeline`` (``file_queue_size``, ``live_queue_size``); ``live_file`` plays a file
-    like a camera (paced, newest wins).
+    like a camera (paced, newest wins). ``policy`` (default: ``settings``' own) is checked before every connect of
+    a network camera; ``uniform_failures``: see ``LiveSource`` (webcams are local: not needed).
     """
     pipeline = pipeline or PipelineSettings()
     kind = source_kind(uri)
@@ -418,5 +432,5 @@ def open_source(uri: str, camera_id: str | None, settings: SourceSettings, pipel
         size = pipeline.live_queue_size if live_file else pipeline.file_queue_size
         return FileSource(uri, camera_id, settings, size, live=live_file)
     if kind == "rtsp":
-        return RtspSource(uri, camera_id, settings, pipeline.live_queue_size)
+        return RtspSource(uri, camera_id, settings, pipeline.live_queue_size, policy, uniform_failures)
     return WebcamSource(uri, camera_id, settings, pipeline.live_queue_size)

@@ -31,6 +31,7 @@ from aiortc import MediaStreamTrack
 from streamer.config import Settings, SourceSettings
 from streamer.outputs import draw_faces
 from streamer.pipeline import Pipeline
+from streamer.redact import redact
 from streamer.results import Frame, FrameResult
 from streamer.sources import TimedFrame, VideoSource
 
@@ -128,7 +129,7 @@ class WebRtcSource(VideoSource):
             self.status = "stopped"
         except Exception as exc:  # never lose the reason a visitor's video stopped
             self.status = "failed"
-            self.last_error = f"{exc.__class__.__name__}: {exc}"
+            self.last_error = redact(f"{exc.__class__.__name__}: {exc}")
             log.warning("camera %s: %s", self.camera_id, self.last_error)
         finally:
             self._ended = True

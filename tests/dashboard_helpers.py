@@ -8,32 +8,39 @@ from pathlib import Path
 
 import uvicorn
 
+from conftest import MEDIA
 from streamer.config import Settings
 
-TOKEN = "test-token-5f2c"
+TOKEN = "test-token-5f2c-9a7e1d"  # dashboard.token needs at least 16 characters
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CAMERA = "woman2"
 
 
-def dashboard_settings(weights: Path, redis_url: str, prefix: str, data_dir: Path, port: int, **dashboard) -> Settings:
+def dashboard_settings(weights: Path, redis_url: str, prefix: str, data_dir: Path, port: int,
+                       sources: dict | None = None, **dashboard) -> Settings:
+    """Test settings; the shared media folder is the API's media folder (``sources.media_dirs``) unless ``sources``
+    says otherwise."""
     # detect every 4th frame: woman2's 464 frames cost ~116 detector calls (about 10 s on 2 cores)
     return Settings(classifier={"weights": str(weights), "device": "cpu"},
                     detector={"device": "cpu", "detect_every": 4, "threads": 1},
                     redis={"url": redis_url, "key_prefix": prefix, "points_per_s": 5.0},
+                    sources={"media_dirs": [str(MEDIA)], **(sources or {})},
                     paths={"data_dir": data_dir}, dashboard={"port": port, "token": TOKEN, **dashboard})
 
 
 class LiveServer:
-    """``create_app(settings)`` under a real uvicorn in a thread (lifespan included)."""
+    """``create_app(settings)`` under a real uvicorn in a thread (lifespan included), over TLS when configured."""
 
     def __init__(self, settings: Settings):
         from dashboard.app import create_app
 
-        self.url = f"http://127.0.0.1:{settings.dashboard.port}"
+        d = settings.dashboard
+        self.url = f"{'https' if d.tls_cert else 'http'}://127.0.0.1:{d.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=settings.dashboard.port, log_level="warning",
-                                timeout_graceful_shutdown=3)
+        tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=d.port, log_level="warning",
+                                timeout_graceful_shutdown=3, **tls)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -66,3 +73,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]
 
 
+
+
+def wait_for_js(page, expression: str, timeout: float = 30_000) -> None:
+    """``page.wait_for_function(expression)`` under the dashboard's Content-Security-Policy: Playwright evaluates a
+    string predicate with ``eval`` inside the page, which the CSP refuses (no 'unsafe-eval'); ``page.evaluate`` goes
+    through the DevTools protocol, outside the page's CSP. Polls every 100 ms; ``timeout`` in milliseconds."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true within {timeout / 1000:g} s: {expression}"
+        time.sleep(0.1)

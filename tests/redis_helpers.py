@@ -37,20 +37,22 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server of our own on a fixed port, persisting to ``dir`` so a restart keeps the data."""
+    """A redis-server of our own on a fixed port, persisting to ``dir`` so a restart keeps the data; with
+    ``password``, clients must authenticate (``requirepass``) and ``url`` carries it."""
 
-    def __init__(self, dir: Path, port: int | None = None):
+    def __init__(self, dir: Path, port: int | None = None, password: str | None = None):
         if shutil.which("redis-server") is None:
             pytest.skip("needs the redis-server binary (apt-get install redis-server)")
-        self.dir, self.port = dir, port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
+        self.dir, self.port, self.password = dir, port or free_port(), password
+        self.url = f"redis://{':' + password + '@' if password else ''}127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "RedisServer":
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", str(self.dir / "redis.log")],
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", str(self.dir / "redis.log")]
+            + (["--requirepass", self.password] if self.password else []),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not answers(self.url):

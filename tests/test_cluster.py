@@ -111,7 +111,7 @@ def test_cameras_on_two_nodes_with_preview_events_metrics_pause_and_remove(clust
     assert api.post("/api/cameras", json={"id": "clip", "url": str(media / "woman2.mp4"),
                                           "options": {"realtime": True}}).status_code == 201
     # a source the worker cannot open is refused like in single-process mode, and not kept
-    bad = api.post("/api/cameras", json={"id": "ghost", "url": "/nonexistent/video.mp4"})
+    bad = api.post("/api/cameras", json={"id": "ghost", "url": str(media / "no-such-clip.mp4")})
     assert bad.status_code == 400 and "not found" in bad.json()["detail"]
     assert api.get("/api/cameras/ghost").status_code == 404
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -63,7 +64,8 @@ def test_readme_steps_ray_start_head_join_a_node_and_serve_with_cluster(redis_ur
             proc = serve("--port", str(web), "--cluster", f"127.0.0.1:{port}", "--redis", redis_url, cwd=tmp_path,
                          DEEPFER_REDIS__KEY_PREFIX=prefix, DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
                          DEEPFER_CLASSIFIER__DEVICE="cpu", DEEPFER_DETECTOR__DEVICE="cpu",
-                         DEEPFER_DETECTOR__DETECT_EVERY="4", DEEPFER_CLUSTER__POLL_S="0.5", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+                         DEEPFER_DETECTOR__DETECT_EVERY="4", DEEPFER_CLUSTER__POLL_S="0.5", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
+                         DEEPFER_SOURCES__MEDIA_DIRS=json.dumps([str(media)]))
             lines: list[str] = []
             read_until_address(proc, lines)
             assert any(f"Ray cluster at 127.0.0.1:{port}" in line for line in lines), lines

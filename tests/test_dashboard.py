@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,8 @@ import pytest
 import redis as redis_sync
 
 from classifier import EMOTIONS
-from dashboard_helpers import ARTIFACTS, AUTH, CAMERA, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
+from dashboard_helpers import (ARTIFACTS, AUTH, CAMERA, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings,
+                               wait_for_js)
 from redis_helpers import free_port, key_prefix, redis_url, unique_prefix  # noqa: F401 (fixtures)
 from streamer.config import Settings
 
@@ -242,7 +244,7 @@ def test_mjpeg_preview_streams_jpeg_parts(server, woman2):
 
 def test_server_sent_events_carry_cameras_and_faces(server, api, prefix, redis_url, woman2):
     publisher = redis_sync.Redis.from_url(redis_url)
-    got: dict[str, list] = {"cameras": [], "faces": []}
+    got: dict[str, list] = defaultdict(list)
     with httpx.stream("GET", f"{server.url}/api/events", params={"token": TOKEN}, timeout=20) as res:
         assert res.headers["content-type"].startswith("text/event-stream")
         event = None
@@ -299,7 +301,7 @@ def test_redis_down_is_a_503_not_a_500(tiny_checkpoint, tmp_path, media):
 def test_token_required_off_loopback():
     with pytest.raises(ValueError, match="token"):
         Settings(dashboard={"host": "0.0.0.0"})
-    assert Settings(dashboard={"host": "0.0.0.0", "token": "t"}).dashboard.token == "t"
+    assert Settings(dashboard={"host": "0.0.0.0", "token": "t" * 16}).dashboard.token == "t" * 16
 
 
 # ----- the page in a real browser ----------------------------------------------------------------------------------
@@ -325,11 +327,11 @@ def test_page_in_headless_chromium(server, woman2, media):
             page.wait_for_url(f"{server.url}/")
             # the camera added through the API is listed, with its chart filled from Redis roll-ups
             page.wait_for_selector(f"#camera-{CAMERA} .status.ended", timeout=30_000)
-            page.wait_for_function(f"Number(document.getElementById('chart-{CAMERA}').dataset.points) > 0", timeout=30_000)
+            wait_for_js(page, f"Number(document.getElementById('chart-{CAMERA}').dataset.points) > 0", timeout=30_000)
             page.wait_for_selector(f"#chart-{CAMERA} .main-svg", timeout=10_000)  # plotly drew it
             assert page.locator(f"#camera-{CAMERA} tr.person").count() >= 1
             # the annotated MJPEG preview shows a frame (the camera has ended: its last frame)
-            page.wait_for_function(f"document.querySelector('#camera-{CAMERA} img').naturalWidth === 596", timeout=15_000)
+            wait_for_js(page, f"document.querySelector('#camera-{CAMERA} img').naturalWidth === 596", timeout=15_000)
             # upload justin.jpg and see the predicted emotion
             page.set_input_files("#predict-file", str(media / "justin.jpg"))
             page.click("#predict-form button[type=submit]")
@@ -338,8 +340,8 @@ def test_page_in_headless_chromium(server, woman2, media):
             assert emotion in EMOTIONS
             # a person's timeline
             page.click(f"#camera-{CAMERA} tr.person")
-            page.wait_for_function("Number(document.getElementById('chart-person').dataset.points) > 0", timeout=15_000)
-            page.wait_for_function("document.getElementById('live-status').textContent === 'live'", timeout=15_000)
+            wait_for_js(page, "Number(document.getElementById('chart-person').dataset.points) > 0", timeout=15_000)
+            wait_for_js(page, "document.getElementById('live-status').textContent === 'live'", timeout=15_000)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             # the add-camera form: a bad source shows the API's reason; a good one appears live, then is removed
             page.fill("#add-camera [name=id]", "ghost")
@@ -353,7 +355,7 @@ def test_page_in_headless_chromium(server, woman2, media):
             page.click("#add-camera button[type=submit]")
             page.wait_for_selector("#camera-lobby2 .status.connected", timeout=15_000)
             # live faces arrive by Server-Sent Events while the camera plays
-            page.wait_for_function("document.querySelector('#camera-lobby2 .live-faces').textContent.startsWith('now: ')",
+            wait_for_js(page, "document.querySelector('#camera-lobby2 .live-faces').textContent.startsWith('now: ')",
                                    timeout=15_000)
             page.on("dialog", lambda dialog: dialog.accept())
             page.click("#camera-lobby2 button.danger")

@@ -17,7 +17,8 @@ import pytest
 
 from classifier import EMOTIONS
 from conftest import SHIPPED_WEIGHTS
-from dashboard_helpers import ARTIFACTS, AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings
+from dashboard_helpers import (ARTIFACTS, AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings,
+                               wait_for_js)
 from redis_helpers import free_port, redis_url, unique_prefix  # noqa: F401 (fixture)
 from streamer.webrtc_client import VisitorProcess, WebRtcClient
 
@@ -302,7 +303,7 @@ def test_demo_page_in_headless_chromium(server, api, fake_camera):
             assert any(e in label for e in EMOTIONS), label
             assert page.locator("#faces .face .bar").count() >= 7
             # the annotated video plays in the page
-            page.wait_for_function("document.getElementById('remote').videoWidth > 0 && "
+            wait_for_js(page, "document.getElementById('remote').videoWidth > 0 && "
                                    "document.getElementById('remote').currentTime > 0.5", timeout=20_000)
             sessions = api.get("/api/webrtc/sessions").json()
             assert len(sessions) == 1 and sessions[0]["state"] == "connected"
@@ -333,7 +334,7 @@ def test_demo_page_says_when_the_camera_is_denied_or_the_server_unreachable(serv
             # the server goes away: every request to it fails at the network level
             page.route("**/api/webrtc/**", lambda route: route.abort("connectionrefused"))
             page.click("#start")
-            page.wait_for_function("document.getElementById('message').textContent.includes('cannot be reached')",
+            wait_for_js(page, "document.getElementById('message').textContent.includes('cannot be reached')",
                                    timeout=15_000)
             assert not errors, errors
         finally:

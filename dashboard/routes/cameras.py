@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from dashboard.cameras import CameraConfig
 from dashboard.schemas import Camera, Problem
 from dashboard.deps import configured_camera, get_service, running_camera
-from dashboard.service import CameraExists, Service, SnapshotsOff
+from dashboard.service import CameraConflict, Service, SnapshotsOff
 from streamer.sources import SourceError
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
@@ -23,11 +23,14 @@ async def list_cameras(service: Service = Depends(get_service)) -> list[Camera]:
 
 
 @router.post("", status_code=201, summary="Add a camera and start analysing it now",
-             responses={409: {"model": Problem, "description": "The id is already in use"}})
+             responses={409: {"model": Problem, "description": "The id is in use or reserved (WebRTC visitors' "
+                                                               "prefix), or dashboard.max_cameras is reached"}})
 async def add_camera(config: CameraConfig, service: Service = Depends(get_service)) -> Camera:
+    """Network cameras: rtsp:// or rtsps:// only, checked and rebuilt from their parts, their address checked against
+    the network policy (sources.allowed_networks / denied_networks). Video files: only from sources.media_dirs."""
     try:
         cam = await service.add_camera(config)
-    except CameraExists as exc:
+    except CameraConflict as exc:
         raise HTTPException(409, str(exc)) from None
     except SnapshotsOff as exc:
         raise HTTPException(400, str(exc)) from None

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
-
-from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
-from PIL import Image, UnidentifiedImageError
+from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 
 from classifier.predict import analyze_image
-from dashboard.schemas import Prediction, Problem
 from dashboard.deps import get_service
+from dashboard.schemas import Prediction, Problem
 from dashboard.service import Service
+from dashboard.uploads import ImageRefused, PoolFull, UploadPool, decode
 
 router = APIRouter(tags=["predict"])
-FORMATS = {"JPEG", "PNG", "WEBP"}
 CHUNK = 1 << 20
+RETRY_AFTER_S = 1
 
 
 async def read_limited(upload: UploadFile, limit: int) -> bytes:
@@ -27,39 +24,35 @@ async def read_limited(upload: UploadFile, limit: int) -> bytes:
     return bytes(data)
 
 
-def decode(data: bytes, max_pixels: int):
-    """RGB array of a JPEG/PNG/WebP, or an HTTPException saying what is wrong with it."""
-    import numpy as np
-    from PIL import ImageOps
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format not in FORMATS:
-                raise HTTPException(415, f"unsupported image type {img.format}: send JPEG, PNG or WebP")
-            if img.width * img.height > max_pixels:
-                raise HTTPException(413, f"image of {img.width}x{img.height} pixels is over the "
-                                         f"{max_pixels} pixel limit (dashboard.max_image_pixels)")
-            img.load()
-            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-    except UnidentifiedImageError:
-        raise HTTPException(415, "not an image: send JPEG, PNG or WebP") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise HTTPException(422, f"cannot decode the image: {exc}") from None
+def analyse_upload(data: bytes, max_pixels: int, detector, classifier, crop_margin: float):
+    """Decode and analyse in one pool task, so the decoded image never outlives the worker's place."""
+    image = decode(data, max_pixels)
+    return image.shape, analyze_image(image, detector, classifier, crop_margin)
 
 
 @router.post("/api/predict", summary="Faces and emotions in one image (JPEG, PNG or WebP)", responses={
     400: {"model": Problem, "description": "Empty upload"},
     413: {"model": Problem, "description": "Over dashboard.max_upload_mb or dashboard.max_image_pixels"},
     415: {"model": Problem, "description": "Not a JPEG, PNG or WebP image"},
-    422: {"model": Problem, "description": "No file field, or an image that cannot be decoded"}})
-async def predict(file: UploadFile = File(..., description="The image."), service: Service = Depends(get_service)) -> Prediction:
+    422: {"model": Problem, "description": "No file field, or an image that cannot be decoded"},
+    503: {"model": Problem, "description": "Every upload worker and waiting place is taken (Retry-After)"}})
+async def predict(request: Request, file: UploadFile = File(..., description="The image."),
+                  service: Service = Depends(get_service)) -> Prediction:
     cfg = service.settings.dashboard
-    data = await read_limited(file, int(cfg.max_upload_mb * 2**20))
-    if not data:
-        raise HTTPException(400, "empty upload: choose an image file")
-    image = await asyncio.to_thread(decode, data, cfg.max_image_pixels)
-    faces = await asyncio.to_thread(analyze_image, image, service.detector, service.classifier,
-                                    service.settings.classifier.crop_margin)
+    pool: UploadPool = request.app.state.uploads
+    try:
+        slot = pool.take()
+    except PoolFull as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    async with slot:
+        data = await read_limited(file, int(cfg.max_upload_mb * 2**20))
+        if not data:
+            raise HTTPException(400, "empty upload: choose an image file")
+        try:
+            shape, faces = await slot.run(analyse_upload, data, cfg.max_image_pixels, service.detector,
+                                          service.classifier, service.settings.classifier.crop_margin)
+        except ImageRefused as exc:
+            raise HTTPException(exc.status, str(exc)) from None
     keep = ("box", "emotion", "confidence", "probabilities")
-    return Prediction(**{"width": int(image.shape[1]), "height": int(image.shape[0]), "model": service.classifier.name,
-            "faces": [{k: v for k, v in f.to_dict().items() if k in keep} for f in faces]})
+    return Prediction(width=int(shape[1]), height=int(shape[0]), model=service.classifier.name,
+                      faces=[{k: v for k, v in f.to_dict().items() if k in keep} for f in faces])

@@ -10,7 +10,8 @@ let selectedPerson = null;
 const $ = (sel, root = document) => root.querySelector(sel);
 const el = (tag, attrs = {}, ...children) => {
   const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) k === "class" ? e.className = v : e.setAttribute(k, v);
+  // styles through the CSSOM: the Content-Security-Policy refuses inline style attributes
+  for (const [k, v] of Object.entries(attrs)) k === "class" ? e.className = v : k === "style" ? Object.assign(e.style, v) : e.setAttribute(k, v);
   for (const c of children) e.append(c);
   return e;
 };
@@ -163,7 +164,7 @@ $("#predict-form").onsubmit = async (ev) => {
       const box = el("div", {class: "face"}, el("div", {}, el("span", {class: "face-emotion"}, f.emotion),
         el("span", {class: "muted"}, ` face ${i + 1}, ${(f.confidence * 100).toFixed(0)}% · box ${f.box.x1.toFixed(0)},${f.box.y1.toFixed(0)}–${f.box.x2.toFixed(0)},${f.box.y2.toFixed(0)}`)));
       for (const e of EMOTIONS) box.append(el("div", {class: "bar"}, el("span", {}, e),
-        el("div", {style: `width:${(f.probabilities[e] * 200).toFixed(0)}px;background:${COLOURS[e]}`}), el("span", {}, f.probabilities[e].toFixed(2))));
+        el("div", {style: {width: `${(f.probabilities[e] * 200).toFixed(0)}px`, background: COLOURS[e]}}), el("span", {}, f.probabilities[e].toFixed(2))));
       out.append(box);
     });
   } catch (e) { out.innerHTML = ""; out.append(el("p", {class: "error"}, e.message)); }
@@ -174,7 +175,12 @@ $("#range").onchange = () => refreshMetrics().catch(console.error);
 // ----- live updates (Server-Sent Events) -------------------------------------------------------------------------
 function connectEvents() {
   const source = new EventSource("/api/events");
-  source.addEventListener("cameras", (ev) => { $("#live-status").textContent = "live"; refreshCameras(JSON.parse(ev.data)); });
+  let redisUp = true;
+  source.addEventListener("redis", (ev) => { redisUp = JSON.parse(ev.data).connected; });
+  source.addEventListener("cameras", (ev) => {
+    $("#live-status").textContent = redisUp ? "live" : "live (Redis unavailable: faces and history resume when it is back)";
+    refreshCameras(JSON.parse(ev.data));
+  });
   source.addEventListener("faces", (ev) => {
     const e = JSON.parse(ev.data), card = document.getElementById(`camera-${e.camera_id}`);
     if (!card) return;

@@ -116,9 +116,15 @@ function stop() {
 }
 
 function bar(emotion, p) {
-  const row = document.createElement("div");
+  // built node by node, styled through the CSSOM: the Content-Security-Policy refuses inline style attributes
+  const row = document.createElement("div"), name = document.createElement("span"), fill = document.createElement("div"),
+    value = document.createElement("span");
   row.className = "bar";
-  row.innerHTML = `<span>${emotion}</span><div style="width:${Math.round(p * 100)}%;background:${COLOURS[emotion]}"></div><span>${(p * 100).toFixed(0)}%</span>`;
+  name.textContent = emotion;
+  fill.style.width = `${Math.round(p * 100)}%`;
+  fill.style.background = COLOURS[emotion];
+  value.textContent = `${(p * 100).toFixed(0)}%`;
+  row.append(name, fill, value);
   return row;
 }
 

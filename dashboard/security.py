@@ -1,0 +1,273 @@
+"""The dashboard's front door: plain ASGI middleware ahead of FastAPI, so that a request is refused before any of its
+body is read.
+
+``Gate`` checks, in order: the ``Host`` is one of the dashboard's names (a DNS-rebinding page carries its own name)
+-> 400; a state-changing request comes from the dashboard's own pages (``Origin``, ``Sec-Fetch-Site``) -> 403; the
+API token, when one is set -> 401; the body fits its route's limit, on the declared ``Content-Length`` and again on
+the bytes actually received (a chunked body declares nothing) -> 413. ``SecurityHeaders`` puts the CSP and its
+companions on every answer, refusals included.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from fastapi import HTTPException
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dashboard.auth import presented_token, token_ok, unauthorized_reason
+from streamer.config import DashboardSettings
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# routes that answer without the token: the sign-in flow, /health, and the pages (they redirect to /login themselves)
+OPEN_PATHS = frozenset({"/health", "/login", "/logout", "/", "/demo"})
+UPLOAD_PATHS = frozenset({"/api/predict"})
+MULTIPART_ALLOWANCE = 64 * 1024  # the multipart envelope around an upload of max_upload_mb
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": self.reason}, status_code=self.status, headers=dict(self.headers))
+        await response(scope, receive, send)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once a body passes its limit; FastAPI answers it like any HTTPException (413)."""
+
+    def __init__(self, reason: str):
+        super().__init__(413, reason)
+
+
+# ----- Host names --------------------------------------------------------------------------------------------------
+
+
+def host_name(value: str) -> str:
+    """The name in a ``Host`` header, lower-cased, without port, brackets or trailing dot ('' when malformed)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        rest = value[end + 1:] if end > 0 else "x"
+        return value[1:end] if rest == "" or (rest.startswith(":") and rest[1:].isdigit()) else ""
+    name, _, port = value.partition(":")
+    return name.rstrip(".") if port == "" or port.isdigit() else ""
+
+
+def machine_addresses() -> set[str]:
+    """Every address of this machine's interfaces (what clients may type when the dashboard binds a wildcard)."""
+    import psutil
+
+    return {a.address.split("%")[0].lower() for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6)}
+
+
+@dataclass(frozen=True)
+class HostNames:
+    """The ``Host`` values answered: exact names, ``*.suffix`` patterns, or ``*`` (any)."""
+
+    exact: frozenset[str]
+    suffixes: tuple[str, ...] = ()
+    any: bool = False
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> "HostNames":
+        names = [n.strip().lower().rstrip(".") for n in names if n.strip()]
+        return cls(exact=frozenset(host_name(n) or n for n in names if not n.startswith("*")),
+                   suffixes=tuple(n[1:] for n in names if n.startswith("*.")), any="*" in names)
+
+    @classmethod
+    def for_settings(cls, d: DashboardSettings) -> "HostNames":
+        """Loopback names, the bound host (or every address of the machine when bound to a wildcard), allowed_hosts."""
+        bound = {d.host.strip("[]").lower()} - WILDCARD_BINDS
+        if d.host.strip("[]") in WILDCARD_BINDS:
+            bound = machine_addresses()
+        return cls.of([*LOOPBACK_NAMES, *bound, *d.allowed_hosts])
+
+    def allows(self, header: str) -> bool:
+        name = host_name(header)
+        return bool(name) and (self.any or name in self.exact or name.endswith(self.suffixes))
+
+
+# ----- cross-site requests -----------------------------------------------------------------------------------------
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            return None
+        return parts.scheme, parts.hostname.rstrip("."), parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        return None
+
+
+OWN_PAGES_ONLY = "changes come only from this dashboard's own pages"
+
+
+def cross_site_reason(scope: Scope, headers: Headers) -> str | None:
+    """Why a state-changing request is not from the dashboard's own pages, or None. Clients that send neither
+    ``Origin`` nor ``Sec-Fetch-Site`` (curl, scripts) are not browsers acting for another site."""
+    if scope["method"] not in STATE_CHANGING:
+        return None
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:40]}): {OWN_PAGES_ONLY}"
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    own = origin_of(f"{scope.get('scheme', 'http')}://{headers.get('host', '')}")
+    if own is None or origin_of(origin) != own:
+        return f"cross-site request refused (Origin: {origin[:100]}): {OWN_PAGES_ONLY}"
+    return None
+
+
+# ----- body limits -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    json_kb: int
+    upload_mb: float
+
+    def for_path(self, path: str) -> tuple[int, str]:
+        """The most bytes a request to ``path`` may send, and the reason given when it sends more."""
+        if path in UPLOAD_PATHS:
+            return (int(self.upload_mb * 2**20) + MULTIPART_ALLOWANCE,
+                    f"upload larger than the {self.upload_mb:g} MB limit (dashboard.max_upload_mb)")
+        return self.json_kb * 1024, f"request body larger than the {self.json_kb} KB limit (dashboard.max_json_kb)"
+
+
+def declared_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+class Gate:
+    """Host, cross-site, token and body-size checks before the app sees the request (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, settings: DashboardSettings):
+        self.app = app
+        self.settings = settings
+        self.hosts = HostNames.for_settings(settings)
+        self.limits = BodyLimits(settings.max_json_kb, settings.max_upload_mb)
+
+    def refusal(self, scope: Scope, limit: int, reason: str) -> Refusal | None:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if not self.hosts.allows(host):
+            return Refusal(400, f"Host {host[:100]!r} is not a name of this dashboard: "
+                                "add it to dashboard.allowed_hosts")
+        if cross_site := cross_site_reason(scope, headers):
+            return Refusal(403, cross_site)
+        if self.settings.token and scope["path"] not in OPEN_PATHS:
+            given = presented_token(HTTPConnection(scope))
+            if not token_ok(self.settings.token, given):
+                return Refusal(401, unauthorized_reason(given), (("WWW-Authenticate", "Bearer"),))
+        length = declared_length(headers)
+        if length is not None and length > limit:
+            return Refusal(413, reason)
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, reason = self.limits.for_path(scope["path"])
+        refusal = self.refusal(scope, limit, reason)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(reason)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLarge as exc:  # read outside a route's own error handling
+            if started:
+                raise
+            await Refusal(413, exc.detail)(scope, receive, send)
+
+
+# ----- security headers --------------------------------------------------------------------------------------------
+
+INLINE = {tag: re.compile(rf"<{tag}>(.*?)</{tag}>", re.S) for tag in ("script", "style")}
+
+
+def inline_blocks(page: str, tag: str) -> list[str]:
+    """The text of every attribute-less ``<script>`` or ``<style>`` element of an HTML page (its inline code)."""
+    return INLINE[tag].findall(page)
+
+
+def sha256_source(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def content_security_policy(scripts: Iterable[str], styles: Iterable[str]) -> str:
+    """Scripts and styles only from this server, and the inline ones whose exact text is given (allowed by hash)."""
+    return "; ".join([
+        "default-src 'self'", " ".join(["script-src 'self'", *sorted({sha256_source(s) for s in scripts})]),
+        " ".join(["style-src 'self'", *sorted({sha256_source(s) for s in styles})]),
+        "img-src 'self' data: blob:", "font-src 'self' data:", "connect-src 'self'", "object-src 'none'",
+        "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"])
+
+
+class SecurityHeaders:
+    """Adds the CSP, ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy`` and ``Cross-Origin-Resource-Policy``
+    to every answer, and ``Strict-Transport-Security`` when the request came over TLS."""
+
+    def __init__(self, app: ASGIApp, csp: str, hsts_max_age_s: int):
+        self.app = app
+        self.headers = {"Content-Security-Policy": csp, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                        # URLs may carry ?token= (EventSource, MJPEG): never hand them to another site. Not
+                        # no-referrer: with it browsers send "Origin: null" on the dashboard's own form posts
+                        "Referrer-Policy": "same-origin",
+                        # other sites cannot even embed the camera previews as images
+                        "Cross-Origin-Resource-Policy": "same-origin"}
+        self.hsts = f"max-age={hsts_max_age_s}" if hsts_max_age_s > 0 else ""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tls = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers.setdefault(name, value)
+                if tls and self.hsts:
+                    headers.setdefault("Strict-Transport-Security", self.hsts)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
