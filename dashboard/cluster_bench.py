@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -107,6 +108,7 @@ def bench_cluster(settings: Settings, source: str, cameras: int, workers: list[i
         runs = [asyncio.run(bench_config(settings, url, source, cameras, w, 3.0, seconds)) for w in workers]
     finally:
         server.stop()
+        shutil.rmtree(data, ignore_errors=True)
     return {"benchmark": "cluster", "source": source, "source_fps": fps, "width": size[0], "height": size[1],
             "settings": {"detect_every": settings.detector.detect_every, "points_per_s": settings.redis.points_per_s,
                          "events": settings.redis.events, "device": settings.detector.device},
