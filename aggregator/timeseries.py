@@ -183,6 +183,14 @@ class KeySchema:
     def events(self, camera: str) -> str:
         return f"{self.p}:events:{camera}"
 
+    def preview(self, camera: str) -> str:
+        """Cluster mode: a camera's latest annotated JPEG, put by its worker, short-lived."""
+        return f"{self.p}:preview:{camera}"
+
+    def preview_wanted(self, camera: str) -> str:
+        """Cluster mode: set by the dashboard while someone watches the camera's preview."""
+        return f"{self.p}:preview:{camera}:wanted"
+
 
 def redis_client(url: str, settings: RedisSettings, decode: bool = True) -> aioredis.Redis:
     """An asyncio client that fails fast (no silent retries): the caller decides what Redis down means.

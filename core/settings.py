@@ -369,6 +369,28 @@ class WebRtcSettings(Section):
     latency_samples: int = Field(2048, ge=16, description="Recent arrival-to-send delays kept per session for p50/p95.")
 
 
+class ClusterSettings(Section):
+    address: str = Field("", description="Ray cluster to run cameras on (what ray.init takes: 'auto' or the head's "
+                                         "HOST:PORT); empty: this process analyses every camera.")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs a worker reserves on its node (also its torch threads, at "
+                                                   "least 1).")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs a worker reserves (1: one worker per GPU; 0: CPU workers).")
+    max_workers_per_node: int = Field(1, ge=0, description="Workers per node at most (0: as many as the node's "
+                                                           "CPUs/GPUs allow for num_cpus/num_gpus).")
+    cameras_per_worker: int = Field(4, ge=1, description="Cameras one worker analyses at most; a camera goes to the "
+                                                         "worker with the most room.")
+    replace_after_s: float = Field(30.0, gt=0, description="A worker that has not answered for this long is given up "
+                                                           "and its cameras placed on others (one Ray reports dead: at "
+                                                           "once).")
+    poll_s: float = Field(2.0, gt=0, description="How often the dashboard checks workers and nodes, and refreshes "
+                                                 "camera stats.")
+    call_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a worker to add, remove or pause a camera.")
+    worker_start_timeout_s: float = Field(180.0, gt=0, description="Longest a new worker may take to start (load its "
+                                                                   "models); then it is given up.")
+    preview_ttl_s: float = Field(3.0, gt=0, description="Workers put a camera's annotated JPEG in Redis only while "
+                                 "someone watched it within this time; the key expires after it.")
+
+
 class Settings(BaseSettings):
     """The whole configuration. Unknown keys are errors, so typos fail at start-up."""
 
@@ -392,6 +414,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     dashboard: DashboardSettings = DashboardSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @model_validator(mode="after")
     def _token_required_off_loopback(self) -> Settings:

@@ -26,6 +26,10 @@ class Health(BaseModel):
     cameras: int
     webrtc_sessions: int = Field(0, description="WebRTC visitors connected now.")
     uptime_s: float
+    mode: str = Field("local", description="local (this process analyses every camera) or cluster (Ray workers, "
+                                           "cluster.address).")
+    workers: list[dict] = Field([], description="Cluster mode: each worker's name, node id and IP, state, cameras, "
+                                                "room, Redis writer counters.")
 
 
 class PredictedFace(BaseModel):
@@ -48,12 +52,16 @@ class Camera(BaseModel):
     url: str = Field(description="Credentials redacted.")
     options: CameraOptions
     paused: bool
-    status: str = Field(description="starting, connecting, connected, reconnecting, paused, ended, failed or stopped.")
+    status: str = Field(description="starting, connecting, connected, reconnecting, paused, ended, failed or stopped; "
+                                    "in cluster mode also waiting (for a worker with room).")
     error: str | None
     stats: CameraStats | None = Field(description="Pipeline counters: frames read/processed/dropped, fps, latency "
                                                   "p50/p95 ms ...")
     webrtc_session: str | None = Field(None, description="For WebRTC visitors: the session id (DELETE "
                                                          "/api/webrtc/sessions/{id} ends it).")
+    worker: str | None = Field(None, description="Cluster mode: the worker analysing it (null in single-process mode "
+                                                 "or while waiting).")
+    node: str | None = Field(None, description="Cluster mode: the Ray node id of that worker.")
 
 
 class PeopleNow(BaseModel):

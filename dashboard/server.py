@@ -33,6 +33,16 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
             raise ServeError(f"cannot use the TLS certificate {d.tls_cert} with key {d.tls_key}: {exc}") from None
     url, embedded = connect_or_start(settings)
     settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+    if settings.cluster.address:
+        from dashboard.cluster import ClusterError, connect
+
+        try:
+            connect(settings)  # joins once here, so an unreachable cluster is one line, not a failed start-up
+        except ClusterError as exc:
+            if embedded is not None:
+                embedded.stop()
+            raise ServeError(str(exc)) from None
+        say(f"Cameras run on the Ray cluster at {settings.cluster.address}")
     say(f"Redis: {redact(url)}" + (f" (embedded, data in {embedded.dir})" if embedded else ""))
     shown = f"[{d.host}]" if ":" in d.host else d.host
     scheme = "https" if d.tls_cert else "http"

@@ -21,12 +21,13 @@ from dashboard.cameras import (
     checked_source,
 )
 from dashboard.preview import PreviewSink
+from dashboard.runner import CameraRunner, LocalRunner
 from dashboard.schemas import Camera
 from streamer.assembly import Models, build_pipeline, load_models
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline
 from streamer.source_url import source_kind
-from streamer.sources import SourceError, open_source
+from streamer.sources import SourceError
 from streamer.webrtc.gateway import WebRtcSessions
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
         self.webrtc: WebRtcSessions | None = None
+        self.runner: CameraRunner | None = None  # where configured cameras run: this process, or a Ray cluster
         self.preview = PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
         self.cameras: dict[str, StoredCamera] = {}
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
@@ -99,6 +101,13 @@ class Service:
         self.webrtc = WebRtcSessions(s, self.pipeline, on_end=self.preview.forget)
         self.pipeline.add_sink(self.webrtc)
         await self.pipeline.start()
+        if s.cluster.address:
+            from dashboard.cluster import ClusterRunner
+
+            self.runner = ClusterRunner(s, self.redis_url, self.preview)
+        else:
+            self.runner = LocalRunner(s, self.pipeline, self.preview, self.policy)
+        await self.runner.start()
         try:
             await self._restore(await self.store.all())
         except (RedisError, OSError) as exc:  # Redis down at start: serve now, bring the cameras back when it answers
@@ -145,6 +154,8 @@ class Service:
                 await self._restore_task
         if self.webrtc is not None:
             await self.webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
+        if self.runner is not None:
+            await self.runner.stop()
         if self.pipeline is not None:
             await self.pipeline.stop()  # closes the Redis and preview sinks
         if self.ts is not None:
@@ -155,13 +166,7 @@ class Service:
     # ----- cameras -------------------------------------------------------------------------------------------------
 
     async def _start_source(self, cam: StoredCamera) -> None:
-        s = self.settings
-        source = await asyncio.to_thread(open_source, cam.url, cam.id, s.sources, s.pipeline, cam.options.realtime,
-                                         self.policy, True)
-        self.preview.set_snapshots(cam.id, cam.options.snapshots and s.dashboard.snapshots)
-        self.pipeline.add_source(source)
-        if cam.paused:
-            self.pipeline.pause(cam.id)
+        await self.runner.add(cam)
         self.errors.pop(cam.id, None)
 
     async def add_camera(self, config: CameraConfig) -> StoredCamera:
@@ -184,7 +189,7 @@ class Service:
             try:
                 await self.store.save(cam)
             except Exception:
-                await self.pipeline.remove_source(cam.id)
+                await self.runner.remove(cam.id)
                 raise
             self.cameras[cam.id] = cam
             log.info("camera %s added: %s", cam.id, redact(cam.url))
@@ -202,9 +207,7 @@ class Service:
             await self.store.delete(camera_id)
             del self.cameras[camera_id]
             self.errors.pop(camera_id, None)
-            if camera_id in self.pipeline.camera_ids:
-                await self.pipeline.remove_source(camera_id)
-            self.preview.forget(camera_id)
+            await self.runner.remove(camera_id)
             log.info("camera %s removed", camera_id)
 
     async def set_paused(self, camera_id: str, paused: bool) -> StoredCamera:
@@ -212,8 +215,7 @@ class Service:
             cam = self.camera(camera_id).model_copy(update={"paused": paused})
             await self.store.save(cam)
             self.cameras[camera_id] = cam
-            if camera_id in self.pipeline.camera_ids:
-                (self.pipeline.pause if paused else self.pipeline.resume)(camera_id)
+            await self.runner.set_paused(camera_id, paused)
             return cam
 
     def camera_ids(self) -> list[str]:
@@ -232,11 +234,22 @@ class Service:
                           paused=False, status=stats.status if stats else session.pc.connectionState,
                           error=stats.last_error if stats else None, stats=stats, webrtc_session=session.id)
         cam = self.camera(camera_id)
-        stats = self.pipeline.camera_stats(camera_id) if self.pipeline else None
-        status = "failed" if camera_id in self.errors else (stats.status if stats else "stopped")
-        return Camera(id=cam.id, kind=_kind(cam.url), url=redact(cam.url), options=cam.options, paused=cam.paused,
-                      status=status, error=self.errors.get(camera_id) or (stats.last_error if stats else None),
-                      stats=stats)
+        run = self.runner.state(camera_id) if self.runner else None
+        stats = run.stats if run else None
+        fallback = (run and run.status) or "stopped"
+        status = "failed" if camera_id in self.errors else (stats.status if stats else fallback)
+        return Camera(
+            id=cam.id,
+            kind=_kind(cam.url),
+            url=redact(cam.url),
+            options=cam.options,
+            paused=cam.paused,
+            status=status,
+            error=self.errors.get(camera_id) or (stats.last_error if stats else run and run.error),
+            stats=stats,
+            worker=run and run.worker,
+            node=run and run.node,
+        )
 
     async def known_camera(self, camera_id: str) -> bool:
         """Configured now, or with data in Redis (a removed camera's history stays readable)."""

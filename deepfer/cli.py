@@ -499,6 +499,11 @@ def serve(
         help="PEM certificate: serve HTTPS (browsers give the live demo a camera only over HTTPS or on localhost).",
     ),
     tls_key: str | None = typer.Option(None, help="PEM private key of --tls-cert."),
+    cluster: str | None = typer.Option(
+        None,
+        help="Run cameras on the Ray cluster at this address ('auto' or HEAD:PORT; default: cluster.address, "
+        "empty: in this process).",
+    ),
 ) -> None:
     """Start the dashboard and its API: cameras, live preview, people, metrics, image upload, the live WebRTC demo."""
     from dashboard.server import serve as run_server
@@ -508,6 +513,7 @@ def serve(
         dashboard=dict(host=host, port=port, token=token, tls_cert=tls_cert, tls_key=tls_key),
         redis=dict(url=redis_url),
         classifier=dict(weights=weights),
+        cluster=dict(address=cluster),
     )
     run_server(settings, say)
 
@@ -640,6 +646,41 @@ def bench_pipeline_cmd(
         f"dropped {t['frames_dropped']}/{t['frames_read']}, latency p50 {t['latency_p50_ms_max']} ms "
         f"p95 {t['latency_p95_ms_max']} ms"
     )
+
+
+@bench_app.command("cluster")
+@user_errors
+def bench_cluster_cmd(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--source", help="A video file, played as live cameras at its own frame rate."),
+    cameras: int = typer.Option(2, min=1, help="Cameras (copies of the file) in each configuration."),
+    workers: str = typer.Option(
+        "1,2", help="Comma-separated worker counts; the machine's CPUs are split between them."
+    ),
+    seconds: float = typer.Option(10.0, min=1, help="Measuring window, after 3 s of warm-up."),
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    detect_every: int | None = typer.Option(None, min=1),
+) -> None:
+    """The same cameras on 1..N Ray workers of a local test cluster: fps, drops, latency, and Redis load per camera."""
+    from bench.cluster import bench_cluster
+    from streamer.media import probe_video
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError("bench cluster needs Ray: pip install 'deepfer[cluster]'") from None
+    probe_video(source)
+    counts = int_list(workers, "--workers")
+    settings = settings_from(ctx, detector=dict(detect_every=detect_every))
+    say(f"benchmarking {cameras} camera(s) of {source} on {counts} worker(s), {seconds:g} s each")
+    result = bench_cluster(settings, source, cameras, counts, seconds)
+    write_json(json_out, result)
+    for run in result["runs"]:
+        say(
+            f"{run['workers']} worker(s) x {run['cpus_per_worker']} CPU: {run['total_fps']} fps in all, "
+            f"per camera {[c['fps'] for c in run['per_camera']]} fps, p95 "
+            f"{[c['latency_p95_ms'] for c in run['per_camera']]} ms; Redis per camera {run['redis']}"
+        )
 
 
 @bench_app.command("webrtc")

@@ -70,7 +70,7 @@ async def resume_camera(camera_id: str = Depends(configured_camera), service: Se
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no frame yet"}},
 )
 async def preview_jpeg(camera_id: str = Depends(running_camera), service: Service = Depends(get_service)) -> Response:
-    data = await asyncio.to_thread(service.preview.jpeg, camera_id)
+    data = await asyncio.to_thread(service.runner.jpeg, camera_id)
     if data is None:
         raise HTTPException(404, f"camera {camera_id!r} has no frame yet")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -92,7 +92,7 @@ async def preview_mjpeg(
         last, sent = None, 0.0
         yield b"--frame\r\n"
         while camera_id in service.cameras or service.is_webrtc(camera_id):
-            data = await asyncio.to_thread(service.preview.jpeg, camera_id)
+            data = await asyncio.to_thread(service.runner.jpeg, camera_id)
             if data is not None and (data is not last or time.monotonic() - sent >= 1.0):
                 last, sent = data, time.monotonic()
                 yield (
@@ -117,7 +117,7 @@ async def preview_mjpeg(
 async def snapshot(
     track_id: int, camera_id: str = Depends(configured_camera), service: Service = Depends(get_service)
 ) -> Response:
-    data = await asyncio.to_thread(service.preview.snapshot, camera_id, track_id)
+    data = await asyncio.to_thread(service.runner.snapshot, camera_id, track_id)
     if data is None:
         raise HTTPException(
             404,

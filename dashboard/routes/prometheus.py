@@ -19,8 +19,7 @@ class PipelineCollector:
 
     def collect(self):
         s = self.service
-        stats = s.pipeline.stats() if s.pipeline else {}
-        cams = [c for c in s.cameras]
+        runs = {c: s.runner.state(c) for c in s.cameras} if s.runner else {}
         up = GaugeMetricFamily(
             "deepfer_camera_up", "1 when the camera's source is connected or playing", labels=["camera"]
         )
@@ -42,14 +41,18 @@ class PipelineCollector:
         total_faces = CounterMetricFamily(
             "deepfer_camera_faces_seen", "Face results over all processed frames", labels=["camera"]
         )
-        for cid in cams:
-            st = stats.get(cid)
+        where = GaugeMetricFamily("deepfer_camera_worker", "Cluster mode: 1 for the worker and node analysing the "
+                                                           "camera",
+                                  labels=["camera", "worker", "node"])
+        for cid, run in runs.items():
+            st = run.stats
             up.add_metric([cid], 1.0 if st is not None and st.status in ("connected", "running", "starting") else 0.0)
+            if run.worker is not None:
+                where.add_metric([cid, run.worker, run.node or ""], 1.0)
             if st is None:
                 continue
-            latest = s.preview.latest(cid)
             fps.add_metric([cid], st.recent_fps)
-            faces.add_metric([cid], len(latest.faces) if latest is not None else 0)
+            faces.add_metric([cid], run.faces_now or 0)
             if st.latency_p50_ms is not None:
                 p50.add_metric([cid], st.latency_p50_ms / 1000)
                 p95.add_metric([cid], st.latency_p95_ms / 1000)
@@ -58,6 +61,27 @@ class PipelineCollector:
             failed.add_metric([cid], st.frames_failed)
             total_faces.add_metric([cid], st.faces)
         yield from (up, fps, faces, p50, p95, processed, dropped, failed, total_faces)
+        workers = s.runner.workers() if s.runner else []
+        if s.runner is not None and s.runner.mode == "cluster":
+            yield where
+            ready = GaugeMetricFamily(
+                "deepfer_worker_up", "Cluster worker: 1 ready, 0 starting", labels=["worker", "node"]
+            )
+            room = GaugeMetricFamily("deepfer_worker_cameras", "Cameras on the worker", labels=["worker", "node"])
+            depth = GaugeMetricFamily(
+                "deepfer_worker_redis_buffer_depth", "Worker's points not yet in Redis", labels=["worker", "node"]
+            )
+            written = CounterMetricFamily(
+                "deepfer_worker_redis_points_written", "Points the worker wrote to Redis", labels=["worker", "node"]
+            )
+            for w in workers:
+                labels = [w["name"], w["node"]]
+                ready.add_metric(labels, 1.0 if w["state"] == "ready" else 0.0)
+                room.add_metric(labels, len(w["cameras"]))
+                if w["redis"]:
+                    depth.add_metric(labels, w["redis"]["buffered"])
+                    written.add_metric(labels, w["redis"]["written"])
+            yield from (ready, room, depth, written)
         sink = s.redis_sink
         if sink is not None:
             yield GaugeMetricFamily(
