@@ -47,6 +47,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_root: Path) ->
     return out / "best.pt"
 
 
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory, media: Path) -> dict[str, Path]:
+    """The capacity clips made with ffmpeg from ../shared/media (bench/clips.py): static_scene, still_person,
+    mosaic_1080p."""
+    from bench.clips import standard_clips
+
+    return standard_clips(media, tmp_path_factory.mktemp("clips"))
+
+
 @pytest.fixture
 def free_port() -> int:
     with socket.socket() as s:

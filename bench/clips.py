@@ -1,0 +1,93 @@
+"""Test clips made with ffmpeg from real footage: the scenes the capacity work is measured on.
+
+Nothing is shipped: each clip is built from ``../shared/media`` (or any clips given) when a test or a benchmark
+needs it, in a second or two, so the repository holds the recipe and not the video.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-an"]
+
+
+def _ffmpeg(args: Sequence[str], out: Path) -> Path:
+    if shutil.which("ffmpeg") is None:
+        raise FileNotFoundError("ffmpeg is not installed (scripts/install-system-deps.sh installs it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["ffmpeg", "-v", "error", "-y", *args, *ENCODE, str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ValueError(f"ffmpeg could not make {out.name}: {done.stderr.strip().splitlines()[-1:]}")
+    return out
+
+
+def static_scene(background: Path, person: Path, out: Path, still_s: float = 10.0, walk_s: float = 2.0,
+                 size: tuple[int, int] = (596, 336), fps: int = 30) -> Path:
+    """A still, empty scene for ``still_s`` seconds, then a person walks in from the right and stays.
+
+    The person is the clip ``person`` at half size, sliding over ``walk_s`` seconds to the middle of the
+    ``background`` photo (which must have no face). Its length is ``still_s`` plus the person clip's.
+    """
+    w, h = size
+    pw, ph = w // 2 // 2 * 2, h // 2 // 2 * 2
+    x_end = (w - pw) // 2
+    slide = f"if(lt(t,{still_s}),{w},max({x_end},{w}-({w}-{x_end})*(t-{still_s})/{walk_s}))"
+    graph = (
+        f"[0:v]scale={w}:{h},setsar=1,fps={fps}[bg];"
+        f"[1:v]scale={pw}:{ph},setsar=1,fps={fps},setpts=PTS-STARTPTS+{still_s}/TB[p];"
+        f"[bg][p]overlay=x='{slide}':y={(h - ph) // 2}:eof_action=endall"
+    )
+    return _ffmpeg(["-loop", "1", "-framerate", str(fps), "-i", str(background), "-i", str(person),
+                    "-filter_complex", graph], out)
+
+
+def still_person(person: Path, out: Path, move_s: float = 2.0, hold_s: float = 30.0) -> Path:
+    """A person who moves for ``move_s`` seconds, then stands perfectly still (a frozen frame) for ``hold_s``."""
+    return _ffmpeg(["-i", str(person), "-filter_complex",
+                    f"[0:v]trim=duration={move_s},setpts=PTS-STARTPTS,tpad=stop_mode=clone:stop_duration={hold_s}"],
+                   out)
+
+
+def mosaic(clips: Sequence[Path], out: Path, grid: tuple[int, int] = (3, 3), size: tuple[int, int] = (1920, 1080),
+           seconds: float = 6.0, fps: int = 30) -> Path:
+    """A ``cols x rows`` grid of the clips (cycled, every other one mirrored) at ``size``: many faces in one frame.
+
+    Each tile loops its clip, so the mosaic lasts ``seconds`` whatever the clips' lengths.
+    """
+    if not clips:
+        raise ValueError("mosaic needs at least one clip")
+    cols, rows = grid
+    w, h = size
+    tw, th = w // cols // 2 * 2, h // rows // 2 * 2
+    n = cols * rows
+    inputs: list[str] = []
+    for i in range(n):
+        inputs += ["-stream_loop", "-1", "-i", str(clips[i % len(clips)])]
+    tiles = []
+    for i in range(n):
+        flip = ",hflip" if (i // len(clips)) % 2 else ""
+        tiles.append(f"[{i}:v]scale={tw}:{th},setsar=1,fps={fps}{flip},trim=duration={seconds},"
+                     f"setpts=PTS-STARTPTS[t{i}]")
+    layout = "|".join(f"{(i % cols) * tw}_{(i // cols) * th}" for i in range(n))
+    graph = ";".join(tiles) + ";" + "".join(f"[t{i}]" for i in range(n))
+    graph += f"xstack=inputs={n}:layout={layout}:fill=black,scale={w}:{h},setsar=1"
+    return _ffmpeg([*inputs, "-filter_complex", graph, "-t", str(seconds)], out)
+
+
+def standard_clips(media: Path, out_dir: Path) -> dict[str, Path]:
+    """The capacity work's clips from ``../shared/media``: static scene, still person, 1080p mosaic (made once)."""
+    recipes = {
+        "static_scene": lambda p: static_scene(media / "no-faces.jpg", media / "woman2.mp4", p),
+        "still_person": lambda p: still_person(media / "woman2.mp4", p),
+        "mosaic_1080p": lambda p: mosaic([media / "woman2.mp4", media / "fer_test.mp4"], p),
+    }
+    made = {}
+    for name, make in recipes.items():
+        path = out_dir / f"{name}.mp4"
+        if not path.exists():
+            make(path)
+        made[name] = path
+    return made
