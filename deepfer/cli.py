@@ -265,13 +265,15 @@ def export_model(
         None, help="Training faces for --int8: a <class>/ folder tree, fer2013.csv or fer2013.csv:Training."
     ),
     calibration_faces: int | None = typer.Option(
-        None, min=7, help="Faces drawn for calibration (default: export.calibration_faces)."
+        None, min=7, help="Faces drawn for calibration (default: export_model.calibration_faces)."
     ),
 ) -> None:
     """Export the classifier to ONNX for ONNX Runtime (edge boxes); the file then works wherever weights are named."""
     from classifier.onnx_export import export_from_settings
 
-    settings = settings_from(ctx, classifier=dict(weights=weights), export=dict(calibration_faces=calibration_faces))
+    settings = settings_from(
+        ctx, classifier=dict(weights=weights), export_model=dict(calibration_faces=calibration_faces)
+    )
     if fmt != "onnx":
         raise UserError(f"--format must be onnx, got {fmt!r}")
     if int8 and calibration_data is None:
