@@ -63,11 +63,15 @@ class ReportData:
 
 
 async def gather(ts: EmotionTimeSeries, cameras: Sequence[str] | None, start: float, end: float,
-                 max_people: int) -> ReportData:
-    """The numbers behind a report (UnknownCamera for a camera without data)."""
+                 max_people: int, check: bool = True) -> ReportData:
+    """The numbers behind a report of ``cameras`` (None: every camera with data); UnknownCamera for a camera
+    without data unless ``check`` is off (a camera known otherwise: an empty report)."""
     from aggregator.export import ExportQuery
 
-    names = await check_cameras(ts, ExportQuery(tuple(cameras) if cameras else None, start, end))
+    if check or cameras is None:
+        names = await check_cameras(ts, ExportQuery(None if cameras is None else tuple(cameras), start, end))
+    else:
+        names = list(cameras)
     interval = interval_for(end - start)
     raw, per_camera, dwell, visitors = [], {}, [], 0
     for cam in names:
@@ -216,7 +220,7 @@ def render(data: ReportData, title: str) -> str:
 
 
 def title_for(cameras: Sequence[str] | None, start: float, end: float) -> str:
-    who = ", ".join(cameras) if cameras else "all cameras"
+    who = "all cameras" if cameras is None else ", ".join(cameras)
     if end - start == 86400 and start % 86400 == 0:
         when = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d")
     else:
@@ -225,9 +229,9 @@ def title_for(cameras: Sequence[str] | None, start: float, end: float) -> str:
 
 
 async def report_html(ts: EmotionTimeSeries, cameras: Sequence[str] | None, start: float, end: float,
-                      max_people: int, in_thread: bool = False) -> str:
+                      max_people: int, in_thread: bool = False, check: bool = True) -> str:
     """The report of [start, end) as HTML; ``in_thread`` draws the charts off the event loop."""
-    data = await gather(ts, cameras, start, end, max_people)
+    data = await gather(ts, cameras, start, end, max_people, check)
     title = title_for(cameras, start, end)
     return await asyncio.to_thread(render, data, title) if in_thread else render(data, title)
 
