@@ -179,7 +179,10 @@ async def check_cameras(ts: EmotionTimeSeries, query: ExportQuery) -> list[str]:
 
 
 def _floats7(text: str) -> list[float]:
-    values = [float(v) for v in text.split(",")] if text else []
+    try:
+        values = [float(v) for v in text.split(",")] if text else []
+    except ValueError:
+        values = []
     return values if len(values) == len(EMOTIONS) else [math.nan] * len(EMOTIONS)
 
 
@@ -237,14 +240,45 @@ async def _fetch(ts: EmotionTimeSeries, streams: Sequence[_Stream], lo_ms: int, 
             s.last_id = rows[-1][0]
 
 
+def _number(texts) -> Any:
+    import numpy as np
+
+    texts = list(texts)
+    try:
+        return np.array([t if t is not None else "nan" for t in texts], dtype=np.float64)
+    except ValueError:  # a value not written by DeepFER
+        out = []
+        for t in texts:
+            try:
+                out.append(float(t))
+            except (TypeError, ValueError):
+                out.append(math.nan)
+        return np.array(out, dtype=np.float64)
+
+
+def _matrix(rows: list[tuple], name: str):
+    """The 7 probabilities of every row as an (n, 7) float array: one split and one conversion in C for the whole
+    chunk; a row with a missing or malformed field (not written by DeepFER) becomes NaNs."""
+    import numpy as np
+
+    n = len(EMOTIONS)
+    texts = [r[4].get(name, "") for r in rows]
+    values = ",".join(texts).split(",") if rows else []
+    if len(values) == n * len(rows):
+        try:
+            return np.array(values, dtype=np.float64).reshape(len(rows), n)
+        except ValueError:
+            pass
+    return np.array([_floats7(text) for text in texts], dtype=np.float64).reshape(len(rows), n)
+
+
 def _point_frame(rows: list[tuple]) -> pd.DataFrame:
     """Rows of (ms, camera, person, track, fields) -> the export's DataFrame."""
     import numpy as np
     import pandas as pd
 
     t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    smoothed = [_floats7(r[4].get("p", "")) for r in rows]
-    raw = [_floats7(r[4].get("r", "")) for r in rows]
+    sm, rw = _matrix(rows, "p"), _matrix(rows, "r")
     data: dict[str, Any] = {
         "time": pd.to_datetime(t, unit="ms", utc=True),
         "t": t / 1000.0,
@@ -252,10 +286,8 @@ def _point_frame(rows: list[tuple]) -> pd.DataFrame:
         "person_id": [r[2] for r in rows],
         "track_id": np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
         "label": [r[4].get("label", "") for r in rows],
-        "confidence": np.array([float(r[4].get("conf", "nan")) for r in rows], dtype=np.float64),
+        "confidence": _number(r[4].get("conf") for r in rows),
     }
-    sm = np.array(smoothed, dtype=np.float64).reshape(len(rows), len(EMOTIONS))
-    rw = np.array(raw, dtype=np.float64).reshape(len(rows), len(EMOTIONS))
     for i, e in enumerate(EMOTIONS):
         data[e] = sm[:, i]
     data["raw_label"] = [r[4].get("raw_label", "") for r in rows]

@@ -810,6 +810,35 @@ def bench_webrtc_cmd(
     )
 
 
+@bench_app.command("export")
+@user_errors
+def bench_export_cmd(
+    ctx: typer.Context,
+    json_out: Path = typer.Option(
+        Path("bench/results/export_memory.json"), "--json", help="Write the results here."
+    ),
+    points: int = typer.Option(1_000_000, min=1, help="Points written under a throwaway key prefix (deleted after)."),
+    people: int = typer.Option(1000, min=1, help="People they belong to (about ten in view at once)."),
+    chunk: int | None = typer.Option(None, min=100, help="Rows per chunk (default: export.chunk_points)."),
+    modes: str = typer.Option("csv,parquet,jsonl,dataframe", help="Exports to measure; dataframe = read all first."),
+    redis_url: str | None = typer.Option(
+        None, "--redis", help="Redis URL (default: redis.url, else the local or embedded one)."
+    ),
+) -> None:
+    """Peak memory (RSS) and speed of exporting N stored points in each format, each in a fresh process, against
+    reading them all into one DataFrame."""
+    import tempfile
+
+    from aggregator.embedded_redis import redis_for
+    from bench.export import bench_export
+
+    settings = settings_from(ctx, redis=dict(url=redis_url), export=dict(chunk_points=chunk))
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    with redis_for(settings) as url, redis_errors_as_user_errors(url), tempfile.TemporaryDirectory() as tmp:
+        result = bench_export(url, points, people, settings.export.chunk_points, chosen, Path(tmp), say)
+    write_json(json_out, result)
+
+
 @bench_app.command("tracking")
 @user_errors
 def bench_tracking_cmd(
