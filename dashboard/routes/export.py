@@ -76,7 +76,7 @@ async def streamed(service: Service, query: ExportQuery, fmt: str, cameras: list
                                       "Cache-Control": "no-store"})
 
 
-@router.get("/api/cameras/{camera_id}/export", response_class=StreamingResponse, responses=FILE_ANSWER,
+@router.get("/api/cameras/{camera_id}/export", response_model=None, responses=FILE_ANSWER,
             summary="One camera's stored points or roll-ups as CSV, Parquet or JSON lines (streamed)")
 async def export_camera(
     camera_id: str = Depends(known_camera),
@@ -97,7 +97,7 @@ async def export_camera(
     return await streamed(service, query, format or service.settings.export.default_format, [camera_id])
 
 
-@router.get("/api/export", response_class=StreamingResponse, responses=FILE_ANSWER,
+@router.get("/api/export", response_model=None, responses=FILE_ANSWER,
             summary="Every camera's points, or the overall roll-ups, as CSV, Parquet or JSON lines (streamed)")
 async def export_all(
     format: Format | None = Query(None, description=FORMAT_DOC),
@@ -134,7 +134,7 @@ async def report_page(service: Service, cameras: list[str] | None, day: str | No
     return HTMLResponse(page, headers={"Content-Security-Policy": REPORT_CSP, "Cache-Control": "no-store"})
 
 
-@router.get("/api/cameras/{camera_id}/report", response_class=HTMLResponse, responses=HTML_ANSWER,
+@router.get("/api/cameras/{camera_id}/report", response_model=None, responses=HTML_ANSWER,
             summary="One camera's report (visitors, emotion mix, satisfaction, dwell) as a self-contained HTML page")
 async def camera_report(
     camera_id: str = Depends(known_camera),
@@ -146,7 +146,7 @@ async def camera_report(
     return await report_page(service, [camera_id], day, start, end)
 
 
-@router.get("/api/report", response_class=HTMLResponse, responses=HTML_ANSWER,
+@router.get("/api/report", response_model=None, responses=HTML_ANSWER,
             summary="Every camera's report as a self-contained HTML page")
 async def all_report(
     day: str | None = Query(None, pattern=DAY, description="A UTC day, YYYY-MM-DD (instead of start/end)."),
