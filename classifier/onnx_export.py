@@ -20,7 +20,7 @@ import torch
 from classifier.data import IMAGE_SIZE, FaceDataset, load_dataset
 from classifier.inference import EmotionClassifier, WeightsError, load_checkpoint, resolve_weights
 from classifier.onnx_runtime import INPUT_NAME, OUTPUT_NAME, OnnxClassifier, OnnxMetadata
-from core.settings import ExportSettings, Settings
+from core.settings import ExportModelSettings, Settings
 from core.types import EMOTIONS
 
 OPSET = 20
@@ -74,7 +74,7 @@ def to_onnx(model: torch.nn.Module):
     return program.model_proto
 
 
-def quantize_int8(fp32_model, faces: np.ndarray, mean: float, std: float, options: ExportSettings):
+def quantize_int8(fp32_model, faces: np.ndarray, mean: float, std: float, options: ExportModelSettings):
     """Static int8 quantization of ``fp32_model`` with activation ranges from ``faces`` (uint8, training)."""
     import onnx
     from onnxruntime.quantization import (
@@ -108,14 +108,14 @@ def quantize_int8(fp32_model, faces: np.ndarray, mean: float, std: float, option
 
 
 def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool = False,
-                calibration: FaceDataset | None = None, options: ExportSettings | None = None) -> ExportResult:
+                calibration: FaceDataset | None = None, options: ExportModelSettings | None = None) -> ExportResult:
     """Write ``weights`` (a checkpoint path or shipped name) to ``out`` as ONNX; ``int8`` needs ``calibration``."""
     import onnx
 
     started = time.perf_counter()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    options = options or ExportSettings()
+    options = options or ExportModelSettings()
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"the output file must end in .onnx: {out}")
@@ -182,5 +182,5 @@ def export_from_settings(settings: Settings, out: Path, calibration_data: Path |
         settings.classifier.crop_margin,
         calibration is not None,
         calibration,
-        settings.export,
+        settings.export_model,
     )

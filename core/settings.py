@@ -99,7 +99,7 @@ class TrainSettings(Section):
     )
 
 
-class ExportSettings(Section):
+class ExportModelSettings(Section):
     """``deepfer export-model --int8``: static quantization with ONNX Runtime's tools."""
 
     calibration_faces: int = Field(350, ge=7, description="Training faces (an equal share per class) that calibrate "
@@ -110,6 +110,22 @@ class ExportSettings(Section):
     per_channel: bool = Field(True, description="One weight scale per output channel instead of per tensor.")
     reduce_range: bool = Field(True, description="7-bit weights: avoids the overflow of AVX2's u8 x s8 multiply-add on "
                                                  "CPUs without VNNI.")
+
+
+class ExportSettings(Section):
+    """``deepfer export`` / ``deepfer report`` and their HTTP routes: stored points and roll-ups out as files."""
+
+    chunk_points: int = Field(10000, ge=100, le=1_000_000, description="Stream entries read per XRANGE ... COUNT, and "
+                                                                       "rows per chunk written (CSV/JSONL) or parquet "
+                                                                       "row group: peak memory grows with it.")
+    default_format: Literal["csv", "parquet", "jsonl"] = Field("csv", description="Format when none is asked.")
+    default_range_s: float = Field(86400.0, gt=0, description="Range of an export or report when none is given "
+                                                              "(ending now).")
+    max_range_s: float = Field(31 * 86400.0, gt=0, description="Longest time range one HTTP export or report may "
+                                                               "ask (400 beyond); the CLI has no limit.")
+    max_people: int = Field(100_000, ge=1, description="Most people one export or report reads (people are listed "
+                                                      "before their points are streamed); more: an error asking for "
+                                                      "a shorter range.")
 
 
 class SourceSettings(Section):
@@ -406,6 +422,7 @@ class Settings(BaseSettings):
     classifier: ClassifierSettings = ClassifierSettings()
     detector: DetectorSettings = DetectorSettings()
     train: TrainSettings = TrainSettings()
+    export_model: ExportModelSettings = ExportModelSettings()
     export: ExportSettings = ExportSettings()
     sources: SourceSettings = SourceSettings()
     pipeline: PipelineSettings = PipelineSettings()

@@ -265,13 +265,15 @@ def export_model(
         None, help="Training faces for --int8: a <class>/ folder tree, fer2013.csv or fer2013.csv:Training."
     ),
     calibration_faces: int | None = typer.Option(
-        None, min=7, help="Faces drawn for calibration (default: export.calibration_faces)."
+        None, min=7, help="Faces drawn for calibration (default: export_model.calibration_faces)."
     ),
 ) -> None:
     """Export the classifier to ONNX for ONNX Runtime (edge boxes); the file then works wherever weights are named."""
     from classifier.onnx_export import export_from_settings
 
-    settings = settings_from(ctx, classifier=dict(weights=weights), export=dict(calibration_faces=calibration_faces))
+    settings = settings_from(
+        ctx, classifier=dict(weights=weights), export_model=dict(calibration_faces=calibration_faces)
+    )
     if fmt != "onnx":
         raise UserError(f"--format must be onnx, got {fmt!r}")
     if int8 and calibration_data is None:
@@ -477,6 +479,98 @@ def people(
             f"{p.label} {p.confidence:.0%}",
         )
     stdout_console().print(table)
+
+
+def redis_errors_as_user_errors(url: str):
+    """A context: Redis down or refusing is one line naming the (redacted) URL."""
+    import contextlib
+
+    from redis.exceptions import RedisError
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise UserError(f"cannot read Redis at {redact(url)}: {exc}") from None
+
+    return guard()
+
+
+@app.command("export")
+@user_errors
+def export_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", help="The file to write (replaced when complete)."),
+    camera: list[str] = typer.Option([], "--camera", help="Camera id (repeat for several)."),
+    all_cameras: bool = typer.Option(False, "--all", help="Every camera with data instead of --camera."),
+    person: str | None = typer.Option(None, "--person", help="Only this person's points (with one --camera)."),
+    since: str | None = typer.Option(None, help="The last 90s / 10m / 2h / 7d (instead of --start/--end)."),
+    start: str | None = typer.Option(None, help="Start: unix seconds or ISO 8601 (no zone: UTC)."),
+    end: str | None = typer.Option(None, help="End (exclusive; default: now)."),
+    interval: str = typer.Option("point", help="point (one row per stored point), minute, hour or day (roll-ups)."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="csv, parquet or jsonl (default: from --out's suffix, else export.default_format)."
+    ),
+    by_camera: bool = typer.Option(
+        True, "--by-camera/--combined", help="Roll-ups of several cameras: rows per camera, or combined ('all')."
+    ),
+    redis_url: str | None = typer.Option(
+        None, "--redis", help="Redis URL (default: redis.url, else the local or embedded one)."
+    ),
+) -> None:
+    """Stored points or roll-ups of cameras to CSV, Parquet or JSON lines, read and written in chunks."""
+    from aggregator.embedded_redis import redis_for
+    from aggregator.export import FORMATS, ExportQuery, export_to_file, time_range
+
+    settings = settings_from(ctx, redis=dict(url=redis_url))
+    if bool(camera) == all_cameras:
+        raise UserError("give --camera ID (repeatable) or --all")
+    fmt = fmt or (out.suffix[1:].lower() if out.suffix[1:].lower() in FORMATS else settings.export.default_format)
+    window = parse_duration(since, "--since") if since else None
+    lo, hi = time_range(start, end, since_s=window, default_s=settings.export.default_range_s)
+    query = ExportQuery(None if all_cameras else tuple(camera), lo, hi, interval, person, by_camera)
+    with redis_for(settings) as url, redis_errors_as_user_errors(url):
+        r = export_to_file(url, settings, query, fmt, out)
+    what = "points" if interval == "point" else f"{interval} rows"
+    say(f"wrote {r.rows} {what} of {', '.join(r.cameras) or 'no camera'} to {r.path} ({fmt}, {r.bytes / 1e6:.2f} MB)"
+        f" in {r.seconds:.1f} s")
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write (self-contained: charts inline)."),
+    camera: list[str] = typer.Option([], "--camera", help="Camera id (repeat for several)."),
+    all_cameras: bool = typer.Option(False, "--all", help="Every camera with data (the default without --camera)."),
+    day: str | None = typer.Option(None, help="The UTC day YYYY-MM-DD (default: today)."),
+    start: str | None = typer.Option(None, help="Instead of --day: start, unix seconds or ISO 8601."),
+    end: str | None = typer.Option(None, help="With --start: the end (default: now)."),
+    redis_url: str | None = typer.Option(
+        None, "--redis", help="Redis URL (default: redis.url, else the local or embedded one)."
+    ),
+) -> None:
+    """A day's report as one HTML file: visitors, emotion mix and satisfaction per hour, dwell times, top numbers."""
+    from datetime import UTC, datetime
+
+    from aggregator.embedded_redis import redis_for
+    from aggregator.export import day_range, time_range
+    from aggregator.report import write_report
+
+    settings = settings_from(ctx, redis=dict(url=redis_url))
+    if camera and all_cameras:
+        raise UserError("give --camera ID (repeatable) or --all, not both")
+    if day is not None and (start is not None or end is not None):
+        raise UserError("give --day or --start/--end, not both")
+    if start is not None or end is not None:
+        lo, hi = time_range(start, end, default_s=86400.0)
+    else:
+        lo, hi = day_range(day or datetime.now(UTC).date())
+    with redis_for(settings) as url, redis_errors_as_user_errors(url):
+        r = write_report(url, settings, camera or None, lo, hi, out)
+    say(f"wrote {r.path} ({r.bytes / 1e3:.0f} KB): {r.visitors} visitors, {r.points} points on "
+        f"{', '.join(r.cameras) or 'no camera'}")
 
 
 @app.command()
@@ -714,6 +808,35 @@ def bench_webrtc_cmd(
         f"{visitors} visitor(s): {t['processed_fps_mean']} processed fps each, arrival-to-send latency "
         f"p50 {t['latency_p50_ms_max']} ms p95 {t['latency_p95_ms_max']} ms"
     )
+
+
+@bench_app.command("export")
+@user_errors
+def bench_export_cmd(
+    ctx: typer.Context,
+    json_out: Path = typer.Option(
+        Path("bench/results/export_memory.json"), "--json", help="Write the results here."
+    ),
+    points: int = typer.Option(1_000_000, min=1, help="Points written under a throwaway key prefix (deleted after)."),
+    people: int = typer.Option(1000, min=1, help="People they belong to (about ten in view at once)."),
+    chunk: int | None = typer.Option(None, min=100, help="Rows per chunk (default: export.chunk_points)."),
+    modes: str = typer.Option("csv,parquet,jsonl,dataframe", help="Exports to measure; dataframe = read all first."),
+    redis_url: str | None = typer.Option(
+        None, "--redis", help="Redis URL (default: redis.url, else the local or embedded one)."
+    ),
+) -> None:
+    """Peak memory (RSS) and speed of exporting N stored points in each format, each in a fresh process, against
+    reading them all into one DataFrame."""
+    import tempfile
+
+    from aggregator.embedded_redis import redis_for
+    from bench.export import bench_export
+
+    settings = settings_from(ctx, redis=dict(url=redis_url), export=dict(chunk_points=chunk))
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    with redis_for(settings) as url, redis_errors_as_user_errors(url), tempfile.TemporaryDirectory() as tmp:
+        result = bench_export(url, points, people, settings.export.chunk_points, chosen, Path(tmp), say)
+    write_json(json_out, result)
 
 
 @bench_app.command("tracking")

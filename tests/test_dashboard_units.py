@@ -7,9 +7,9 @@ import asyncio
 import numpy as np
 from redis_helpers import tracked_frame
 
+from aggregator import analytics
 from aggregator.timeseries import RollupBucket
 from core.types import EMOTIONS
-from dashboard import analytics
 from dashboard.preview import PreviewSink
 
 

@@ -6,8 +6,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from aggregator import analytics
 from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS
-from dashboard import analytics
 from dashboard.deps import get_service, known_camera
 from dashboard.routes.people import time_range
 from dashboard.schemas import AllMetrics, CameraMetrics

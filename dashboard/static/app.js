@@ -30,11 +30,33 @@ function range() {
   return {start: end - Number(seconds), end, interval};
 }
 
+// ----- downloads and reports (the cookie signs them in: same origin) ----------------------------------------------
+function exportUrl(path, params) {
+  const r = range();
+  const q = new URLSearchParams({format: $("#export-format").value, start: r.start.toFixed(3), end: r.end.toFixed(3), ...params});
+  return `${path}?${q}`;
+}
+
+function download(url) {
+  const a = el("a", {href: url, download: ""});
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function reportUrl(camera) {
+  const r = range(), q = new URLSearchParams({start: r.start.toFixed(3), end: r.end.toFixed(3)});
+  return camera ? `/api/cameras/${encodeURIComponent(camera)}/report?${q}` : `/api/report?${q}`;
+}
+
+$("#download-overall").onclick = () => download(exportUrl("/api/export", {interval: range().interval}));
+$("#report-link").onclick = (ev) => { ev.currentTarget.href = reportUrl(); };
+
 // ----- cameras ---------------------------------------------------------------------------------------------------
 function cameraCard(cam) {
   const card = el("div", {class: "camera", id: `camera-${cam.id}`, "data-camera": cam.id});
   const img = el("img", {alt: `live preview of ${cam.id}`, src: `/api/cameras/${encodeURIComponent(cam.id)}/preview.mjpg`});
-  const pause = el("button", {class: "secondary"}, cam.paused ? "Resume" : "Pause");
+  const pause = el("button", {class: "secondary pause"}, cam.paused ? "Resume" : "Pause");
   pause.onclick = async () => {
     await api(`/api/cameras/${encodeURIComponent(cam.id)}/${cameras[cam.id].paused ? "resume" : "pause"}`, {method: "POST"});
     refreshCameras();
@@ -48,8 +70,12 @@ function cameraCard(cam) {
     refreshCameras();
   };
   if (cam.kind === "webrtc") pause.hidden = true;  // visitors are live or gone, never paused
+  const save = el("button", {class: "secondary download", title: "Every stored point of the range"}, "Download");
+  save.onclick = () => download(exportUrl(`/api/cameras/${encodeURIComponent(cam.id)}/export`, {interval: "point"}));
+  const report = el("a", {class: "link report", href: reportUrl(cam.id), target: "_blank", rel: "noopener"}, "Report");
+  report.onclick = () => { report.href = reportUrl(cam.id); };
   const right = el("div", {},
-    el("div", {class: "head"}, el("strong", {}, cam.id), el("span", {class: "status"}, ""), el("span", {class: "muted url"}, cam.url), pause, remove),
+    el("div", {class: "head"}, el("strong", {}, cam.id), el("span", {class: "status"}, ""), el("span", {class: "muted url"}, cam.url), save, report, pause, remove),
     el("p", {class: "muted counters"}),
     el("p", {class: "live-faces"}, ""),
     el("div", {class: "chart camera-chart", id: `chart-${cam.id}`, "data-points": "0"}),
@@ -71,7 +97,7 @@ function showCamera(cam) {
   const status = $(".status", card);
   status.textContent = cam.status;
   status.className = `status ${cam.status}`;
-  $(".head button.secondary", card).textContent = cam.paused ? "Resume" : "Pause";
+  $(".head button.pause", card).textContent = cam.paused ? "Resume" : "Pause";
   const s = cam.stats;
   $(".counters", card).textContent = (cam.error ? `error: ${cam.error} · ` : "") + (s ?
     `${s.frames_processed} frames · ${s.recent_fps} fps · ${s.faces} faces · dropped ${s.frames_dropped} · latency p50 ${s.latency_p50_ms ?? "–"} ms` : "");
