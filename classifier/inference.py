@@ -122,26 +122,32 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     return model, ckpt
 
 
-def crop_faces(image_rgb: np.ndarray, boxes: Sequence[Sequence[float]], margin: float) -> np.ndarray:
-    """Square crops around each box, grown by ``margin`` per side, as grayscale 48x48 uint8 ``[N, 48, 48]``.
+def crop_patch(image: np.ndarray, box: Sequence[float], margin: float) -> np.ndarray:
+    """The square around ``box`` grown by ``margin`` per side, at the image's own resolution (grey or colour).
 
-    Parts of a grown box outside the frame are filled by replicating the border,
-    so a face at the edge keeps its scale.
+    Parts of a grown box outside the frame are filled by replicating the border, so a face at the edge keeps its
+    scale.
     """
+    x1, y1, x2, y2 = box
+    h, w = image.shape[:2]
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+    side = max(side, 2.0)
+    ax1, ay1 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    ax2, ay2 = ax1 + int(round(side)), ay1 + int(round(side))
+    pad = max(0, -ax1, -ay1, ax2 - w, ay2 - h)
+    src = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else image
+    return src[ay1 + pad : ay2 + pad, ax1 + pad : ax2 + pad]
+
+
+def crop_faces(image_rgb: np.ndarray, boxes: Sequence[Sequence[float]], margin: float) -> np.ndarray:
+    """Square crops around each box (``crop_patch``) as grayscale 48x48 uint8 ``[N, 48, 48]``."""
     if len(boxes) == 0:
         return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     gray = image_rgb if image_rgb.ndim == 2 else cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-    h, w = gray.shape
     crops = np.empty((len(boxes), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
-        side = max(side, 2.0)
-        ax1, ay1 = int(round(cx - side / 2)), int(round(cy - side / 2))
-        ax2, ay2 = ax1 + int(round(side)), ay1 + int(round(side))
-        pad = max(0, -ax1, -ay1, ax2 - w, ay2 - h)
-        src = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else gray
-        patch = src[ay1 + pad : ay2 + pad, ax1 + pad : ax2 + pad]
+    for i, box in enumerate(boxes):
+        patch = crop_patch(gray, box, margin)
         interp = cv2.INTER_AREA if patch.shape[0] > IMAGE_SIZE else cv2.INTER_LINEAR
         crops[i] = cv2.resize(patch, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interp)
     return crops

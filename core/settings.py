@@ -128,6 +128,17 @@ class ExportSettings(Section):
                                                       "a shorter range.")
 
 
+class ExplainSettings(Section):
+    """``deepfer explain`` and ``POST /api/explain``: Grad-CAM heat maps drawn on each face."""
+
+    size: int = Field(192, ge=48, le=1024, description="Side of each face picture written or returned, in pixels.")
+    alpha: float = Field(0.45, ge=0, le=1, description="Weight of the heat map over the face (0: the face alone).")
+    colourmap: Literal["jet", "turbo", "inferno", "viridis"] = Field("jet", description="Colours of the heat map "
+                                                                      "(red/yellow: most responsible).")
+    min_map_size: int = Field(6, ge=1, le=48, description="The explained layer is the model's last whose maps are at "
+                                                          "least this wide (48 px faces: 6 points at eyes and mouth, "
+                                                          "3 is too coarse).")
+
 class SourceSettings(Section):
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     connect_timeout_s: float = Field(5.0, gt=0)
@@ -264,7 +275,8 @@ class DashboardSettings(Section):
         "400.",
     )
     max_upload_mb: float = Field(
-        10.0, gt=0, description="Largest /api/predict upload, counted on the bytes received (chunked too)."
+        10.0, gt=0, description="Largest /api/predict or /api/explain upload, counted on the bytes received "
+                                "(chunked too)."
     )
     max_json_kb: int = Field(
         64,
@@ -424,6 +436,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     export_model: ExportModelSettings = ExportModelSettings()
     export: ExportSettings = ExportSettings()
+    explain: ExplainSettings = ExplainSettings()
     sources: SourceSettings = SourceSettings()
     pipeline: PipelineSettings = PipelineSettings()
     tracker: TrackerSettings = TrackerSettings()

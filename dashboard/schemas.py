@@ -46,6 +46,26 @@ class Prediction(BaseModel):
     faces: list[PredictedFace] = Field(description="Largest first; empty when no face was found.")
 
 
+
+class ExplainedFace(BaseModel):
+    box: FaceBox = Field(description="Pixels of the uploaded image (after its EXIF rotation).")
+    emotion: str = Field(description="The predicted emotion.")
+    probabilities: Probabilities = Field(description="The 7 emotions, summing to 1.")
+    explained: str = Field(description="The emotion the heat map shows the reasons for (the asked class, else the "
+                                       "predicted one).")
+    explained_probability: float
+    picture: str = Field(description="data:image/png;base64 URL: the face as the model saw it (the square crop, in "
+                                     "colour, explain.size px) with the Grad-CAM heat map over it (red: most "
+                                     "responsible) and the label.")
+
+
+class Explanation(BaseModel):
+    width: int
+    height: int
+    model: str
+    faces: list[ExplainedFace] = Field(description="Largest first; empty when no face was found.")
+    message: str | None = Field(None, description="Set when no face was found.")
+
 class Camera(BaseModel):
     id: str
     kind: str = Field(description="file, rtsp, webcam, or webrtc (a visitor of /demo, shown while connected).")

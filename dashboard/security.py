@@ -30,7 +30,7 @@ from dashboard.auth import presented_token, token_ok, unauthorized_reason
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # routes that answer without the token: the sign-in flow, /health, and the pages (they redirect to /login themselves)
 OPEN_PATHS = frozenset({"/health", "/login", "/logout", "/", "/demo"})
-UPLOAD_PATHS = frozenset({"/api/predict"})
+UPLOAD_PATHS = frozenset({"/api/predict", "/api/explain"})
 MULTIPART_ALLOWANCE = 64 * 1024  # the multipart envelope around an upload of max_upload_mb
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})

@@ -347,6 +347,50 @@ def predict(
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
 
 
+@app.command()
+@user_errors
+def explain(
+    ctx: typer.Context,
+    images: list[Path] = typer.Argument(..., help="Image files (JPEG, PNG, ...)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the pictures: <image>-face<N>.png, N from 1."),
+    emotion: str | None = typer.Option(
+        None, "--class", help="Explain this emotion on every face (default: each face's predicted emotion)."
+    ),
+    detector: str | None = typer.Option(None, help="mtcnn or haar (default: detector.kind)."),
+    weights: str | None = typer.Option(
+        None, help="PyTorch checkpoint (.pt) or shipped model name (default: classifier.weights); not .onnx."
+    ),
+) -> None:
+    """Why did it say that? One picture per face: the crop the model saw with its Grad-CAM heat map and the label."""
+    import cv2
+
+    from classifier.gradcam import GradCam
+    from streamer.analysis import emotion_index, explain_image
+    from streamer.assembly import load_models
+    from streamer.media import check_image, load_image
+
+    settings = settings_from(ctx, classifier=dict(weights=weights), detector=dict(kind=detector))
+    target = emotion_index(emotion)
+    for path in images:  # every input is checked before the models load
+        check_image(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    models = load_models(settings)
+    explainer = GradCam(models.classifier, settings.explain.min_map_size)
+    out.mkdir(parents=True, exist_ok=True)
+    stdout = stdout_console()
+    for path in images:
+        faces = explain_image(load_image(path), models.detector, explainer, settings.classifier.crop_margin,
+                              settings.explain, target)
+        if not faces:
+            console.print(f"no face found in {path}", highlight=False, soft_wrap=True)
+        for i, face in enumerate(faces, start=1):
+            written = out / f"{path.stem}-face{i}.png"
+            cv2.imwrite(str(written), cv2.cvtColor(face.picture, cv2.COLOR_RGB2BGR))
+            stdout.print(f"{written}: {face.explained} {face.explained_probability:.0%} (predicted {face.emotion}, "
+                         f"box {','.join(f'{v:.0f}' for v in face.box.xyxy)})", highlight=False, soft_wrap=True)
+
+
 # ----- streaming: run, people, serve ----------------------------------------------------------------------------------
 
 

@@ -9,12 +9,15 @@ skip the detector; ``deepfer predict`` and ``/api/predict`` call ``analyse_image
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from classifier.inference import crop_faces
+from classifier.gradcam import ExplainError, GradCam, overlay
+from classifier.inference import crop_faces, crop_patch
 from core.protocols import EmotionModel, FaceDetector
+from core.settings import ExplainSettings
 from core.types import EMOTIONS, FaceBox, FaceResult
 from streamer.media import check_image, load_image
 
@@ -56,3 +59,48 @@ def analyse_files(paths: Sequence[Path], detector: FaceDetector, classifier: Emo
         check_image(path)
     for path in paths:
         yield path, analyse_images([load_image(path)], detector, classifier, margin)[0]
+
+
+@dataclass(frozen=True)
+class ExplainedFace:
+    """One face, the class its heat map explains, and the picture: the face with the map over it and a caption."""
+
+    box: FaceBox
+    probabilities: np.ndarray  # float32 [7]
+    explained: str  # the emotion the heat map is for
+    heat: np.ndarray  # float32 [48, 48] in [0, 1]
+    picture: np.ndarray  # RGB uint8, settings.size wide
+
+    @property
+    def emotion(self) -> str:
+        return EMOTIONS[int(np.argmax(self.probabilities))]
+
+    @property
+    def explained_probability(self) -> float:
+        return float(self.probabilities[EMOTIONS.index(self.explained)])
+
+
+def emotion_index(name: str | None) -> int | None:
+    """``--class`` / ``class``: an emotion name (any case) or None for each face's predicted class."""
+    if name is None or name == "":
+        return None
+    if name.lower() not in EMOTIONS:
+        raise ExplainError(f"unknown emotion {name!r} (choose from: {', '.join(EMOTIONS)})")
+    return EMOTIONS.index(name.lower())
+
+
+def explain_image(image: np.ndarray, detector: FaceDetector, explainer: GradCam, margin: float,
+                  settings: ExplainSettings, target: int | None = None) -> list[ExplainedFace]:
+    """Every face of an RGB image (the detector's order) with the Grad-CAM map of ``target`` or of its prediction,
+    cropped as the classifier sees it (same square, same margin)."""
+    (boxes,) = detector.detect([image])
+    faces = crop_faces(image, [b.xyxy for b in boxes], margin)
+    found = explainer.explain(faces, target)
+    out = []
+    for box, probs, heat, t in zip(boxes, found.probabilities, found.maps, found.targets, strict=True):
+        name = EMOTIONS[int(t)]
+        caption = f"{name} {probs[int(t)]:.0%}"
+        patch = crop_patch(image, box.xyxy, margin)
+        picture = overlay(patch, heat, caption, settings.size, settings.alpha, settings.colourmap)
+        out.append(ExplainedFace(box, probs, name, heat, picture))
+    return out

@@ -181,14 +181,24 @@ $("#predict-form").onsubmit = async (ev) => {
   out.textContent = "analysing…";
   const form = new FormData();
   form.append("file", file);
+  let note = null, r;
   try {
-    const r = await api("/api/predict", {method: "POST", body: form});
+    if ($("#predict-explain").checked) {
+      // Grad-CAM pictures; an ONNX classifier has no gradients (409): then the plain answer, saying why
+      try { r = await api("/api/explain", {method: "POST", body: form}); }
+      catch (e) { if (!/ONNX/.test(e.message)) throw e; note = e.message; }
+    }
+    if (!r) r = await api("/api/predict", {method: "POST", body: form});
     out.innerHTML = "";
     out.dataset.faces = r.faces.length;
+    if (note) out.append(el("p", {class: "muted"}, note));
     if (!r.faces.length) out.append(el("p", {class: "no-face"}, "No face found."));
     r.faces.forEach((f, i) => {
+      const confidence = f.confidence ?? f.probabilities[f.emotion];
       const box = el("div", {class: "face"}, el("div", {}, el("span", {class: "face-emotion"}, f.emotion),
-        el("span", {class: "muted"}, ` face ${i + 1}, ${(f.confidence * 100).toFixed(0)}% · box ${f.box.x1.toFixed(0)},${f.box.y1.toFixed(0)}–${f.box.x2.toFixed(0)},${f.box.y2.toFixed(0)}`)));
+        el("span", {class: "muted"}, ` face ${i + 1}, ${(confidence * 100).toFixed(0)}% · box ${f.box.x1.toFixed(0)},${f.box.y1.toFixed(0)}–${f.box.x2.toFixed(0)},${f.box.y2.toFixed(0)}`)));
+      if (f.picture) box.append(el("img", {class: "heatmap", src: f.picture, alt: `why ${f.explained}: heat map of face ${i + 1}`,
+        title: `Grad-CAM: where the model looked to say ${f.explained} (red: most)`}));
       for (const e of EMOTIONS) box.append(el("div", {class: "bar"}, el("span", {}, e),
         el("div", {style: {width: `${(f.probabilities[e] * 200).toFixed(0)}px`, background: COLOURS[e]}}), el("span", {}, f.probabilities[e].toFixed(2))));
       out.append(box);
