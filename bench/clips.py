@@ -77,12 +77,40 @@ def mosaic(clips: Sequence[Path], out: Path, grid: tuple[int, int] = (3, 3), siz
     return _ffmpeg([*inputs, "-filter_complex", graph, "-t", str(seconds)], out)
 
 
+# Two real faces with different held expressions, as square crops (x, y, side) of the shared photos: the man on
+# the right of two_people.jpg (the shipped model: neutral 85%) and justin.jpg (happy 85%).
+NEUTRAL_FACE = ("two_people.jpg", (715, 0, 300))
+HAPPY_FACE = ("justin.jpg", (35, 35, 300))
+
+
+def expression_change(media: Path, out: Path, hold_s: float = 6.0, fps: int = 30, size: tuple[int, int] = (596, 336),
+                      noise: int = 6) -> Path:
+    """A face at one place that holds one expression (neutral) for ``hold_s``, then another (happy) for ``hold_s``.
+
+    Two real faces cut in at the same place and size, so the tracker keeps one track across the cut and the
+    delay from the cut to the shown label changing is the smoothing's. Temporal noise (``noise``) makes every
+    frame's pixels differ, as a camera's do, so the classifier's per-frame answers jitter as on real video.
+    """
+    w, h = size
+    side = h - h % 2
+    parts = []
+    inputs: list[str] = []
+    for i, (name, (x, y, crop)) in enumerate((NEUTRAL_FACE, HAPPY_FACE)):
+        inputs += ["-loop", "1", "-framerate", str(fps), "-t", str(hold_s), "-i", str(media / name)]
+        parts.append(f"[{i}:v]crop={crop}:{crop}:{x}:{y},scale={side}:{side},setsar=1,"
+                     f"pad={w}:{h}:({w}-{side})/2:0:gray,format=yuv420p[p{i}]")
+    graph = ";".join(parts) + f";[p0][p1]concat=n=2:v=1:a=0,noise=alls={noise}:allf=t"
+    return _ffmpeg([*inputs, "-filter_complex", graph], out)
+
+
 def standard_clips(media: Path, out_dir: Path) -> dict[str, Path]:
-    """The capacity work's clips from ``../shared/media``: static scene, still person, 1080p mosaic (made once)."""
+    """The capacity work's clips from ``../shared/media``: static scene, still person, 1080p mosaic, expression change
+    at 6 s (each made once)."""
     recipes = {
         "static_scene": lambda p: static_scene(media / "no-faces.jpg", media / "woman2.mp4", p),
         "still_person": lambda p: still_person(media / "woman2.mp4", p),
         "mosaic_1080p": lambda p: mosaic([media / "woman2.mp4", media / "fer_test.mp4"], p),
+        "expression_change": lambda p: expression_change(media, p),
     }
     made = {}
     for name, make in recipes.items():

@@ -52,6 +52,7 @@ class TrackingStats:
         self.tentative_faces = 0
         self.first_t: float | None = None
         self.last_t: float | None = None
+        self.timeline: list[tuple[float, str, str]] = []  # (t, raw, shown) of every tracked face, in frame order
 
     async def handle(self, result: FrameResult) -> None:
         self.add(result)
@@ -76,7 +77,27 @@ class TrackingStats:
             rec.raw_changes += rec.last_raw is not None and raw != rec.last_raw
             rec.shown_changes += rec.last_shown is not None and shown != rec.last_shown
             rec.last_raw, rec.last_shown = raw, shown
+            self.timeline.append((t, raw, shown))
             rec.shown_frames[shown] = rec.shown_frames.get(shown, 0) + 1
+
+    def switch_delay(self, cut_s: float) -> dict:
+        """How long a held change of expression at ``cut_s`` (seconds from the first frame) takes to show.
+
+        The new expression is the raw label most often given after the cut; the delay runs from the cut to the
+        moment the shown label becomes it for good (None if it never does).
+        """
+        start = self.first_t or 0.0
+        after = [(t - start, raw, shown) for t, raw, shown in self.timeline if t - start >= cut_s]
+        if not after:
+            return {"cut_s": cut_s, "new_label": None, "shown_delay_s": None, "raw_delay_s": None}
+        labels = [raw for _, raw, _ in after]
+        new = max(set(labels), key=labels.count)
+        last_other = max((i for i, (_, _, shown) in enumerate(after) if shown != new), default=-1)
+        shown_at = after[last_other + 1][0] if last_other + 1 < len(after) else None
+        raw_at = next(t for t, raw, _ in after if raw == new)
+        return {"cut_s": cut_s, "new_label": new, "new_label_share": round(labels.count(new) / len(labels), 3),
+                "shown_delay_s": None if shown_at is None else round(shown_at - cut_s, 3),
+                "raw_delay_s": round(raw_at - cut_s, 3)}
 
     def report(self) -> dict:
         minutes = sum(r.minutes for r in self.tracks.values())
@@ -131,29 +152,36 @@ async def analyse_file(settings: Settings, models: Models, path: Path,
     return collected.results
 
 
-def track_results(results: list[FrameResult], tracker: TrackerSettings, smoothing: SmoothingSettings) -> dict:
-    """Run a fresh FaceTracker over untracked results; the TrackingStats report."""
+def track_results(results: list[FrameResult], tracker: TrackerSettings, smoothing: SmoothingSettings,
+                  cut_s: float | None = None) -> dict:
+    """Run a fresh FaceTracker over untracked results; the TrackingStats report (and the switch delay at
+    ``cut_s`` when given)."""
     face_tracker = FaceTracker(tracker, smoothing)
     stats = TrackingStats()
     for r in results:
         stats.add(face_tracker.update(dataclasses.replace(r)))
     report = stats.report()
+    if cut_s is not None:
+        report["switch"] = stats.switch_delay(cut_s)
     report["half_life_s"] = smoothing.half_life_s
     report["switch_margin"] = smoothing.switch_margin
     return report
 
 
 def bench_tracking(settings: Settings, source: Path, sweep: Sequence[SmoothingSettings] = (),
-                   max_frames: int | None = None, say: Callable[[str], None] = print) -> dict:
-    """Tracks and label changes with the configured smoothing, plus each setting of ``sweep`` when given."""
+                   max_frames: int | None = None, say: Callable[[str], None] = print,
+                   cut_s: float | None = None) -> dict:
+    """Tracks and label changes with the configured smoothing, plus each setting of ``sweep`` when given; with
+    ``cut_s`` (a clip whose held expression changes then, e.g. ``bench.clips.expression_change``) also how long the
+    change takes to show."""
     models = load_models(settings)
     say(f"analysing {source} with {models.detector.name} (detect every {settings.detector.detect_every}) + "
         f"{models.classifier.name}")
     started = time.perf_counter()
     results = asyncio.run(analyse_file(settings, models, source, max_frames))
     analysis_s = time.perf_counter() - started
-    main_run = track_results(results, settings.tracker, settings.smoothing)
-    runs = [track_results(results, settings.tracker, c) for c in sweep]
+    main_run = track_results(results, settings.tracker, settings.smoothing, cut_s)
+    runs = [track_results(results, settings.tracker, c, cut_s) for c in sweep]
     return {"benchmark": "tracking", "source": str(source), "weights": str(getattr(models.classifier, "path", "")),
             "model": models.classifier.name, "detector": models.detector.name,
             "detect_every": settings.detector.detect_every, "max_side": settings.detector.max_side,

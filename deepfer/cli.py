@@ -883,6 +883,43 @@ def bench_export_cmd(
     write_json(json_out, result)
 
 
+@bench_app.command("stock")
+@user_errors
+def bench_stock_cmd(
+    ctx: typer.Context,
+    source: Path = typer.Option(..., help="A video file (the 1080p mosaic of deepfer bench clips)."),
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    frames: int = typer.Option(90, min=2, help="Frames of the clip both run on."),
+    min_prob: float = typer.Option(0.9, min=0, max=1, help="Stock faces counted from this probability."),
+    min_iou: float = typer.Option(0.5, min=0, max=1, help="A pipeline face matches a stock face from this IoU."),
+) -> None:
+    """The whole pipeline (defaults) against stock facenet-pytorch MTCNN on the same frames: fps ratio and recall."""
+    from bench.stock import bench_stock
+    from streamer.media import probe_video
+
+    probe_video(source)
+    settings = settings_from(ctx)
+    result = bench_stock(settings, source, frames, min_prob, min_iou, say)
+    write_json(json_out, result)
+    say(f"stock {result['stock']['fps']} fps, pipeline {result['pipeline']['fps']} fps: {result['speedup']}x, "
+        f"finding {result['recall_of_stock_faces']:.1%} of stock's {result['stock']['faces']} faces")
+
+
+@bench_app.command("clips")
+@user_errors
+def bench_clips_cmd(
+    media: Path = typer.Option(Path("../shared/media"), help="The shared media folder the clips are made from."),
+    out: Path = typer.Option(Path(".deepfer/clips"), "--out", help="Folder for the clips (kept ones are reused)."),
+) -> None:
+    """Make the capacity clips with ffmpeg: static_scene, still_person, mosaic_1080p, expression_change (.mp4)."""
+    from bench.clips import standard_clips
+
+    if not media.is_dir():
+        raise UserError(f"no media folder at {media} (--media)")
+    for name, path in standard_clips(media, out).items():
+        say(f"{name}: {path}")
+
+
 @bench_app.command("tracking")
 @user_errors
 def bench_tracking_cmd(
@@ -903,6 +940,10 @@ def bench_tracking_cmd(
         None, help="Comma-separated hysteresis margins to compare (default: smoothing.switch_margin)."
     ),
     max_frames: int | None = typer.Option(None, min=1, help="Stop after this many frames."),
+    cut_s: float | None = typer.Option(
+        None, "--cut-s", min=0, help="The clip's held expression changes at this second (bench.clips."
+        "expression_change: 6): also report how long the change takes to show."
+    ),
 ) -> None:
     """Tracks found, and shown-label changes per minute raw (per-frame argmax) vs smoothed, on one video."""
     from pydantic import ValidationError
@@ -927,12 +968,14 @@ def bench_tracking_cmd(
             sweep = [SmoothingSettings(half_life_s=h, switch_margin=m) for h in hls for m in margins]
         except ValidationError as exc:
             raise UserError(f"--half-lives / --switch-margins: {exc.errors()[0]['msg']}") from None
-    report = bench_tracking(settings, source, sweep, max_frames, say)
+    report = bench_tracking(settings, source, sweep, max_frames, say, cut_s)
     write_json(json_out, report)
     for r in report["sweep"] or [report]:
+        switch = r.get("switch")
+        shown = f"; the change to {switch['new_label']} shows after {switch['shown_delay_s']} s" if switch else ""
         say(
             f"half-life {r['half_life_s']:g} s, margin {r['switch_margin']:g}: {r['tracks']} track(s), label changes"
-            f" per minute raw {r['raw_changes_per_min']} vs smoothed {r['smoothed_changes_per_min']}"
+            f" per minute raw {r['raw_changes_per_min']} vs smoothed {r['smoothed_changes_per_min']}{shown}"
         )
 
 

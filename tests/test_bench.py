@@ -148,3 +148,29 @@ def test_bench_bad_input_is_one_line(tmp_path: Path, args: list[str], needle: st
     assert res.exit_code == 2
     assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "o.json").exists()
+
+
+def test_matched_faces_is_one_to_one_at_the_iou_threshold() -> None:
+    import numpy as np
+
+    from bench.stock import matched_faces
+
+    ref = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [100, 100, 110, 110]], float)
+    found = np.array([[1, 1, 11, 11], [0, 0, 10, 10], [22, 22, 32, 32]], float)  # two near the first, one shifted
+    assert matched_faces(ref, found, 0.5) == 1  # the first gets one of its two; the shifted one: IoU 0.47
+    assert matched_faces(ref, found, 0.4) == 2  # the shifted one matches at 0.4; [100..110] never
+    assert matched_faces(ref, found[:0], 0.5) == 0 and matched_faces(ref[:0], found, 0.5) == 0
+    assert matched_faces(ref, ref, 0.99) == 3
+
+
+def test_bench_stock_compares_with_stock_mtcnn(clips, tmp_path) -> None:
+    out = tmp_path / "stock.json"
+    res = CliRunner().invoke(app, ["bench", "stock", "--source", str(clips["mosaic_1080p"]), "--frames", "3",
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["frames"] == 3 and report["width"] == 1920
+    assert report["stock"]["faces"] >= 3 * 6  # a 3x3 mosaic of faces: stock finds most of them
+    assert 0.5 <= report["recall_of_stock_faces"] <= 1
+    assert report["speedup"] == pytest.approx(report["pipeline"]["fps"] / report["stock"]["fps"], rel=0.02)
+    assert report["machine"]["cores"] >= 1
