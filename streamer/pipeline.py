@@ -9,6 +9,12 @@ run in worker threads; the event loop only schedules.
 
 With ``detector.detect_every = k`` the detector sees every k-th frame; the
 frames between reuse ("carry") its boxes, marked ``FaceResult.detected=False``.
+
+With ``gating.enabled`` each camera's ``MotionGate`` chooses what the detector
+does on those frames (see ``_plan``): nothing where nothing moved (boxes and
+emotions carried), R-Net/O-Net refinement of the known faces' predicted boxes,
+full MTCNN on the regions that moved away from known faces, or a full
+detection when most of the frame moved or ``gating.full_every_s`` passed.
 """
 
 from __future__ import annotations
@@ -34,11 +40,23 @@ from core.protocols import (
 from core.settings import Settings
 from core.stats import percentile_ms
 from core.types import FaceBox, FaceResult, Frame, FrameResult, TimedFrame
+from detectors.motion import MotionGate, grow, inside, merge
+from detectors.scaling import dedupe
 from streamer.analysis import NO_PROBS, classify_faces
 from streamer.batching import Batcher
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class DetectJob:
+    """What the detector does on one frame: a full detection, or MTCNN on ``regions`` and/or R-Net/O-Net on
+    ``known`` boxes (original pixels)."""
+
+    image: np.ndarray
+    full: bool = True
+    regions: list[FaceBox] = field(default_factory=list)
+    known: list[FaceBox] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +75,10 @@ class CameraStats:
     frames_skipped: int  # live frames discarded while paused
     frames_failed: int  # frames whose analysis raised (logged)
     frames_detected: int  # frames the detector ran on (the rest carried boxes)
+    frames_full: int  # frames detected whole
+    frames_regions: int  # frames detected only in the regions that moved (known faces refined too)
+    frames_refined: int  # frames where only the known faces were refined (R-Net + O-Net)
+    frames_still: int  # frames the detector would have seen, skipped because nothing moved (boxes carried)
     faces: int  # face results over all processed frames
     frames_with_faces: int
     reconnects: int
@@ -86,6 +108,13 @@ class _Camera:
     emit_task: asyncio.Task | None = None
     anchor_boxes: asyncio.Task | None = None
     anchor_result: asyncio.Task | None = None
+    gate: MotionGate | None = None
+    last_full_at: float | None = None  # stream time of the last full detection
+    last_boxes: list[FaceBox] = field(default_factory=list)  # of the latest detection that finished
+    full: int = 0
+    regions: int = 0
+    refined: int = 0
+    still: int = 0
     since_detect: int = 0
     processed: int = 0
     skipped: int = 0
@@ -111,7 +140,7 @@ class Pipeline:
         self.sinks: list[ResultSink] = list(sinks)
         self._cameras: dict[str, _Camera] = {}
         self._executor: ThreadPoolExecutor | None = None
-        self._detect: Batcher[np.ndarray, list[FaceBox]] | None = None
+        self._detect: Batcher[DetectJob, list[FaceBox]] | None = None
         self._classify: Batcher[tuple[np.ndarray, list[FaceBox]], np.ndarray] | None = None
         self._changed: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
@@ -125,7 +154,7 @@ class Pipeline:
             return
         ps, cs, ds = self.settings.pipeline, self.settings.classifier, self.settings.detector
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deepfer-infer")
-        self._detect = Batcher("detect", self.detector.detect, ds.batch_size, ps.detect_max_wait_ms / 1000,
+        self._detect = Batcher("detect", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
                                self._executor)
         self._classify = Batcher(
             "classify",
@@ -206,6 +235,8 @@ class Pipeline:
         tracker = self.tracker_factory(source.camera_id) if self.tracker_factory else None
         in_flight = source.max_in_flight or ps.max_in_flight
         cam = _Camera(source, tracker, asyncio.Queue(in_flight), deque(maxlen=ps.latency_samples), deque())
+        if self.settings.gating.enabled:
+            cam.gate = MotionGate(self.settings.gating)
         cam.resumed.set()
         self._cameras[source.camera_id] = cam
         if self._running:
@@ -301,13 +332,16 @@ class Pipeline:
                     await cam.resumed.wait()
                 if cam.first_at is None:
                     cam.first_at = item.read_at
-                detect = cam.anchor_boxes is None or cam.since_detect % every == 0
-                if detect:
+                look = cam.anchor_boxes is None or cam.since_detect % every == 0
+                job = self._plan(cam, item.frame) if look else None
+                detect = job is not None
+                if job is not None:
                     cam.since_detect = 0
-                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(item.frame, cam.source.batch_wait_s))
+                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(cam, job, cam.source.batch_wait_s))
                 task = asyncio.ensure_future(
                     self._analyse(
-                        item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s
+                        item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s,
+                        still=look and not detect,
                     )
                 )
                 if detect:
@@ -317,21 +351,97 @@ class Pipeline:
         finally:
             await cam.inflight.put(None)
 
-    async def _detect_frame(self, frame: Frame, wait_s: float | None) -> list[FaceBox]:
+    def _plan(self, cam: _Camera, frame: Frame) -> DetectJob | None:
+        """What the detector does on this frame (None: nothing moved, carry), and the camera's counters."""
+        gs = self.settings.gating
+        t = frame.captured_at
+        if cam.gate is None:
+            cam.full += 1
+            return DetectJob(frame.image)
+        motion = cam.gate.check(frame.image)
+        due = cam.anchor_boxes is None or cam.last_full_at is None or t - cam.last_full_at >= gs.full_every_s
+        job: DetectJob | None = None
+        if not due and motion.fraction <= gs.full_above:
+            if motion.still:
+                cam.still += 1
+                return None
+            h, w = frame.image.shape[:2]
+            can_refine = gs.refine and hasattr(self.detector, "refine")
+            known = self._known(cam, t, w, h) if can_refine else []
+            zones = [grow(k, gs.track_margin, 0.0, w, h) for k in known]
+            outside = [r for r in motion.regions if not any(inside(r, z) for z in zones)]
+            if not outside:
+                job = DetectJob(frame.image, full=False, known=known) if known else None
+            elif hasattr(self.detector, "detect_regions") and (can_refine or len(outside) == len(motion.regions)):
+                min_face = self.settings.detector.min_face_size
+                regions = merge([grow(r, gs.region_pad, min_face, w, h) for r in outside])
+                if sum(r.width * r.height for r in regions) <= gs.full_above * w * h:
+                    job = DetectJob(frame.image, full=False, regions=regions, known=known)
+        if job is None:
+            job = DetectJob(frame.image)
+        if job.full:
+            cam.full += 1
+            cam.last_full_at = t
+        elif job.regions:
+            cam.regions += 1
+        else:
+            cam.refined += 1
+        cam.gate.accept(motion)
+        return job
+
+    def _known(self, cam: _Camera, t: float, w: int, h: int) -> list[FaceBox]:
+        """Where this camera's faces are expected at ``t``: the tracker's predictions (its faces, including ones
+        missed lately) and the latest finished detection's boxes, one box per face, those still in the frame."""
+        boxes = list(cam.last_boxes)
+        if cam.tracker is not None:
+            try:
+                boxes += cam.tracker.predict(t)
+            except Exception:
+                log.exception("camera %s: tracker prediction failed", cam.source.camera_id)
+        return [b for b in dedupe(boxes) if b.x2 > 0 and b.y2 > 0 and b.x1 < w and b.y1 < h]
+
+    async def _detect_frame(self, cam: _Camera, job: DetectJob, wait_s: float | None) -> list[FaceBox]:
         assert self._detect is not None
-        return await self._detect.submit(frame.image, wait_s)
+        boxes = await self._detect.submit(job, wait_s)
+        cam.last_boxes = boxes
+        return boxes
+
+    def _detect_batch(self, jobs: list[DetectJob]) -> list[list[FaceBox]]:
+        """Worker thread: full frames in one detector call, regions in another, refinements in a third."""
+        out: list[list[FaceBox]] = [[] for _ in jobs]
+        full = [i for i, j in enumerate(jobs) if j.full]
+        if full:
+            for i, boxes in zip(full, self.detector.detect([jobs[i].image for i in full])):
+                out[i] = boxes
+        parts = [i for i, j in enumerate(jobs) if not j.full]
+        regions = [i for i in parts if jobs[i].regions]
+        if regions:
+            found = self.detector.detect_regions([jobs[i].image for i in regions], [jobs[i].regions for i in regions])
+            for i, boxes in zip(regions, found):
+                out[i] += boxes
+        known = [i for i in parts if jobs[i].known]
+        if known:
+            found = self.detector.refine([jobs[i].image for i in known], [jobs[i].known for i in known])
+            for i, boxes in zip(known, found):
+                out[i] += boxes
+        for i in parts:
+            out[i] = dedupe(out[i])
+        return out
 
     async def _analyse(
-        self, item: TimedFrame, boxes_task: asyncio.Future, anchor: asyncio.Future | None, wait_s: float | None
+        self, item: TimedFrame, boxes_task: asyncio.Future, anchor: asyncio.Future | None, wait_s: float | None,
+        still: bool = False,
     ) -> tuple[FrameResult, float, bool]:
         """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency,
-        detected)."""
+        detected). ``still``: nothing moved since the anchor frame, whose emotions are reused (unless
+        ``gating.classify_still``)."""
         assert self._classify is not None
         frame = item.frame
         boxes = await boxes_task
+        reuse = not self.settings.pipeline.classify_carried or (still and not self.settings.gating.classify_still)
         if not boxes:
             probs = NO_PROBS
-        elif anchor is None or self.settings.pipeline.classify_carried:
+        elif anchor is None or not reuse:
             probs = await self._classify.submit((frame.image, boxes), wait_s)
         else:
             result, _, _ = await anchor
@@ -419,6 +529,10 @@ class Pipeline:
             frames_skipped=cam.skipped,
             frames_failed=cam.failed,
             frames_detected=cam.detected,
+            frames_full=cam.full,
+            frames_regions=cam.regions,
+            frames_refined=cam.refined,
+            frames_still=cam.still,
             faces=cam.faces,
             frames_with_faces=cam.with_faces,
             reconnects=src.reconnects,
