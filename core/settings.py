@@ -96,6 +96,10 @@ class GatingSettings(Section):
                                                            "frame: detect the whole frame.")
     full_every_s: float = Field(2.0, gt=0, description="A full detection at least this often (seconds of stream "
                                                        "time), so a still or missed face is found again.")
+    full_min_interval_s: float = Field(0.5, ge=0, description="While more than full_above of the frame moves away "
+                                                              "from known faces (a moving camera, a crowd), a full "
+                                                              "detection at most this often; known faces are refined "
+                                                              "in between.")
     region_pad: float = Field(0.25, ge=0, description="A motion region grows by this fraction of its size on each "
                                                       "side (at least detector.min_face_size pixels) before MTCNN "
                                                       "runs on it.")

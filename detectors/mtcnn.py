@@ -165,15 +165,16 @@ class MtcnnDetector:
     @staticmethod
     def _crops(frames: Sequence[np.ndarray], owners: list[int], boxes: torch.Tensor,
                size: int) -> tuple[list[torch.Tensor], list[int]]:
-        """``size`` x ``size`` crops of each box, clipped to its frame and area-resampled as facenet crops them."""
-        from facenet_pytorch.models.utils.detect_face import imresample
-
+        """``size`` x ``size`` crops of each box, clipped to its frame as facenet clips them, area-averaged by OpenCV
+        (facenet's adaptive pooling on a float copy costs ten times more; scores differ in the second decimal)."""
         crops, kept = [], []
         for k, (i, box) in enumerate(zip(owners, boxes[:, :4].trunc().int().tolist())):
             h, w = frames[i].shape[:2]
             x1, y1, x2, y2 = max(box[0], 1), max(box[1], 1), min(box[2], w), min(box[3], h)
             if x2 > x1 - 1 and y2 > y1 - 1 and x2 >= 1 and y2 >= 1 and x1 <= w and y1 <= h:
-                patch = torch.from_numpy(frames[i][y1 - 1 : y2, x1 - 1 : x2]).permute(2, 0, 1).unsqueeze(0).float()
-                crops.append(imresample(patch, (size, size)))
+                patch = cv2.resize(frames[i][y1 - 1 : y2, x1 - 1 : x2], (size, size), interpolation=cv2.INTER_AREA)
+                crops.append(patch)
                 kept.append(k)
-        return crops, kept
+        if not crops:
+            return [], kept
+        return [torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()], kept

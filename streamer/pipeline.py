@@ -10,16 +10,17 @@ run in worker threads; the event loop only schedules.
 With ``detector.detect_every = k`` the detector sees every k-th frame; the
 frames between reuse ("carry") its boxes, marked ``FaceResult.detected=False``.
 
-With ``gating.enabled`` each camera's ``MotionGate`` chooses what the detector
-does on those frames (see ``_plan``): nothing where nothing moved (boxes and
-emotions carried), R-Net/O-Net refinement of the known faces' predicted boxes,
-full MTCNN on the regions that moved away from known faces, or a full
-detection when most of the frame moved or ``gating.full_every_s`` passed.
+With ``gating.enabled`` each camera's ``DetectionScheduler`` chooses what the
+detector does on those frames: nothing where nothing moved (boxes and emotions
+carried), R-Net/O-Net refinement of the faces the camera's tracker expects,
+MTCNN on the regions that moved away from them, or a full detection (see
+``detectors/schedule.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -39,24 +40,13 @@ from core.protocols import (
 )
 from core.settings import Settings
 from core.stats import percentile_ms
-from core.types import FaceBox, FaceResult, Frame, FrameResult, TimedFrame
-from detectors.motion import MotionGate, grow, inside, merge
+from core.types import FaceBox, FaceResult, FrameResult, TimedFrame
 from detectors.scaling import dedupe
+from detectors.schedule import DetectionScheduler, DetectJob, ScheduleCounts, run_jobs
 from streamer.analysis import NO_PROBS, classify_faces
 from streamer.batching import Batcher
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DetectJob:
-    """What the detector does on one frame: a full detection, or MTCNN on ``regions`` and/or R-Net/O-Net on
-    ``known`` boxes (original pixels)."""
-
-    image: np.ndarray
-    full: bool = True
-    regions: list[FaceBox] = field(default_factory=list)
-    known: list[FaceBox] = field(default_factory=list)
 
 
 @dataclass
@@ -108,13 +98,9 @@ class _Camera:
     emit_task: asyncio.Task | None = None
     anchor_boxes: asyncio.Task | None = None
     anchor_result: asyncio.Task | None = None
-    gate: MotionGate | None = None
-    last_full_at: float | None = None  # stream time of the last full detection
+    scheduler: DetectionScheduler | None = None
     last_boxes: list[FaceBox] = field(default_factory=list)  # of the latest detection that finished
-    full: int = 0
-    regions: int = 0
-    refined: int = 0
-    still: int = 0
+    still_now: bool = False  # nothing moved on the latest frame the detector would have seen
     since_detect: int = 0
     processed: int = 0
     skipped: int = 0
@@ -235,8 +221,7 @@ class Pipeline:
         tracker = self.tracker_factory(source.camera_id) if self.tracker_factory else None
         in_flight = source.max_in_flight or ps.max_in_flight
         cam = _Camera(source, tracker, asyncio.Queue(in_flight), deque(maxlen=ps.latency_samples), deque())
-        if self.settings.gating.enabled:
-            cam.gate = MotionGate(self.settings.gating)
+        cam.scheduler = DetectionScheduler(self.settings.gating, self.settings.detector, self.detector)
         cam.resumed.set()
         self._cameras[source.camera_id] = cam
         if self._running:
@@ -333,15 +318,22 @@ class Pipeline:
                 if cam.first_at is None:
                     cam.first_at = item.read_at
                 look = cam.anchor_boxes is None or cam.since_detect % every == 0
-                job = self._plan(cam, item.frame) if look else None
+                job = None
+                if look:
+                    assert cam.scheduler is not None
+                    frame = item.frame
+                    job = cam.scheduler.plan(frame.image, frame.captured_at,
+                                             functools.partial(self._known, cam, frame.captured_at, frame.image.shape))
                 detect = job is not None
+                if look:
+                    cam.still_now = not detect  # the frames up to the next look are as still as this one
                 if job is not None:
                     cam.since_detect = 0
                     cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(cam, job, cam.source.batch_wait_s))
                 task = asyncio.ensure_future(
                     self._analyse(
                         item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s,
-                        still=look and not detect,
+                        still=cam.still_now,
                     )
                 )
                 if detect:
@@ -351,47 +343,10 @@ class Pipeline:
         finally:
             await cam.inflight.put(None)
 
-    def _plan(self, cam: _Camera, frame: Frame) -> DetectJob | None:
-        """What the detector does on this frame (None: nothing moved, carry), and the camera's counters."""
-        gs = self.settings.gating
-        t = frame.captured_at
-        if cam.gate is None:
-            cam.full += 1
-            return DetectJob(frame.image)
-        motion = cam.gate.check(frame.image)
-        due = cam.anchor_boxes is None or cam.last_full_at is None or t - cam.last_full_at >= gs.full_every_s
-        job: DetectJob | None = None
-        if not due and motion.fraction <= gs.full_above:
-            if motion.still:
-                cam.still += 1
-                return None
-            h, w = frame.image.shape[:2]
-            can_refine = gs.refine and hasattr(self.detector, "refine")
-            known = self._known(cam, t, w, h) if can_refine else []
-            zones = [grow(k, gs.track_margin, 0.0, w, h) for k in known]
-            outside = [r for r in motion.regions if not any(inside(r, z) for z in zones)]
-            if not outside:
-                job = DetectJob(frame.image, full=False, known=known) if known else None
-            elif hasattr(self.detector, "detect_regions") and (can_refine or len(outside) == len(motion.regions)):
-                min_face = self.settings.detector.min_face_size
-                regions = merge([grow(r, gs.region_pad, min_face, w, h) for r in outside])
-                if sum(r.width * r.height for r in regions) <= gs.full_above * w * h:
-                    job = DetectJob(frame.image, full=False, regions=regions, known=known)
-        if job is None:
-            job = DetectJob(frame.image)
-        if job.full:
-            cam.full += 1
-            cam.last_full_at = t
-        elif job.regions:
-            cam.regions += 1
-        else:
-            cam.refined += 1
-        cam.gate.accept(motion)
-        return job
-
-    def _known(self, cam: _Camera, t: float, w: int, h: int) -> list[FaceBox]:
+    def _known(self, cam: _Camera, t: float, shape: tuple[int, ...]) -> list[FaceBox]:
         """Where this camera's faces are expected at ``t``: the tracker's predictions (its faces, including ones
         missed lately) and the latest finished detection's boxes, one box per face, those still in the frame."""
+        h, w = shape[:2]
         boxes = list(cam.last_boxes)
         if cam.tracker is not None:
             try:
@@ -408,25 +363,7 @@ class Pipeline:
 
     def _detect_batch(self, jobs: list[DetectJob]) -> list[list[FaceBox]]:
         """Worker thread: full frames in one detector call, regions in another, refinements in a third."""
-        out: list[list[FaceBox]] = [[] for _ in jobs]
-        full = [i for i, j in enumerate(jobs) if j.full]
-        if full:
-            for i, boxes in zip(full, self.detector.detect([jobs[i].image for i in full])):
-                out[i] = boxes
-        parts = [i for i, j in enumerate(jobs) if not j.full]
-        regions = [i for i in parts if jobs[i].regions]
-        if regions:
-            found = self.detector.detect_regions([jobs[i].image for i in regions], [jobs[i].regions for i in regions])
-            for i, boxes in zip(regions, found):
-                out[i] += boxes
-        known = [i for i in parts if jobs[i].known]
-        if known:
-            found = self.detector.refine([jobs[i].image for i in known], [jobs[i].known for i in known])
-            for i, boxes in zip(known, found):
-                out[i] += boxes
-        for i in parts:
-            out[i] = dedupe(out[i])
-        return out
+        return run_jobs(self.detector, jobs)
 
     async def _analyse(
         self, item: TimedFrame, boxes_task: asyncio.Future, anchor: asyncio.Future | None, wait_s: float | None,
@@ -505,6 +442,7 @@ class Pipeline:
 
     def _stats(self, cam: _Camera) -> CameraStats:
         src = cam.source
+        counts = cam.scheduler.counts if cam.scheduler is not None else ScheduleCounts()
         elapsed = (cam.last_at - cam.first_at) if cam.first_at is not None and cam.last_at is not None else 0.0
         window = self.settings.pipeline.stats_window_s
         now = time.monotonic()
@@ -529,10 +467,10 @@ class Pipeline:
             frames_skipped=cam.skipped,
             frames_failed=cam.failed,
             frames_detected=cam.detected,
-            frames_full=cam.full,
-            frames_regions=cam.regions,
-            frames_refined=cam.refined,
-            frames_still=cam.still,
+            frames_full=counts.full,
+            frames_regions=counts.regions,
+            frames_refined=counts.refined,
+            frames_still=counts.still,
             faces=cam.faces,
             frames_with_faces=cam.with_faces,
             reconnects=src.reconnects,
