@@ -18,6 +18,7 @@ pipeline asks the camera's tracker where its faces are expected now); detectors 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -56,7 +57,8 @@ class ScheduleCounts:
 class DetectionScheduler:
     """One camera's choice of detector work per frame (frames in order); ``gating.enabled = false``: always full."""
 
-    def __init__(self, gating: GatingSettings, detector_settings: DetectorSettings, detector: FaceDetector):
+    def __init__(self, gating: GatingSettings, detector_settings: DetectorSettings, detector: FaceDetector,
+                 phase_seed: str | None = None):
         self.settings = gating
         self.min_face = detector_settings.min_face_size
         self.gate = MotionGate(gating) if gating.enabled else None
@@ -64,6 +66,9 @@ class DetectionScheduler:
         self.can_regions = hasattr(detector, "detect_regions")
         self.last_full_at: float | None = None
         self.counts = ScheduleCounts()
+        # Cameras started together would run their periodic full detections together, in one long batch; a phase
+        # drawn from the camera id (the same on every run) spreads them over the period.
+        self._phase = random.Random(phase_seed).uniform(0, gating.full_every_s) if phase_seed is not None else 0.0
 
     def plan(self, image: np.ndarray, t: float, known: Callable[[], list[FaceBox]]) -> DetectJob | None:
         """The job for the frame ``image`` captured at ``t`` (stream seconds), or None: carry the last boxes.
@@ -75,7 +80,8 @@ class DetectionScheduler:
             return None
         if job.full:
             c.full += 1
-            self.last_full_at = t
+            self.last_full_at = t - self._phase if self.last_full_at is None else t
+
         elif job.regions:
             c.regions += 1
         else:

@@ -127,6 +127,7 @@ class Pipeline:
         self._cameras: dict[str, _Camera] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._detect: Batcher[DetectJob, list[FaceBox]] | None = None
+        self._parts: Batcher[DetectJob, list[FaceBox]] | None = None  # regions and refinements: a fast lane
         self._classify: Batcher[tuple[np.ndarray, list[FaceBox]], np.ndarray] | None = None
         self._changed: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
@@ -139,9 +140,13 @@ class Pipeline:
         if self._running:
             return
         ps, cs, ds = self.settings.pipeline, self.settings.classifier, self.settings.detector
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deepfer-infer")
+        self._executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="deepfer-infer")
         self._detect = Batcher("detect", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
                                self._executor)
+        # Refinements and regions cost milliseconds: they get their own batches so they never wait behind a full
+        # detection of another camera (tens of milliseconds).
+        self._parts = Batcher("detect_parts", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
+                              self._executor)
         self._classify = Batcher(
             "classify",
             self._classify_batch,
@@ -151,6 +156,7 @@ class Pipeline:
             size_of=lambda item: len(item[1]),
         )
         self._detect.start()
+        self._parts.start()
         self._classify.start()
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -193,8 +199,9 @@ class Pipeline:
             cam.source.stop()
             cam.resumed.set()
         await self._drain(list(self._cameras.values()))
-        assert self._detect is not None and self._classify is not None
+        assert self._detect is not None and self._parts is not None and self._classify is not None
         await self._detect.stop()
+        await self._parts.stop()
         await self._classify.stop()
         for sink in list(self.sinks):
             try:
@@ -221,7 +228,8 @@ class Pipeline:
         tracker = self.tracker_factory(source.camera_id) if self.tracker_factory else None
         in_flight = source.max_in_flight or ps.max_in_flight
         cam = _Camera(source, tracker, asyncio.Queue(in_flight), deque(maxlen=ps.latency_samples), deque())
-        cam.scheduler = DetectionScheduler(self.settings.gating, self.settings.detector, self.detector)
+        cam.scheduler = DetectionScheduler(self.settings.gating, self.settings.detector, self.detector,
+                                           phase_seed=source.camera_id)
         cam.resumed.set()
         self._cameras[source.camera_id] = cam
         if self._running:
@@ -271,7 +279,7 @@ class Pipeline:
 
     def timing(self) -> dict[str, dict]:
         """Busy time and batch sizes of detection and classification (worker-thread seconds)."""
-        return {b.name: b.stats.to_dict() for b in (self._detect, self._classify) if b is not None}
+        return {b.name: b.stats.to_dict() for b in (self._detect, self._parts, self._classify) if b is not None}
 
     # --- internals ---
 
@@ -356,8 +364,9 @@ class Pipeline:
         return [b for b in dedupe(boxes) if b.x2 > 0 and b.y2 > 0 and b.x1 < w and b.y1 < h]
 
     async def _detect_frame(self, cam: _Camera, job: DetectJob, wait_s: float | None) -> list[FaceBox]:
-        assert self._detect is not None
-        boxes = await self._detect.submit(job, wait_s)
+        batcher = self._detect if job.full else self._parts
+        assert batcher is not None
+        boxes = await batcher.submit(job, wait_s)
         cam.last_boxes = boxes
         return boxes
 
