@@ -68,11 +68,6 @@ class BoxKalman:
             self.t = t
         return cxcywh_to_xyxy(self.x)
 
-    def peek(self, t: float) -> np.ndarray:
-        """Where the box is expected at time ``t``, leaving the filter as it is (for a look ahead of the updates)."""
-        dt = max(0.0, t - self.t)
-        return cxcywh_to_xyxy(self.x[:4] + self.x[4:] * dt)
-
     def update(self, box: FaceBox) -> None:
         z = box_to_cxcywh(box)
         h = max(z[3], 1.0)

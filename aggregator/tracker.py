@@ -97,15 +97,6 @@ class FaceTracker:
         self.tracks = survivors
         return dataclasses.replace(result, faces=[f for f in out if f is not None])
 
-    def predict(self, t: float) -> list[FaceBox]:
-        """Where every live face (tentative ones too) is expected at time ``t``; the tracks are not changed, so this
-        may look ahead of frames still being analysed."""
-        out = []
-        for tr in self.tracks:
-            xyxy = tr.kalman.peek(t) if tr.kalman is not None else tr.box.xyxy
-            out.append(FaceBox(*(float(v) for v in xyxy), tr.box.score))
-        return out
-
     def _alive(self, track: Track, t: float) -> bool:
         """An unmatched track survives only if born and seen within ``max_age_s``."""
         return track.track_id is not None and t - track.last_seen <= self.settings.max_age_s

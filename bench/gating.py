@@ -1,11 +1,11 @@
 """``deepfer bench gating``: what detecting only where and when needed saves, and what it misses, on real clips.
 
 Each clip is decoded once, then detected as fast as possible twice: a full detection on every frame (the reference),
-and with the pipeline's ``DetectionScheduler`` (motion gate, regions, refinement of the faces a ``FaceTracker``
-expects, boxes carried on still frames), on every ``detector.detect_every``-th frame as the pipeline does. Reported
-per clip: detection fps of both, the speed-up, the share of the reference's faces the gated run still has (a face
-counts when a box overlaps it by IoU >= 0.5 on the same frame, carried boxes included), extra boxes, and how many
-frames were full, region, refined or still. Classification is left out: it costs the same per face either way.
+and with the pipeline's ``DetectionScheduler`` (motion gate, regions, refinement of the faces the previous detection
+found, boxes carried between), on every ``detector.detect_every``-th frame as the pipeline does. Reported per clip:
+detection fps of both, the speed-up, the share of the reference's faces the gated run still has (a face counts when a
+box overlaps it by IoU >= 0.5 on the same frame, carried boxes included), extra boxes, and how many frames were full,
+region, refined or still. Classification is left out: it costs the same per face either way.
 """
 
 from __future__ import annotations
@@ -18,39 +18,31 @@ from typing import Any
 import numpy as np
 
 from aggregator.motion import iou_matrix
-from aggregator.tracker import FaceTracker
 from bench.clips import standard_clips
 from bench.machine import machine_info
 from core.protocols import FaceDetector
 from core.settings import Settings
-from core.types import FaceBox, FaceResult, Frame, FrameResult
+from core.types import FaceBox
 from detectors import build_detector
 from detectors.schedule import DetectionScheduler, run_jobs
 from streamer.media import MediaError, read_frames
-
-UNIFORM = np.full(7, 1 / 7, np.float32)
 
 
 def gated_run(settings: Settings, detector: FaceDetector, frames: Sequence[tuple[np.ndarray, float]],
               ) -> tuple[list[list[FaceBox]], float, dict[str, int]]:
     """Boxes per frame as the pipeline would have them, the detector's seconds, and the frames of each kind."""
     scheduler = DetectionScheduler(settings.gating, settings.detector, detector, phase_seed="bench")
-    tracker = FaceTracker(settings.tracker, settings.smoothing)
     boxes: list[FaceBox] = []
     out, busy = [], 0.0
     every = settings.detector.detect_every
     for n, (image, t) in enumerate(frames):
-        detected = False
         if n % every == 0:
             started = time.perf_counter()
-            job = scheduler.plan(image, t, lambda t=t, last=boxes: [*last, *tracker.predict(t)])
+            job = scheduler.plan(image, t, lambda last=boxes: last)
             if job is not None:
                 boxes = run_jobs(detector, [job])[0]
-                detected = True
             busy += time.perf_counter() - started
         out.append(boxes)
-        faces = [FaceResult(b, UNIFORM, detected=detected) for b in boxes]
-        tracker.update(FrameResult(Frame("bench", n, t, image), faces))
     c = scheduler.counts
     return out, busy, {"full": c.full, "regions": c.regions, "refined": c.refined, "still": c.still}
 

@@ -42,8 +42,6 @@ class Tracker(Protocol):
 
     def update(self, result: FrameResult) -> FrameResult: ...
 
-    def predict(self, t: float) -> list[FaceBox]: ...  # where its faces are expected at time t (changes nothing)
-
 
 TrackerFactory = Callable[[str], Tracker]
 

@@ -107,3 +107,9 @@ def merge(boxes: list[FaceBox]) -> list[FaceBox]:
             if merged:
                 break
     return out
+
+
+def in_frame(boxes: list[FaceBox], shape: tuple[int, ...]) -> list[FaceBox]:
+    """The boxes that still overlap a frame of ``shape``."""
+    h, w = shape[:2]
+    return [b for b in boxes if b.x2 > 0 and b.y2 > 0 and b.x1 < w and b.y1 < h]

@@ -4,7 +4,8 @@ A ``DetectionScheduler`` (one per camera) looks at each frame the detector would
 ``DetectJob`` or None:
 
 * nothing moved since the detector last ran (``MotionGate``): None, the boxes and emotions are carried;
-* motion only on or around known faces: refine those faces (R-Net + O-Net on their predicted boxes);
+* motion only on or around known faces: refine those faces (R-Net + O-Net on their last boxes); a face refinement
+  loses is looked for again by the whole MTCNN in a region three times its size around where it was;
 * motion elsewhere, in small regions: MTCNN on those regions only, and the known faces refined;
 * motion over more than ``gating.full_above`` of the frame away from known faces: a full detection, at most every
   ``gating.full_min_interval_s`` (known faces are refined in between);
@@ -12,7 +13,8 @@ A ``DetectionScheduler`` (one per camera) looks at each frame the detector would
   or was missed is found again.
 
 ``run_jobs`` carries out a batch of jobs with one detector call per kind. The known faces come from the caller (the
-pipeline asks the camera's tracker where its faces are expected now); detectors without ``refine`` and
+pipeline gives the camera's previous detection: fresher than a tracker that runs frames behind, and the same at any
+speed); detectors without ``refine`` and
 ``detect_regions`` (Haar) get full detections where MTCNN would get parts.
 """
 
@@ -29,6 +31,9 @@ from core.settings import DetectorSettings, GatingSettings
 from core.types import FaceBox
 from detectors.motion import MotionGate, grow, inside, merge
 from detectors.scaling import dedupe
+
+# A known face whose refined box overlaps it by less than this (IoU) was lost by refinement.
+LOST_IOU = 0.3
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,26 @@ def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[Fac
     known = [i for i in parts if jobs[i].known]
     if known:
         found = detector.refine([jobs[i].image for i in known], [jobs[i].known for i in known])
+        lost: dict[int, list[FaceBox]] = {}
         for i, boxes in zip(known, found):
             out[i] += boxes
+            h, w = jobs[i].image.shape[:2]
+            gone = [k for k in jobs[i].known if not any(_overlap(k, b) > LOST_IOU for b in boxes)]
+            if gone:  # turned, blurred or moved too far for O-Net: the whole MTCNN around where it was
+                lost[i] = merge([grow(k, 1.0, 0.0, w, h) for k in gone])
+        if lost:
+            again = detector.detect_regions([jobs[i].image for i in lost], list(lost.values()))
+            for i, boxes in zip(lost, again):
+                out[i] += boxes
     for i in parts:
         out[i] = dedupe(out[i])
     return out
+
+
+def _overlap(a: FaceBox, b: FaceBox) -> float:
+    iw = min(a.x2, b.x2) - max(a.x1, b.x1)
+    ih = min(a.y2, b.y2) - max(a.y1, b.y1)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / (a.width * a.height + b.width * b.height - inter)

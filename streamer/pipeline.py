@@ -12,7 +12,7 @@ frames between reuse ("carry") its boxes, marked ``FaceResult.detected=False``.
 
 With ``gating.enabled`` each camera's ``DetectionScheduler`` chooses what the
 detector does on those frames: nothing where nothing moved (boxes and emotions
-carried), R-Net/O-Net refinement of the faces the camera's tracker expects,
+carried), R-Net/O-Net refinement of the faces the previous detection found,
 MTCNN on the regions that moved away from them, or a full detection (see
 ``detectors/schedule.py``).
 """
@@ -41,10 +41,10 @@ from core.protocols import (
 from core.settings import Settings
 from core.stats import percentile_ms
 from core.types import FaceBox, FaceResult, FrameResult, TimedFrame
-from detectors.scaling import dedupe
+from detectors.motion import in_frame
 from detectors.schedule import DetectionScheduler, DetectJob, ScheduleCounts, run_jobs
 from streamer.analysis import NO_PROBS, classify_faces
-from streamer.batching import Batcher
+from streamer.batching import Batcher, BatchStats
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,6 @@ class _Camera:
     anchor_boxes: asyncio.Task | None = None
     anchor_result: asyncio.Task | None = None
     scheduler: DetectionScheduler | None = None
-    last_boxes: list[FaceBox] = field(default_factory=list)  # of the latest detection that finished
     still_now: bool = False  # nothing moved on the latest frame the detector would have seen
     since_detect: int = 0
     processed: int = 0
@@ -141,7 +140,7 @@ class Pipeline:
             return
         ps, cs, ds = self.settings.pipeline, self.settings.classifier, self.settings.detector
         self._executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="deepfer-infer")
-        self._detect = Batcher("detect", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
+        self._detect = Batcher("detect_full", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
                                self._executor)
         # Refinements and regions cost milliseconds: they get their own batches so they never wait behind a full
         # detection of another camera (tens of milliseconds).
@@ -278,8 +277,13 @@ class Pipeline:
         return self._stats(cam) if cam is not None else None
 
     def timing(self) -> dict[str, dict]:
-        """Busy time and batch sizes of detection and classification (worker-thread seconds)."""
-        return {b.name: b.stats.to_dict() for b in (self._detect, self._parts, self._classify) if b is not None}
+        """Busy time and batch sizes of detection and classification (worker-thread seconds); ``detect`` is the
+        detector's whole work, ``detect_full`` and ``detect_parts`` (regions, refinements) its two kinds of batch."""
+        out = {b.name: b.stats.to_dict() for b in (self._detect, self._parts, self._classify) if b is not None}
+        if self._detect is not None and self._parts is not None:
+            a, b = self._detect.stats, self._parts.stats
+            out["detect"] = BatchStats(a.calls + b.calls, a.items + b.items, a.busy_s + b.busy_s).to_dict()
+        return out
 
     # --- internals ---
 
@@ -330,14 +334,15 @@ class Pipeline:
                 if look:
                     assert cam.scheduler is not None
                     frame = item.frame
+                    known = await self._known(cam) if cam.scheduler.gate is not None else []
                     job = cam.scheduler.plan(frame.image, frame.captured_at,
-                                             functools.partial(self._known, cam, frame.captured_at, frame.image.shape))
+                                             functools.partial(in_frame, known, frame.image.shape))
                 detect = job is not None
                 if look:
                     cam.still_now = not detect  # the frames up to the next look are as still as this one
                 if job is not None:
                     cam.since_detect = 0
-                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(cam, job, cam.source.batch_wait_s))
+                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(job, cam.source.batch_wait_s))
                 task = asyncio.ensure_future(
                     self._analyse(
                         item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s,
@@ -351,24 +356,20 @@ class Pipeline:
         finally:
             await cam.inflight.put(None)
 
-    def _known(self, cam: _Camera, t: float, shape: tuple[int, ...]) -> list[FaceBox]:
-        """Where this camera's faces are expected at ``t``: the tracker's predictions (its faces, including ones
-        missed lately) and the latest finished detection's boxes, one box per face, those still in the frame."""
-        h, w = shape[:2]
-        boxes = list(cam.last_boxes)
-        if cam.tracker is not None:
-            try:
-                boxes += cam.tracker.predict(t)
-            except Exception:
-                log.exception("camera %s: tracker prediction failed", cam.source.camera_id)
-        return [b for b in dedupe(boxes) if b.x2 > 0 and b.y2 > 0 and b.x1 < w and b.y1 < h]
+    async def _known(self, cam: _Camera) -> list[FaceBox]:
+        """The faces of the camera's previous detection: where refinement looks next. Waiting for it (it is usually
+        done: it started ``detect_every`` frames ago) keeps a file's boxes the same at any speed and batching."""
+        if cam.anchor_boxes is None:
+            return []
+        try:
+            return await asyncio.shield(cam.anchor_boxes)
+        except Exception:  # that frame's failure is reported by its own analysis
+            return []
 
-    async def _detect_frame(self, cam: _Camera, job: DetectJob, wait_s: float | None) -> list[FaceBox]:
+    async def _detect_frame(self, job: DetectJob, wait_s: float | None) -> list[FaceBox]:
         batcher = self._detect if job.full else self._parts
         assert batcher is not None
-        boxes = await batcher.submit(job, wait_s)
-        cam.last_boxes = boxes
-        return boxes
+        return await batcher.submit(job, wait_s)
 
     def _detect_batch(self, jobs: list[DetectJob]) -> list[list[FaceBox]]:
         """Worker thread: full frames in one detector call, regions in another, refinements in a third."""
