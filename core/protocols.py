@@ -18,6 +18,16 @@ class FaceDetector(Protocol):
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[FaceBox]]: ...
 
 
+class PartialDetector(FaceDetector, Protocol):
+    """A detector that can also look at parts of frames (MTCNN): the pipeline's motion gating uses them."""
+
+    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]
+                       ) -> list[list[FaceBox]]: ...  # the whole detector on those regions only
+
+    def refine(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[FaceBox]]
+               ) -> list[list[FaceBox]]: ...  # each box moved onto its face and scored, or dropped
+
+
 class EmotionModel(Protocol):
     """Emotion probabilities for face crops as they were trained (grayscale uint8 ``[N, 48, 48]``)."""
 

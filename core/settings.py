@@ -74,6 +74,45 @@ class DetectorSettings(Section):
                                                    "batched NMS): meant for GPUs; same on CPU.")
 
 
+class GatingSettings(Section):
+    """Detect only where and when it is needed: motion gating and track-guided refinement (see README, Performance).
+
+    On each frame the detector would look at (every ``detector.detect_every``-th), a small grey copy is compared with
+    the last frame the detector ran on. Nothing moved: no detection, boxes and emotions are carried. Motion only on
+    or around known faces: R-Net and O-Net refine each face's box (a few 24/48 px crops, no image pyramid). Motion
+    elsewhere, in regions: the whole MTCNN runs on those regions only. Most of the frame moved, or ``full_every_s``
+    passed: a full detection.
+    """
+
+    enabled: bool = Field(True, description="Motion gating and refinement on (off: the detector runs on every "
+                                            "detector.detect_every-th frame, whole).")
+    grey_width: int = Field(160, ge=16, description="Width of the grey copy that is differenced, in pixels.")
+    pixel_threshold: int = Field(18, ge=1, le=255, description="Grey-level change (of 255) a pixel of the grey copy "
+                                                               "must exceed to count as motion; codec noise stays "
+                                                               "below.")
+    dilate: int = Field(2, ge=0, description="Dilations (3x3) joining nearby changed pixels into one region.")
+    min_region_px: int = Field(4, ge=1, description="Changed regions smaller than this (grey-copy pixels) are noise.")
+    full_above: float = Field(0.3, gt=0, le=1, description="Motion regions covering more than this fraction of the "
+                                                           "frame: detect the whole frame.")
+    full_every_s: float = Field(2.0, gt=0, description="A full detection at least this often (seconds of stream "
+                                                       "time), so a still or missed face is found again.")
+    full_min_interval_s: float = Field(0.5, ge=0, description="While more than full_above of the frame moves away "
+                                                              "from known faces (a moving camera, a crowd), a full "
+                                                              "detection at most this often; known faces are refined "
+                                                              "in between.")
+    region_pad: float = Field(0.25, ge=0, description="A motion region grows by this fraction of its size on each "
+                                                      "side (at least detector.min_face_size pixels) before MTCNN "
+                                                      "runs on it.")
+    refine: bool = Field(True, description="Refresh known faces with R-Net + O-Net on their predicted boxes instead "
+                                           "of a full pass (off: motion on faces runs a full detection).")
+    classify_still: bool = Field(False, description="Classify the faces again on frames where nothing moved (off: "
+                                                    "their emotions are those of the last detected frame, whose "
+                                                    "pixels they share).")
+    track_margin: float = Field(1.0, ge=0, description="Motion inside a known face's box grown by this many box "
+                                                       "sizes on each side is that face's own (head, shoulders): "
+                                                       "refinement covers it.")
+
+
 class TrainSettings(Section):
     model: str = "deepfer_resnet"
     epochs: int = Field(30, ge=1)
@@ -436,6 +475,7 @@ class Settings(BaseSettings):
     paths: PathsSettings = PathsSettings()
     classifier: ClassifierSettings = ClassifierSettings()
     detector: DetectorSettings = DetectorSettings()
+    gating: GatingSettings = GatingSettings()
     train: TrainSettings = TrainSettings()
     export_model: ExportModelSettings = ExportModelSettings()
     export: ExportSettings = ExportSettings()

@@ -786,6 +786,26 @@ def bench_pipeline_cmd(
     )
 
 
+@bench_app.command("gating")
+@user_errors
+def bench_gating_cmd(
+    ctx: typer.Context,
+    json_out: Path = typer.Option(..., "--json", help="Write the results here."),
+    media: Path = typer.Option(Path("../shared/media"), help="Folder with woman2.mp4, fer_test.mp4, no-faces.jpg."),
+    clips: str = typer.Option("static_scene,still_person,mosaic_1080p,woman2", help="Comma-separated clips."),
+    clips_dir: Path = typer.Option(Path(".deepfer/clips"), help="Where the clips are made (once)."),
+    frames: int | None = typer.Option(None, min=1, help="At most this many frames of each clip."),
+    detect_every: int | None = typer.Option(None, min=1),
+    device: str | None = typer.Option(None, help="auto, cpu or cuda."),
+) -> None:
+    """Detection fps and faces kept with motion gating and refinement against a full detection on every frame."""
+    from bench.gating import bench_gating
+
+    settings = settings_from(ctx, detector=dict(detect_every=detect_every, device=device))
+    names = [c.strip() for c in clips.split(",") if c.strip()]
+    write_json(json_out, bench_gating(settings, media, clips_dir, names, frames, say))
+
+
 @bench_app.command("cluster")
 @user_errors
 def bench_cluster_cmd(

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 
 from core.device import pick_device
 from core.settings import DetectorSettings
 from core.types import FaceBox
-from detectors.scaling import check_frame, downscale, to_original
+from detectors.scaling import check_frame, dedupe, downscale, to_original
 
 log = logging.getLogger(__name__)
+
+# Region sizes (in detector pixels) are rounded up to a multiple of this, so regions of similar size batch together.
+REGION_STEP = 16
 
 
 class MtcnnDetector:
@@ -91,3 +96,85 @@ class MtcnnDetector:
             if box is not None and max(box.width, box.height) >= self.settings.min_face_size:
                 keep.append(box)
         return keep
+
+    # --- detect only where needed (gating.*): regions of a frame, or the known faces' boxes ---
+
+    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]) -> list[list[FaceBox]]:
+        """The whole MTCNN on the given regions of each frame only (original pixels), at the scale ``detect`` would
+        use for the frame, so a face is found in a region as it would be in the frame; boxes in original pixels."""
+        results: list[list[FaceBox]] = [[] for _ in frames]
+        groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, float, int, int]]] = defaultdict(list)
+        for i, (frame, boxes) in enumerate(zip(frames, regions)):
+            check_frame(frame)
+            h, w = frame.shape[:2]
+            scale = min(1.0, self.settings.max_side / max(h, w))
+            for r in boxes:
+                cw = min(w, round(math.ceil(max(r.width, 1.0) * scale / REGION_STEP) * REGION_STEP / scale))
+                ch = min(h, round(math.ceil(max(r.height, 1.0) * scale / REGION_STEP) * REGION_STEP / scale))
+                x1 = int(min(max(round((r.x1 + r.x2 - cw) / 2), 0), w - cw))
+                y1 = int(min(max(round((r.y1 + r.y2 - ch) / 2), 0), h - ch))
+                crop = frame[y1 : y1 + ch, x1 : x1 + cw]
+                if scale < 1.0:
+                    size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
+                    crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+                groups[(*crop.shape, round(scale, 6))].append((i, np.ascontiguousarray(crop), scale, x1, y1))
+        for items in groups.values():
+            scale = items[0][2]
+            min_face = max(12, round(self.settings.min_face_size * scale))
+            for start in range(0, len(items), self.settings.batch_size):
+                chunk = items[start : start + self.settings.batch_size]
+                raw = self._detect_group([crop for _, crop, _, _, _ in chunk], min_face)
+                for (i, _, _, x1, y1), rows in zip(chunk, raw):
+                    rows = rows.copy()
+                    rows[:, [0, 2]] += x1 * scale
+                    rows[:, [1, 3]] += y1 * scale
+                    results[i] += self._boxes(rows, scale, frames[i].shape)
+        return [dedupe(found) for found in results]
+
+    @torch.inference_mode()
+    def refine(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[FaceBox]]) -> list[list[FaceBox]]:
+        """R-Net then O-Net on each given box (where a known face is expected), as MTCNN's second and third stages
+        run on P-Net's candidates: a box comes back moved onto the face and scored, or not at all when no face is
+        there any more. A few 24 and 48 pixel crops instead of an image pyramid."""
+        from facenet_pytorch.models.utils.detect_face import bbreg, rerec
+
+        results: list[list[FaceBox]] = [[] for _ in frames]
+        owners = [i for i, (frame, bs) in enumerate(zip(frames, boxes)) if check_frame(frame) is None for _ in bs]
+        if not owners:
+            return results
+        m = self.mtcnn
+        candidates = torch.tensor([[*b.xyxy, b.score] for bs in boxes for b in bs], dtype=torch.float32)
+        candidates = rerec(candidates)
+        for net, size, threshold in ((m.rnet, 24, m.thresholds[1]), (m.onet, 48, m.thresholds[2])):
+            crops, kept = self._crops(frames, owners, candidates, size)
+            if not kept:
+                return results
+            candidates, owners = candidates[kept], [owners[k] for k in kept]
+            out = net(((torch.cat(crops) - 127.5) * 0.0078125).to(self.device))
+            reg, probs = out[0].cpu(), out[-1].cpu()
+            passed = probs[:, 1] > threshold
+            candidates[:, 4] = probs[:, 1]
+            candidates = bbreg(candidates[passed], reg[passed])
+            owners = [o for o, p in zip(owners, passed.tolist()) if p]
+            if net is m.rnet:
+                candidates = rerec(candidates)
+        for i, row in zip(owners, candidates.numpy()):
+            results[i] += self._boxes(row[None, :], 1.0, frames[i].shape)
+        return [dedupe(found) for found in results]
+
+    @staticmethod
+    def _crops(frames: Sequence[np.ndarray], owners: list[int], boxes: torch.Tensor,
+               size: int) -> tuple[list[torch.Tensor], list[int]]:
+        """``size`` x ``size`` crops of each box, clipped to its frame as facenet clips them, area-averaged by OpenCV
+        (facenet's adaptive pooling on a float copy costs ten times more; scores differ in the second decimal)."""
+        crops, kept = [], []
+        for k, (i, box) in enumerate(zip(owners, boxes[:, :4].trunc().int().tolist())):
+            h, w = frames[i].shape[:2]
+            x1, y1, x2, y2 = max(box[0], 1), max(box[1], 1), min(box[2], w), min(box[3], h)
+            if x2 > x1 - 1 and y2 > y1 - 1 and x2 >= 1 and y2 >= 1 and x1 <= w and y1 <= h:
+                patch = cv2.resize(frames[i][y1 - 1 : y2, x1 - 1 : x2], (size, size), interpolation=cv2.INTER_AREA)
+                crops.append(patch)
+                kept.append(k)
+        if not crops:
+            return [], kept
+        return [torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()], kept

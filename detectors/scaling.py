@@ -37,3 +37,19 @@ def check_frame(frame: np.ndarray) -> None:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise ValueError(f"detector input must be an RGB uint8 H x W x 3 array, got {got}")
+
+
+def dedupe(boxes: list[FaceBox], iou: float = 0.5) -> list[FaceBox]:
+    """Highest score first; a box overlapping a kept one by more than ``iou`` (IoU) is the same face and dropped."""
+    kept: list[FaceBox] = []
+    for b in sorted(boxes, key=lambda b: -b.score):
+        for k in kept:
+            iw = min(b.x2, k.x2) - max(b.x1, k.x1)
+            ih = min(b.y2, k.y2) - max(b.y1, k.y1)
+            if iw > 0 and ih > 0:
+                inter = iw * ih
+                if inter / (b.width * b.height + k.width * k.height - inter) > iou:
+                    break
+        else:
+            kept.append(b)
+    return kept

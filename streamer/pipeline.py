@@ -9,11 +9,18 @@ run in worker threads; the event loop only schedules.
 
 With ``detector.detect_every = k`` the detector sees every k-th frame; the
 frames between reuse ("carry") its boxes, marked ``FaceResult.detected=False``.
+
+With ``gating.enabled`` each camera's ``DetectionScheduler`` chooses what the
+detector does on those frames: nothing where nothing moved (boxes and emotions
+carried), R-Net/O-Net refinement of the faces the previous detection found,
+MTCNN on the regions that moved away from them, or a full detection (see
+``detectors/schedule.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -33,12 +40,13 @@ from core.protocols import (
 )
 from core.settings import Settings
 from core.stats import percentile_ms
-from core.types import FaceBox, FaceResult, Frame, FrameResult, TimedFrame
+from core.types import FaceBox, FaceResult, FrameResult, TimedFrame
+from detectors.motion import in_frame
+from detectors.schedule import DetectionScheduler, DetectJob, ScheduleCounts, run_jobs
 from streamer.analysis import NO_PROBS, classify_faces
-from streamer.batching import Batcher
+from streamer.batching import Batcher, BatchStats
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -57,6 +65,10 @@ class CameraStats:
     frames_skipped: int  # live frames discarded while paused
     frames_failed: int  # frames whose analysis raised (logged)
     frames_detected: int  # frames the detector ran on (the rest carried boxes)
+    frames_full: int  # frames detected whole
+    frames_regions: int  # frames detected only in the regions that moved (known faces refined too)
+    frames_refined: int  # frames where only the known faces were refined (R-Net + O-Net)
+    frames_still: int  # frames the detector would have seen, skipped because nothing moved (boxes carried)
     faces: int  # face results over all processed frames
     frames_with_faces: int
     reconnects: int
@@ -86,6 +98,8 @@ class _Camera:
     emit_task: asyncio.Task | None = None
     anchor_boxes: asyncio.Task | None = None
     anchor_result: asyncio.Task | None = None
+    scheduler: DetectionScheduler | None = None
+    still_now: bool = False  # nothing moved on the latest frame the detector would have seen
     since_detect: int = 0
     processed: int = 0
     skipped: int = 0
@@ -111,7 +125,8 @@ class Pipeline:
         self.sinks: list[ResultSink] = list(sinks)
         self._cameras: dict[str, _Camera] = {}
         self._executor: ThreadPoolExecutor | None = None
-        self._detect: Batcher[np.ndarray, list[FaceBox]] | None = None
+        self._detect: Batcher[DetectJob, list[FaceBox]] | None = None
+        self._parts: Batcher[DetectJob, list[FaceBox]] | None = None  # regions and refinements: a fast lane
         self._classify: Batcher[tuple[np.ndarray, list[FaceBox]], np.ndarray] | None = None
         self._changed: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
@@ -124,9 +139,13 @@ class Pipeline:
         if self._running:
             return
         ps, cs, ds = self.settings.pipeline, self.settings.classifier, self.settings.detector
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deepfer-infer")
-        self._detect = Batcher("detect", self.detector.detect, ds.batch_size, ps.detect_max_wait_ms / 1000,
+        self._executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="deepfer-infer")
+        self._detect = Batcher("detect_full", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
                                self._executor)
+        # Refinements and regions cost milliseconds: they get their own batches so they never wait behind a full
+        # detection of another camera (tens of milliseconds).
+        self._parts = Batcher("detect_parts", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
+                              self._executor)
         self._classify = Batcher(
             "classify",
             self._classify_batch,
@@ -136,6 +155,7 @@ class Pipeline:
             size_of=lambda item: len(item[1]),
         )
         self._detect.start()
+        self._parts.start()
         self._classify.start()
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -178,8 +198,9 @@ class Pipeline:
             cam.source.stop()
             cam.resumed.set()
         await self._drain(list(self._cameras.values()))
-        assert self._detect is not None and self._classify is not None
+        assert self._detect is not None and self._parts is not None and self._classify is not None
         await self._detect.stop()
+        await self._parts.stop()
         await self._classify.stop()
         for sink in list(self.sinks):
             try:
@@ -206,6 +227,8 @@ class Pipeline:
         tracker = self.tracker_factory(source.camera_id) if self.tracker_factory else None
         in_flight = source.max_in_flight or ps.max_in_flight
         cam = _Camera(source, tracker, asyncio.Queue(in_flight), deque(maxlen=ps.latency_samples), deque())
+        cam.scheduler = DetectionScheduler(self.settings.gating, self.settings.detector, self.detector,
+                                           phase_seed=source.camera_id)
         cam.resumed.set()
         self._cameras[source.camera_id] = cam
         if self._running:
@@ -254,8 +277,13 @@ class Pipeline:
         return self._stats(cam) if cam is not None else None
 
     def timing(self) -> dict[str, dict]:
-        """Busy time and batch sizes of detection and classification (worker-thread seconds)."""
-        return {b.name: b.stats.to_dict() for b in (self._detect, self._classify) if b is not None}
+        """Busy time and batch sizes of detection and classification (worker-thread seconds); ``detect`` is the
+        detector's whole work, ``detect_full`` and ``detect_parts`` (regions, refinements) its two kinds of batch."""
+        out = {b.name: b.stats.to_dict() for b in (self._detect, self._parts, self._classify) if b is not None}
+        if self._detect is not None and self._parts is not None:
+            a, b = self._detect.stats, self._parts.stats
+            out["detect"] = BatchStats(a.calls + b.calls, a.items + b.items, a.busy_s + b.busy_s).to_dict()
+        return out
 
     # --- internals ---
 
@@ -301,13 +329,24 @@ class Pipeline:
                     await cam.resumed.wait()
                 if cam.first_at is None:
                     cam.first_at = item.read_at
-                detect = cam.anchor_boxes is None or cam.since_detect % every == 0
-                if detect:
+                look = cam.anchor_boxes is None or cam.since_detect % every == 0
+                job = None
+                if look:
+                    assert cam.scheduler is not None
+                    frame = item.frame
+                    known = await self._known(cam) if cam.scheduler.gate is not None else []
+                    job = cam.scheduler.plan(frame.image, frame.captured_at,
+                                             functools.partial(in_frame, known, frame.image.shape))
+                detect = job is not None
+                if look:
+                    cam.still_now = not detect  # the frames up to the next look are as still as this one
+                if job is not None:
                     cam.since_detect = 0
-                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(item.frame, cam.source.batch_wait_s))
+                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(job, cam.source.batch_wait_s))
                 task = asyncio.ensure_future(
                     self._analyse(
-                        item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s
+                        item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s,
+                        still=cam.still_now,
                     )
                 )
                 if detect:
@@ -317,21 +356,39 @@ class Pipeline:
         finally:
             await cam.inflight.put(None)
 
-    async def _detect_frame(self, frame: Frame, wait_s: float | None) -> list[FaceBox]:
-        assert self._detect is not None
-        return await self._detect.submit(frame.image, wait_s)
+    async def _known(self, cam: _Camera) -> list[FaceBox]:
+        """The faces of the camera's previous detection: where refinement looks next. Waiting for it (it is usually
+        done: it started ``detect_every`` frames ago) keeps a file's boxes the same at any speed and batching."""
+        if cam.anchor_boxes is None:
+            return []
+        try:
+            return await asyncio.shield(cam.anchor_boxes)
+        except Exception:  # that frame's failure is reported by its own analysis
+            return []
+
+    async def _detect_frame(self, job: DetectJob, wait_s: float | None) -> list[FaceBox]:
+        batcher = self._detect if job.full else self._parts
+        assert batcher is not None
+        return await batcher.submit(job, wait_s)
+
+    def _detect_batch(self, jobs: list[DetectJob]) -> list[list[FaceBox]]:
+        """Worker thread: full frames in one detector call, regions in another, refinements in a third."""
+        return run_jobs(self.detector, jobs)
 
     async def _analyse(
-        self, item: TimedFrame, boxes_task: asyncio.Future, anchor: asyncio.Future | None, wait_s: float | None
+        self, item: TimedFrame, boxes_task: asyncio.Future, anchor: asyncio.Future | None, wait_s: float | None,
+        still: bool = False,
     ) -> tuple[FrameResult, float, bool]:
         """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency,
-        detected)."""
+        detected). ``still``: nothing moved since the anchor frame, whose emotions are reused (unless
+        ``gating.classify_still``)."""
         assert self._classify is not None
         frame = item.frame
         boxes = await boxes_task
+        reuse = not self.settings.pipeline.classify_carried or (still and not self.settings.gating.classify_still)
         if not boxes:
             probs = NO_PROBS
-        elif anchor is None or self.settings.pipeline.classify_carried:
+        elif anchor is None or not reuse:
             probs = await self._classify.submit((frame.image, boxes), wait_s)
         else:
             result, _, _ = await anchor
@@ -395,6 +452,7 @@ class Pipeline:
 
     def _stats(self, cam: _Camera) -> CameraStats:
         src = cam.source
+        counts = cam.scheduler.counts if cam.scheduler is not None else ScheduleCounts()
         elapsed = (cam.last_at - cam.first_at) if cam.first_at is not None and cam.last_at is not None else 0.0
         window = self.settings.pipeline.stats_window_s
         now = time.monotonic()
@@ -419,6 +477,10 @@ class Pipeline:
             frames_skipped=cam.skipped,
             frames_failed=cam.failed,
             frames_detected=cam.detected,
+            frames_full=counts.full,
+            frames_regions=counts.regions,
+            frames_refined=counts.refined,
+            frames_still=counts.still,
             faces=cam.faces,
             frames_with_faces=cam.with_faces,
             reconnects=src.reconnects,
