@@ -132,7 +132,7 @@ class UntrackedResults:
     async def handle(self, result: FrameResult) -> None:
         if self.max_frames is not None and len(self.results) >= self.max_frames:
             return
-        self.results.append(dataclasses.replace(result, frame=dataclasses.replace(result.frame, image=NO_IMAGE)))
+        self.results.append(dataclasses.replace(result, frame=dataclasses.replace(result.frame, pixels=NO_IMAGE)))
         if self.max_frames is not None and len(self.results) >= self.max_frames:
             self.stop()
 
@@ -149,6 +149,11 @@ async def analyse_file(settings: Settings, models: Models, path: Path,
     pipeline.add_sink(collected)
     pipeline.add_source(open_source(str(path), "video", settings.sources, settings.pipeline))
     await pipeline.run(until_idle=True)
+    processed = sum(s.frames_processed for s in pipeline.stats().values())
+    expected = processed if max_frames is None else min(processed, max_frames)
+    if len(collected.results) < expected:  # a failing sink is only logged by the pipeline: the figures would lie
+        raise ValueError(f"tracking benchmark: {expected - len(collected.results)} of {expected} analysed frames "
+                         f"never reached the benchmark (see the log above)")
     return collected.results
 
 
