@@ -31,14 +31,15 @@ from streamer.media import MediaError, read_frames
 def gated_run(settings: Settings, detector: FaceDetector, frames: Sequence[tuple[np.ndarray, float]],
               ) -> tuple[list[list[FaceBox]], float, dict[str, int]]:
     """Boxes per frame as the pipeline would have them, the detector's seconds, and the frames of each kind."""
-    scheduler = DetectionScheduler(settings.gating, settings.detector, detector, phase_seed="bench")
+    scheduler = DetectionScheduler(settings.gating, settings.detector, detector, phase_seed="bench",
+                                   confirm=settings.tracker.min_hits - 1)
     boxes: list[FaceBox] = []
     out, busy = [], 0.0
     every = settings.detector.detect_every
     for n, (image, t) in enumerate(frames):
         if n % every == 0:
             started = time.perf_counter()
-            job = scheduler.plan(image, t, lambda last=boxes: last)
+            job = scheduler.plan(image, t, lambda last=boxes: last).now
             if job is not None:
                 boxes = run_jobs(detector, [job])[0]
             busy += time.perf_counter() - started

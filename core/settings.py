@@ -95,7 +95,11 @@ class GatingSettings(Section):
     full_above: float = Field(0.3, gt=0, le=1, description="Motion regions covering more than this fraction of the "
                                                            "frame: detect the whole frame.")
     full_every_s: float = Field(2.0, gt=0, description="A full detection at least this often (seconds of stream "
-                                                       "time), so a still or missed face is found again.")
+                                                       "time), so a still or missed face is found again; while "
+                                                       "nothing moved since the last one, every still_full_every_s.")
+    still_full_every_s: float = Field(10.0, gt=0, description="A full detection at least this often while nothing "
+                                                             "moved since the last one (it would find the same faces): "
+                                                             "a guard against changes too faint for the gate.")
     full_min_interval_s: float = Field(0.5, ge=0, description="While more than full_above of the frame moves away "
                                                               "from known faces (a moving camera, a crowd), a full "
                                                               "detection at most this often; known faces are refined "
@@ -103,6 +107,10 @@ class GatingSettings(Section):
     region_pad: float = Field(0.25, ge=0, description="A motion region grows by this fraction of its size on each "
                                                       "side (at least detector.min_face_size pixels) before MTCNN "
                                                       "runs on it.")
+    full_beside_live: bool = Field(True, description="On a live camera that knows faces, a full detection runs beside "
+                                                     "the stream: the frame it was planned on gets its known faces "
+                                                     "refined at once, new faces it finds join from the next detected "
+                                                     "frame (files, and cameras knowing no face, wait for it).")
     refine: bool = Field(True, description="Refresh known faces with R-Net + O-Net on their predicted boxes instead "
                                            "of a full pass (off: motion on faces runs a full detection).")
     classify_still: bool = Field(False, description="Classify the faces again on frames where nothing moved (off: "

@@ -6,6 +6,8 @@ label) -> FrameResult -> sinks (Redis, annotated video, summary, dashboard previ
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,15 +47,77 @@ class FaceBox:
         return {"x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "score": b.score}
 
 
+class Pixels:
+    """A decoded picture whose RGB copy is made on first use, once, by whichever thread asks first.
+
+    Turning a decoder's YUV frame into RGB costs several times the decoding itself, and a gated camera never looks at
+    most of its frames in colour: the motion gate reads the luma plane, frames between detections reuse earlier
+    results. Whoever needs colour (detector, classifier, drawing) calls ``rgb()``, in a worker thread.
+    """
+
+    __slots__ = ("width", "height", "luma", "luma_limited", "_make", "_rgb", "_lock")
+
+    def __init__(self, rgb: np.ndarray | Callable[[], np.ndarray], width: int | None = None,
+                 height: int | None = None, luma: np.ndarray | None = None, luma_limited: bool = True):
+        """``rgb``: the RGB array, or a function making it (then ``width`` and ``height`` are needed). ``luma``: the
+        decoder's 8-bit Y plane (H x W), ``luma_limited`` when it is in video range (16-235)."""
+        if isinstance(rgb, np.ndarray):
+            self._rgb: np.ndarray | None = rgb
+            self._make: Callable[[], np.ndarray] | None = None
+            height, width = rgb.shape[:2]
+        else:
+            if width is None or height is None:
+                raise ValueError("a lazily converted picture needs its width and height")
+            self._rgb, self._make = None, rgb
+        self.width, self.height = int(width), int(height)
+        self.luma, self.luma_limited = luma, luma_limited
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def of(picture: Pixels | np.ndarray) -> Pixels:
+        """``picture`` as ``Pixels`` (an RGB array is wrapped)."""
+        return picture if isinstance(picture, Pixels) else Pixels(picture)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, 3)
+
+    @property
+    def converted(self) -> bool:
+        """Whether the RGB copy exists (made, or given)."""
+        return self._rgb is not None
+
+    def rgb(self) -> np.ndarray:
+        """RGB uint8 H x W x 3 (made now if nobody asked before: call it off the event loop)."""
+        if self._rgb is None:
+            with self._lock:
+                if self._rgb is None:
+                    assert self._make is not None
+                    self._rgb, self._make = self._make(), None
+        return self._rgb
+
+
 @dataclass(frozen=True)
 class Frame:
-    """One decoded picture from a camera. ``image`` is RGB uint8 H x W x 3."""
+    """One decoded picture from a camera. ``image`` is RGB uint8 H x W x 3, made from ``pixels`` on first use."""
 
     camera_id: str
     seq: int
     captured_at: float  # unix seconds when the frame was read (live) or its stream time mapped to wall time (file)
-    image: np.ndarray
+    pixels: Pixels  # an RGB array is wrapped as it comes
     pts: float | None = None  # seconds since the start of the stream, when known
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pixels", Pixels.of(self.pixels))
+
+    @property
+    def image(self) -> np.ndarray:
+        """RGB uint8 H x W x 3; the first call may convert the decoder's frame (~1 ms at 596x336): not on the loop."""
+        return self.pixels.rgb()
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.pixels.shape
 
 
 @dataclass(frozen=True)

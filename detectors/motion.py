@@ -5,7 +5,8 @@ detector ran (``accept``). Differences build up, so a face that drifts slowly st
 enough, while sensor and codec noise (a few grey levels) never does. ``check`` answers where the picture changed:
 nothing (the detector can skip the frame: boxes are carried), a few regions (detect there only), or most of the frame.
 It costs a downscale, an absolute difference, a threshold, a dilation and a connected-components pass on a picture of
-``gating.grey_width`` pixels across: about 0.15 ms a frame, 596x336 or 1080p alike.
+``gating.grey_width`` pixels across: about 0.15 ms a frame, 596x336 or 1080p alike. It reads the decoder's luma
+plane where there is one, so a frame nobody needs in colour is never converted to RGB.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 
 from core.settings import GatingSettings
-from core.types import FaceBox
+from core.types import FaceBox, Pixels
 
 
 @dataclass(frozen=True)
@@ -40,30 +41,46 @@ class MotionGate:
         self.reference: np.ndarray | None = None
         self._kernel = np.ones((3, 3), np.uint8)
 
-    def small(self, image: np.ndarray) -> np.ndarray:
-        """The frame as a small grey picture ``grey_width`` pixels wide: sampled bilinearly to twice that, made grey,
-        then 2x2 averaged (a tenth of the cost of area-averaging the whole frame, 0.1 ms for 1080p)."""
-        h, w = image.shape[:2]
+    def small(self, pixels: Pixels | np.ndarray) -> np.ndarray:
+        """The frame as a small grey picture ``grey_width`` pixels wide: sampled bilinearly to twice that, then 2x2
+        averaged (a tenth of the cost of area-averaging the whole frame, 0.1 ms for 1080p). From the luma plane when
+        the decoder gave one (video range stretched to 0-255, as RGB's grey would be), else from RGB."""
+        pixels = Pixels.of(pixels)
+        w, h = pixels.width, pixels.height
         width = min(self.settings.grey_width, w)
         height = max(1, round(h * width / w))
-        if 2 * width < w:
-            image = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA) if grey.shape[1] != width else grey
+        grey = pixels.luma
+        if grey is None:
+            image = pixels.rgb()
+            if 2 * width < w:
+                image = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+            grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        elif 2 * width < w:
+            grey = cv2.resize(grey, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+        small = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA) if grey.shape[1] != width else grey
+        if pixels.luma is not None and pixels.luma_limited:
+            small = cv2.LUT(small, _VIDEO_TO_FULL)
+        return np.ascontiguousarray(small)
 
-    def check(self, image: np.ndarray) -> Motion:
-        """The changed regions of ``image`` against the reference (with no reference yet: the whole frame)."""
-        small = self.small(image)
-        h, w = image.shape[:2]
+    def check(self, pixels: Pixels | np.ndarray) -> Motion:
+        """The changed regions of the frame against the reference (with no reference yet: the whole frame)."""
+        pixels = Pixels.of(pixels)
+        small = self.small(pixels)
         if self.reference is None or self.reference.shape != small.shape:
-            return Motion([FaceBox(0.0, 0.0, float(w), float(h))], 1.0, small)
+            return Motion([FaceBox(0.0, 0.0, float(pixels.width), float(pixels.height))], 1.0, small)
+        return self.compare(small, self.reference, pixels.width, pixels.height)
+
+    def compare(self, small: np.ndarray, reference: np.ndarray, width: int, height: int) -> Motion:
+        """Where ``small`` differs from ``reference`` (grey copies of one camera), in a ``width`` x ``height`` frame."""
         s = self.settings
-        changed = cv2.absdiff(small, self.reference)
+        changed = cv2.absdiff(small, reference)
         _, mask = cv2.threshold(changed, s.pixel_threshold, 255, cv2.THRESH_BINARY)
+        if not cv2.countNonZero(mask):  # the usual still frame: no pixel changed enough, no regions to look for
+            return Motion([], 0.0, small)
         if s.dilate > 0:
             mask = cv2.dilate(mask, self._kernel, iterations=s.dilate)
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        sy, sx = h / small.shape[0], w / small.shape[1]
+        sy, sx = height / small.shape[0], width / small.shape[1]
         regions, area = [], 0
         for x, y, bw, bh, px in stats[1:count]:
             if px < s.min_region_px:
@@ -76,6 +93,10 @@ class MotionGate:
         """The detector ran on the frame ``motion`` was checked on: it is the reference from now on."""
         if motion.small is not None:
             self.reference = motion.small
+
+
+# Luma in video range (16-235) to full range, as the grey of the RGB frame the decoder would make.
+_VIDEO_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
 
 
 def grow(box: FaceBox, by: float, at_least: float, width: int, height: int) -> FaceBox:

@@ -1,21 +1,25 @@
 """Detect only where and when it is needed: what the detector does on each frame of a camera.
 
-A ``DetectionScheduler`` (one per camera) looks at each frame the detector would see and answers with a
-``DetectJob`` or None:
+A ``DetectionScheduler`` (one per camera) looks at each frame the detector would see and answers with a ``Plan``:
 
-* nothing moved since the detector last ran (``MotionGate``): None, the boxes and emotions are carried;
+* nothing moved since the detector last ran (``MotionGate``): nothing, the boxes and emotions are carried;
 * motion only on or around known faces: refine those faces (R-Net + O-Net on their last boxes); a face refinement
   loses is looked for again by the whole MTCNN in a region three times its size around where it was;
 * motion elsewhere, in small regions: MTCNN on those regions only, and the known faces refined;
 * motion over more than ``gating.full_above`` of the frame away from known faces: a full detection, at most every
   ``gating.full_min_interval_s`` (known faces are refined in between);
-* ``gating.full_every_s`` since the last full detection: a full detection whatever moved, so a face that stands still
-  or was missed is found again.
+* ``gating.full_every_s`` since the last full detection: a full detection, so a face that stands still or was missed
+  is found again; while nothing moved since that detection (the same pixels give the same faces), only every
+  ``gating.still_full_every_s``.
+
+On a live camera (``beside``) that knows faces, a full detection does not hold up the frame it was planned on: that
+frame gets its known faces refined at once, the full pass runs beside the stream, and the faces it finds that nobody
+knew (``found``) are refined on the next frame the detector sees. A camera that knows no face, and every file, waits
+for it (files then give the same boxes at any speed).
 
 ``run_jobs`` carries out a batch of jobs with one detector call per kind. The known faces come from the caller (the
 pipeline gives the camera's previous detection: fresher than a tracker that runs frames behind, and the same at any
-speed); detectors without ``refine`` and
-``detect_regions`` (Haar) get full detections where MTCNN would get parts.
+speed); detectors without ``refine`` and ``detect_regions`` (Haar) get full detections where MTCNN would get parts.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ import numpy as np
 
 from core.protocols import FaceDetector
 from core.settings import DetectorSettings, GatingSettings
-from core.types import FaceBox
-from detectors.motion import MotionGate, grow, inside, merge
+from core.types import FaceBox, Pixels
+from detectors.motion import Motion, MotionGate, grow, inside, merge
 from detectors.scaling import dedupe
 
-# A known face whose refined box overlaps it by less than this (IoU) was lost by refinement.
+# A known face whose refined box overlaps it by less than this (IoU) was lost by refinement; a face a full detection
+# found that overlaps no known face by more than this is a new one.
 LOST_IOU = 0.3
 
 
@@ -41,87 +46,165 @@ class DetectJob:
     """What the detector does on one frame: a full detection, or MTCNN on ``regions`` and/or R-Net/O-Net on
     ``known`` boxes (original pixels)."""
 
-    image: np.ndarray
+    pixels: Pixels
     full: bool = True
     regions: list[FaceBox] = field(default_factory=list)
     known: list[FaceBox] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pixels", Pixels.of(self.pixels))
+
+    @property
+    def image(self) -> np.ndarray:
+        """The frame in RGB (converted on first use: ask in the worker that runs the detector)."""
+        return self.pixels.rgb()
 
     @property
     def kind(self) -> str:
         return "full" if self.full else "regions" if self.regions else "refine"
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to run: no full pass, no region, no known face (its answer is no face)."""
+        return not (self.full or self.regions or self.known)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The detector's work for one frame: ``now``, what the frame waits for (None: nothing moved, carry the last
+    boxes); ``beside``, a full detection that runs without holding the frame up (its faces: ``found``)."""
+
+    now: DetectJob | None = None
+    beside: DetectJob | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.beside is not None:
+            return "full"
+        return self.now.kind if self.now is not None else "still"
+
 
 @dataclass
 class ScheduleCounts:
-    full: int = 0
+    full: int = 0  # full detections, awaited or beside the stream
+    beside: int = 0  # of those, beside the stream (the frame got its known faces refined)
     regions: int = 0
     refined: int = 0
     still: int = 0  # looked at, nothing to do (nothing moved, or no face known and a full detection ran just now)
 
 
 class DetectionScheduler:
-    """One camera's choice of detector work per frame (frames in order); ``gating.enabled = false``: always full."""
+    """One camera's choice of detector work per frame (frames in order); ``gating.enabled = false``: always full.
+    ``beside``: full detections run beside the stream (live cameras; needs a detector that refines). ``confirm``:
+    after a detection that can find new faces (full, regions), the known faces are refined on this many more frames
+    the detector sees even if nothing moved, so a face found on a still picture gets the detections a tracker
+    needs to confirm it (the pipeline gives ``tracker.min_hits - 1``)."""
 
     def __init__(self, gating: GatingSettings, detector_settings: DetectorSettings, detector: FaceDetector,
-                 phase_seed: str | None = None):
+                 phase_seed: str | None = None, beside: bool = False, confirm: int = 0):
         self.settings = gating
         self.min_face = detector_settings.min_face_size
         self.gate = MotionGate(gating) if gating.enabled else None
         self.can_refine = gating.refine and hasattr(detector, "refine")
         self.can_regions = hasattr(detector, "detect_regions")
+        self.beside = beside and self.can_refine and self.gate is not None
         self.last_full_at: float | None = None
         self.counts = ScheduleCounts()
+        self._full_reference: np.ndarray | None = None  # the grey copy the last full detection saw
+        self._searching = False  # a full detection beside the stream has not answered yet
+        self._found: list[FaceBox] = []  # the faces it found, for the next plan
+        self.confirm = confirm
+        self._confirming = 0  # frames left on which known faces are refined even if nothing moved
         # Cameras started together would run their periodic full detections together, in one long batch; a phase
         # drawn from the camera id (the same on every run) spreads them over the period.
         self._phase = random.Random(phase_seed).uniform(0, gating.full_every_s) if phase_seed is not None else 0.0
 
-    def plan(self, image: np.ndarray, t: float, known: Callable[[], list[FaceBox]]) -> DetectJob | None:
-        """The job for the frame ``image`` captured at ``t`` (stream seconds), or None: carry the last boxes.
-        ``known()``: where the camera's faces are expected now (asked only when something moved)."""
-        job = self._choose(image, t, known)
-        c = self.counts
-        if job is None:
-            c.still += 1
-            return None
-        if job.full:
-            c.full += 1
-            self.last_full_at = t - self._phase if self.last_full_at is None else t
+    def found(self, boxes: list[FaceBox]) -> None:
+        """The faces the full detection beside the stream found (none if it failed): known from the next plan on."""
+        self._searching = False
+        self._found = list(boxes)
+        self._confirming = self.confirm
 
-        elif job.regions:
+    def plan(self, pixels: Pixels | np.ndarray, t: float, known: Callable[[], list[FaceBox]]) -> Plan:
+        """The plan for the frame captured at ``t`` (stream seconds). ``known()``: where the camera's faces are
+        expected now (asked only when something moved or a full detection found faces)."""
+        pixels = Pixels.of(pixels)
+        plan = self._choose(pixels, t, known)
+        c = self.counts
+        if plan.kind == "full":
+            c.full += 1
+            c.beside += plan.beside is not None
+            self.last_full_at = t - self._phase if self.last_full_at is None else t
+        elif plan.now is None:
+            c.still += 1
+        elif plan.now.regions:
             c.regions += 1
         else:
             c.refined += 1
-        return job
+        return plan
 
-    def _choose(self, image: np.ndarray, t: float, known_fn: Callable[[], list[FaceBox]]) -> DetectJob | None:
+    def _choose(self, pixels: Pixels, t: float, known_fn: Callable[[], list[FaceBox]]) -> Plan:
         if self.gate is None:
-            return DetectJob(image)
+            return Plan(DetectJob(pixels))
         s = self.settings
-        since_full = float("inf") if self.last_full_at is None else t - self.last_full_at
-        motion = self.gate.check(image)
-        if since_full >= s.full_every_s:
-            self.gate.accept(motion)
-            return DetectJob(image)
-        if motion.still:
-            return None
-        h, w = image.shape[:2]
-        known = known_fn() if self.can_refine else []
+        motion = self.gate.check(pixels)
+        found, self._found = self._found, []
+        known: list[FaceBox] | None = None
+        if found:  # faces the full detection beside the stream found that nobody knew: refine them now
+            known = known_fn() if self.can_refine else []
+            known += [f for f in found if not any(_overlap(f, k) > LOST_IOU for k in known)]
+        if self._full_due(pixels, t, motion):
+            return self._full(pixels, motion, known if known is not None else known_fn)
+        confirming, self._confirming = self._confirming > 0, max(0, self._confirming - 1)
+        if motion.still and not found and not (confirming and self.can_refine):
+            return Plan()
+        if known is None:
+            known = known_fn() if self.can_refine else []
+        if motion.still and not known:  # confirming, but there is nothing to confirm
+            return Plan()
+        w, h = pixels.width, pixels.height
         zones = [grow(k, s.track_margin, 0.0, w, h) for k in known]
         outside = [r for r in motion.regions if not any(inside(r, z) for z in zones)]
-        job: DetectJob | None = None
-        if not outside:
-            job = DetectJob(image, full=False, known=known)
+        plan = Plan()
+        if not outside:  # all of it on known faces (or only faces just found, on a still picture)
+            plan = Plan(DetectJob(pixels, full=False, known=known))
         else:
             regions = merge([grow(r, s.region_pad, self.min_face, w, h) for r in outside])
+            since_full = float("inf") if self.last_full_at is None else t - self.last_full_at
             if self.can_regions and sum(r.width * r.height for r in regions) <= s.full_above * w * h:
-                job = DetectJob(image, full=False, regions=regions, known=known)
-            elif since_full >= s.full_min_interval_s:
-                job = DetectJob(image)
+                plan = Plan(DetectJob(pixels, full=False, regions=regions, known=known))
+                self._confirming = self.confirm
+            elif since_full >= s.full_min_interval_s and not self._searching:
+                return self._full(pixels, motion, known)
             elif known:
-                job = DetectJob(image, full=False, known=known)
-        if job is not None:
+                plan = Plan(DetectJob(pixels, full=False, known=known))
+        if plan.now is not None:
             self.gate.accept(motion)
-        return job
+        return plan
+
+    def _full_due(self, pixels: Pixels, t: float, motion: Motion) -> bool:
+        """``full_every_s`` passed since the last full detection and the picture changed since it, or
+        ``still_full_every_s`` passed (changes too faint for the gate: dusk, a slow drift of the picture)."""
+        s = self.settings
+        since = float("inf") if self.last_full_at is None else t - self.last_full_at
+        if self._searching or since < s.full_every_s:
+            return False
+        ref, small = self._full_reference, motion.small
+        if since >= s.still_full_every_s or ref is None or small is None or ref.shape != small.shape:
+            return True
+        return not self.gate.compare(small, ref, pixels.width, pixels.height).still
+
+    def _full(self, pixels: Pixels, motion: Motion, known: list[FaceBox] | Callable[[], list[FaceBox]]) -> Plan:
+        """A full detection: awaited, or beside the stream while the known faces are refined for this frame."""
+        self.gate.accept(motion)
+        self._full_reference = motion.small
+        self._confirming = self.confirm
+        job = DetectJob(pixels)
+        known = known() if self.beside and callable(known) else known
+        if not self.beside or not known:  # knowing no face, the frame has nothing better to wait for
+            return Plan(job)
+        self._searching = True
+        return Plan(DetectJob(pixels, full=False, known=known), beside=job)
 
 
 def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[FaceBox]]:

@@ -12,6 +12,12 @@ from typing import BinaryIO
 
 import numpy as np
 
+from core.types import Pixels
+
+# 8-bit YUV layouts whose first plane is the luma (Y) picture the motion gate reads without any conversion.
+LUMA_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"})
+FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+
 
 class MediaError(ValueError):
     """A file or stream that cannot be decoded; the message names it and says why, in one line."""
@@ -84,6 +90,41 @@ def video_frames(container, on_cpu: Callable[[float], None] | None = None) -> It
             on_cpu(time.thread_time() - started)
         yield image, pts
         started = time.thread_time()
+
+
+def video_pictures(container, on_cpu: Callable[[float], None] | None = None) -> Iterator[tuple[Pixels, float | None]]:
+    """The frames of an open PyAV container's first video stream as ``Pixels`` (RGB made on first use), with their
+    stream time in seconds. ``on_cpu`` receives the CPU seconds of decoding (this thread) and of each conversion to
+    RGB (the thread that asks for it)."""
+    stream = container.streams.video[0]
+    tb = stream.time_base
+    started = time.thread_time()
+    for frame in container.decode(stream):
+        pts = float(frame.pts * tb) if frame.pts is not None and tb is not None else None
+        pixels = picture(frame, on_cpu)
+        if on_cpu is not None:
+            on_cpu(time.thread_time() - started)
+        yield pixels, pts
+        started = time.thread_time()
+
+
+def picture(frame, on_cpu: Callable[[float], None] | None = None) -> Pixels:
+    """A PyAV ``VideoFrame`` as ``Pixels``: its luma plane as it is (no copy), RGB converted only when asked."""
+
+    def rgb() -> np.ndarray:
+        started = time.thread_time()
+        image = frame.to_ndarray(format="rgb24")
+        if on_cpu is not None:
+            on_cpu(time.thread_time() - started)
+        return image
+
+    name = frame.format.name
+    luma = None
+    if name in LUMA_FORMATS:
+        plane = frame.planes[0]
+        luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+    limited = not name.startswith("yuvj") and frame.color_range != FULL_RANGE
+    return Pixels(rgb, frame.width, frame.height, luma, limited)
 
 
 def read_frames(path: str | Path, count: int | None = None) -> Iterator[tuple[np.ndarray, float]]:

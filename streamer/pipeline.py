@@ -14,7 +14,11 @@ With ``gating.enabled`` each camera's ``DetectionScheduler`` chooses what the
 detector does on those frames: nothing where nothing moved (boxes and emotions
 carried), R-Net/O-Net refinement of the faces the previous detection found,
 MTCNN on the regions that moved away from them, or a full detection (see
-``detectors/schedule.py``).
+``detectors/schedule.py``); on live cameras a full detection runs beside the
+stream instead of holding up its frame.
+
+Frames reach the pipeline as ``Pixels``: they are converted to RGB only where
+colour is needed (detector and classifier batches, in the workers).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from core.protocols import (
 )
 from core.settings import Settings
 from core.stats import percentile_ms
-from core.types import FaceBox, FaceResult, FrameResult, TimedFrame
+from core.types import FaceBox, FaceResult, FrameResult, Pixels, TimedFrame
 from detectors.motion import in_frame
 from detectors.schedule import DetectionScheduler, DetectJob, ScheduleCounts, run_jobs
 from streamer.analysis import NO_PROBS, classify_faces
@@ -66,6 +70,7 @@ class CameraStats:
     frames_failed: int  # frames whose analysis raised (logged)
     frames_detected: int  # frames the detector ran on (the rest carried boxes)
     frames_full: int  # frames detected whole
+    frames_full_beside: int  # of those, detected beside the stream (live: the frame itself had its faces refined)
     frames_regions: int  # frames detected only in the regions that moved (known faces refined too)
     frames_refined: int  # frames where only the known faces were refined (R-Net + O-Net)
     frames_still: int  # frames the detector would have seen, skipped because nothing moved (boxes carried)
@@ -96,9 +101,10 @@ class _Camera:
     paused: bool = False
     feed_task: asyncio.Task | None = None
     emit_task: asyncio.Task | None = None
-    anchor_boxes: asyncio.Task | None = None
+    anchor_boxes: asyncio.Future | None = None
     anchor_result: asyncio.Task | None = None
     scheduler: DetectionScheduler | None = None
+    search: asyncio.Future | None = None  # the full detection running beside the stream (live cameras)
     still_now: bool = False  # nothing moved on the latest frame the detector would have seen
     since_detect: int = 0
     processed: int = 0
@@ -127,7 +133,7 @@ class Pipeline:
         self._executor: ThreadPoolExecutor | None = None
         self._detect: Batcher[DetectJob, list[FaceBox]] | None = None
         self._parts: Batcher[DetectJob, list[FaceBox]] | None = None  # regions and refinements: a fast lane
-        self._classify: Batcher[tuple[np.ndarray, list[FaceBox]], np.ndarray] | None = None
+        self._classify: Batcher[tuple[Pixels, list[FaceBox]], np.ndarray] | None = None
         self._changed: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
         self._running = False
@@ -227,8 +233,10 @@ class Pipeline:
         tracker = self.tracker_factory(source.camera_id) if self.tracker_factory else None
         in_flight = source.max_in_flight or ps.max_in_flight
         cam = _Camera(source, tracker, asyncio.Queue(in_flight), deque(maxlen=ps.latency_samples), deque())
-        cam.scheduler = DetectionScheduler(self.settings.gating, self.settings.detector, self.detector,
-                                           phase_seed=source.camera_id)
+        gating = self.settings.gating
+        cam.scheduler = DetectionScheduler(gating, self.settings.detector, self.detector, phase_seed=source.camera_id,
+                                           beside=source.live and gating.full_beside_live,
+                                           confirm=self.settings.tracker.min_hits - 1)
         cam.resumed.set()
         self._cameras[source.camera_id] = cam
         if self._running:
@@ -303,7 +311,7 @@ class Pipeline:
         cam.emit_task = asyncio.create_task(self._emit(cam), name=f"emit-{cam.source.camera_id}")
 
     async def _drain(self, cams: list[_Camera]) -> None:
-        tasks = [t for c in cams for t in (c.feed_task, c.emit_task) if t is not None]
+        tasks = [t for c in cams for t in (c.feed_task, c.emit_task, c.search) if t is not None and not t.done()]
         if not tasks:
             return
         done, pending = await asyncio.wait(tasks, timeout=self.settings.pipeline.stop_timeout_s)
@@ -335,14 +343,17 @@ class Pipeline:
                     assert cam.scheduler is not None
                     frame = item.frame
                     known = await self._known(cam) if cam.scheduler.gate is not None else []
-                    job = cam.scheduler.plan(frame.image, frame.captured_at,
-                                             functools.partial(in_frame, known, frame.image.shape))
+                    plan = cam.scheduler.plan(frame.pixels, frame.captured_at,
+                                              functools.partial(in_frame, known, frame.shape))
+                    if plan.beside is not None:
+                        self._search(cam, plan.beside, cam.source.batch_wait_s)
+                    job = plan.now
                 detect = job is not None
                 if look:
                     cam.still_now = not detect  # the frames up to the next look are as still as this one
                 if job is not None:
                     cam.since_detect = 0
-                    cam.anchor_boxes = asyncio.ensure_future(self._detect_frame(job, cam.source.batch_wait_s))
+                    cam.anchor_boxes = self._detect_frame(job, cam.source.batch_wait_s)
                 task = asyncio.ensure_future(
                     self._analyse(
                         item, cam.anchor_boxes, None if detect else cam.anchor_result, cam.source.batch_wait_s,
@@ -366,10 +377,29 @@ class Pipeline:
         except Exception:  # that frame's failure is reported by its own analysis
             return []
 
-    async def _detect_frame(self, job: DetectJob, wait_s: float | None) -> list[FaceBox]:
+    def _detect_frame(self, job: DetectJob, wait_s: float | None) -> asyncio.Future:
+        """The boxes of ``job``, from the full or the fast batcher (a job with nothing to run: no face, at once)."""
+        if job.idle:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result([])
+            return done
         batcher = self._detect if job.full else self._parts
         assert batcher is not None
-        return await batcher.submit(job, wait_s)
+        return asyncio.ensure_future(batcher.submit(job, wait_s))
+
+    def _search(self, cam: _Camera, job: DetectJob, wait_s: float | None) -> None:
+        """A full detection beside the stream; its faces go to the camera's scheduler when it answers."""
+        assert cam.scheduler is not None
+        scheduler = cam.scheduler
+
+        def answered(task: asyncio.Future) -> None:
+            failed = task.cancelled() or task.exception() is not None
+            if failed and not task.cancelled() and self._running:
+                log.warning("camera %s: full detection failed: %s", cam.source.camera_id, task.exception())
+            scheduler.found([] if failed else task.result())
+
+        cam.search = self._detect_frame(job, wait_s)
+        cam.search.add_done_callback(answered)
 
     def _detect_batch(self, jobs: list[DetectJob]) -> list[list[FaceBox]]:
         """Worker thread: full frames in one detector call, regions in another, refinements in a third."""
@@ -389,18 +419,19 @@ class Pipeline:
         if not boxes:
             probs = NO_PROBS
         elif anchor is None or not reuse:
-            probs = await self._classify.submit((frame.image, boxes), wait_s)
+            probs = await self._classify.submit((frame.pixels, boxes), wait_s)
         else:
             result, _, _ = await anchor
             probs = np.stack([f.probabilities for f in result.faces])
         faces = [FaceResult(box, p, detected=anchor is None) for box, p in zip(boxes, probs)]
         return FrameResult(frame, faces, processed_at=time.time()), time.monotonic() - item.read_at, anchor is None
 
-    def _classify_batch(self, items: list[tuple[np.ndarray, list[FaceBox]]]) -> list[np.ndarray]:
+    def _classify_batch(self, items: list[tuple[Pixels, list[FaceBox]]]) -> list[np.ndarray]:
         """Worker thread: every face of every frame in the batch, in one model call."""
         cs = self.settings.classifier
         return classify_faces(
-            [image for image, _ in items], [boxes for _, boxes in items], self.classifier, cs.crop_margin, cs.batch_size
+            [pixels.rgb() for pixels, _ in items], [boxes for _, boxes in items], self.classifier, cs.crop_margin,
+            cs.batch_size,
         )
 
     async def _emit(self, cam: _Camera) -> None:
@@ -478,6 +509,7 @@ class Pipeline:
             frames_failed=cam.failed,
             frames_detected=cam.detected,
             frames_full=counts.full,
+            frames_full_beside=counts.beside,
             frames_regions=counts.regions,
             frames_refined=counts.refined,
             frames_still=counts.still,

@@ -27,13 +27,13 @@ import numpy as np
 
 from core.redact import redact
 from core.settings import PipelineSettings, SourceSettings
-from core.types import Frame, TimedFrame
+from core.types import Frame, Pixels, TimedFrame
 from streamer.media import (
     MediaError,
     local_path,
     probe_video,
     stream_info,
-    video_frames,
+    video_pictures,
 )
 from streamer.netpolicy import HostUnresolved, NetworkPolicy, PolicyRefused
 from streamer.source_url import SourceError, parse_camera_url, source_kind
@@ -137,9 +137,10 @@ class VideoSource:
         self.last_error: str | None = None
         self.frames_read = 0
         self.reconnects = 0
-        self.decode_cpu_s = 0.0  # CPU time of the decode thread (decode + RGB conversion)
+        self.decode_cpu_s = 0.0  # CPU time of decoding, and of converting to RGB the frames that needed colour
         self.fps: float | None = None
         self.size: tuple[int, int] | None = None
+        self._cpu_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seq = 0
@@ -187,9 +188,10 @@ class VideoSource:
         raise NotImplementedError
 
     def _count_cpu(self, seconds: float) -> None:
-        self.decode_cpu_s += seconds
+        with self._cpu_lock:  # the decode thread, and the workers that convert frames to RGB
+            self.decode_cpu_s += seconds
 
-    def _emit(self, image: np.ndarray, pts: float | None, captured_at: float) -> bool:
+    def _emit(self, image: Pixels | np.ndarray, pts: float | None, captured_at: float) -> bool:
         frame = Frame(self.camera_id, self._seq, captured_at, image, pts)
         if not self.buffer.put(TimedFrame(frame, time.monotonic()), self._stop):
             return False
@@ -226,7 +228,7 @@ class FileSource(VideoSource):
             start = time.time()
             mono = time.monotonic()
             first: float | None = None
-            for image, pts in video_frames(container, self._count_cpu):
+            for image, pts in video_pictures(container, self._count_cpu):
                 if pts is None and self.fps:
                     pts = self._seq / self.fps
                 first = pts if first is None else first
@@ -285,7 +287,7 @@ class LiveSource(VideoSource):
     def _read_until_failure(self) -> None:
         raise NotImplementedError
 
-    def _pump(self, frames: Iterator[tuple[np.ndarray, float | None]]) -> None:
+    def _pump(self, frames: Iterator[tuple[Pixels | np.ndarray, float | None]]) -> None:
         """Emit frames until the stream fails, ends, stalls or we are stopped."""
         last = time.monotonic()
         for image, pts in frames:
@@ -342,7 +344,7 @@ class RtspSource(LiveSource):
                 raise SourceError("no video stream")
             info = stream_info(container)
             self.fps, self.size = info.fps, info.size
-            self._pump(video_frames(container, self._count_cpu))
+            self._pump(video_pictures(container, self._count_cpu))
 
 
 class WebcamSource(LiveSource):

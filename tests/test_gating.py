@@ -102,15 +102,17 @@ def test_gate_skips_the_still_scene_and_wakes_when_a_person_walks_in(detector, c
     kinds: list[tuple[float, str]] = []
     first_face_at = None
     for image, t in read_frames(clips["static_scene"], 30 * 14):
-        job = scheduler.plan(image, t, lambda b=boxes: b)
-        kinds.append((t, job.kind if job else "still"))
+        plan = scheduler.plan(image, t, lambda b=boxes: b)
+        job = plan.now
+        kinds.append((t, plan.kind))
         if job is not None:
             boxes = run_jobs(detector, [job])[0]
         if boxes and first_face_at is None:
             first_face_at = t
     before = Counter(k for t, k in kinds if t < 9.9)
     assert before["still"] >= 290 and set(before) == {"still", "full"}  # codec noise never wakes the gate
-    assert before["full"] == 5  # t = 0, 2, 4, 6, 8: a full detection every gating.full_every_s
+    # t = 0 only: at 2, 4, 6 and 8 s the picture is as the full detection at 0 saw it (gating.still_full_every_s: 10 s)
+    assert before["full"] == 1 and kinds[0] == (0.0, "full")
     woke = next(t for t, k in kinds if t >= 9.9 and k != "still")
     assert woke < 10.2  # the first frames of the walk-in wake the gate
     assert first_face_at is not None and first_face_at < 11.5  # and the face is found while she walks
@@ -129,7 +131,9 @@ def test_still_person_for_30_s_keeps_her_face_and_track(detector, classifier, cl
     assert results[-1].frame.captured_at - results[0].frame.captured_at > 31
     frozen = len(results) - 2 * 30
     assert stats.frames_still > 0.9 * frozen  # the frozen 30 s are carried, not detected ...
-    assert 14 <= stats.frames_full <= 20  # ... but a full detection still looks every 2 s
+    # ... a full detection still looks every gating.still_full_every_s (10 s) while the picture is unchanged since the
+    # last one (every 2 s, full_every_s, it would be 16 or more)
+    assert 4 <= stats.frames_full <= 7
 
 
 def test_refinement_keeps_the_tracks_of_full_detection_on_woman2(detector, classifier, media: Path) -> None:
@@ -144,3 +148,113 @@ def test_refinement_keeps_the_tracks_of_full_detection_on_woman2(detector, class
         assert a.frame.seq == b.frame.seq and len(a.faces) == len(b.faces) == 1
         ious.append(iou_matrix(np.array([a.faces[0].box.xyxy]), np.array([b.faces[0].box.xyxy]))[0, 0])
     assert np.mean(ious) > 0.85 and np.percentile(ious, 5) > 0.7
+
+
+def test_the_gate_reads_the_luma_plane_as_it_would_read_rgb(clips: dict[str, Path]) -> None:
+    """Cheaper pixels: the gate reads the decoder's Y plane (no RGB conversion) and sees what it saw in RGB."""
+    import av
+
+    from detectors.motion import MotionGate
+    from streamer.media import picture
+
+    gates = {"luma": MotionGate(GatingSettings()), "rgb": MotionGate(GatingSettings())}
+    still: dict[str, list[bool]] = {"luma": [], "rgb": []}
+    with av.open(str(clips["static_scene"])) as container:
+        for frame in container.decode(video=0):
+            pixels = picture(frame)
+            assert pixels.luma is not None and not pixels.converted
+            for name, seen in (("luma", pixels), ("rgb", frame.to_ndarray(format="rgb24"))):
+                motion = gates[name].check(seen)
+                still[name].append(motion.still)
+                if not motion.still:
+                    gates[name].accept(motion)
+            assert not pixels.converted  # the gate never asked for colour
+    grey_gap = np.abs(gates["luma"].reference.astype(int) - gates["rgb"].reference.astype(int))
+    assert grey_gap.max() < GatingSettings().pixel_threshold  # the same grey levels, within codec rounding
+    walk_in = 300  # 10 s at 30 fps
+    luma, rgb = np.array(still["luma"]), np.array(still["rgb"])
+    assert luma[1:walk_in].all() and rgb[1:walk_in].all()  # the empty room: still for both, codec noise and all
+    assert not luma[walk_in:walk_in + 6].all() and not rgb[walk_in:walk_in + 6].all()  # both wake as she walks in
+    # after that each gate's reference follows its own accepted frames, so single frames differ; the totals do not
+    assert abs(int(luma[walk_in:].sum()) - int(rgb[walk_in:].sum())) <= 0.05 * (len(luma) - walk_in)
+
+
+def test_still_frames_are_never_converted_to_rgb(detector, classifier, clips: dict[str, Path]) -> None:
+    """Frames nothing moved on reach the sinks as decoded (YUV): the gate, the tracker and the carried emotions need
+    no colour; the frames the detector looked at were converted, once."""
+    results, stats = run_clip(clips["static_scene"], detector, classifier, GatingSettings())
+    empty_room = [r for r in results if r.frame.captured_at - results[0].frame.captured_at < 9.9]
+    assert len(empty_room) > 290
+    converted = [r.frame.seq for r in empty_room if r.frame.pixels.converted]
+    # the full detection at t = 0 and the one gating.still_full_every_s later (the camera's phase puts it at 9 s)
+    assert converted[0] == 0 and len(converted) <= 2, converted
+    later = [r for r in results if r.faces]
+    assert later and all(r.frame.pixels.converted for r in later if r.faces[0].detected)
+
+
+def test_a_still_scene_is_looked_at_whole_every_still_full_every_s(detector, clips: dict[str, Path]) -> None:
+    from detectors.schedule import DetectionScheduler
+
+    scheduler = DetectionScheduler(GatingSettings(still_full_every_s=3.0), FAST, detector)
+    fulls = [t for image, t in read_frames(clips["static_scene"], 290) if scheduler.plan(image, t, list).kind == "full"]
+    assert [round(t) for t in fulls] == [0, 3, 6, 9]
+
+
+def test_a_full_detection_beside_a_live_stream_adds_the_faces_it_finds(detector, media: Path) -> None:
+    """Live cameras: the frame a full detection was planned on gets its known face refined at once; the face the full
+    pass finds that nobody knew is refined from the next frame on; no second full pass starts before it answers."""
+    from PIL import Image
+
+    from detectors.schedule import DetectionScheduler, run_jobs
+
+    picture = np.asarray(Image.open(media / "two_people.jpg").convert("RGB"))
+    left, right = sorted(detector.detect([picture])[0], key=lambda b: b.x1)
+    scheduler = DetectionScheduler(GatingSettings(), FAST, detector, beside=True)
+    plan = scheduler.plan(picture, 0.0, lambda: [right])  # the camera knows one of the two
+    assert plan.kind == "full" and plan.beside is not None and plan.beside.full
+    assert plan.now is not None and plan.now.kind == "refine" and plan.now.known == [right]
+    assert len(run_jobs(detector, [plan.now])[0]) == 1  # the frame's own answer: its known face, refined
+    for t in (0.1, 2.5, 5.0):  # the same picture while the full pass runs: nothing to do, no second one
+        assert scheduler.plan(picture, t, lambda: [right]).kind == "still"
+    scheduler.found(run_jobs(detector, [plan.beside])[0])
+    nxt = scheduler.plan(picture, 5.1, lambda: [right])
+    assert nxt.now is not None and nxt.now.kind == "refine" and len(nxt.now.known) == 2  # right once, left joined
+    refined = sorted(run_jobs(detector, [nxt.now])[0], key=lambda b: b.x1)
+    for got, want in zip(refined, (left, right), strict=True):
+        assert iou_matrix(np.array([got.xyxy]), np.array([want.xyxy]))[0, 0] > 0.8
+    assert scheduler.counts.full == 1 and scheduler.counts.beside == 1
+
+
+def test_a_live_camera_runs_its_full_detections_beside_the_stream(detector, classifier, media: Path) -> None:
+    """woman2 played as a live camera: after the first (awaited) full detection every periodic one runs beside the
+    stream, and her face and track are kept on every frame."""
+    s = Settings(detector=FAST, gating=GatingSettings())
+    sink = Collect()
+    pipeline = Pipeline(s, detector, classifier, tracker_factory=tracker_factory(s), sinks=[sink])
+    pipeline.add_source(FileSource(str(media / "woman2.mp4"), "cam", s.sources, 2, live=True))
+
+    async def go():
+        async with asyncio.timeout(60):
+            await pipeline.run(until_idle=True)
+
+    asyncio.run(go())
+    stats = pipeline.stats()["cam"]
+    assert stats.frames_full_beside >= 4 and stats.frames_full - stats.frames_full_beside <= 1
+    results = sink.results
+    assert len(results) > 0.8 * 464
+    first = next(i for i, r in enumerate(results) if r.faces and r.faces[0].track_id is not None)
+    assert first < 15 and all([f.track_id for f in r.faces] == [1] for r in results[first:])
+
+
+def test_a_face_on_a_still_picture_becomes_a_track_at_once(detector, classifier, clips: dict[str, Path]) -> None:
+    """expression_change: one still face for 6 s, then another still one at the same place. Nothing moves, yet the
+    tracker needs tracker.min_hits detected frames to confirm a face: the faces a detection finds are refined on the
+    next frames (DetectionScheduler confirm), instead of waiting for full detections gating.still_full_every_s
+    apart."""
+    results, stats = run_clip(clips["expression_change"], detector, classifier, GatingSettings())
+    start = results[0].frame.captured_at
+    born = [r.frame.captured_at - start for r in results if any(f.track_id is not None for f in r.faces)]
+    assert born and born[0] < 0.3
+    first = next(i for i, r in enumerate(results) if r.faces and r.faces[0].track_id is not None)
+    assert all([f.track_id for f in r.faces] == [1] for r in results[first:])  # the same track across the cut
+    assert stats.frames_still > 0.8 * stats.frames_processed  # and the still frames are still skipped

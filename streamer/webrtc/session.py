@@ -69,7 +69,7 @@ class WebRtcSession:
         if channel is None or channel.readyState != "open" or channel.bufferedAmount > limit:
             self.messages_skipped += 1
             return
-        h, w = result.frame.image.shape[:2]
+        h, w = result.frame.shape[:2]
         message = {"type": "faces", "camera_id": result.camera_id, "seq": result.frame.seq,
                    "captured_at": result.frame.captured_at, "width": w, "height": h,
                    "latency_ms": round((time.monotonic() - arrived) * 1000, 1) if arrived is not None else None,

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 
-import numpy as np
-
 from core.redact import redact
 from core.types import Frame, TimedFrame
+from streamer.media import picture
 
 log = logging.getLogger(__name__)
 
 
-def _to_rgb(frame) -> tuple[np.ndarray, float]:
-    """Worker thread: the frame as RGB, and the CPU time it took (counted as the source's decode time)."""
-    started = time.thread_time()
-    image = frame.to_ndarray(format="rgb24")
-    return image, time.thread_time() - started
-
-
 class WebRtcSource:
     """The visitor's incoming video track as a live camera (a ``FrameSource``). Newest frame wins; conversion to
-    RGB happens only for frames the pipeline actually takes, off the event loop."""
+    RGB happens only for frames the pipeline takes and needs in colour, in its workers."""
 
     live = True
     kind = "webrtc"
@@ -40,7 +33,8 @@ class WebRtcSource:
         self.last_error: str | None = None
         self.frames_read = 0
         self.reconnects = 0
-        self.decode_cpu_s = 0.0
+        self.decode_cpu_s = 0.0  # converting the frames the pipeline needed in colour to RGB (aiortc decodes)
+        self._cpu_lock = threading.Lock()
         self.fps: float | None = None
         self.size: tuple[int, int] | None = None
         self._seq = 0
@@ -108,6 +102,10 @@ class WebRtcSource:
             if self.on_end is not None and not self._stopped:
                 self.on_end()
 
+    def _count_cpu(self, seconds: float) -> None:
+        with self._cpu_lock:  # conversions run in the pipeline's workers
+            self.decode_cpu_s += seconds
+
     def arrival(self, seq: int) -> float | None:
         """When frame ``seq`` arrived (monotonic); asked once, by the sink that returns it to the visitor."""
         return self._taken.pop(seq, None)
@@ -123,11 +121,10 @@ class WebRtcSource:
             return None
         frame, arrived, arrived_unix = self._latest
         self._latest = None
-        image, cpu_s = await asyncio.to_thread(_to_rgb, frame)
-        self.decode_cpu_s += cpu_s
+        pixels = picture(frame, self._count_cpu)  # RGB when a worker first needs it
         seq, self._seq = self._seq, self._seq + 1
         self._taken[seq] = arrived
         while len(self._taken) > 256:  # results that never came back (failed analyses) are forgotten
             del self._taken[next(iter(self._taken))]
         pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
-        return TimedFrame(Frame(self.camera_id, seq, arrived_unix, image, pts), arrived)
+        return TimedFrame(Frame(self.camera_id, seq, arrived_unix, pixels, pts), arrived)
