@@ -149,17 +149,21 @@ class DetectionScheduler:
         s = self.settings
         motion = self.gate.check(pixels)
         found, self._found = self._found, []
-        known: list[FaceBox] | None = None
-        if found:  # faces the full detection beside the stream found that nobody knew: refine them now
-            known = known_fn() if self.can_refine else []
-            known += [f for f in found if not any(_overlap(f, k) > LOST_IOU for k in known)]
+        memo: list[list[FaceBox]] = []
+
+        def known_now() -> list[FaceBox]:  # asked at most once, and only when needed
+            if not memo:
+                known = known_fn() if self.can_refine else []
+                # faces the full detection beside the stream found that nobody knew: refined from now on
+                memo.append(known + [f for f in found if not any(_overlap(f, k) > LOST_IOU for k in known)])
+            return memo[0]
+
         if self._full_due(pixels, t, motion):
-            return self._full(pixels, motion, known if known is not None else known_fn)
+            return self._full(pixels, motion, known_now)
         confirming, self._confirming = self._confirming > 0, max(0, self._confirming - 1)
         if motion.still and not found and not (confirming and self.can_refine):
             return Plan()
-        if known is None:
-            known = known_fn() if self.can_refine else []
+        known = known_now()
         if motion.still and not known:  # confirming, but there is nothing to confirm
             return Plan()
         w, h = pixels.width, pixels.height
@@ -175,7 +179,7 @@ class DetectionScheduler:
                 plan = Plan(DetectJob(pixels, full=False, regions=regions, known=known))
                 self._confirming = self.confirm
             elif since_full >= s.full_min_interval_s and not self._searching:
-                return self._full(pixels, motion, known)
+                return self._full(pixels, motion, known_now)
             elif known:
                 plan = Plan(DetectJob(pixels, full=False, known=known))
         if plan.now is not None:
@@ -194,14 +198,14 @@ class DetectionScheduler:
             return True
         return not self.gate.compare(small, ref, pixels.width, pixels.height).still
 
-    def _full(self, pixels: Pixels, motion: Motion, known: list[FaceBox] | Callable[[], list[FaceBox]]) -> Plan:
+    def _full(self, pixels: Pixels, motion: Motion, known_now: Callable[[], list[FaceBox]]) -> Plan:
         """A full detection: awaited, or beside the stream while the known faces are refined for this frame."""
         self.gate.accept(motion)
         self._full_reference = motion.small
         self._confirming = self.confirm
         job = DetectJob(pixels)
-        known = known() if self.beside and callable(known) else known
-        if not self.beside or not known:  # knowing no face, the frame has nothing better to wait for
+        known = known_now() if self.beside else []
+        if not known:  # awaited: a file, or a camera knowing no face (the frame has nothing better to wait for)
             return Plan(job)
         self._searching = True
         return Plan(DetectJob(pixels, full=False, known=known), beside=job)

@@ -75,23 +75,6 @@ def probe_video(path: str | Path) -> VideoInfo:
                          f"{getattr(exc, 'strerror', None) or exc})") from None
 
 
-def video_frames(container, on_cpu: Callable[[float], None] | None = None) -> Iterator[tuple[np.ndarray, float | None]]:
-    """RGB frames of an open PyAV container's first video stream, with their stream time in seconds.
-
-    ``on_cpu`` receives this thread's CPU seconds spent decoding and converting each frame.
-    """
-    stream = container.streams.video[0]
-    tb = stream.time_base
-    started = time.thread_time()
-    for frame in container.decode(stream):
-        pts = float(frame.pts * tb) if frame.pts is not None and tb is not None else None
-        image = frame.to_ndarray(format="rgb24")
-        if on_cpu is not None:
-            on_cpu(time.thread_time() - started)
-        yield image, pts
-        started = time.thread_time()
-
-
 def video_pictures(container, on_cpu: Callable[[float], None] | None = None) -> Iterator[tuple[Pixels, float | None]]:
     """The frames of an open PyAV container's first video stream as ``Pixels`` (RGB made on first use), with their
     stream time in seconds. ``on_cpu`` receives the CPU seconds of decoding (this thread) and of each conversion to
@@ -134,10 +117,10 @@ def read_frames(path: str | Path, count: int | None = None) -> Iterator[tuple[np
     info = probe_video(path)
     try:
         with av.open(str(local_path(path))) as container:
-            for i, (image, pts) in enumerate(video_frames(container)):
+            for i, (pixels, pts) in enumerate(video_pictures(container)):
                 if count is not None and i >= count:
                     return
-                yield image, pts if pts is not None else i / (info.fps or 30.0)
+                yield pixels.rgb(), pts if pts is not None else i / (info.fps or 30.0)
     except av.FFmpegError as exc:
         raise MediaError(f"{path}: cannot decode video ({exc})") from None
 
