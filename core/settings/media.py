@@ -1,0 +1,157 @@
+"""Settings of the pictures' path: camera sources, the pipeline, the face detector and motion gating."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from core.settings.base import Section
+
+# Refused camera networks by default: where a camera never is, and where SSRF finds cloud credentials.
+DENIED_NETWORKS = (
+    "169.254.0.0/16",  # IPv4 link-local: AWS, GCP, Azure, OpenStack, DigitalOcean metadata at 169.254.169.254
+    "fe80::/10",  # IPv6 link-local
+    "fd00:ec2::254/128",  # AWS instance metadata over IPv6
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "0.0.0.0/8",  # 'this host': connecting to 0.0.0.0 reaches the machine itself
+    "::/128",  # the IPv6 unspecified address, likewise
+)
+
+
+
+class DetectorSettings(Section):
+    kind: Literal["mtcnn", "haar"] = "mtcnn"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    min_face_size: int = Field(40, ge=8, description="Smallest face in pixels of the original frame.")
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    min_confidence: float = Field(0.9, ge=0, le=1, description="Faces scored below this are dropped.")
+    max_side: int = Field(640, ge=64, description="Frames whose long side exceeds this are downscaled for detection.")
+    detect_every: int = Field(3, ge=1, description="Run the detector on every k-th frame; boxes are carried between (3 "
+                                                   "keeps one 596x336 stream at 30 fps on 2 CPU cores).")
+    batch_size: int = Field(8, ge=1, description="Frames per detector call, across all cameras.")
+    haar_scale_factor: float = Field(1.1, gt=1)
+    haar_min_neighbors: int = Field(5, ge=1)
+    mtcnn_scale_factor: float = Field(0.709, gt=0, lt=1, description="MTCNN image pyramid step; lower is faster but "
+                                                                     "misses more sizes.")
+    threads: int = Field(0, ge=0, description="CPU threads for torch when detecting on CPU (0: torch's default, one "
+                                              "per core).")
+    mtcnn_batched: bool = Field(False, description="MTCNN post-processing as whole-batch tensor ops (roi_align, "
+                                                   "batched NMS): meant for GPUs; same on CPU.")
+
+
+class GatingSettings(Section):
+    """Detect only where and when it is needed: motion gating and track-guided refinement (see README, Performance).
+
+    On each frame the detector would look at (every ``detector.detect_every``-th), a small grey copy is compared with
+    the last frame the detector ran on. Nothing moved: no detection, boxes and emotions are carried. Motion only on
+    or around known faces: R-Net and O-Net refine each face's box (a few 24/48 px crops, no image pyramid). Motion
+    elsewhere, in regions: the whole MTCNN runs on those regions only. Most of the frame moved, or ``full_every_s``
+    passed: a full detection.
+    """
+
+    enabled: bool = Field(True, description="Motion gating and refinement on (off: the detector runs on every "
+                                            "detector.detect_every-th frame, whole).")
+    grey_width: int = Field(160, ge=16, description="Width of the grey copy that is differenced, in pixels.")
+    pixel_threshold: int = Field(18, ge=1, le=255, description="Grey-level change (of 255) a pixel of the grey copy "
+                                                               "must exceed to count as motion; codec noise stays "
+                                                               "below.")
+    dilate: int = Field(2, ge=0, description="Dilations (3x3) joining nearby changed pixels into one region.")
+    min_region_px: int = Field(4, ge=1, description="Changed regions smaller than this (grey-copy pixels) are noise.")
+    full_above: float = Field(0.3, gt=0, le=1, description="Motion regions covering more than this fraction of the "
+                                                           "frame: detect the whole frame.")
+    full_every_s: float = Field(2.0, gt=0, description="A full detection at least this often (seconds of stream "
+                                                       "time), so a still or missed face is found again; while "
+                                                       "nothing moved since the last one, every still_full_every_s.")
+    still_full_every_s: float = Field(10.0, gt=0, description="A full detection at least this often while nothing "
+                                                             "moved since the last one (it would find the same faces): "
+                                                             "a guard against changes too faint for the gate.")
+    full_min_interval_s: float = Field(0.5, ge=0, description="While more than full_above of the frame moves away "
+                                                              "from known faces (a moving camera, a crowd), a full "
+                                                              "detection at most this often; known faces are refined "
+                                                              "in between.")
+    region_pad: float = Field(0.25, ge=0, description="A motion region grows by this fraction of its size on each "
+                                                      "side (at least detector.min_face_size pixels) before MTCNN "
+                                                      "runs on it.")
+    full_beside_live: bool = Field(True, description="On a live camera that knows faces, a full detection runs beside "
+                                                     "the stream: the frame it was planned on gets its known faces "
+                                                     "refined at once, new faces it finds join from the next detected "
+                                                     "frame (files, and cameras knowing no face, wait for it).")
+    refine: bool = Field(True, description="Refresh known faces with R-Net + O-Net on their predicted boxes instead "
+                                           "of a full pass (off: motion on faces runs a full detection).")
+    classify_still: bool = Field(False, description="Classify the faces again on frames where nothing moved (off: "
+                                                    "their emotions are those of the last detected frame, whose "
+                                                    "pixels they share).")
+    track_margin: float = Field(1.0, ge=0, description="Motion inside a known face's box grown by this many box "
+                                                       "sizes on each side is that face's own (head, shoulders): "
+                                                       "refinement covers it.")
+
+
+class SourceSettings(Section):
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(5.0, gt=0)
+    stall_timeout_s: float = Field(20.0, gt=0, description="A live stream with no frame for this long is restarted.")
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_jitter: float = Field(0.5, ge=0, le=1, description="Each reconnect delay is cut by a random part up to "
+                                                                 "this fraction.")
+    file_rate: Literal["asap", "realtime"] = Field("asap", description="File sources: as fast as processed, or at "
+                                                                       "their own fps.")
+    webcam_fps: float = Field(0.0, ge=0, description="Frame rate asked of webcams (0: the camera's default).")
+    allowed_networks: list[str] = Field(
+        default_factory=list, description="Camera addresses (after DNS, when added and at every reconnect) must be in "
+                                          "one of these CIDRs; empty: any address not denied.")
+    denied_networks: list[str] = Field(
+        default_factory=lambda: list(DENIED_NETWORKS),
+        description="Camera addresses in these CIDRs are refused: link-local (where cloud metadata services live), "
+                    "AWS's IPv6 and Alibaba's metadata addresses, and 'this host' (0.0.0.0 connects to the machine "
+                    "itself). The Redis DeepFER uses is always refused.")
+    media_dirs: list[Path] = Field(
+        default_factory=list, description="Folders whose video files may be added as cameras through the dashboard API "
+                                          "(empty: none). deepfer run reads any file.")
+    rtsps_ca_file: str = Field(
+        "", description="PEM CA bundle: rtsps:// camera certificates are verified (chain and host name) against it. "
+                        "Empty: not verified (FFmpeg's default; cameras have self-signed certificates).")
+
+    @field_validator("allowed_networks", "denied_networks")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            try:
+                out.append(str(ipaddress.ip_network(v.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"not a network in CIDR form (like 10.0.0.0/8 or fd00::/8): {v!r}") from None
+        return out
+
+    @field_validator("rtsps_ca_file")
+    @classmethod
+    def _ca_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
+class PipelineSettings(Section):
+    live_queue_size: int = Field(1, ge=1, description="Frames kept per live source when behind (newest wins).")
+    file_queue_size: int = Field(8, ge=1, description="Frames buffered per file source (no drops).")
+    max_in_flight: int = Field(4, ge=1, description="Frames per camera being detected/classified at once (lets one "
+                                                    "camera fill a batch).")
+    detect_max_wait_ms: float = Field(5.0, ge=0, description="Longest a frame waits for the detector batch to fill.")
+    classify_carried: bool = Field(True, description="Classify the carried boxes' crops on frames without detection "
+                                                     "(else reuse the last probabilities).")
+    stats_window_s: float = Field(5.0, gt=0, description="Window of the recent-fps figure in stats.")
+    latency_samples: int = Field(2048, ge=16, description="Recent latencies kept per camera for p50/p95.")
+    log_every_s: float = Field(10.0, ge=0, description="deepfer run logs per-camera stats this often (0: never).")
+    summary_max_frames: int = Field(20000, ge=0, description="Per-frame results kept per camera in --summary-json "
+                                                             "(per-track totals are always complete).")
+    video_codec: str = Field("libx264", description="Encoder of the annotated video.")
+    video_preset: str = Field("veryfast", description="Encoder speed preset (libx264).")
+    video_crf: int = Field(23, ge=0, le=51, description="Encoder quality (lower is better, bigger).")
+    output_queue: int = Field(16, ge=1, description="Frames waiting for the video encoder before the pipeline waits "
+                                                    "(never dropped).")
+    stop_timeout_s: float = Field(15.0, gt=0,
+                                  description="Longest a clean stop waits for in-flight frames and outputs.")

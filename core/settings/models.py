@@ -1,0 +1,71 @@
+"""Settings of the emotion models: the classifier that runs, its training, its ONNX export and its Grad-CAM maps."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from core.settings.base import Section
+
+
+class ClassifierSettings(Section):
+    weights: str = Field("deepfer_resnet", description="A name in classifier/weights/, a path to a .pt checkpoint, or "
+                                                       "a .onnx export (run by ONNX Runtime).")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(64, ge=1, description="Most faces classified in one model call.")
+    max_wait_ms: float = Field(10.0, ge=0, description="Longest a face waits for its batch to fill.")
+    crop_margin: float = Field(0.2, ge=0, le=1, description="Box growth on each side before cropping, as in training.")
+    tta: bool = Field(False, description="Average with the mirrored face (twice the compute).")
+    onnx_threads: int = Field(0, ge=0, description="ONNX Runtime threads for a .onnx classifier (0: its default, one "
+                                                   "per core).")
+
+
+class TrainSettings(Section):
+    model: str = "deepfer_resnet"
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["cosine", "plateau"] = "cosine"
+    warmup_epochs: int = Field(2, ge=0)
+    class_balance: Literal["none", "weights", "sampler"] = "none"
+    mixup_alpha: float = Field(0.0, ge=0, description="0 disables mixup.")
+    random_erasing: float = Field(0.25, ge=0, le=1, description="Probability of erasing a patch per image.")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="Held out of --data when no --val is given.")
+    patience: int = Field(15, ge=1, description="Early stopping: epochs without a better validation accuracy.")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="CPU threads for torch (0: all cores).")
+    compile: bool = Field(
+        False, description="torch.compile the training step: deepfer_resnet trains about 25% faster on a 2-core CPU "
+                           "after a one-minute compile."
+    )
+
+
+class ExportModelSettings(Section):
+    """``deepfer export-model --int8``: static quantization with ONNX Runtime's tools."""
+
+    calibration_faces: int = Field(350, ge=7, description="Training faces (an equal share per class) that calibrate "
+                                                          "the int8 activation ranges.")
+    calibration_seed: int = Field(0, description="Which training faces are drawn for calibration.")
+    quant_format: Literal["qdq", "qoperator"] = Field("qdq", description="QDQ (quantize/dequantize pairs ONNX Runtime "
+                                                                         "fuses) or QOperator (QLinearConv etc.).")
+    per_channel: bool = Field(True, description="One weight scale per output channel instead of per tensor.")
+    reduce_range: bool = Field(True, description="7-bit weights: avoids the overflow of AVX2's u8 x s8 multiply-add on "
+                                                 "CPUs without VNNI.")
+
+
+class ExplainSettings(Section):
+    """``deepfer explain`` and ``POST /api/explain``: Grad-CAM heat maps drawn on each face."""
+
+    size: int = Field(192, ge=48, le=1024, description="Side of each face picture written or returned, in pixels.")
+    alpha: float = Field(0.45, ge=0, le=1, description="Weight of the heat map over the face (0: the face alone).")
+    colourmap: Literal["jet", "turbo", "inferno", "viridis"] = Field("jet", description="Colours of the heat map "
+                                                                      "(red/yellow: most responsible).")
+    min_map_size: int = Field(6, ge=1, le=48, description="The explained layer is the model's last whose maps are at "
+                                                          "least this wide (48 px faces: 6 points at eyes and mouth, "
+                                                          "3 is too coarse).")
