@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,8 +18,10 @@ class FaceDetector(Protocol):
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[FaceBox]]: ...
 
 
+@runtime_checkable
 class PartialDetector(FaceDetector, Protocol):
-    """A detector that can also look at parts of frames (MTCNN): the pipeline's motion gating uses them."""
+    """A detector that can also look at parts of frames (MTCNN): the pipeline's motion gating uses them, where
+    ``isinstance(detector, PartialDetector)``; others (Haar) get whole frames."""
 
     def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]
                        ) -> list[list[FaceBox]]: ...  # the whole detector on those regions only

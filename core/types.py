@@ -178,10 +178,6 @@ class FrameResult:
     def camera_id(self) -> str:
         return self.frame.camera_id
 
-    @property
-    def latency_s(self) -> float:
-        return self.processed_at - self.frame.captured_at
-
     def to_dict(self) -> dict:
         return {
             "camera_id": self.frame.camera_id,

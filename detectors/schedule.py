@@ -19,7 +19,7 @@ for it (files then give the same boxes at any speed).
 
 ``run_jobs`` carries out a batch of jobs with one detector call per kind. The known faces come from the caller (the
 pipeline gives the camera's previous detection: fresher than a tracker that runs frames behind, and the same at any
-speed); detectors without ``refine`` and ``detect_regions`` (Haar) get full detections where MTCNN would get parts.
+speed); a detector that is no ``PartialDetector`` (Haar) gets full detections where MTCNN would get parts.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.protocols import FaceDetector
+from core.protocols import FaceDetector, PartialDetector
 from core.settings import DetectorSettings, GatingSettings
 from core.types import FaceBox, Pixels
 from detectors.motion import Motion, MotionGate, grow, inside, merge
@@ -105,8 +105,8 @@ class DetectionScheduler:
         self.settings = gating
         self.min_face = detector_settings.min_face_size
         self.gate = MotionGate(gating) if gating.enabled else None
-        self.can_refine = gating.refine and hasattr(detector, "refine")
-        self.can_regions = hasattr(detector, "detect_regions")
+        self.can_regions = isinstance(detector, PartialDetector)
+        self.can_refine = gating.refine and self.can_regions
         self.beside = beside and self.can_refine and self.gate is not None
         self.last_full_at: float | None = None
         self.counts = ScheduleCounts()
@@ -219,6 +219,8 @@ def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[Fac
         for i, boxes in zip(full, detector.detect([jobs[i].image for i in full])):
             out[i] = boxes
     parts = [i for i, j in enumerate(jobs) if not j.full]
+    if parts and not isinstance(detector, PartialDetector):  # schedulers plan parts only for partial detectors
+        raise TypeError(f"the {detector.name} detector looks at whole frames only, not at regions or known faces")
     regions = [i for i in parts if jobs[i].regions]
     if regions:
         found = detector.detect_regions([jobs[i].image for i in regions], [jobs[i].regions for i in regions])

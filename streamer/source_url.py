@@ -30,7 +30,6 @@ _HOSTNAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za
                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"  # RFC 3986 pchar and '/', and '%' (escapes are kept, validated above)
 _QUERY_SAFE = _PATH_SAFE + "?"
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 SourceKind = Literal["file", "rtsp", "webcam"]
 
@@ -55,10 +54,6 @@ class CameraUrl:
     @property
     def effective_port(self) -> int:
         return self.port or LIVE_SCHEMES[self.scheme]
-
-    @property
-    def host_is_ip(self) -> bool:
-        return _ip(self.host) is not None
 
     def with_host(self, host: str) -> CameraUrl:
         return CameraUrl(self.scheme, self.user, self.password, host, self.port, self.path, self.query)
@@ -136,7 +131,3 @@ def parse_camera_url(text: str) -> CameraUrl:
     path = quote(parts.path, safe=_PATH_SAFE)
     query = quote(parts.query, safe=_QUERY_SAFE)
     return CameraUrl(scheme, user, password, host, port, path, query)
-
-
-def has_control_chars(text: str) -> bool:
-    return bool(_CONTROL_CHARS.search(text))
