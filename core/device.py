@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def pick_device(name: str, setting: str = "device"):
+if TYPE_CHECKING:
+    import torch
+
+
+def pick_device(name: str, setting: str = "device") -> torch.device:
     """A ``torch.device`` for ``auto``, ``cpu`` or ``cuda``; ``ValueError`` naming ``setting`` when CUDA is missing."""
     import torch
 

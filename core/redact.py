@@ -13,7 +13,7 @@ _SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;#\s'\"<>]*(?:pass|pwd|secret|token|k
                            r"[^&;#\s'\"<>]*")
 
 
-def _url(match: re.Match) -> str:
+def _url(match: re.Match[str]) -> str:
     scheme, rest = match.group(1), match.group(2)
     end = len(rest)
     for sep in "/?#":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -153,7 +154,7 @@ class FaceResult:
         probs = self.smoothed if self.smoothed is not None else self.probabilities
         return float(probs[EMOTIONS.index(self.emotion)])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         probs = self.smoothed if self.smoothed is not None else self.probabilities
         return {
             "track_id": self.track_id,
@@ -178,7 +179,7 @@ class FrameResult:
     def camera_id(self) -> str:
         return self.frame.camera_id
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "camera_id": self.frame.camera_id,
             "seq": self.frame.seq,

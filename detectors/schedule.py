@@ -219,7 +219,9 @@ def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[Fac
         for i, boxes in zip(full, detector.detect([jobs[i].image for i in full])):
             out[i] = boxes
     parts = [i for i, j in enumerate(jobs) if not j.full]
-    if parts and not isinstance(detector, PartialDetector):  # schedulers plan parts only for partial detectors
+    if not parts:
+        return out
+    if not isinstance(detector, PartialDetector):  # schedulers plan parts only for partial detectors
         raise TypeError(f"the {detector.name} detector looks at whole frames only, not at regions or known faces")
     regions = [i for i in parts if jobs[i].regions]
     if regions:

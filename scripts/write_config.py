@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.settings import Settings
+from core.settings import Section, Settings
 
 HEADER = """# DeepFER settings. Every key is listed with its built-in default; DeepFER also runs with no file.
 # Override per key with DEEPFER_<SECTION>__<KEY> environment variables (e.g. DEEPFER_REDIS__URL)
@@ -16,7 +16,7 @@ HEADER = """# DeepFER settings. Every key is listed with its built-in default; D
 """
 
 
-def toml_value(value) -> str:
+def toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -34,6 +34,7 @@ def render() -> str:
     for section, field in Settings.model_fields.items():
         out.append(f"\n[{section}]")
         model = field.annotation
+        assert isinstance(model, type) and issubclass(model, Section), f"[{section}] is not a settings section"
         for key, value in defaults[section].items():
             desc = model.model_fields[key].description
             if desc:

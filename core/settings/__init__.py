@@ -136,8 +136,8 @@ def load_settings(path: Path | None = None, overrides: dict[str, dict[str, Any]]
 
     config_path = resolve_config_path(path)
     _CONFIG_FILE["path"] = config_path
-    clean = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
-    clean = {s: kv for s, kv in clean.items() if kv}
+    given = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
+    clean: dict[str, Any] = {s: kv for s, kv in given.items() if kv}
     try:
         return Settings(**clean)
     except tomllib.TOMLDecodeError as exc:
