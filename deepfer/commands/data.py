@@ -108,7 +108,7 @@ def export(
     fmt = fmt or (out.suffix[1:].lower() if out.suffix[1:].lower() in FORMATS else settings.export.default_format)
     window = parse_duration(since, "--since") if since else None
     lo, hi = time_range(start, end, since_s=window, default_s=settings.export.default_range_s)
-    query = ExportQuery(None if all_cameras else tuple(camera), lo, hi, interval, person, by_camera)
+    query = ExportQuery(tuple(camera) if camera else None, lo, hi, interval, person, by_camera)
     with redis_for(settings) as url, redis_errors_as_user_errors(url):
         r = export_to_file(url, settings, query, fmt, out)
     what = "points" if interval == "point" else f"{interval} rows"
