@@ -1,0 +1,1 @@
+"""The commands of the ``deepfer`` command line, one typer app per concern; ``deepfer.cli`` joins them."""

@@ -1,0 +1,229 @@
+"""Benchmarks of speed: the classifier, the detector, motion gating, the live pipeline, Ray workers and WebRTC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from deepfer.common import UserError, int_list, say, settings_from, user_errors, write_json
+from deepfer.options import Detector, Device, JsonOut, Weights
+
+app = typer.Typer()
+
+
+@app.command()
+@user_errors
+def classifier(
+    ctx: typer.Context,
+    *,
+    json_out: JsonOut,
+    weights: list[str] | None = typer.Option(
+        None,
+        help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name; repeat to compare "
+        "(default: classifier.weights).",
+    ),
+    batch_sizes: str = typer.Option("1,32,256", help="Comma-separated batch sizes."),
+    seconds: float = typer.Option(
+        3.0, min=0.0, help="Time spent per batch size, classifier and device (in all rounds together)."
+    ),
+    rounds: int = typer.Option(
+        1, min=1, help="Interleaved rounds: every classifier runs in each, so outside load hits all alike."
+    ),
+    devices: str = typer.Option("auto", help="auto (CPU, plus CUDA when present), cpu or cuda."),
+    threads: int | None = typer.Option(
+        None, min=1, help="CPU threads for PyTorch and ONNX Runtime alike (default: each one's own, one per core)."
+    ),
+) -> None:
+    """Classifier faces/s and per-batch latency (mean, p50, p95 ms) per batch size, on CPU and GPU; with several
+    --weights, each one's speed-up over the first."""
+    import torch
+
+    from bench.classifier import bench_classifier
+
+    settings = settings_from(ctx, classifier=dict(onnx_threads=threads))
+    sizes = int_list(batch_sizes, "--batch-sizes")
+    if devices not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--devices must be auto, cpu or cuda, got {devices!r}")
+    names = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) if devices == "auto" else [devices]
+    result = bench_classifier(
+        settings, weights or [settings.classifier.weights], sizes, seconds, names, rounds, threads, say
+    )
+    write_json(json_out, result)
+    for r in result["results"]:
+        lat = r["latency_ms"]
+        say(
+            f"{r['model']:>30} {r['device']:>5} batch {r['batch_size']:>4}: {r['faces_per_s']:9.1f} faces/s"
+            f" (best round {r['faces_per_s_best']:.1f}), latency ms mean {lat['mean']:.2f} p50 {lat['p50']:.2f}"
+            f" p95 {lat['p95']:.2f}"
+        )
+    for sp in result["speedups"]:
+        say(
+            f"{Path(sp['weights']).name} vs {Path(sp['against']).name} {sp['device']} batch {sp['batch_size']}:"
+            f" {sp['ratio']:.2f}x (median of rounds {sp['ratio_median_of_rounds']:.2f}x)"
+        )
+
+
+@app.command()
+@user_errors
+def detector(
+    ctx: typer.Context,
+    *,
+    source: Path = typer.Option(..., help="A video file; its first --frames frames are decoded once, then detected."),
+    json_out: JsonOut,
+    frames: int = typer.Option(120, min=1, help="Frames to decode and detect."),
+    detector: Detector = None,
+    max_side: str | None = typer.Option(None, help="Comma-separated long-side limits (default: detector.max_side)."),
+    batch_size: str | None = typer.Option(
+        None, help="Comma-separated frames per call (default: 1 and detector.batch_size)."
+    ),
+    device: str | None = typer.Option(None, help="auto, cpu or cuda (default: detector.device)."),
+    min_face_size: int | None = typer.Option(
+        None, help="Smallest face in original pixels (default: detector.min_face_size)."
+    ),
+    batched: bool | None = typer.Option(
+        None, "--batched/--stock", help="MTCNN tensor post-processing (default: detector.mtcnn_batched)."
+    ),
+) -> None:
+    """Detection frames/s and faces found per max_side and batch size, on real video frames."""
+    from bench.detector import bench_detector
+    from streamer.media import probe_video
+
+    probe_video(source)
+    settings = settings_from(
+        ctx, detector=dict(kind=detector, device=device, min_face_size=min_face_size, mtcnn_batched=batched)
+    )
+    sides = int_list(max_side, "--max-side") if max_side else [settings.detector.max_side]
+    sizes = int_list(batch_size, "--batch-size") if batch_size else sorted({1, settings.detector.batch_size})
+    say(f"{settings.detector.kind} on the first {frames} frames of {source}, max_side {sides}, batch {sizes}")
+    result = bench_detector(settings.detector, source, frames, sides, sizes)
+    write_json(json_out, result)
+    for r in result["results"]:
+        say(
+            f"{r['detector']} max_side {r['max_side']:>5} batch {r['batch_size']:>3}: {r['fps']:7.2f} fps"
+            f" ({r['ms_per_frame']:.1f} ms/frame), faces {r['faces_found']} in {r['frames_with_face']}/{r['frames']} "
+            f"frames"
+        )
+
+
+@app.command()
+@user_errors
+def pipeline(
+    ctx: typer.Context,
+    *,
+    source: str = typer.Option(..., "--source", help="A video file, played as N live cameras at its own frame rate."),
+    streams: int = typer.Option(1, min=1, help="Concurrent copies of the stream."),
+    json_out: JsonOut,
+    seconds: float | None = typer.Option(None, min=1, help="Stop after this long (default: the file's length)."),
+    weights: Weights = None,
+    detector: Detector = None,
+    detect_every: int | None = typer.Option(None, min=1),
+    device: Device = None,
+) -> None:
+    """Per-stream fps, drops, capture-to-result latency p50/p95, CPU/GPU use and the decode/detect/classify split."""
+    from bench.pipeline import bench_pipeline
+    from streamer.media import probe_video
+
+    probe_video(source)
+    settings = settings_from(
+        ctx,
+        classifier=dict(weights=weights, device=device),
+        detector=dict(kind=detector, detect_every=detect_every, device=device),
+    )
+    result = bench_pipeline(settings, source, streams, seconds, say)
+    write_json(json_out, result)
+    t = result["total"]
+    say(
+        f"{streams} stream(s): {t['fps_per_stream_mean']} fps each (min {t['fps_per_stream_min']}), "
+        f"dropped {t['frames_dropped']}/{t['frames_read']}, latency p50 {t['latency_p50_ms_max']} ms "
+        f"p95 {t['latency_p95_ms_max']} ms"
+    )
+
+
+@app.command()
+@user_errors
+def gating(
+    ctx: typer.Context,
+    *,
+    json_out: JsonOut,
+    media: Path = typer.Option(Path("../shared/media"), help="Folder with woman2.mp4, fer_test.mp4, no-faces.jpg."),
+    clips: str = typer.Option("static_scene,still_person,mosaic_1080p,woman2", help="Comma-separated clips."),
+    clips_dir: Path = typer.Option(Path(".deepfer/clips"), help="Where the clips are made (once)."),
+    frames: int | None = typer.Option(None, min=1, help="At most this many frames of each clip."),
+    detect_every: int | None = typer.Option(None, min=1),
+    device: Device = None,
+) -> None:
+    """Detection fps and faces kept with motion gating and refinement against a full detection on every frame."""
+    from bench.gating import bench_gating
+
+    settings = settings_from(ctx, detector=dict(detect_every=detect_every, device=device))
+    names = [c.strip() for c in clips.split(",") if c.strip()]
+    write_json(json_out, bench_gating(settings, media, clips_dir, names, frames, say))
+
+
+@app.command()
+@user_errors
+def cluster(
+    ctx: typer.Context,
+    *,
+    source: str = typer.Option(..., "--source", help="A video file, played as live cameras at its own frame rate."),
+    cameras: int = typer.Option(2, min=1, help="Cameras (copies of the file) in each configuration."),
+    workers: str = typer.Option(
+        "1,2", help="Comma-separated worker counts; the machine's CPUs are split between them."
+    ),
+    seconds: float = typer.Option(10.0, min=1, help="Measuring window, after 3 s of warm-up."),
+    json_out: JsonOut,
+    detect_every: int | None = typer.Option(None, min=1),
+) -> None:
+    """The same cameras on 1..N Ray workers of a local test cluster: fps, drops, latency, and Redis load per camera."""
+    from bench.cluster import bench_cluster
+    from streamer.media import probe_video
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError("bench cluster needs Ray: pip install 'deepfer[cluster]'") from None
+    probe_video(source)
+    counts = int_list(workers, "--workers")
+    settings = settings_from(ctx, detector=dict(detect_every=detect_every))
+    say(f"benchmarking {cameras} camera(s) of {source} on {counts} worker(s), {seconds:g} s each")
+    result = bench_cluster(settings, source, cameras, counts, seconds)
+    write_json(json_out, result)
+    for run in result["runs"]:
+        say(
+            f"{run['workers']} worker(s) x {run['cpus_per_worker']} CPU: {run['total_fps']} fps in all, "
+            f"per camera {[c['fps'] for c in run['per_camera']]} fps, p95 "
+            f"{[c['latency_p95_ms'] for c in run['per_camera']]} ms; Redis per camera {run['redis']}"
+        )
+
+
+@app.command()
+@user_errors
+def webrtc(
+    ctx: typer.Context,
+    *,
+    source: str = typer.Option(
+        ..., "--source", help="A video file each scripted visitor sends as its camera (looped)."
+    ),
+    visitors: int = typer.Option(1, min=1, help="Concurrent WebRTC visitors."),
+    seconds: float = typer.Option(20.0, min=1, help="Measured time, after a few seconds of warm-up."),
+    json_out: JsonOut,
+    weights: Weights = None,
+    detect_every: int | None = typer.Option(None, min=1),
+    device: Device = None,
+) -> None:
+    """Live-demo path over loopback WebRTC: arrival-to-send latency p50/p95, fps in/processed/back, drops, CPU."""
+    from bench.webrtc import bench_webrtc
+    from streamer.media import probe_video
+
+    probe_video(source)
+    settings = settings_from(
+        ctx, classifier=dict(weights=weights, device=device), detector=dict(detect_every=detect_every, device=device)
+    )
+    result = bench_webrtc(settings, source, visitors, seconds, say)
+    write_json(json_out, result)
+    t = result["total"]
+    say(
+        f"{visitors} visitor(s): {t['processed_fps_mean']} processed fps each, arrival-to-send latency "
+        f"p50 {t['latency_p50_ms_max']} ms p95 {t['latency_p95_ms_max']} ms"
+    )

@@ -1,0 +1,177 @@
+"""The classifier itself: train it, measure it, export it to ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from deepfer.common import UserError, console, say, settings_from, user_errors
+from deepfer.options import Device, Tta, Weights
+
+app = typer.Typer()
+
+
+@app.command()
+@user_errors
+def train(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., help="Training data: a <class>/ folder tree, fer2013.csv, or fer2013.csv:Training."),
+    out: Path = typer.Option(..., help="Run folder for best.pt, last.pt, log.csv, log.json and curves.png."),
+    val: Path | None = typer.Option(
+        None, help="Validation data (same forms as --data); else train.val_fraction of --data."
+    ),
+    model: str | None = typer.Option(None, help="Architecture (baseline_cnn, deepfer_resnet, deepfer_resnet_wide)."),
+    epochs: int | None = typer.Option(None, min=1),
+    batch_size: int | None = typer.Option(None, min=1),
+    lr: float | None = typer.Option(None),
+    optimizer: str | None = typer.Option(None, help="sgd or adamw."),
+    class_balance: str | None = typer.Option(None, help="none, weights or sampler."),
+    patience: int | None = typer.Option(None, min=1, help="Early stopping patience in epochs."),
+    seed: int | None = typer.Option(None),
+    device: Device = None,
+    init: Path | None = typer.Option(None, help="Fine-tune from this checkpoint (or a shipped model name)."),
+    resume: Path | None = typer.Option(None, help="Continue an interrupted run from its last.pt."),
+    limit_per_class: int | None = typer.Option(None, min=1, help="Use at most N images per class (quick runs)."),
+    compile: bool | None = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile the training step (train.compile)."
+    ),
+) -> None:
+    """Train an emotion classifier."""
+    from classifier.data import load_training_data
+    from classifier.inference import resolve_weights
+    from classifier.train import train as run_training
+
+    settings = settings_from(
+        ctx,
+        train=dict(
+            model=model,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            class_balance=class_balance,
+            patience=patience,
+            seed=seed,
+            device=device,
+            compile=compile,
+        ),
+    )
+    if resume is not None and not resume.is_file():
+        raise UserError(f"checkpoint to resume not found: {resume}")
+    init_path = resolve_weights(str(init)) if init is not None else None
+    train_set, val_set = load_training_data(
+        data, val, settings.paths.data_dir / "cache", limit_per_class, settings.train.seed
+    )
+    say(
+        f"training {init_path and 'from ' + str(init_path) or settings.train.model} on {len(train_set)} faces"
+        + (f", validating on {len(val_set)}" if val_set else "")
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("epochs", total=settings.train.epochs, info="")
+
+        def on_epoch(r, total):
+            bar.update(
+                task, completed=r.epoch, info=f"loss {r.train_loss:.3f} acc {r.train_acc:.3f} val {r.val_acc:.3f}"
+            )
+
+        result = run_training(settings.train, train_set, val_set, out, init=init_path, resume=resume, on_epoch=on_epoch)
+    say(
+        f"best validation accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch}"
+        f" ({result.epochs_run} epochs, {result.seconds:.0f} s{', stopped early' if result.stopped_early else ''});"
+        f" weights: {out / 'best.pt'}"
+    )
+
+
+@app.command()
+@user_errors
+def evaluate(
+    ctx: typer.Context,
+    data: Path = typer.Option(
+        ..., help="Labelled faces: a <class>/ folder tree, fer2013.csv or fer2013.csv:PublicTest."
+    ),
+    json_out: Path = typer.Option(..., "--json", help="Write the report here (top-level 'accuracy' in [0, 1])."),
+    weights: Weights = None,
+    tta: Tta = False,
+    confusion_png: Path | None = typer.Option(
+        None, "--confusion-png", help="Normalized confusion matrix (default: next to --json)."
+    ),
+    device: Device = None,
+) -> None:
+    """Accuracy, per-class precision/recall/F1, macro and weighted F1, and the confusion matrix."""
+    from classifier.evaluate import evaluate_to_files
+
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device, tta=tta or None))
+    report, png = evaluate_to_files(
+        settings.classifier, data, json_out, confusion_png, settings.paths.data_dir / "cache"
+    )
+    table = Table(
+        title=f"{report.model} on {report.samples} faces: accuracy {report.accuracy:.2%}, macro F1 "
+        f"{report.macro_f1:.3f}"
+    )
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right")
+    for name, m in report.per_class.items():
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    Console().print(table)
+    say(f"report: {json_out}  confusion matrix: {png}")
+
+
+@app.command()
+@user_errors
+def export_model(
+    ctx: typer.Context,
+    out: Path = typer.Option(
+        ..., help="The .onnx file to write (one file: graph, weights and preprocessing metadata)."
+    ),
+    weights: str | None = typer.Option(
+        None, help="Checkpoint path or shipped model name (default: classifier.weights)."
+    ),
+    fmt: str = typer.Option("onnx", "--format", help="Output format; onnx is the only one."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Static int8 quantization (ONNX Runtime), calibrated on training faces."
+    ),
+    calibration_data: Path | None = typer.Option(
+        None, help="Training faces for --int8: a <class>/ folder tree, fer2013.csv or fer2013.csv:Training."
+    ),
+    calibration_faces: int | None = typer.Option(
+        None, min=7, help="Faces drawn for calibration (default: export_model.calibration_faces)."
+    ),
+) -> None:
+    """Export the classifier to ONNX for ONNX Runtime (edge boxes); the file then works wherever weights are named."""
+    from classifier.onnx_export import export_from_settings
+
+    settings = settings_from(
+        ctx, classifier=dict(weights=weights), export_model=dict(calibration_faces=calibration_faces)
+    )
+    if fmt != "onnx":
+        raise UserError(f"--format must be onnx, got {fmt!r}")
+    if int8 and calibration_data is None:
+        raise UserError("--int8 needs --calibration-data (training faces, never the test split)")
+    if calibration_data is not None and not int8:
+        raise UserError("--calibration-data is only used with --int8")
+    r = export_from_settings(settings, out, calibration_data if int8 else None)
+    say(
+        f"wrote {r.path} ({r.precision}, {r.bytes / 1e6:.2f} MB) from {r.source} in {r.seconds:.0f} s"
+        + (f"; calibrated on {r.calibration_faces} faces of {calibration_data}" if int8 else "")
+        + f"; against PyTorch on {r.check_faces} faces: max |dp| {r.max_prob_diff:.2g}, same top emotion"
+        f" {r.top1_agreement:.1%}"
+    )

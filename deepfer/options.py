@@ -1,0 +1,28 @@
+"""The flags several commands share, each written once: ``weights: Weights = None`` gives ``--weights`` with its
+help. A flag whose help says something only one command means stays with that command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Weights = Annotated[
+    str | None,
+    typer.Option(help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
+]
+Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
+Detector = Annotated[str | None, typer.Option(help="mtcnn or haar (default: detector.kind).")]
+Tta = Annotated[bool, typer.Option("--tta", help="Average each face with its mirror image.")]
+Images = Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, ...).")]
+DetectEvery = Annotated[
+    int | None, typer.Option(min=1, help="Detect on every k-th frame, carrying boxes between.")
+]
+RedisUrl = Annotated[
+    str | None, typer.Option("--redis", help="Redis URL (default: redis.url, else the local or embedded one).")
+]
+Cameras = Annotated[list[str] | None, typer.Option("--camera", help="Camera id (repeat for several).")]
+# the benchmarks write their results to one JSON file; required, so with no default: the commands take their flags
+# keyword-only (``ctx, *, ...``) to keep --json in its place among the flags that have one
+JsonOut = Annotated[Path, typer.Option("--json", help="Write the results here.")]
