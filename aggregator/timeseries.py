@@ -1,26 +1,10 @@
 """Per-person emotion time series, per-camera roll-ups and the live event channel in Redis.
 
-Key schema (``{p}`` is ``redis.key_prefix``, times are unix seconds, buckets in UTC):
-
-=====================================================  ======  ==============================================
-key                                                    type    content
-=====================================================  ======  ==============================================
-``{p}:cameras``                                        ZSET    camera id -> last seen
-``{p}:cam:{camera}:people``                            ZSET    person id -> last seen
-``{p}:cam:{camera}:person:{person}``                   HASH    track_id, first_seen, last_seen, label,
-                                                               confidence, p (smoothed, 7 numbers), points,
-                                                               dwell_s, n:{emotion} (points per shown label)
-``{p}:cam:{camera}:person:{person}:series``            STREAM  id ``<ms>-<n>`` = capture time; fields label,
-                                                               raw_label, conf, p (smoothed), r (raw)
-``{p}:cam:{camera}:{minute|hour|day}:{start}``         HASH    points, n:{emotion}, dwell_s
-``{p}:cam:{camera}:{minute|hour|day}:{start}:people``  SET     person ids seen in that bucket
-``{p}:applied:{run}``                                  STRING  last point sequence number written by a run
-``{p}:events:{camera}``                                PUBSUB  one JSON message per processed frame
-=====================================================  ======  ==============================================
+Every key and channel is named by ``aggregator.keys.KeySchema`` (the table of them is there).
 
 A person id is ``{run}-{track_id}``: the writer's run id (base-36 start time in
 ms) and the tracker's id, so ids stay unique across restarts. Probabilities are
-7 comma-separated numbers in ``classifier.EMOTIONS`` order. Only numbers and ids
+7 comma-separated numbers in ``core.types.EMOTIONS`` order. Only numbers and ids
 are stored, never images. Retention: stream entries older than
 ``retention_days`` are trimmed on every write (XADD MINID), every other key
 expires ``retention_days`` after its last write (or after its bucket ends).
@@ -40,6 +24,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from aggregator.keys import KeySchema
 from core.settings import RedisSettings
 from core.types import EMOTIONS
 
@@ -151,45 +136,6 @@ class RollupBucket:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean_dwell_s": round(self.mean_dwell_s, 3)}
-
-
-class KeySchema:
-    """Every Redis key and channel name DeepFER uses, in one place."""
-
-    def __init__(self, prefix: str):
-        self.p = prefix
-
-    def cameras(self) -> str:
-        return f"{self.p}:cameras"
-
-    def people(self, camera: str) -> str:
-        return f"{self.p}:cam:{camera}:people"
-
-    def person(self, camera: str, person: str) -> str:
-        return f"{self.p}:cam:{camera}:person:{person}"
-
-    def series(self, camera: str, person: str) -> str:
-        return f"{self.p}:cam:{camera}:person:{person}:series"
-
-    def rollup(self, camera: str, interval: str, start: int) -> str:
-        return f"{self.p}:cam:{camera}:{interval}:{start}"
-
-    def rollup_people(self, camera: str, interval: str, start: int) -> str:
-        return f"{self.rollup(camera, interval, start)}:people"
-
-    def applied(self, run_id: str) -> str:
-        return f"{self.p}:applied:{run_id}"
-
-    def events(self, camera: str) -> str:
-        return f"{self.p}:events:{camera}"
-
-    def preview(self, camera: str) -> str:
-        """Cluster mode: a camera's latest annotated JPEG, put by its worker, short-lived."""
-        return f"{self.p}:preview:{camera}"
-
-    def preview_wanted(self, camera: str) -> str:
-        """Cluster mode: set by the dashboard while someone watches the camera's preview."""
-        return f"{self.p}:preview:{camera}:wanted"
 
 
 def redis_client(url: str, settings: RedisSettings, decode: bool = True) -> aioredis.Redis:

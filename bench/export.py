@@ -50,7 +50,7 @@ def fill(url: str, prefix: str, points: int, people: int, end: float) -> tuple[f
     """``points`` points of camera ``bench`` under ``prefix``, ending before ``end``; returns their [start, end)."""
     import redis
 
-    from aggregator.timeseries import KeySchema
+    from aggregator.keys import KeySchema
     from core.types import EMOTIONS
 
     keys = KeySchema(prefix)
