@@ -72,6 +72,7 @@ class Encoder:
             return (text if text.endswith("\n") else text + "\n").encode()
         import pyarrow as pa
 
+        assert self._writer is not None and self._sink is not None
         self._writer.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
         return self._sink.take()
 
@@ -79,6 +80,7 @@ class Encoder:
         if self.fmt == "csv":
             return b"" if self._header_done else (",".join(self.columns) + "\n").encode()
         if self.fmt == "parquet":
+            assert self._writer is not None and self._sink is not None
             self._writer.close()
             return self._sink.take()
         return b""

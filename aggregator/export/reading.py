@@ -12,7 +12,7 @@ import heapq
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aggregator import analytics
 from aggregator.export.query import (
@@ -24,7 +24,7 @@ from aggregator.export.query import (
     arrow_schema,
     check_cameras,
 )
-from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS, EmotionTimeSeries
+from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS, EmotionTimeSeries, Interval
 from core.settings import ExportSettings
 from core.types import EMOTIONS
 
@@ -66,7 +66,7 @@ async def _people_in_range(ts: EmotionTimeSeries, cameras: Sequence[str], query:
         if query.person is not None:
             pids = [query.person]
         else:
-            pids = await ts.r.zrangebyscore(ts.keys.people(cam), query.start, "+inf")
+            pids = cast(list[str], await ts.r.zrangebyscore(ts.keys.people(cam), query.start, "+inf"))
         if len(out) + len(pids) > max_people:
             raise ValueError(f"more than {max_people} people in this range (export.max_people): ask a shorter range")
         for i in range(0, len(pids), 1000):
@@ -221,12 +221,13 @@ def _bucket_frame(rows: list[dict[str, Any]], cameras: list[str]) -> pd.DataFram
 async def iter_bucket_frames(ts: EmotionTimeSeries, cameras: Sequence[str], query: ExportQuery,
                              options: ExportSettings) -> AsyncIterator[pd.DataFrame]:
     """Roll-up buckets with points, oldest first (per camera, or combined into ``all``), in chunks of buckets."""
-    size = INTERVAL_S[query.interval]
+    interval = cast(Interval, query.interval)  # a roll-up interval: ExportQuery checked it
+    size = INTERVAL_S[interval]
     window = size * max(1, min(MAX_BUCKETS, options.chunk_points // max(1, len(cameras) if query.by_camera else 1)))
     lo = query.start // size * size
     while lo < query.end:
         hi = min(lo + window, query.end)
-        per_camera = [await ts.rollup(cam, query.interval, max(lo, query.start), hi) for cam in cameras]
+        per_camera = [await ts.rollup(cam, interval, max(lo, query.start), hi) for cam in cameras]
         rows, names = [], []
         if query.by_camera:
             for i in range(len(per_camera[0]) if per_camera else 0):  # bucket by bucket, cameras in order

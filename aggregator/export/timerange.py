@@ -63,10 +63,11 @@ def time_range(start: Any = None, end: Any = None, since_s: float | None = None,
 def day_range(day: str | date) -> tuple[float, float]:
     """The UTC day ``YYYY-MM-DD`` as [start, end) unix seconds."""
     if isinstance(day, str):
+        text = day
         try:
-            day = date.fromisoformat(day.strip())
+            day = date.fromisoformat(text.strip())
         except ValueError:
-            raise ValueError(f"a day is YYYY-MM-DD, got {day[:40]!r}") from None
+            raise ValueError(f"a day is YYYY-MM-DD, got {text[:40]!r}") from None
     start = to_unix(day)
     return start, start + 86400.0
 
