@@ -16,6 +16,8 @@ key                                                    type    content
 ``{p}:cam:{camera}:{minute|hour|day}:{start}:people``  SET     person ids seen in that bucket
 ``{p}:applied:{run}``                                  STRING  last point sequence number written by a run
 ``{p}:events:{camera}``                                PUBSUB  one JSON message per processed frame
+``{p}:preview:{camera}``                               STRING  cluster mode: the latest annotated JPEG
+``{p}:preview:{camera}:wanted``                        STRING  cluster mode: someone watches the preview
 =====================================================  ======  ==============================================
 """
 
