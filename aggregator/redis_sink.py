@@ -63,7 +63,7 @@ class _PersonState:
 
 
 class RedisSink:
-    """A ``ResultSink`` that stores tracked faces in Redis (see ``aggregator.timeseries`` for the keys)."""
+    """A ``ResultSink`` that stores tracked faces in Redis (see ``aggregator.keys`` for the keys)."""
 
     def __init__(self, settings: RedisSettings, url: str, data_dir: Path, run_id: str | None = None):
         self.settings = settings

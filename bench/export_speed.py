@@ -2,7 +2,7 @@
 all into one DataFrame first (the naive way).
 
 A throwaway key prefix is filled with N points of one camera (``--people`` people, 5 points/s each, about ten in view
-at once), written fast with pipelined commands straight into the key layout of ``aggregator.timeseries`` (series,
+at once), written fast with pipelined commands straight into the key layout of ``aggregator.keys`` (series,
 person hashes, people and camera sets; no roll-ups: this measures point exports). Each measured run is a fresh
 Python process (``python -m bench.export_speed --child MODE ...``) that reports its peak RSS (``VmHWM``) and its RSS
 after the imports, so runs do not inherit each other's memory. The keys are deleted afterwards, whatever happens.
