@@ -2,9 +2,9 @@
 
 ``handle`` only turns tracked faces into points and queues them; a background
 task writes them in order. While Redis is down points wait in memory; when
-``buffer_max`` are waiting they are spilled to a journal segment on disk
-(``{data_dir}/journal/{run}/``), and once Redis answers again the segments and
-then memory are written oldest first. Each transaction also stores the run's
+``buffer_max`` are waiting they are spilled to a segment of the journal on disk
+(``aggregator.journal``: ``{data_dir}/journal/{run}/``), and once Redis answers
+again the segments and then memory are written oldest first. Each transaction also stores the run's
 last written sequence number, so a replay after a crash never writes a point
 twice. On close, whatever Redis did not take in ``close_timeout_s`` stays in the
 journal; the next RedisSink on the same ``data_dir`` adopts and writes it.
@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from aggregator.journal import Journal
 from aggregator.timeseries import EmotionPoint, EmotionTimeSeries, redis_client
 from core.redact import redact
 from core.settings import RedisSettings
@@ -63,91 +62,8 @@ class _PersonState:
     n: int  # sequence within the same millisecond
 
 
-class Journal:
-    """Numbered segment files of points, oldest first, in a run's own locked folder."""
-
-    def __init__(self, root: Path, run_id: str):
-        self.dir = root / run_id
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.dir / "lock", "w")
-        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._next = 0
-        self.segments: deque[tuple[Path, int]] = deque()  # (file, points)
-        self._adopt(root)
-
-    def _adopt(self, root: Path) -> None:
-        """Take over the segments of earlier runs that ended with points unwritten (their lock is free)."""
-        for other in sorted(p for p in root.iterdir() if p.is_dir() and p != self.dir):
-            files = sorted(other.glob("*.jsonl"))
-            if not files:
-                if time.time() - other.stat().st_mtime > 60:
-                    self._remove_if_unlocked(other)
-                continue
-            with open(other / "lock", "a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue  # a running DeepFER owns it
-                for f in files:
-                    n = self._count(f)
-                    self.segments.append((self._claim(f), n))
-                (other / "lock").unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    other.rmdir()
-        if self.segments:
-            log.info("replaying %d journaled points of earlier runs", sum(n for _, n in self.segments))
-
-    def _remove_if_unlocked(self, other: Path) -> None:
-        with contextlib.suppress(OSError), open(other / "lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            (other / "lock").unlink(missing_ok=True)
-            other.rmdir()
-
-    @staticmethod
-    def _count(path: Path) -> int:
-        with path.open("rb") as f:
-            return sum(1 for _ in f)
-
-    def _claim(self, path: Path) -> Path:
-        target = self.dir / f"{self._next:08d}.jsonl"
-        self._next += 1
-        path.rename(target)
-        return target
-
-    @property
-    def points(self) -> int:
-        return sum(n for _, n in self.segments)
-
-    def spill(self, points: list[EmotionPoint]) -> Path:
-        path = self.dir / f"{self._next:08d}.jsonl"
-        self._next += 1
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            f.write("".join(p.to_json() + "\n" for p in points))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.rename(path)
-        self.segments.append((path, len(points)))
-        return path
-
-    @staticmethod
-    def read(path: Path) -> list[EmotionPoint]:
-        with path.open() as f:
-            return [EmotionPoint.from_json(line) for line in f if line.strip()]
-
-    def close(self) -> None:
-        """Release the folder; remove it when nothing is left in it."""
-        leftover = any(self.dir.glob("*.jsonl"))
-        if not leftover:
-            (self.dir / "lock").unlink(missing_ok=True)
-        self._lock.close()
-        if not leftover:
-            with contextlib.suppress(OSError):
-                self.dir.rmdir()
-
-
 class RedisSink:
-    """A ``ResultSink`` that stores tracked faces in Redis (see ``aggregator.timeseries`` for the keys)."""
+    """A ``ResultSink`` that stores tracked faces in Redis (see ``aggregator.keys`` for the keys)."""
 
     def __init__(self, settings: RedisSettings, url: str, data_dir: Path, run_id: str | None = None):
         self.settings = settings

@@ -23,7 +23,7 @@ from typing import Any
 
 from aggregator import analytics
 from aggregator.export import check_cameras, iso
-from aggregator.timeseries import INTERVAL_S, EmotionTimeSeries
+from aggregator.timeseries import INTERVAL_S, EmotionTimeSeries, Interval
 from core.settings import Settings
 from core.types import EMOTIONS
 
@@ -41,7 +41,7 @@ td,th{padding:.25rem .6rem;border-bottom:1px solid #e2e8f0;text-align:right}
 th:first-child,td:first-child{text-align:left}"""
 
 
-def interval_for(seconds: float) -> str:
+def interval_for(seconds: float) -> Interval:
     """Bucket size of a report over ``seconds``: minutes up to 3 h, hours up to 4 days, then days."""
     return "minute" if seconds <= 3 * 3600 else "hour" if seconds <= 4 * 86400 else "day"
 

@@ -1,26 +1,10 @@
 """Per-person emotion time series, per-camera roll-ups and the live event channel in Redis.
 
-Key schema (``{p}`` is ``redis.key_prefix``, times are unix seconds, buckets in UTC):
-
-=====================================================  ======  ==============================================
-key                                                    type    content
-=====================================================  ======  ==============================================
-``{p}:cameras``                                        ZSET    camera id -> last seen
-``{p}:cam:{camera}:people``                            ZSET    person id -> last seen
-``{p}:cam:{camera}:person:{person}``                   HASH    track_id, first_seen, last_seen, label,
-                                                               confidence, p (smoothed, 7 numbers), points,
-                                                               dwell_s, n:{emotion} (points per shown label)
-``{p}:cam:{camera}:person:{person}:series``            STREAM  id ``<ms>-<n>`` = capture time; fields label,
-                                                               raw_label, conf, p (smoothed), r (raw)
-``{p}:cam:{camera}:{minute|hour|day}:{start}``         HASH    points, n:{emotion}, dwell_s
-``{p}:cam:{camera}:{minute|hour|day}:{start}:people``  SET     person ids seen in that bucket
-``{p}:applied:{run}``                                  STRING  last point sequence number written by a run
-``{p}:events:{camera}``                                PUBSUB  one JSON message per processed frame
-=====================================================  ======  ==============================================
+Every key and channel is named by ``aggregator.keys.KeySchema`` (the table of them is there).
 
 A person id is ``{run}-{track_id}``: the writer's run id (base-36 start time in
 ms) and the tracker's id, so ids stay unique across restarts. Probabilities are
-7 comma-separated numbers in ``classifier.EMOTIONS`` order. Only numbers and ids
+7 comma-separated numbers in ``core.types.EMOTIONS`` order. Only numbers and ids
 are stored, never images. Retention: stream entries older than
 ``retention_days`` are trimmed on every write (XADD MINID), every other key
 expires ``retention_days`` after its last write (or after its bucket ends).
@@ -35,11 +19,13 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, computed_field
+from redis.asyncio.client import PubSub
 
+from aggregator.keys import KeySchema
 from core.settings import RedisSettings
 from core.types import EMOTIONS
 
@@ -105,12 +91,12 @@ class Person(BaseModel):
     points: int
     dwell_s: float
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented way; mypy does not know it
     @property
     def duration_s(self) -> float:
         return round(self.last_seen - self.first_seen, 3)
 
-    @computed_field(description="The emotion shown longest.")
+    @computed_field(description="The emotion shown longest.")  # type: ignore[prop-decorator]
     @property
     def dominant(self) -> str:
         return max(EMOTIONS, key=lambda e: self.emotion_points.get(e, 0))
@@ -151,45 +137,6 @@ class RollupBucket:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean_dwell_s": round(self.mean_dwell_s, 3)}
-
-
-class KeySchema:
-    """Every Redis key and channel name DeepFER uses, in one place."""
-
-    def __init__(self, prefix: str):
-        self.p = prefix
-
-    def cameras(self) -> str:
-        return f"{self.p}:cameras"
-
-    def people(self, camera: str) -> str:
-        return f"{self.p}:cam:{camera}:people"
-
-    def person(self, camera: str, person: str) -> str:
-        return f"{self.p}:cam:{camera}:person:{person}"
-
-    def series(self, camera: str, person: str) -> str:
-        return f"{self.p}:cam:{camera}:person:{person}:series"
-
-    def rollup(self, camera: str, interval: str, start: int) -> str:
-        return f"{self.p}:cam:{camera}:{interval}:{start}"
-
-    def rollup_people(self, camera: str, interval: str, start: int) -> str:
-        return f"{self.rollup(camera, interval, start)}:people"
-
-    def applied(self, run_id: str) -> str:
-        return f"{self.p}:applied:{run_id}"
-
-    def events(self, camera: str) -> str:
-        return f"{self.p}:events:{camera}"
-
-    def preview(self, camera: str) -> str:
-        """Cluster mode: a camera's latest annotated JPEG, put by its worker, short-lived."""
-        return f"{self.p}:preview:{camera}"
-
-    def preview_wanted(self, camera: str) -> str:
-        """Cluster mode: set by the dashboard while someone watches the camera's preview."""
-        return f"{self.p}:preview:{camera}:wanted"
 
 
 def redis_client(url: str, settings: RedisSettings, decode: bool = True) -> aioredis.Redis:
@@ -290,15 +237,16 @@ class EmotionTimeSeries:
 
     async def cameras(self) -> list[tuple[str, float]]:
         """(camera id, last seen), most recent first."""
-        rows = await self.r.zrevrange(self.keys.cameras(), 0, -1, withscores=True)
+        rows = cast(list[tuple[str, float]], await self.r.zrevrange(self.keys.cameras(), 0, -1, withscores=True))
         return [(cam, float(t)) for cam, t in rows]
 
     async def people(self, camera: str, since: float | None = None, until: float | None = None,
                      limit: int | None = None) -> list[Person]:
         """People of ``camera`` in view at some time in [since, until], most recently seen first."""
         lo = "-inf" if since is None else since
-        pids = await self.r.zrevrangebyscore(self.keys.people(camera), "+inf", lo,
-                                             start=0 if limit else None, num=limit if limit else None)
+        pids = cast(list[str], await self.r.zrevrangebyscore(self.keys.people(camera), "+inf", lo,
+                                                             start=0 if limit else None,
+                                                             num=limit if limit else None))
         if not pids:
             return []
         pipe = self.r.pipeline(transaction=False)
@@ -326,7 +274,8 @@ class EmotionTimeSeries:
         """One person's points in time order (raw and smoothed)."""
         lo = "-" if start is None else str(int(start * 1000))
         hi = "+" if end is None else str(int(end * 1000))
-        rows = await self.r.xrange(self.keys.series(camera, person), lo, hi, count=count)
+        rows = cast(list[tuple[str, dict[str, str]]],
+                    await self.r.xrange(self.keys.series(camera, person), lo, hi, count=count))
         out = []
         for sid, f in rows:
             out.append(SeriesPoint(t=int(sid.split("-")[0]) / 1000.0, label=f["label"], raw_label=f["raw_label"],
@@ -382,18 +331,19 @@ class LiveEvents:
     def __init__(self, url: str, settings: RedisSettings, keys: KeySchema, camera: str | None):
         self.url, self.settings, self.keys, self.camera = url, settings, keys, camera
         self._client: aioredis.Redis | None = None
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
 
     async def open(self) -> None:
         self._client = redis_client(self.url, self.settings, decode=False)
-        self._pubsub = self._client.pubsub()
+        self._pubsub = pubsub = self._client.pubsub()
         if self.camera is None:
-            await self._pubsub.psubscribe(self.keys.events("*"))
+            await pubsub.psubscribe(self.keys.events("*"))
         else:
-            await self._pubsub.subscribe(self.keys.events(self.camera))
+            await pubsub.subscribe(self.keys.events(self.camera))
 
     async def next(self, timeout: float) -> dict[str, Any] | None:
         """The next event, or None after ``timeout`` seconds (or for a payload that is not an event)."""
+        assert self._pubsub is not None, "open() first"
         message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
         if message is None or message["type"] not in ("message", "pmessage"):
             return None

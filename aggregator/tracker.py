@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from aggregator.motion import BoxKalman, iou_matrix
+from aggregator.kalman import BoxKalman, iou_matrix
 from aggregator.smoothing import EmotionSmoother
 from core.settings import SmoothingSettings, TrackerSettings
 from core.types import FaceBox, FaceResult, FrameResult

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from aggregator.motion import iou_matrix
+from aggregator.kalman import iou_matrix
 from bench.clips import standard_clips
 from bench.machine import machine_info
 from core.protocols import FaceDetector

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from aggregator.motion import iou_matrix
+from aggregator.kalman import iou_matrix
 from bench.machine import machine_info
 from bench.tracking import analyse_file
 from core.settings import Settings

@@ -24,7 +24,7 @@ from core.settings import Settings
 from dashboard.auth import LoginThrottle, require_token
 from dashboard.routes import (
     cameras,
-    export,
+    downloads,
     health,
     live,
     metrics,
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               404: {"model": Problem, "description": "Unknown camera or person"},
               413: {"model": Problem, "description": "Body over dashboard.max_json_kb (max_upload_mb for uploads)"},
               503: {"model": Problem, "description": "Redis is unavailable"}}
-    for module in (predict, cameras, people, metrics, export, live, prometheus, webrtc):
+    for module in (predict, cameras, people, metrics, downloads, live, prometheus, webrtc):
         app.include_router(module.router, dependencies=protected, responses=errors)
     # plain ASGI, outermost last: the headers go on every answer, Gate's refusals included
     app.add_middleware(Gate, settings=d)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregator.motion import iou_matrix
+from aggregator.kalman import iou_matrix
 from core.settings import DetectorSettings, GatingSettings, Settings
 from core.types import FaceBox, FrameResult
 from streamer.assembly import tracker_factory

@@ -13,7 +13,8 @@ from redis_helpers import (
     tracked_frame,
 )
 
-from aggregator.redis_sink import Journal, RedisSink
+from aggregator.journal import Journal
+from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
 
 pytestmark = pytest.mark.timeout(90)

@@ -9,8 +9,9 @@ import pytest
 import redis
 from redis_helpers import redis_settings, tracked_frame
 
+from aggregator.keys import KeySchema
 from aggregator.redis_sink import RedisSink
-from aggregator.timeseries import EmotionTimeSeries, KeySchema
+from aggregator.timeseries import EmotionTimeSeries
 from core.types import EMOTIONS
 
 pytestmark = pytest.mark.timeout(60)

@@ -38,7 +38,7 @@ def export(
     import tempfile
 
     from aggregator.embedded_redis import redis_for
-    from bench.export import bench_export
+    from bench.export_speed import bench_export
 
     settings = settings_from(ctx, redis=dict(url=redis_url), export=dict(chunk_points=chunk))
     chosen = [m.strip() for m in modes.split(",") if m.strip()]

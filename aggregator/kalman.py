@@ -1,4 +1,5 @@
-"""Box geometry for tracking: IoU and a constant-velocity Kalman filter driven by real time, not frame counts."""
+"""The tracker's box model: IoU for matching boxes and a constant-velocity Kalman filter driven by real time, not
+frame counts. (Motion gating, skipping the detector when nothing moved, is ``detectors/motion.py``.)"""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 all into one DataFrame first (the naive way).
 
 A throwaway key prefix is filled with N points of one camera (``--people`` people, 5 points/s each, about ten in view
-at once), written fast with pipelined commands straight into the key layout of ``aggregator.timeseries`` (series,
+at once), written fast with pipelined commands straight into the key layout of ``aggregator.keys`` (series,
 person hashes, people and camera sets; no roll-ups: this measures point exports). Each measured run is a fresh
-Python process (``python -m bench.export --child MODE ...``) that reports its peak RSS (``VmHWM``) and its RSS
+Python process (``python -m bench.export_speed --child MODE ...``) that reports its peak RSS (``VmHWM``) and its RSS
 after the imports, so runs do not inherit each other's memory. The keys are deleted afterwards, whatever happens.
 """
 
@@ -50,7 +50,7 @@ def fill(url: str, prefix: str, points: int, people: int, end: float) -> tuple[f
     """``points`` points of camera ``bench`` under ``prefix``, ending before ``end``; returns their [start, end)."""
     import redis
 
-    from aggregator.timeseries import KeySchema
+    from aggregator.keys import KeySchema
     from core.types import EMOTIONS
 
     keys = KeySchema(prefix)
@@ -127,7 +127,7 @@ def child(mode: str, url: str, prefix: str, start: float, end: float, chunk: int
 
 
 def run_child(mode: str, url: str, prefix: str, start: float, end: float, chunk: int, out: Path) -> dict[str, Any]:
-    args = [sys.executable, "-m", "bench.export", "--child", mode, "--url", url, "--prefix", prefix,
+    args = [sys.executable, "-m", "bench.export_speed", "--child", mode, "--url", url, "--prefix", prefix,
             "--start", repr(start), "--end", repr(end), "--chunk", str(chunk), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
