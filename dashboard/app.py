@@ -1,7 +1,8 @@
 """The dashboard's FastAPI application: ``create_app(settings)``.
 
-Start-up (lifespan): find or start Redis (``connect_or_start``), load the detector and classifier once, start a
-``Pipeline`` with a ``RedisSink`` and an in-memory ``PreviewSink``, restore the cameras saved in Redis.
+Start-up (lifespan): find or start Redis (``connect_or_start``) and load the detector and classifier, unless
+``deepfer serve`` did and passed them in; start the pipeline of ``streamer.assembly.build_stored_pipeline`` (a
+``RedisSink`` and an in-memory ``PreviewSink``), restore the cameras saved in Redis.
 Shut-down stops the pipeline (flushing Redis) and any embedded redis-server.
 In front of the routes, ``security.Gate`` refuses bad hosts, cross-site changes, missing tokens and oversized bodies
 before any body is read, and ``security.SecurityHeaders`` adds the CSP and its companions to every answer.
@@ -43,6 +44,7 @@ from dashboard.security import (
 )
 from dashboard.service import Service
 from dashboard.uploads import UploadPool
+from streamer.assembly import Models
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,10 @@ class HideTokenInAccessLog(logging.Filter):
         return True
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, models: Models | None = None, redis_url: str | None = None
+) -> FastAPI:
+    """``models``/``redis_url``: loaded and found already (``deepfer serve``); else the start-up does it."""
     settings = settings or Settings()
     d = settings.dashboard
     access = logging.getLogger("uvicorn.access")
@@ -70,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = Service(settings)
+        service = Service(settings, models, redis_url)
         app.state.service = service
         app.state.uploads = UploadPool(d.predict_workers, d.predict_queue)
         app.state.loop = asyncio.get_running_loop()  # lets tests and tools inspect the server's tasks from outside

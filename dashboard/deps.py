@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Path, Request
 
-from dashboard.cameras import CAMERA_ID_PATTERN
 from dashboard.service import Service
+from streamer.runtime.camera_store import CAMERA_ID_PATTERN
 
 
 def get_service(request: Request) -> Service:

@@ -13,19 +13,14 @@ from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
 from core.redact import redact
 from core.settings import Settings, max_cameras
-from dashboard.cameras import (
-    CameraConfig,
-    CameraOptions,
-    CameraStore,
-    StoredCamera,
-    checked_source,
-)
-from dashboard.preview import PreviewSink
-from dashboard.runner import CameraRunner, LocalRunner
+from dashboard.cameras import checked_source
 from dashboard.schemas import Camera
-from streamer.assembly import Models, build_pipeline, load_models
+from streamer.assembly import Models, build_stored_pipeline, load_models, network_policy, preview_sink
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline
+from streamer.runtime.camera_store import CameraConfig, CameraOptions, CameraStore, StoredCamera
+from streamer.runtime.local import LocalRunner
+from streamer.runtime.runner import CameraRunner
 from streamer.source_url import source_kind
 from streamer.sources import SourceError
 from streamer.webrtc.gateway import WebRtcSessions
@@ -65,21 +60,23 @@ class UnknownCamera(KeyError):
 
 
 class Service:
-    def __init__(self, settings: Settings):
+    """``models`` and ``redis_url``: already loaded and found by ``deepfer serve`` (else ``start`` does both)."""
+
+    def __init__(self, settings: Settings, models: Models | None = None, redis_url: str | None = None):
         self.settings = settings
-        self.redis_url = ""
+        self.redis_url = redis_url or ""
         self.embedded = None
         self.ts: EmotionTimeSeries | None = None
         self.store: CameraStore | None = None
-        self.models: Models | None = None
+        self.models: Models | None = models
         self.pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
         self.webrtc: WebRtcSessions | None = None
         self.runner: CameraRunner | None = None  # where configured cameras run: this process, or a Ray cluster
-        self.preview = PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
+        self.preview = preview_sink(settings)
         self.cameras: dict[str, StoredCamera] = {}
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
-        self.policy = NetworkPolicy.from_settings(settings.sources)  # completed with the Redis in use by start()
+        self.policy: NetworkPolicy | None = None  # built by start(), with the Redis in use
         self.started_at = time.time()
         self._lock = asyncio.Lock()
         self._restore_task: asyncio.Task | None = None  # while Redis was down at start
@@ -90,19 +87,20 @@ class Service:
         from aggregator.embedded_redis import connect_or_start
 
         s = self.settings
-        self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
-        self.policy = await asyncio.to_thread(NetworkPolicy.from_settings, s.sources,
-                                              [self.redis_url, s.redis.url, s.redis.default_url])
+        if not self.redis_url:
+            self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
+        self.policy = await asyncio.to_thread(network_policy, s, redis_url_in_use=self.redis_url)
         self.ts = EmotionTimeSeries.from_url(self.redis_url, s.redis)
         self.store = CameraStore(self.ts.r, s.redis.key_prefix)
-        self.models = await asyncio.to_thread(load_models, s)
-        self.redis_sink = RedisSink(s.redis, self.redis_url, s.paths.data_dir)
-        self.pipeline = build_pipeline(s, self.models, sinks=[self.redis_sink, self.preview])
+        if self.models is None:
+            self.models = await asyncio.to_thread(load_models, s)
+        stored = build_stored_pipeline(s, self.models, self.redis_url, preview=self.preview)
+        self.pipeline, self.redis_sink = stored.pipeline, stored.redis_sink
         self.webrtc = WebRtcSessions(s, self.pipeline, on_end=self.preview.forget)
         self.pipeline.add_sink(self.webrtc)
         await self.pipeline.start()
         if s.cluster.address:
-            from dashboard.cluster import ClusterRunner
+            from streamer.runtime.ray_runner import ClusterRunner
 
             self.runner = ClusterRunner(s, self.redis_url, self.preview)
         else:

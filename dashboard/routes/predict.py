@@ -15,6 +15,7 @@ from dashboard.schemas import Explanation, Prediction, Problem
 from dashboard.service import Service
 from dashboard.uploads import ImageRefused, PoolFull, UploadPool, decode
 from streamer.analysis import analyse_images, emotion_index, explain_image
+from streamer.assembly import build_explainer
 
 router = APIRouter(tags=["predict"])
 CHUNK = 1 << 20
@@ -78,7 +79,7 @@ def explainer_of(request: Request, service: Service) -> GradCam:
     explainer = getattr(request.app.state, "explainer", None)
     if explainer is None:
         try:
-            explainer = GradCam(service.models.classifier, service.settings.explain.min_map_size)
+            explainer = build_explainer(service.settings, service.models)
         except ExplainError as exc:
             raise HTTPException(409, str(exc)) from None
         request.app.state.explainer = explainer
