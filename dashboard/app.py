@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -93,10 +94,11 @@ def create_app(
     app.state.login_throttle = LoginThrottle(d.login_max_failures, d.login_window_s)
     protected = [Depends(require_token)]
     # built once: the CSP allows exactly its inline start-up script by hash
-    docs_page = get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API",
+    docs_body = get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API",
                                     swagger_js_url="/vendor/swagger/swagger-ui-bundle.js",
                                     swagger_css_url="/vendor/swagger/swagger-ui.css",
-                                    swagger_favicon_url="/vendor/swagger/favicon.png").body.decode()
+                                    swagger_favicon_url="/vendor/swagger/favicon.png").body
+    docs_page = bytes(docs_body).decode()
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
     async def openapi_spec() -> JSONResponse:
@@ -107,7 +109,8 @@ def create_app(
         return HTMLResponse(docs_page)
     app.include_router(health.router)
     app.include_router(pages.router)
-    errors = {400: {"model": Problem, "description": "A value that cannot be used (or a Host not in allowed_hosts)"},
+    errors: dict[int | str, dict[str, Any]] = {
+              400: {"model": Problem, "description": "A value that cannot be used (or a Host not in allowed_hosts)"},
               401: {"model": Problem, "description": "Missing or wrong API token"},
               403: {"model": Problem, "description": "A change asked by another site's page (Origin, Sec-Fetch-Site)"},
               404: {"model": Problem, "description": "Unknown camera or person"},

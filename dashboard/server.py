@@ -50,7 +50,7 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
         f"DeepFER dashboard on {scheme}://{shown}:{d.port}/ (live demo: /demo)"
         + (" (API token required)" if d.token else "")
     )
-    tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
+    tls: dict[str, Any] = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
     try:
         uvicorn.run(
             create_app(settings, models, url),

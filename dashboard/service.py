@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -24,6 +25,9 @@ from streamer.runtime.runner import CameraRunner
 from streamer.source_url import source_kind
 from streamer.sources import SourceError
 from streamer.webrtc.gateway import WebRtcSessions
+
+if TYPE_CHECKING:
+    from aggregator.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +63,34 @@ class UnknownCamera(KeyError):
     pass
 
 
+T = TypeVar("T")
+
+
+def _started(part: T | None) -> T:
+    if part is None:
+        raise RuntimeError("the dashboard service is not started")
+    return part
+
+
 class Service:
-    """``models`` and ``redis_url``: already loaded and found by ``deepfer serve`` (else ``start`` does both)."""
+    """``models`` and ``redis_url``: already loaded and found by ``deepfer serve`` (else ``start`` does both).
+
+    What ``start`` builds is read through properties (``ts``, ``store``, ``models``, ``pipeline``, ``webrtc``,
+    ``runner``), which are never None once it has run; ``stop`` copes with a start that failed half-way.
+    """
 
     def __init__(self, settings: Settings, models: Models | None = None, redis_url: str | None = None):
         self.settings = settings
         self.redis_url = redis_url or ""
-        self.embedded = None
-        self.ts: EmotionTimeSeries | None = None
-        self.store: CameraStore | None = None
-        self.models: Models | None = models
-        self.pipeline: Pipeline | None = None
+        self.embedded: EmbeddedRedis | None = None
+        self._ts: EmotionTimeSeries | None = None
+        self._store: CameraStore | None = None
+        self._models: Models | None = models
+        self._pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
-        self.webrtc: WebRtcSessions | None = None
-        self.runner: CameraRunner | None = None  # where configured cameras run: this process, or a Ray cluster
+        self._webrtc: WebRtcSessions | None = None
+        self._runner: CameraRunner | None = None  # where configured cameras run: this process, or a Ray cluster
+        self.prometheus: Any = None  # the /metrics registry, made on first use
         self.preview = preview_sink(settings)
         self.cameras: dict[str, StoredCamera] = {}
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
@@ -80,6 +98,39 @@ class Service:
         self.started_at = time.time()
         self._lock = asyncio.Lock()
         self._restore_task: asyncio.Task | None = None  # while Redis was down at start
+
+    @property
+    def ts(self) -> EmotionTimeSeries:
+        return _started(self._ts)
+
+    @property
+    def store(self) -> CameraStore:
+        return _started(self._store)
+
+    @property
+    def models(self) -> Models:
+        return _started(self._models)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return _started(self._pipeline)
+
+    @property
+    def webrtc(self) -> WebRtcSessions:
+        return _started(self._webrtc)
+
+    @property
+    def runner(self) -> CameraRunner:
+        return _started(self._runner)
+
+    @property
+    def mode(self) -> str:
+        """Where configured cameras run: ``local`` or ``cluster``."""
+        return self._runner.mode if self._runner else "local"
+
+    def workers(self) -> list[dict]:
+        """The cluster's workers (none in local mode, or before the start)."""
+        return self._runner.workers() if self._runner else []
 
     # ----- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -90,22 +141,25 @@ class Service:
         if not self.redis_url:
             self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
         self.policy = await asyncio.to_thread(network_policy, s, redis_url_in_use=self.redis_url)
-        self.ts = EmotionTimeSeries.from_url(self.redis_url, s.redis)
-        self.store = CameraStore(self.ts.r, s.redis.key_prefix)
-        if self.models is None:
-            self.models = await asyncio.to_thread(load_models, s)
-        stored = build_stored_pipeline(s, self.models, self.redis_url, preview=self.preview)
-        self.pipeline, self.redis_sink = stored.pipeline, stored.redis_sink
-        self.webrtc = WebRtcSessions(s, self.pipeline, on_end=self.preview.forget)
-        self.pipeline.add_sink(self.webrtc)
-        await self.pipeline.start()
+        self._ts = ts = EmotionTimeSeries.from_url(self.redis_url, s.redis)
+        self._store = CameraStore(ts.r, s.redis.key_prefix)
+        if self._models is None:
+            self._models = await asyncio.to_thread(load_models, s)
+        stored = build_stored_pipeline(s, self._models, self.redis_url, preview=self.preview)
+        self._pipeline = pipeline = stored.pipeline
+        self.redis_sink = stored.redis_sink
+        self._webrtc = WebRtcSessions(s, pipeline, on_end=self.preview.forget)
+        pipeline.add_sink(self._webrtc)
+        await pipeline.start()
+        runner: CameraRunner
         if s.cluster.address:
             from streamer.runtime.ray_runner import ClusterRunner
 
-            self.runner = ClusterRunner(s, self.redis_url, self.preview)
+            runner = ClusterRunner(s, self.redis_url, self.preview)
         else:
-            self.runner = LocalRunner(s, self.pipeline, self.preview, self.policy)
-        await self.runner.start()
+            runner = LocalRunner(s, pipeline, self.preview, self.policy)
+        self._runner = runner
+        await runner.start()
         try:
             await self._restore(await self.store.all())
         except (RedisError, OSError) as exc:  # Redis down at start: serve now, bring the cameras back when it answers
@@ -150,14 +204,14 @@ class Service:
             self._restore_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._restore_task
-        if self.webrtc is not None:
-            await self.webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
-        if self.runner is not None:
-            await self.runner.stop()
-        if self.pipeline is not None:
-            await self.pipeline.stop()  # closes the Redis and preview sinks
-        if self.ts is not None:
-            await self.ts.aclose()
+        if self._webrtc is not None:
+            await self._webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
+        if self._runner is not None:
+            await self._runner.stop()
+        if self._pipeline is not None:
+            await self._pipeline.stop()  # closes the Redis and preview sinks
+        if self._ts is not None:
+            await self._ts.aclose()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
 
@@ -218,21 +272,21 @@ class Service:
 
     def camera_ids(self) -> list[str]:
         """Configured cameras, then the WebRTC visitors connected now."""
-        return list(self.cameras) + sorted(self.webrtc.camera_ids() if self.webrtc else ())
+        return list(self.cameras) + sorted(self._webrtc.camera_ids() if self._webrtc else ())
 
     def is_webrtc(self, camera_id: str) -> bool:
-        return self.webrtc is not None and self.webrtc.session_for_camera(camera_id) is not None
+        return self._webrtc is not None and self._webrtc.session_for_camera(camera_id) is not None
 
     def camera_view(self, camera_id: str) -> Camera:
         """A camera as the API shows it: URL redacted, options, status and pipeline counters."""
-        if self.is_webrtc(camera_id):
-            session = self.webrtc.session_for_camera(camera_id)
+        session = self._webrtc.session_for_camera(camera_id) if self._webrtc is not None else None
+        if session is not None:
             stats = self.pipeline.camera_stats(camera_id)
             return Camera(id=camera_id, kind="webrtc", url=f"webrtc://{session.peer}", options=CameraOptions(),
                           paused=False, status=stats.status if stats else session.pc.connectionState,
                           error=stats.last_error if stats else None, stats=stats, webrtc_session=session.id)
         cam = self.camera(camera_id)
-        run = self.runner.state(camera_id) if self.runner else None
+        run = self._runner.state(camera_id) if self._runner else None
         stats = run.stats if run else None
         fallback = (run and run.status) or "stopped"
         status = "failed" if camera_id in self.errors else (stats.status if stats else fallback)

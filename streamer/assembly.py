@@ -254,4 +254,5 @@ def run_sources(
         if embedded is not None:
             embedded.stop()
     unsaved = redis_sink.buffer_depth if redis_sink is not None else 0
-    return RunOutcome(pipeline.stats(), interrupted, unsaved, redis_sink.journal.dir if unsaved else None)
+    journal = redis_sink.journal.dir if redis_sink is not None and unsaved else None
+    return RunOutcome(pipeline.stats(), interrupted, unsaved, journal)

@@ -81,6 +81,7 @@ class LiveChannel:
                 return None
             if not await self.connect():
                 return None
+        assert self._events is not None  # connect() set it
         try:
             return await self._events.next(timeout)
         except (RedisError, OSError) as exc:

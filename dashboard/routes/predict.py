@@ -4,6 +4,7 @@ the same faces with the Grad-CAM heat map of why. Both go through the bounded up
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import cv2
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
@@ -38,7 +39,7 @@ def analyse_upload(data: bytes, max_pixels: int, detector, classifier, crop_marg
     return image.shape, faces
 
 
-UPLOAD_ERRORS = {
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Empty upload"},
     413: {"model": Problem, "description": "Over dashboard.max_upload_mb or dashboard.max_image_pixels"},
     415: {"model": Problem, "description": "Not a JPEG, PNG or WebP image"},

@@ -52,10 +52,10 @@ class CameraStore:
 
     async def all(self) -> dict[str, StoredCamera]:
         rows = await self.r.hgetall(self.key)
-        out = {}
+        out: dict[str, StoredCamera] = {}
         for cid, text in sorted(rows.items()):
             try:
-                out[cid] = StoredCamera.model_validate_json(text)
+                out[str(cid)] = StoredCamera.model_validate_json(text)
             except ValueError:
                 continue  # written by an incompatible version: ignored, not fatal
         return out

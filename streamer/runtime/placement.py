@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.settings import Settings
 from streamer.pipeline import CameraStats
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Worker:
     name: str
-    handle: object  # ray.actor.ActorHandle
+    handle: Any  # ray.actor.ActorHandle of a CameraWorker
     node_id: str
     node_ip: str
     state: str = "starting"  # starting, ready, failed
@@ -142,6 +143,7 @@ class Placement:
                     return
                 outcome, reason = await self._place(cam, worker)
                 if outcome == "source":
+                    reason = reason or ""  # always given with "source"
                     if self._errors.get(cid) != reason:
                         log.warning("camera %s cannot start on worker %s: %s", cid, worker.name, reason)
                     self._errors[cid] = reason

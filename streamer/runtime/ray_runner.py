@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any, cast
 
 import redis
 
@@ -45,7 +46,7 @@ class ClusterRunner(Placement):
         self._counter = 0
         self._monitor: asyncio.Task | None = None
         self._redis: redis.Redis | None = None
-        self._remote_cls = None
+        self._remote_cls: Any = None  # ray.actor.ActorClass of CameraWorker
 
     # ----- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -146,13 +147,16 @@ class ClusterRunner(Placement):
             return self.local.jpeg(camera_id)
         ttl_ms = int(self.settings.cluster.preview_ttl_s * 1000)
         deadline = time.monotonic() + 1.0
+        client = self._redis
+        if client is None:  # not started
+            return None
         try:
-            self._redis.set(self.keys.preview_wanted(camera_id), b"1", px=ttl_ms)
-            while (data := self._redis.get(self.keys.preview(camera_id))) is None and time.monotonic() < deadline:
+            client.set(self.keys.preview_wanted(camera_id), b"1", px=ttl_ms)
+            while (data := client.get(self.keys.preview(camera_id))) is None and time.monotonic() < deadline:
                 time.sleep(0.1)
         except redis.RedisError:
             return None
-        return data
+        return cast(bytes | None, data)  # a client without decode_responses: bytes
 
     def snapshot(self, camera_id: str, track_id: int) -> bytes | None:
         import ray
@@ -163,9 +167,9 @@ class ClusterRunner(Placement):
         if worker is None or worker.state != "ready":
             return None
         try:
-            return ray.get(
+            return cast(bytes | None, ray.get(
                 worker.handle.snapshot.remote(camera_id, track_id), timeout=self.settings.cluster.call_timeout_s
-            )
+            ))
         except Exception:
             return None
 
@@ -312,7 +316,9 @@ class ClusterRunner(Placement):
             pass
 
     def _forget_preview(self, camera_id: str) -> None:
+        if self._redis is None:  # not started
+            return
         try:
             self._redis.delete(self.keys.preview(camera_id), self.keys.preview_wanted(camera_id))
-        except (redis.RedisError, AttributeError):
+        except redis.RedisError:
             pass

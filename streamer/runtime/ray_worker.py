@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import KeySchema
@@ -26,6 +27,9 @@ from streamer.runtime.camera_store import StoredCamera
 from streamer.runtime.local import PipelineCameras
 from streamer.sources import SourceError
 
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
 log = logging.getLogger(__name__)
 
 
@@ -34,15 +38,15 @@ class CameraWorker(PipelineCameras):
     ``build_stored_pipeline`` at ``start``."""
 
     pipeline: Pipeline  # set by start(), before any camera call
+    sink: RedisSink  # the same
 
     def __init__(self, settings: Settings, redis_url: str, name: str):
         self.settings = settings
         self.redis_url = redis_url
         self.name = name
-        self.sink: RedisSink | None = None
         self.preview = preview_sink(settings)
         self.keys = KeySchema(settings.redis.key_prefix)
-        self._jpeg_redis = None
+        self._jpeg_redis: aioredis.Redis | None = None
         self._publisher: asyncio.Task | None = None
         self.policy: NetworkPolicy | None = None  # the sources' network policy, built on this node (its own DNS)
         self.started_at = time.time()
@@ -55,19 +59,21 @@ class CameraWorker(PipelineCameras):
 
         s = self.settings
         torch.set_num_threads(max(1, int(s.cluster.num_cpus)))
-        self._jpeg_redis = aioredis.from_url(self.redis_url, socket_connect_timeout=s.redis.connect_timeout_s,
-                                             socket_timeout=s.redis.connect_timeout_s + 4.0)
+        self._jpeg_redis = client = aioredis.from_url(
+            self.redis_url, socket_connect_timeout=s.redis.connect_timeout_s,
+            socket_timeout=s.redis.connect_timeout_s + 4.0)
         try:
-            await self._jpeg_redis.ping()
+            await client.ping()
         except Exception as exc:
             return {"error": f"worker {self.name} cannot reach Redis at {redact(self.redis_url)} "
                              f"({exc.__class__.__name__}); give the dashboard a Redis URL every node can reach"}
         self.policy = await asyncio.to_thread(network_policy, s, redis_url_in_use=self.redis_url)
         models = await asyncio.to_thread(load_models, s)
         stored = build_stored_pipeline(s, models, self.redis_url, preview=self.preview)
+        assert stored.redis_sink is not None  # given a Redis URL
         self.pipeline, self.sink = stored.pipeline, stored.redis_sink
         await self.pipeline.start()
-        self._publisher = asyncio.create_task(self._publish_previews())
+        self._publisher = asyncio.create_task(self._publish_previews(client))
         ctx = ray.get_runtime_context()
         log.info("worker %s ready on node %s (pid %d)", self.name, ctx.get_node_id(), os.getpid())
         return {"error": None, "node_id": ctx.get_node_id(), "pid": os.getpid(), "run_id": self.sink.run_id}
@@ -104,7 +110,7 @@ class CameraWorker(PipelineCameras):
 
     # ----- preview ---------------------------------------------------------------------------------------------
 
-    async def _publish_previews(self) -> None:
+    async def _publish_previews(self, client: aioredis.Redis) -> None:
         """Put watched cameras' new annotated frames in Redis, at most ``dashboard.preview_fps`` per second."""
         period = 1.0 / self.settings.dashboard.preview_fps
         ttl_ms = int(self.settings.cluster.preview_ttl_s * 1000)
@@ -116,7 +122,7 @@ class CameraWorker(PipelineCameras):
             if not cams:
                 continue
             try:
-                wanted = await self._jpeg_redis.mget([self.keys.preview_wanted(c) for c in cams])
+                wanted = await client.mget([self.keys.preview_wanted(c) for c in cams])
                 for cid, want in zip(cams, wanted):
                     if want is None:
                         sent.pop(cid, None)
@@ -124,7 +130,7 @@ class CameraWorker(PipelineCameras):
                     data = await asyncio.to_thread(self.preview.jpeg, cid)
                     last, at = sent.get(cid, (None, 0.0))
                     if data is not None and (data is not last or time.monotonic() - at > ttl_ms / 2000):
-                        await self._jpeg_redis.set(self.keys.preview(cid), data, px=ttl_ms)
+                        await client.set(self.keys.preview(cid), data, px=ttl_ms)
                         sent[cid] = (data, time.monotonic())
             except asyncio.CancelledError:
                 raise
