@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -35,10 +35,6 @@ from aggregator.timeseries import EmotionPoint, EmotionTimeSeries, redis_client
 from core.redact import redact
 from core.settings import RedisSettings
 from core.types import FrameResult
-
-if TYPE_CHECKING:
-    from aggregator.embedded_redis import EmbeddedRedis
-    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -323,13 +319,3 @@ class RedisSink:
         with contextlib.suppress(Exception):
             await self.ts.aclose()
 
-
-def open_redis_sink(settings: Settings) -> tuple[RedisSink, EmbeddedRedis | None]:
-    """The sink ``deepfer run`` adds: Redis found (or an embedded one started) by ``connect_or_start``.
-
-    Stop the returned embedded server (if any) after the pipeline has closed the sink.
-    """
-    from aggregator.embedded_redis import connect_or_start
-
-    url, embedded = connect_or_start(settings)
-    return RedisSink(settings.redis, url, settings.paths.data_dir), embedded

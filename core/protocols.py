@@ -66,7 +66,6 @@ class FrameSource(Protocol):
     kind: str  # file, rtsp, webcam, webrtc
     live: bool  # live sources drop stale frames (newest wins); files are read in full
     display: str  # the URI with credentials redacted
-    status: str
     last_error: str | None
     frames_read: int
     reconnects: int
@@ -75,6 +74,9 @@ class FrameSource(Protocol):
     size: tuple[int, int] | None
     max_in_flight: int | None  # this source's own pipeline.max_in_flight (None: the pipeline's)
     batch_wait_s: float | None  # longest its frames wait for a batch (None: the batchers')
+
+    @property
+    def status(self) -> str: ...  # read-only here: a source may narrow it (e.g. to a Literal of its states)
 
     @property
     def frames_dropped(self) -> int: ...

@@ -1,7 +1,8 @@
 """The dashboard's FastAPI application: ``create_app(settings)``.
 
-Start-up (lifespan): find or start Redis (``connect_or_start``), load the detector and classifier once, start a
-``Pipeline`` with a ``RedisSink`` and an in-memory ``PreviewSink``, restore the cameras saved in Redis.
+Start-up (lifespan): find or start Redis (``connect_or_start``) and load the detector and classifier, unless
+``deepfer serve`` did and passed them in; start the pipeline of ``streamer.assembly.build_stored_pipeline`` (a
+``RedisSink`` and an in-memory ``PreviewSink``), restore the cameras saved in Redis.
 Shut-down stops the pipeline (flushing Redis) and any embedded redis-server.
 In front of the routes, ``security.Gate`` refuses bad hosts, cross-site changes, missing tokens and oversized bodies
 before any body is read, and ``security.SecurityHeaders`` adds the CSP and its companions to every answer.
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import re
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +45,7 @@ from dashboard.security import (
 )
 from dashboard.service import Service
 from dashboard.uploads import UploadPool
+from streamer.assembly import Models
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,10 @@ class HideTokenInAccessLog(logging.Filter):
         return True
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, models: Models | None = None, redis_url: str | None = None
+) -> FastAPI:
+    """``models``/``redis_url``: loaded and found already (``deepfer serve``); else the start-up does it."""
     settings = settings or Settings()
     d = settings.dashboard
     access = logging.getLogger("uvicorn.access")
@@ -70,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = Service(settings)
+        service = Service(settings, models, redis_url)
         app.state.service = service
         app.state.uploads = UploadPool(d.predict_workers, d.predict_queue)
         app.state.loop = asyncio.get_running_loop()  # lets tests and tools inspect the server's tasks from outside
@@ -88,10 +94,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle(d.login_max_failures, d.login_window_s)
     protected = [Depends(require_token)]
     # built once: the CSP allows exactly its inline start-up script by hash
-    docs_page = get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API",
+    docs_body = get_swagger_ui_html(openapi_url="/openapi.json", title="DeepFER API",
                                     swagger_js_url="/vendor/swagger/swagger-ui-bundle.js",
                                     swagger_css_url="/vendor/swagger/swagger-ui.css",
-                                    swagger_favicon_url="/vendor/swagger/favicon.png").body.decode()
+                                    swagger_favicon_url="/vendor/swagger/favicon.png").body
+    docs_page = bytes(docs_body).decode()
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
     async def openapi_spec() -> JSONResponse:
@@ -102,7 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return HTMLResponse(docs_page)
     app.include_router(health.router)
     app.include_router(pages.router)
-    errors = {400: {"model": Problem, "description": "A value that cannot be used (or a Host not in allowed_hosts)"},
+    errors: dict[int | str, dict[str, Any]] = {
+              400: {"model": Problem, "description": "A value that cannot be used (or a Host not in allowed_hosts)"},
               401: {"model": Problem, "description": "Missing or wrong API token"},
               403: {"model": Problem, "description": "A change asked by another site's page (Origin, Sec-Fetch-Site)"},
               404: {"model": Problem, "description": "Unknown camera or person"},

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Path, Request
 
-from dashboard.cameras import CAMERA_ID_PATTERN
 from dashboard.service import Service
+from streamer.runtime.camera_store import CAMERA_ID_PATTERN
 
 
 def get_service(request: Request) -> Service:
@@ -23,8 +23,8 @@ async def known_camera(request: Request, camera_id: str = Path(..., pattern=CAME
 def configured_camera(request: Request, camera_id: str = Path(..., pattern=CAMERA_ID_PATTERN)) -> str:
     """A camera configured on the dashboard (not a WebRTC visitor); else 404, or 409 for a visitor."""
     service: Service = request.app.state.service
-    if service.is_webrtc(camera_id):
-        session = service.webrtc.session_for_camera(camera_id)
+    session = service.webrtc.session_for_camera(camera_id) if service.is_webrtc(camera_id) else None
+    if session is not None:
         raise HTTPException(409, f"camera {camera_id!r} is a WebRTC visitor: it ends when the visitor stops, "
                                  f"or with DELETE /api/webrtc/sessions/{session.id}")
     if camera_id not in service.cameras:

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from aggregator.timeseries import Person, SeriesPoint
 from core.types import FaceBox
-from dashboard.cameras import CameraOptions
 from streamer.pipeline import CameraStats
+from streamer.runtime.camera_store import CameraOptions
 
 Probabilities = dict[str, float]
 

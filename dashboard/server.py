@@ -16,15 +16,15 @@ class ServeError(ValueError):
 
 def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Run the dashboard until Ctrl-C. A missing or broken model, an unusable TLS pair or no Redis fail here in one
-    line,
-    not in the server's start-up; ``say`` gets the Redis in use and the address to open."""
+    line, not in the server's start-up; the models and Redis found here are the app's (loaded and connected once).
+    ``say`` gets the Redis in use and the address to open."""
     import uvicorn
 
     from aggregator.embedded_redis import connect_or_start
-    from classifier.loading import build_classifier
     from dashboard.app import create_app
+    from streamer.assembly import load_models
 
-    build_classifier(settings.classifier, "cpu")  # loads the weights, so a broken file fails here too
+    models = load_models(settings)  # once, here, so a missing or broken weights file fails in one line
     d = settings.dashboard
     if d.tls_cert:
         try:
@@ -34,7 +34,7 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
     url, embedded = connect_or_start(settings)
     settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
     if settings.cluster.address:
-        from dashboard.cluster import ClusterError, connect
+        from streamer.runtime.ray_connect import ClusterError, connect
 
         try:
             connect(settings)  # joins once here, so an unreachable cluster is one line, not a failed start-up
@@ -50,10 +50,10 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
         f"DeepFER dashboard on {scheme}://{shown}:{d.port}/ (live demo: /demo)"
         + (" (API token required)" if d.token else "")
     )
-    tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
+    tls: dict[str, Any] = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
     try:
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, models, url),
             host=d.host,
             port=d.port,
             log_level="info",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -13,22 +14,20 @@ from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
 from core.redact import redact
 from core.settings import Settings, max_cameras
-from dashboard.cameras import (
-    CameraConfig,
-    CameraOptions,
-    CameraStore,
-    StoredCamera,
-    checked_source,
-)
-from dashboard.preview import PreviewSink
-from dashboard.runner import CameraRunner, LocalRunner
+from dashboard.cameras import checked_source
 from dashboard.schemas import Camera
-from streamer.assembly import Models, build_pipeline, load_models
+from streamer.assembly import Models, build_stored_pipeline, load_models, network_policy, preview_sink
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline
+from streamer.runtime.camera_store import CameraConfig, CameraOptions, CameraStore, StoredCamera
+from streamer.runtime.local import LocalRunner
+from streamer.runtime.runner import CameraRunner
 from streamer.source_url import source_kind
 from streamer.sources import SourceError
 from streamer.webrtc.gateway import WebRtcSessions
+
+if TYPE_CHECKING:
+    from aggregator.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +63,74 @@ class UnknownCamera(KeyError):
     pass
 
 
+T = TypeVar("T")
+
+
+def _started(part: T | None) -> T:
+    if part is None:
+        raise RuntimeError("the dashboard service is not started")
+    return part
+
+
 class Service:
-    def __init__(self, settings: Settings):
+    """``models`` and ``redis_url``: already loaded and found by ``deepfer serve`` (else ``start`` does both).
+
+    What ``start`` builds is read through properties (``ts``, ``store``, ``models``, ``pipeline``, ``webrtc``,
+    ``runner``), which are never None once it has run; ``stop`` copes with a start that failed half-way.
+    """
+
+    def __init__(self, settings: Settings, models: Models | None = None, redis_url: str | None = None):
         self.settings = settings
-        self.redis_url = ""
-        self.embedded = None
-        self.ts: EmotionTimeSeries | None = None
-        self.store: CameraStore | None = None
-        self.models: Models | None = None
-        self.pipeline: Pipeline | None = None
+        self.redis_url = redis_url or ""
+        self.embedded: EmbeddedRedis | None = None
+        self._ts: EmotionTimeSeries | None = None
+        self._store: CameraStore | None = None
+        self._models: Models | None = models
+        self._pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
-        self.webrtc: WebRtcSessions | None = None
-        self.runner: CameraRunner | None = None  # where configured cameras run: this process, or a Ray cluster
-        self.preview = PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
+        self._webrtc: WebRtcSessions | None = None
+        self._runner: CameraRunner | None = None  # where configured cameras run: this process, or a Ray cluster
+        self.prometheus: Any = None  # the /metrics registry, made on first use
+        self.preview = preview_sink(settings)
         self.cameras: dict[str, StoredCamera] = {}
         self.errors: dict[str, str] = {}  # camera id -> why its source could not be opened
-        self.policy = NetworkPolicy.from_settings(settings.sources)  # completed with the Redis in use by start()
+        self.policy: NetworkPolicy | None = None  # built by start(), with the Redis in use
         self.started_at = time.time()
         self._lock = asyncio.Lock()
         self._restore_task: asyncio.Task | None = None  # while Redis was down at start
+
+    @property
+    def ts(self) -> EmotionTimeSeries:
+        return _started(self._ts)
+
+    @property
+    def store(self) -> CameraStore:
+        return _started(self._store)
+
+    @property
+    def models(self) -> Models:
+        return _started(self._models)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return _started(self._pipeline)
+
+    @property
+    def webrtc(self) -> WebRtcSessions:
+        return _started(self._webrtc)
+
+    @property
+    def runner(self) -> CameraRunner:
+        return _started(self._runner)
+
+    @property
+    def mode(self) -> str:
+        """Where configured cameras run: ``local`` or ``cluster``."""
+        return self._runner.mode if self._runner else "local"
+
+    def workers(self) -> list[dict]:
+        """The cluster's workers (none in local mode, or before the start)."""
+        return self._runner.workers() if self._runner else []
 
     # ----- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -90,24 +138,28 @@ class Service:
         from aggregator.embedded_redis import connect_or_start
 
         s = self.settings
-        self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
-        self.policy = await asyncio.to_thread(NetworkPolicy.from_settings, s.sources,
-                                              [self.redis_url, s.redis.url, s.redis.default_url])
-        self.ts = EmotionTimeSeries.from_url(self.redis_url, s.redis)
-        self.store = CameraStore(self.ts.r, s.redis.key_prefix)
-        self.models = await asyncio.to_thread(load_models, s)
-        self.redis_sink = RedisSink(s.redis, self.redis_url, s.paths.data_dir)
-        self.pipeline = build_pipeline(s, self.models, sinks=[self.redis_sink, self.preview])
-        self.webrtc = WebRtcSessions(s, self.pipeline, on_end=self.preview.forget)
-        self.pipeline.add_sink(self.webrtc)
-        await self.pipeline.start()
+        if not self.redis_url:
+            self.redis_url, self.embedded = await asyncio.to_thread(connect_or_start, s)
+        self.policy = await asyncio.to_thread(network_policy, s, redis_url_in_use=self.redis_url)
+        self._ts = ts = EmotionTimeSeries.from_url(self.redis_url, s.redis)
+        self._store = CameraStore(ts.r, s.redis.key_prefix)
+        if self._models is None:
+            self._models = await asyncio.to_thread(load_models, s)
+        stored = build_stored_pipeline(s, self._models, self.redis_url, preview=self.preview)
+        self._pipeline = pipeline = stored.pipeline
+        self.redis_sink = stored.redis_sink
+        self._webrtc = WebRtcSessions(s, pipeline, on_end=self.preview.forget)
+        pipeline.add_sink(self._webrtc)
+        await pipeline.start()
+        runner: CameraRunner
         if s.cluster.address:
-            from dashboard.cluster import ClusterRunner
+            from streamer.runtime.ray_runner import ClusterRunner
 
-            self.runner = ClusterRunner(s, self.redis_url, self.preview)
+            runner = ClusterRunner(s, self.redis_url, self.preview)
         else:
-            self.runner = LocalRunner(s, self.pipeline, self.preview, self.policy)
-        await self.runner.start()
+            runner = LocalRunner(s, pipeline, self.preview, self.policy)
+        self._runner = runner
+        await runner.start()
         try:
             await self._restore(await self.store.all())
         except (RedisError, OSError) as exc:  # Redis down at start: serve now, bring the cameras back when it answers
@@ -152,14 +204,14 @@ class Service:
             self._restore_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._restore_task
-        if self.webrtc is not None:
-            await self.webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
-        if self.runner is not None:
-            await self.runner.stop()
-        if self.pipeline is not None:
-            await self.pipeline.stop()  # closes the Redis and preview sinks
-        if self.ts is not None:
-            await self.ts.aclose()
+        if self._webrtc is not None:
+            await self._webrtc.close()  # visitors first: their cameras leave the pipeline before it stops
+        if self._runner is not None:
+            await self._runner.stop()
+        if self._pipeline is not None:
+            await self._pipeline.stop()  # closes the Redis and preview sinks
+        if self._ts is not None:
+            await self._ts.aclose()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
 
@@ -220,21 +272,21 @@ class Service:
 
     def camera_ids(self) -> list[str]:
         """Configured cameras, then the WebRTC visitors connected now."""
-        return list(self.cameras) + sorted(self.webrtc.camera_ids() if self.webrtc else ())
+        return list(self.cameras) + sorted(self._webrtc.camera_ids() if self._webrtc else ())
 
     def is_webrtc(self, camera_id: str) -> bool:
-        return self.webrtc is not None and self.webrtc.session_for_camera(camera_id) is not None
+        return self._webrtc is not None and self._webrtc.session_for_camera(camera_id) is not None
 
     def camera_view(self, camera_id: str) -> Camera:
         """A camera as the API shows it: URL redacted, options, status and pipeline counters."""
-        if self.is_webrtc(camera_id):
-            session = self.webrtc.session_for_camera(camera_id)
+        session = self._webrtc.session_for_camera(camera_id) if self._webrtc is not None else None
+        if session is not None:
             stats = self.pipeline.camera_stats(camera_id)
             return Camera(id=camera_id, kind="webrtc", url=f"webrtc://{session.peer}", options=CameraOptions(),
                           paused=False, status=stats.status if stats else session.pc.connectionState,
                           error=stats.last_error if stats else None, stats=stats, webrtc_session=session.id)
         cam = self.camera(camera_id)
-        run = self.runner.state(camera_id) if self.runner else None
+        run = self._runner.state(camera_id) if self._runner else None
         stats = run.stats if run else None
         fallback = (run and run.status) or "stopped"
         status = "failed" if camera_id in self.errors else (stats.status if stats else fallback)

@@ -1,7 +1,8 @@
-"""The one place that wires DeepFER together: models, trackers, sources, sinks and the pipeline.
+"""The one place that wires DeepFER together: models, trackers, sources, sinks, the network policy and the pipeline.
 
-``deepfer run``, ``deepfer serve`` (through the dashboard's service), the WebRTC gateway's pipeline and every
-benchmark build their parts here, so they all run the same thing.
+``deepfer run``, ``deepfer serve`` (through the dashboard's service), the Ray workers, the WebRTC gateway's pipeline
+and every benchmark build their parts here, so they all run the same thing. ``build_stored_pipeline`` is the one
+composition point for a pipeline's sinks: a new sink added there reaches all of them.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aggregator.redis_sink import RedisSink
 from aggregator.tracker import FaceTracker
+from classifier.gradcam import GradCam
 from classifier.loading import build_classifier
 from core.protocols import EmotionModel, FaceDetector, ResultSink, TrackerFactory
 from core.settings import Settings
 from detectors import build_detector
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import CameraStats, Pipeline
+from streamer.preview import PreviewSink
 from streamer.sources import SourceError, VideoSource, default_camera_id, open_source
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,16 @@ def build_sources(uris: Sequence[str], camera_ids: Sequence[str], settings: Sett
             cid, n = f"{base}-{n}", n + 1
         used.add(cid)
         ids.append(cid)
-    policy = NetworkPolicy.from_settings(settings.sources, [settings.redis.url, settings.redis.default_url])
+    policy = network_policy(settings)
     return [open_source(uri, cid, settings.sources, settings.pipeline, live_file=live_files, policy=policy)
             for uri, cid in zip(uris, ids)]
+
+
+def network_policy(settings: Settings, redis_url_in_use: str = "") -> NetworkPolicy:
+    """The sources' network policy: ``sources.allowed_networks`` / ``denied_networks``, and the Redis DeepFER uses
+    always refused (the one in use, ``redis.url`` and ``redis.default_url``). Resolves those names: blocking."""
+    refused = [redis_url_in_use, settings.redis.url, settings.redis.default_url]
+    return NetworkPolicy.from_settings(settings.sources, [u for u in dict.fromkeys(refused) if u])
 
 
 def tracker_factory(settings: Settings) -> TrackerFactory:
@@ -138,6 +149,42 @@ def build_pipeline(
     return Pipeline(settings, models.detector, models.classifier, tracker_factory(settings) if track else None, sinks)
 
 
+def preview_sink(settings: Settings) -> PreviewSink:
+    """The in-memory live preview (and face snapshots) of a process's cameras."""
+    return PreviewSink(settings.dashboard.preview_jpeg_quality, settings.dashboard.snapshot_max_people)
+
+
+@dataclass
+class StoredPipeline:
+    pipeline: Pipeline
+    redis_sink: RedisSink | None
+    preview: PreviewSink | None
+
+
+def build_stored_pipeline(
+    settings: Settings,
+    models: Models,
+    redis_url: str | None,
+    preview: PreviewSink | None = None,
+    track: bool = True,
+) -> StoredPipeline:
+    """A pipeline whose results are kept: the one composition point for a new sink.
+
+    ``redis_url``: tracked people go to Redis (``RedisSink``, its outage journal under ``paths.data_dir``); None:
+    nothing stored. ``preview``: the live preview gets every result. ``deepfer run``, ``deepfer serve``, each Ray
+    worker and the cluster benchmark build their pipeline here; sinks of one use (video file, summary, WebRTC) are
+    added to the pipeline afterwards.
+    """
+    redis_sink = RedisSink(settings.redis, redis_url, settings.paths.data_dir) if redis_url is not None else None
+    sinks: list[ResultSink] = [s for s in (redis_sink, preview) if s is not None]
+    return StoredPipeline(build_pipeline(settings, models, sinks=sinks, track=track), redis_sink, preview)
+
+
+def build_explainer(settings: Settings, models: Models) -> GradCam:
+    """Grad-CAM over the loaded classifier (``ExplainError`` for ONNX weights: no gradients)."""
+    return GradCam(models.classifier, settings.explain.min_map_size)
+
+
 @dataclass
 class RunOutcome:
     """What ``run_sources`` ended with: final per-camera stats, and points Redis did not take (left in the journal)."""
@@ -167,12 +214,16 @@ def run_sources(
     ``store``: tracked people also go to Redis (an embedded server when none answers). ``say`` gets the few lines
     a user should see while it starts.
     """
-    from aggregator.redis_sink import open_redis_sink
+    from aggregator.embedded_redis import connect_or_start
     from streamer.outputs import AnnotatedVideoSink, SummarySink
 
     sources = build_sources(uris, camera_ids, settings)  # bad paths fail here, before models load
     models = load_models(settings)
-    pipeline = build_pipeline(settings, models, track=track)
+    redis_url = embedded = None
+    if store and track:
+        redis_url, embedded = connect_or_start(settings)
+    stored = build_stored_pipeline(settings, models, redis_url, track=track)
+    pipeline, redis_sink = stored.pipeline, stored.redis_sink
     for source in sources:
         pipeline.add_source(source)
     if output is not None:
@@ -188,10 +239,7 @@ def run_sources(
             }
 
         pipeline.add_sink(SummarySink(summary_json, pipeline.stats, extra, settings.pipeline.summary_max_frames))
-    redis_sink = embedded = None
-    if store and track:
-        redis_sink, embedded = open_redis_sink(settings)
-        pipeline.add_sink(redis_sink)
+    if redis_sink is not None:
         say(f"storing people in Redis at {redis_sink.display} (keys {settings.redis.key_prefix}:*)")
     live = any(s.live for s in sources)
     say(
@@ -206,4 +254,5 @@ def run_sources(
         if embedded is not None:
             embedded.stop()
     unsaved = redis_sink.buffer_depth if redis_sink is not None else 0
-    return RunOutcome(pipeline.stats(), interrupted, unsaved, redis_sink.journal.dir if unsaved else None)
+    journal = redis_sink.journal.dir if redis_sink is not None and unsaved else None
+    return RunOutcome(pipeline.stats(), interrupted, unsaved, journal)

@@ -10,7 +10,7 @@ from redis_helpers import tracked_frame
 from aggregator import analytics
 from aggregator.timeseries import RollupBucket
 from core.types import EMOTIONS
-from dashboard.preview import PreviewSink
+from streamer.preview import PreviewSink
 
 
 def counts(**kw: int) -> dict[str, int]:

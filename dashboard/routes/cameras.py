@@ -8,10 +8,10 @@ import time
 from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import StreamingResponse
 
-from dashboard.cameras import CameraConfig
 from dashboard.deps import configured_camera, get_service, running_camera
 from dashboard.schemas import Camera, Problem
 from dashboard.service import CameraConflict, Service, SnapshotsOff
+from streamer.runtime.camera_store import CameraConfig
 from streamer.sources import SourceError
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])

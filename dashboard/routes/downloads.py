@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -30,11 +30,12 @@ router = APIRouter(tags=["export"])
 Format = Literal["csv", "parquet", "jsonl"]
 Interval = Literal["point", "minute", "hour", "day"]
 DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-FILE_ANSWER = {200: {"description": "The file, streamed (Content-Disposition: attachment)",
+FILE_ANSWER: dict[int | str, dict[str, Any]] = {
+               200: {"description": "The file, streamed (Content-Disposition: attachment)",
                      "content": {"text/csv": {"schema": {"type": "string"}},
                                  "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
                                  "application/x-ndjson": {"schema": {"type": "string"}}}}}
-HTML_ANSWER = {200: {"description": "One self-contained HTML page",
+HTML_ANSWER: dict[int | str, dict[str, Any]] = {200: {"description": "One self-contained HTML page",
                      "content": {"text/html": {"schema": {"type": "string"}}}}}
 FORMAT_DOC = "csv, parquet or jsonl (default: export.default_format)."
 INTERVAL_DOC = "point: one row per stored point; minute, hour or day: one row per roll-up bucket with points."

@@ -22,5 +22,5 @@ async def health(service: Service = Depends(get_service)) -> Health:
     return Health(**{"status": "ok", "redis": redis_ok, "cameras": len(service.cameras),
             "webrtc_sessions": len(service.webrtc.sessions) if service.webrtc else 0,
             "uptime_s": round(time.time() - service.started_at, 1),
-            "mode": service.runner.mode if service.runner else "local",
-            "workers": service.runner.workers() if service.runner else []})
+            "mode": service.mode,
+            "workers": service.workers()})

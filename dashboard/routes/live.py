@@ -22,9 +22,9 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
 from aggregator.timeseries import LiveEvents
-from dashboard.cameras import CAMERA_ID_PATTERN
 from dashboard.deps import get_service
 from dashboard.service import Service
+from streamer.runtime.camera_store import CAMERA_ID_PATTERN
 
 router = APIRouter(tags=["live"])
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class LiveChannel:
                 return None
             if not await self.connect():
                 return None
+        assert self._events is not None  # connect() set it
         try:
             return await self._events.next(timeout)
         except (RedisError, OSError) as exc:

@@ -27,7 +27,8 @@ def metrics_range(start: float | None, end: float | None, interval: str, default
     return lo, hi
 
 
-async def camera_metrics(service: Service, camera: str, interval: str, lo: float, hi: float):
+async def camera_metrics(service: Service, camera: str, interval: Literal["minute", "hour", "day"], lo: float,
+                         hi: float):
     try:
         buckets = await service.ts.rollup(camera, interval, lo, hi)
     except ValueError as exc:  # too many buckets for one read

@@ -4,6 +4,7 @@ the same faces with the Grad-CAM heat map of why. Both go through the bounded up
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import cv2
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
@@ -15,6 +16,7 @@ from dashboard.schemas import Explanation, Prediction, Problem
 from dashboard.service import Service
 from dashboard.uploads import ImageRefused, PoolFull, UploadPool, decode
 from streamer.analysis import analyse_images, emotion_index, explain_image
+from streamer.assembly import build_explainer
 
 router = APIRouter(tags=["predict"])
 CHUNK = 1 << 20
@@ -37,7 +39,7 @@ def analyse_upload(data: bytes, max_pixels: int, detector, classifier, crop_marg
     return image.shape, faces
 
 
-UPLOAD_ERRORS = {
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Empty upload"},
     413: {"model": Problem, "description": "Over dashboard.max_upload_mb or dashboard.max_image_pixels"},
     415: {"model": Problem, "description": "Not a JPEG, PNG or WebP image"},
@@ -78,7 +80,7 @@ def explainer_of(request: Request, service: Service) -> GradCam:
     explainer = getattr(request.app.state, "explainer", None)
     if explainer is None:
         try:
-            explainer = GradCam(service.models.classifier, service.settings.explain.min_map_size)
+            explainer = build_explainer(service.settings, service.models)
         except ExplainError as exc:
             raise HTTPException(409, str(exc)) from None
         request.app.state.explainer = explainer

@@ -176,7 +176,7 @@ def cluster(
     detect_every: int | None = typer.Option(None, min=1),
 ) -> None:
     """The same cameras on 1..N Ray workers of a local test cluster: fps, drops, latency, and Redis load per camera."""
-    from bench.cluster import bench_cluster
+    from bench.ray_scaling import bench_cluster
     from streamer.media import probe_video
 
     try:

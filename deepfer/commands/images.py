@@ -85,9 +85,8 @@ def explain(
     """Why did it say that? One picture per face: the crop the model saw with its Grad-CAM heat map and the label."""
     import cv2
 
-    from classifier.gradcam import GradCam
     from streamer.analysis import emotion_index, explain_image
-    from streamer.assembly import load_models
+    from streamer.assembly import build_explainer, load_models
     from streamer.media import check_image, load_image
 
     settings = settings_from(ctx, classifier=dict(weights=weights), detector=dict(kind=detector))
@@ -97,7 +96,7 @@ def explain(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
     models = load_models(settings)
-    explainer = GradCam(models.classifier, settings.explain.min_map_size)
+    explainer = build_explainer(settings, models)
     out.mkdir(parents=True, exist_ok=True)
     stdout = stdout_console()
     for path in images:

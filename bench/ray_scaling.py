@@ -1,5 +1,6 @@
 """``deepfer bench cluster``: the same cameras on 1 or more Ray workers of a local test cluster, through the real
-``ClusterRunner`` and ``CameraWorker``, with a private redis-server so its write load per camera can be measured.
+``streamer.runtime`` ``ClusterRunner`` and ``CameraWorker`` (whose pipeline is ``build_stored_pipeline``'s), with a
+private redis-server so its write load per camera can be measured.
 
 On one machine every worker shares the same cores: with W workers the machine's CPUs are split into W nodes
 (``ray.cluster_utils.Cluster``), each worker reserving and using its node's share. The figures say what splitting a box
@@ -21,10 +22,10 @@ import redis
 
 from bench.machine import machine_info
 from core.settings import Settings
-from dashboard.cameras import CameraOptions, StoredCamera
-from dashboard.cluster import ClusterRunner
-from dashboard.preview import PreviewSink
 from streamer.media import probe_video
+from streamer.preview import PreviewSink
+from streamer.runtime.camera_store import CameraOptions, StoredCamera
+from streamer.runtime.ray_runner import ClusterRunner
 
 
 def _redis_counters(url: str) -> dict:
