@@ -1,24 +1,21 @@
 """The streaming pipeline: sources -> batched detection -> batched classification -> tracker -> sinks.
 
-Each camera has a feeder (takes decoded frames, starts their analysis) and an
-emitter (awaits them in frame order, runs the camera's tracker, hands the
-``FrameResult`` to every sink). Up to ``pipeline.max_in_flight`` frames of a
-camera are analysed at once, so even one camera fills detector batches.
-Detection and classification are shared ``Batcher``s across all cameras and
-run in worker threads; the event loop only schedules.
+Each camera has a feeder (takes decoded frames, starts their analysis) and an emitter (awaits them in frame order,
+runs the camera's tracker, hands the ``FrameResult`` to every sink). Up to ``pipeline.max_in_flight`` frames of a
+camera are analysed at once, so even one camera fills detector batches. Detection and classification are batched
+stages shared by all cameras (``streamer/stages.py``), run in worker threads; the event loop only schedules. What
+the pipeline keeps per camera, by concern, is in ``streamer/camera_state.py``.
 
-With ``detector.detect_every = k`` the detector sees every k-th frame; the
-frames between reuse ("carry") its boxes, marked ``FaceResult.detected=False``.
+With ``detector.detect_every = k`` the detector sees every k-th frame; the frames between reuse ("carry") its
+boxes, marked ``FaceResult.detected=False``.
 
-With ``gating.enabled`` each camera's ``DetectionScheduler`` chooses what the
-detector does on those frames: nothing where nothing moved (boxes and emotions
-carried), R-Net/O-Net refinement of the faces the previous detection found,
-MTCNN on the regions that moved away from them, or a full detection (see
-``detectors/schedule.py``); on live cameras a full detection runs beside the
-stream instead of holding up its frame.
+With ``gating.enabled`` each camera's ``DetectionScheduler`` chooses what the detector does on those frames:
+nothing where nothing moved (boxes and emotions carried), R-Net/O-Net refinement of the faces the previous
+detection found, MTCNN on the regions that moved away from them, or a full detection (see
+``detectors/schedule.py``); on live cameras a full detection runs beside the stream instead of holding up its frame.
 
-Frames reach the pipeline as ``Pixels``: they are converted to RGB only where
-colour is needed (detector and classifier batches, in the workers).
+Frames reach the pipeline as ``Pixels``: they are converted to RGB only where colour is needed (detector and
+classifier batches, in the workers).
 """
 
 from __future__ import annotations
@@ -29,7 +26,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -42,12 +38,12 @@ from core.protocols import (
     TrackerFactory,
 )
 from core.settings import Settings
-from core.types import FaceBox, FaceResult, FrameResult, Pixels, TimedFrame
+from core.types import FaceBox, FaceResult, FrameResult, TimedFrame
 from detectors.motion import in_frame
-from detectors.schedule import DetectionScheduler, DetectJob, run_jobs
-from streamer.analysis import NO_PROBS, classify_faces
-from streamer.batching import Batcher, BatchStats
+from detectors.schedule import DetectionScheduler, DetectJob
+from streamer.analysis import NO_PROBS
 from streamer.camera_state import Analysis, Cadence, Camera, CameraStats, Counters
+from streamer.stages import Stages
 
 __all__ = ["CameraStats", "Pipeline"]
 
@@ -65,10 +61,7 @@ class Pipeline:
         self.tracker_factory = tracker_factory
         self.sinks: list[ResultSink] = list(sinks)
         self._cameras: dict[str, Camera] = {}
-        self._executor: ThreadPoolExecutor | None = None
-        self._detect: Batcher[DetectJob, list[FaceBox]] | None = None
-        self._parts: Batcher[DetectJob, list[FaceBox]] | None = None  # regions and refinements: a fast lane
-        self._classify: Batcher[tuple[Pixels, list[FaceBox]], np.ndarray] | None = None
+        self._stages: Stages | None = None
         self._changed: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
         self._running = False
@@ -79,18 +72,8 @@ class Pipeline:
     async def start(self) -> None:
         if self._running:
             return
-        ps, cs, ds = self.settings.pipeline, self.settings.classifier, self.settings.detector
-        self._executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="deepfer-infer")
-        self._detect = Batcher("detect_full", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
-                               self._executor)
-        # Refinements and regions cost milliseconds: they get their own batches so they never wait behind a full
-        # detection of another camera (tens of milliseconds).
-        self._parts = Batcher("detect_parts", self._detect_batch, ds.batch_size, ps.detect_max_wait_ms / 1000,
-                              self._executor)
-        self._classify = Batcher("classify", self._classify_batch, cs.batch_size, cs.max_wait_ms / 1000,
-                                 self._executor, size_of=lambda item: len(item[1]))
-        for batcher in (self._detect, self._parts, self._classify):
-            batcher.start()
+        self._stages = Stages(self.settings, self.detector, self.classifier)
+        self._stages.start()
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._running = True
@@ -132,18 +115,15 @@ class Pipeline:
             cam.source.stop()
             cam.pause.release()
         await self._drain(list(self._cameras.values()))
-        assert self._detect is not None and self._parts is not None and self._classify is not None
-        await self._detect.stop()
-        await self._parts.stop()
-        await self._classify.stop()
+        assert self._stages is not None
+        await self._stages.stop()
         for sink in list(self.sinks):
             try:
                 await sink.close()
             except Exception:
                 log.exception("closing output %s failed", type(sink).__name__)
         await asyncio.gather(*(c.source.aclose() for c in self._cameras.values()))
-        if self._executor is not None:
-            await asyncio.to_thread(self._executor.shutdown, True)
+        await self._stages.shutdown()
 
     async def __aenter__(self) -> Pipeline:
         await self.start()
@@ -207,13 +187,8 @@ class Pipeline:
         return cam.stats() if cam is not None else None
 
     def timing(self) -> dict[str, dict[str, Any]]:
-        """Busy time and batch sizes of detection and classification (worker-thread seconds); ``detect`` is the
-        detector's whole work, ``detect_full`` and ``detect_parts`` (regions, refinements) its two kinds of batch."""
-        out = {b.name: b.stats.to_dict() for b in (self._detect, self._parts, self._classify) if b is not None}
-        if self._detect is not None and self._parts is not None:
-            a, b = self._detect.stats, self._parts.stats
-            out["detect"] = BatchStats(a.calls + b.calls, a.items + b.items, a.busy_s + b.busy_s).to_dict()
-        return out
+        """Busy time and batch sizes of detection and classification (see ``Stages.timing``); empty before start."""
+        return self._stages.timing() if self._stages is not None else {}
 
     # --- internals ---
 
@@ -285,14 +260,8 @@ class Pipeline:
         return task
 
     def _detect_frame(self, job: DetectJob, wait_s: float | None) -> asyncio.Future[list[FaceBox]]:
-        """The boxes of ``job``, from the full or the fast batcher (a job with nothing to run: no face, at once)."""
-        if job.idle:
-            done: asyncio.Future[list[FaceBox]] = asyncio.get_running_loop().create_future()
-            done.set_result([])
-            return done
-        batcher = self._detect if job.full else self._parts
-        assert batcher is not None
-        return asyncio.ensure_future(batcher.submit(job, wait_s))
+        assert self._stages is not None
+        return self._stages.detect(job, wait_s)
 
     def _search(self, cam: Camera, job: DetectJob, wait_s: float | None) -> None:
         """A full detection beside the stream; its faces go to the camera's scheduler when it answers."""
@@ -307,10 +276,6 @@ class Pipeline:
         cam.search = self._detect_frame(job, wait_s)
         cam.search.add_done_callback(answered)
 
-    def _detect_batch(self, jobs: list[DetectJob]) -> list[list[FaceBox]]:
-        """Worker thread: full frames in one detector call, regions in another, refinements in a third."""
-        return run_jobs(self.detector, jobs)
-
     async def _analyse(
         self, item: TimedFrame, boxes_task: asyncio.Future[list[FaceBox]], anchor: asyncio.Future[Analysis] | None,
         wait_s: float | None, still: bool = False,
@@ -318,27 +283,19 @@ class Pipeline:
         """Boxes (fresh, or carried from the anchor frame) and their probabilities; returns (result, latency,
         detected). ``still``: nothing moved since the anchor frame, whose emotions are reused (unless
         ``gating.classify_still``)."""
-        assert self._classify is not None
+        assert self._stages is not None
         frame = item.frame
         boxes = await boxes_task
         reuse = not self.settings.pipeline.classify_carried or (still and not self.settings.gating.classify_still)
         if not boxes:
             probs = NO_PROBS
         elif anchor is None or not reuse:
-            probs = await self._classify.submit((frame.pixels, boxes), wait_s)
+            probs = await self._stages.classify(frame.pixels, boxes, wait_s)
         else:
             result, _, _ = await anchor
             probs = np.stack([f.probabilities for f in result.faces])
         faces = [FaceResult(box, p, detected=anchor is None) for box, p in zip(boxes, probs)]
         return FrameResult(frame, faces, processed_at=time.time()), time.monotonic() - item.read_at, anchor is None
-
-    def _classify_batch(self, items: list[tuple[Pixels, list[FaceBox]]]) -> list[np.ndarray]:
-        """Worker thread: every face of every frame in the batch, in one model call."""
-        cs = self.settings.classifier
-        return classify_faces(
-            [pixels.rgb() for pixels, _ in items], [boxes for _, boxes in items], self.classifier, cs.crop_margin,
-            cs.batch_size,
-        )
 
     async def _emit(self, cam: Camera) -> None:
         """Results in frame order: tracker, counters, then every sink."""
