@@ -1,9 +1,10 @@
-"""Training recipe for the emotion classifier, in the spirit of torchvision's references.
+"""Training recipe for the emotion classifier, laid out like torchvision's references/classification/train.py.
 
-Stages: seed and device -> data (decoded once, kept on the device as uint8) ->
-model (fresh, or fine-tuned from one of our checkpoints) -> optimizer and
-schedule -> epochs (on-device augmentation, mixed precision on GPU,
-channels-last) -> validation, best/last checkpoints, log and curves -> early stop.
+``train`` reads as its stages: seed and device -> data (``load_data``: decoded once, kept on the device as uint8)
+-> model (``build_training_model``: fresh, or fine-tuned from one of our checkpoints) -> optimizer and schedule
+(``build_optimisation``) -> epochs (``train_one_epoch``: on-device augmentation, mixed precision on GPU,
+channels-last; ``evaluate`` on the validation faces; best/last checkpoints, log and curves) -> early stop -> the
+final metrics (``TrainResult``).
 """
 
 from __future__ import annotations
