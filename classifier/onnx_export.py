@@ -128,6 +128,7 @@ def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool =
     model, ckpt = load_checkpoint(source)
     mean, std = float(ckpt["mean"]), float(ckpt["std"])
     proto = to_onnx(model)
+    faces: np.ndarray | None = None
     quant = None
     if int8:
         assert calibration is not None  # refused above
