@@ -11,7 +11,7 @@ import numpy as np
 import psutil
 
 from bench.machine import machine_info
-from bench.pipeline import warm_up
+from bench.pipeline_speed import warm_up
 from bench.visitor import VisitorProcess
 from core.settings import Settings
 from core.stats import percentile_ms

@@ -65,7 +65,7 @@ def to_face_array(image: Image.Image) -> np.ndarray:
     """Grayscale 48x48 uint8, the single preprocessing used for training data and live crops."""
     gray = image.convert("L")
     if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
-        gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+        gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(gray, dtype=np.uint8)
 
 

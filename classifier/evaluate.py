@@ -11,8 +11,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from classifier.data import FaceDataset, load_dataset
-from classifier.loading import build_classifier
-from core.protocols import EmotionModel
+from classifier.loading import LoadedClassifier, build_classifier
 from core.settings import ClassifierSettings
 from core.types import EMOTIONS
 
@@ -36,8 +35,9 @@ class EvalReport:
         return json.dumps({"classes": list(EMOTIONS), **asdict(self)}, indent=1)
 
 
-def evaluate(clf: EmotionModel, data: FaceDataset, batch_size: int = 512) -> EvalReport:
-    """Works for any classifier (PyTorch or ONNX Runtime): it only uses ``predict_faces``."""
+def evaluate(clf: LoadedClassifier, data: FaceDataset, batch_size: int = 512) -> EvalReport:
+    """Works for any classifier loaded from a file (PyTorch or ONNX Runtime): it predicts with ``predict_faces``
+    and names the file, model and test-time augmentation in the report."""
     started = time.time()
     pred = clf.predict_faces(data.images, batch_size=batch_size).argmax(1)
     true = data.labels

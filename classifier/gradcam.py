@@ -116,7 +116,7 @@ def overlay(patch_rgb: np.ndarray, heat: np.ndarray, caption: str, size: int, al
     face = cv2.resize(patch_rgb, (size, size), interpolation=cv2.INTER_AREA if patch_rgb.shape[0] > size
                       else cv2.INTER_LINEAR)
     heat_px = cv2.resize(heat, (size, size), interpolation=cv2.INTER_LINEAR)
-    colour = cv2.applyColorMap(np.uint8(np.clip(heat_px, 0, 1) * 255), COLOURMAPS[colourmap])
+    colour = cv2.applyColorMap((np.clip(heat_px, 0, 1) * 255).astype(np.uint8), COLOURMAPS[colourmap])
     colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
     blended = cv2.addWeighted(face, 1 - alpha, colour, alpha, 0)
     strip_h = max(18, size // 8)

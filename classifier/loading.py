@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Protocol
 
 from classifier.inference import EmotionClassifier, resolve_weights
 from core.protocols import EmotionModel
@@ -12,8 +13,18 @@ from core.settings import ClassifierSettings
 log = logging.getLogger(__name__)
 
 
+class LoadedClassifier(EmotionModel, Protocol):
+    """An ``EmotionModel`` loaded from a file (PyTorch or ONNX): what an evaluation report names."""
+
+    @property
+    def path(self) -> Path | None: ...
+
+    @property
+    def tta(self) -> bool: ...
+
+
 def load_classifier(spec: str | Path, device: str = "auto", tta: bool = False, threads: int = 0,
-                    crop_margin: float | None = None) -> EmotionModel:
+                    crop_margin: float | None = None) -> LoadedClassifier:
     """The one place a classifier is loaded: a ``.onnx`` export runs in ONNX Runtime, anything else in PyTorch.
 
     ``threads`` applies to ONNX Runtime (0: its default). ``crop_margin``, the configured one, is compared with
@@ -31,7 +42,7 @@ def load_classifier(spec: str | Path, device: str = "auto", tta: bool = False, t
     return clf
 
 
-def build_classifier(settings: ClassifierSettings, device: str | None = None) -> EmotionModel:
+def build_classifier(settings: ClassifierSettings, device: str | None = None) -> LoadedClassifier:
     """The classifier named by ``classifier.weights`` (a checkpoint or an ONNX export) on ``classifier.device`` (or
     ``device``); ``WeightsError`` when unusable."""
     return load_classifier(settings.weights, device or settings.device, settings.tta, settings.onnx_threads,

@@ -71,6 +71,7 @@ def to_onnx(model: torch.nn.Module):
     program = torch.onnx.export(model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
                                 output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch")},),
                                 external_data=False, verbose=False)
+    assert program is not None  # the dynamo exporter always returns its program
     return program.model_proto
 
 
@@ -127,9 +128,11 @@ def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool =
     model, ckpt = load_checkpoint(source)
     mean, std = float(ckpt["mean"]), float(ckpt["std"])
     proto = to_onnx(model)
-    faces = calibration_sample(calibration, options.calibration_faces, options.calibration_seed) if int8 else None
+    faces: np.ndarray | None = None
     quant = None
     if int8:
+        assert calibration is not None  # refused above
+        faces = calibration_sample(calibration, options.calibration_faces, options.calibration_seed)
         proto = quantize_int8(proto, faces, mean, std, options)
         quant = {"method": "onnxruntime static", "format": options.quant_format, "per_channel": options.per_channel,
                  "reduce_range": options.reduce_range, "activations": "uint8", "weights": "int8",

@@ -1,9 +1,10 @@
-"""Training recipe for the emotion classifier, in the spirit of torchvision's references.
+"""Training recipe for the emotion classifier, laid out like torchvision's references/classification/train.py.
 
-Stages: seed and device -> data (decoded once, kept on the device as uint8) ->
-model (fresh, or fine-tuned from one of our checkpoints) -> optimizer and
-schedule -> epochs (on-device augmentation, mixed precision on GPU,
-channels-last) -> validation, best/last checkpoints, log and curves -> early stop.
+``train`` reads as its stages: seed and device -> data (``load_data``: decoded once, kept on the device as uint8)
+-> model (``build_training_model``: fresh, or fine-tuned from one of our checkpoints) -> optimizer and schedule
+(``build_optimisation``) -> epochs (``train_one_epoch``: on-device augmentation, mixed precision on GPU,
+channels-last; ``evaluate`` on the validation faces; best/last checkpoints, log and curves) -> early stop -> the
+final metrics (``TrainResult``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,9 +74,10 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and batch-norm parameters."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -109,6 +112,208 @@ def save_curves(history: list[EpochRecord], path: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class _Data:
+    """The training (and validation) faces as uint8 tensors on the device; batches are indexed there."""
+
+    train_set: FaceDataset
+    val_set: FaceDataset | None
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
+
+
+@dataclass
+class _Model:
+    """The model, the module the steps call (compiled or the model itself), and the preprocessing it keeps."""
+
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    name: str
+    mean: float
+    std: float
+
+
+@dataclass
+class _Optimisation:
+    optimizer: torch.optim.Optimizer
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None  # None: warm-up and cosine, set per step
+    steps_per_epoch: int
+    total_steps: int
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: what a resumed run continues from, and what ``last.pt`` saves."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    start_epoch: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    step: int = 0
+
+
+def load_data(cfg: TrainSettings, train_set: FaceDataset, val_set: FaceDataset | None, device: torch.device) -> _Data:
+    """Hold out ``cfg.val_fraction`` when no validation set is given, and put both sets on the device."""
+    if val_set is None and cfg.val_fraction > 0:
+        tr, va = stratified_split(train_set.labels, cfg.val_fraction, cfg.seed)
+        train_set, val_set = train_set.subset(tr), train_set.subset(va)
+    return _Data(
+        train_set,
+        val_set,
+        torch.from_numpy(train_set.images).to(device),
+        torch.from_numpy(train_set.labels).to(device),
+        torch.from_numpy(val_set.images).to(device) if val_set is not None else None,
+        torch.from_numpy(val_set.labels).to(device) if val_set is not None else None,
+    )
+
+
+def build_training_model(cfg: TrainSettings, train_set: FaceDataset, init: Path | None, device: torch.device) -> _Model:
+    """Fresh, or fine-tuned from one of our checkpoints (its preprocessing is kept); channels-last on the device."""
+    if init is not None:
+        model, meta = load_checkpoint(init)
+        name, mean, std = meta["model"], float(meta["mean"]), float(meta["std"])
+    else:
+        name = cfg.model
+        model = build_model(name)
+        pixels = train_set.images.astype(np.float32) / 255
+        mean, std = float(pixels.mean()), float(pixels.std())
+    model.to(device).to(memory_format=torch.channels_last)
+    # the compiled module shares the model's parameters; checkpoints and evaluation use the plain one
+    forward = torch.compile(model) if cfg.compile else model
+    return _Model(model, forward, name, mean, std)
+
+
+def build_optimisation(cfg: TrainSettings, model: nn.Module, train_size: int) -> _Optimisation:
+    """SGD (Nesterov) or AdamW, no decay on biases and norms; a plateau schedule or per-step warm-up and cosine."""
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    steps_per_epoch = max(1, train_size // cfg.batch_size)
+    plateau = None
+    if cfg.schedule == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
+                                                             patience=max(1, cfg.patience // 3))
+    return _Optimisation(optimizer, plateau, steps_per_epoch, cfg.epochs * steps_per_epoch)
+
+
+def train_one_epoch(
+    cfg: TrainSettings,
+    net: _Model,
+    criterion: nn.Module,
+    opt: _Optimisation,
+    data: _Data,
+    order: torch.Tensor,
+    gen: torch.Generator,
+    step: int,
+) -> tuple[float, float, int]:
+    """One pass over the batches in ``order``: on-device augmentation, mixup, mixed precision on GPU.
+    Returns (mean loss, accuracy, the step after the last)."""
+    device = data.x_train.device
+    use_amp = device.type == "cuda"
+    aug = AugmentConfig(erase_prob=cfg.random_erasing)
+    net.model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for i in range(opt.steps_per_epoch):
+        idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+        x = data.x_train[idx].float().div_(255).unsqueeze(1)
+        y = data.y_train[idx]
+        x = augment_batch(x, aug, gen if device.type == "cpu" else None)
+        x = ((x - net.mean) / net.std).contiguous(memory_format=torch.channels_last)
+        if opt.plateau is None:
+            for g in opt.optimizer.param_groups:
+                g["lr"] = _lr_at(step, opt.total_steps, cfg.warmup_epochs * opt.steps_per_epoch, cfg.lr)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            if cfg.mixup_alpha > 0:
+                x, target = mixup(x, nn.functional.one_hot(y, len(EMOTIONS)).float(), cfg.mixup_alpha)
+                logits = net.forward(x)
+                loss = criterion(logits.float(), target)
+            else:
+                logits = net.forward(x)
+                loss = criterion(logits.float(), y)
+        opt.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.optimizer.step()
+        step += 1
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    return loss_sum / max(1, seen), correct / max(1, seen), step
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float
+             ) -> tuple[float, float]:
+    """(loss, accuracy) of the plain model on validation faces already on its device."""
+    logits = predict_logits(model, images, mean, std)
+    loss = float(nn.functional.cross_entropy(logits.float(), labels))
+    return loss, float((logits.argmax(1) == labels).float().mean())
+
+
+class _Checkpoints:
+    """``best.pt`` (weights and metadata) and ``last.pt`` (everything a resumed run needs), written atomically."""
+
+    def __init__(self, out_dir: Path, net: _Model, opt: _Optimisation, gen: torch.Generator,
+                 train_args: dict[str, Any]):
+        self.out_dir, self.net, self.opt, self.gen, self.train_args = out_dir, net, opt, gen, train_args
+        self.meta = {"model": net.name, "classes": list(EMOTIONS), "image_size": 48, "mean": net.mean, "std": net.std}
+
+    def resume(self, path: Path, device: torch.device) -> _Progress:
+        """Model, optimizer, schedule, history and random state of an interrupted run."""
+        state = torch.load(path, map_location=device, weights_only=False)
+        self.net.model.load_state_dict(state["state_dict"])
+        self.opt.optimizer.load_state_dict(state["optimizer"])
+        if self.opt.plateau is not None and state.get("plateau"):
+            self.opt.plateau.load_state_dict(state["plateau"])
+        epoch = state["epoch"]
+        progress = _Progress([EpochRecord(**r) for r in state["history"]], epoch, state["best_val_acc"],
+                             state["best_epoch"], epoch * self.opt.steps_per_epoch)
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        return progress
+
+    def save(self, name: str, epoch: int, progress: _Progress, full: bool) -> None:
+        payload = {
+            **self.meta,
+            "state_dict": self.net.model.state_dict(),
+            "epoch": epoch,
+            "best_val_acc": progress.best_acc,
+            "best_epoch": progress.best_epoch,
+            "train_args": self.train_args,
+        }
+        if full:
+            plateau = self.opt.plateau
+            payload.update(
+                optimizer=self.opt.optimizer.state_dict(),
+                plateau=plateau.state_dict() if plateau else None,
+                history=[asdict(r) for r in progress.history],
+                generator=self.gen.get_state(),
+                torch_rng=torch.get_rng_state(),
+            )
+        path = self.out_dir / name
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+
+def _train_args(cfg: TrainSettings, data: _Data, init: Path | None) -> dict[str, Any]:
+    """The settings and data of the run, as the checkpoints record them."""
+    args: dict[str, Any] = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.model_dump().items()}
+    args.update(train_data=data.train_set.source, val_data=data.val_set.source if data.val_set else None,
+                init=str(init) if init else None)
+    return args
+
+
+def _epoch_order(cfg: TrainSettings, data: _Data, sample_weights: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The epoch's batches: class-balanced draws (``class_balance = "sampler"``) or a shuffle."""
+    n, device = len(data.train_set), data.x_train.device
+    if cfg.class_balance == "sampler":
+        return torch.multinomial(sample_weights.cpu(), n, replacement=True, generator=gen).to(device)
+    return torch.randperm(n, generator=gen).to(device)
+
+
 def train(
     cfg: TrainSettings,
     train_set: FaceDataset,
@@ -127,158 +332,51 @@ def train(
     device = pick_device(cfg.device, "train.device")
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    use_amp = device.type == "cuda"
 
-    # 2. data: one uint8 tensor on the device; batches are indexed, augmented and normalized there
-    if val_set is None and cfg.val_fraction > 0:
-        tr, va = stratified_split(train_set.labels, cfg.val_fraction, cfg.seed)
-        train_set, val_set = train_set.subset(tr), train_set.subset(va)
-    x_train = torch.from_numpy(train_set.images).to(device)
-    y_train = torch.from_numpy(train_set.labels).to(device)
-    x_val = torch.from_numpy(val_set.images).to(device) if val_set is not None else None
-    y_val = torch.from_numpy(val_set.labels).to(device) if val_set is not None else None
-
-    # 3. model: fresh, or fine-tuned from one of our checkpoints (its preprocessing is kept)
-    if init is not None:
-        model, meta = load_checkpoint(init)
-        model_name, mean, std = meta["model"], float(meta["mean"]), float(meta["std"])
-    else:
-        model_name = cfg.model
-        model = build_model(model_name)
-        pixels = train_set.images.astype(np.float32) / 255
-        mean, std = float(pixels.mean()), float(pixels.std())
-    model.to(device).to(memory_format=torch.channels_last)
-    # the compiled module shares the model's parameters; checkpoints and evaluation use the plain one
-    forward = torch.compile(model) if cfg.compile else model
-
-    # 4. loss, optimizer, schedule
-    weights = torch.from_numpy(class_weights(train_set.labels)).to(device)
+    # 2. data, 3. model, 4. loss, optimizer, schedule
+    data = load_data(cfg, train_set, val_set, device)
+    net = build_training_model(cfg, data.train_set, init, device)
+    labels = data.train_set.labels
+    weights = torch.from_numpy(class_weights(labels)).to(device)
     criterion = nn.CrossEntropyLoss(
         weight=weights if cfg.class_balance == "weights" else None, label_smoothing=cfg.label_smoothing
     )
-    groups = _param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    steps_per_epoch = max(1, len(train_set) // cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    plateau = (
-        torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=0.5, patience=max(1, cfg.patience // 3)
-        )
-        if cfg.schedule == "plateau"
-        else None
-    )
-    sample_weights = torch.from_numpy(class_weights(train_set.labels)[train_set.labels]).to(device)
-    aug = AugmentConfig(erase_prob=cfg.random_erasing)
+    opt = build_optimisation(cfg, net.model, len(data.train_set))
+    sample_weights = torch.from_numpy(class_weights(labels)[labels]).to(device)
+    checkpoints = _Checkpoints(out_dir, net, opt, gen, _train_args(cfg, data, init))
+    progress = checkpoints.resume(resume, device) if resume is not None else _Progress()
 
-    history: list[EpochRecord] = []
-    start_epoch, best_acc, best_epoch, step = 0, -1.0, 0, 0
-    if resume is not None:
-        state = torch.load(resume, map_location=device, weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        if plateau is not None and state.get("plateau"):
-            plateau.load_state_dict(state["plateau"])
-        start_epoch, best_acc, best_epoch = state["epoch"], state["best_val_acc"], state["best_epoch"]
-        step = start_epoch * steps_per_epoch
-        history = [EpochRecord(**r) for r in state["history"]]
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-
-    meta = {"model": model_name, "classes": list(EMOTIONS), "image_size": 48, "mean": mean, "std": std}
-    train_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.model_dump().items()}
-    train_args.update(
-        train_data=train_set.source, val_data=val_set.source if val_set else None, init=str(init) if init else None
-    )
-
-    def checkpoint(path: Path, epoch: int, full: bool) -> None:
-        payload = {
-            **meta,
-            "state_dict": model.state_dict(),
-            "epoch": epoch,
-            "best_val_acc": best_acc,
-            "best_epoch": best_epoch,
-            "train_args": train_args,
-        }
-        if full:
-            payload.update(
-                optimizer=optimizer.state_dict(),
-                plateau=plateau.state_dict() if plateau else None,
-                history=[asdict(r) for r in history],
-                generator=gen.get_state(),
-                torch_rng=torch.get_rng_state(),
-            )
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-
-    # 5. epochs
+    # 5. epochs: train, validate, checkpoint, log, stop early
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(progress.start_epoch, cfg.epochs):
         t0 = time.time()
-        model.train()
-        if cfg.class_balance == "sampler":
-            order = torch.multinomial(sample_weights.cpu(), len(train_set), replacement=True, generator=gen).to(device)
-        else:
-            order = torch.randperm(len(train_set), generator=gen).to(device)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = x_train[idx].float().div_(255).unsqueeze(1)
-            y = y_train[idx]
-            x = augment_batch(x, aug, gen if device.type == "cpu" else None)
-            x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-            if plateau is None:
-                for g in optimizer.param_groups:
-                    g["lr"] = _lr_at(step, total_steps, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                if cfg.mixup_alpha > 0:
-                    x, target = mixup(x, nn.functional.one_hot(y, len(EMOTIONS)).float(), cfg.mixup_alpha)
-                    logits = forward(x)
-                    loss = criterion(logits.float(), target)
-                else:
-                    logits = forward(x)
-                    loss = criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-
+        order = _epoch_order(cfg, data, sample_weights, gen)
+        train_loss, train_acc, progress.step = train_one_epoch(cfg, net, criterion, opt, data, order, gen,
+                                                               progress.step)
         val_loss, val_acc = float("nan"), float("nan")
-        if x_val is not None:
-            logits = predict_logits(model, x_val, mean, std)
-            val_loss = float(nn.functional.cross_entropy(logits.float(), y_val))
-            val_acc = float((logits.argmax(1) == y_val).float().mean())
-        score = val_acc if x_val is not None else correct / max(1, seen)
-        record = EpochRecord(
-            epoch + 1,
-            optimizer.param_groups[0]["lr"],
-            loss_sum / max(1, seen),
-            correct / max(1, seen),
-            val_loss,
-            val_acc,
-            time.time() - t0,
-        )
-        history.append(record)
-        if plateau is not None:
-            plateau.step(score)
-        if score > best_acc:
-            best_acc, best_epoch = score, epoch + 1
-            checkpoint(out_dir / "best.pt", epoch + 1, full=False)
-        checkpoint(out_dir / "last.pt", epoch + 1, full=True)
-        _write_logs(history, out_dir)
+        if data.x_val is not None and data.y_val is not None:
+            val_loss, val_acc = evaluate(net.model, data.x_val, data.y_val, net.mean, net.std)
+        score = val_acc if data.x_val is not None else train_acc
+        record = EpochRecord(epoch + 1, opt.optimizer.param_groups[0]["lr"], train_loss, train_acc, val_loss,
+                             val_acc, time.time() - t0)
+        progress.history.append(record)
+        if opt.plateau is not None:
+            opt.plateau.step(score)
+        if score > progress.best_acc:
+            progress.best_acc, progress.best_epoch = score, epoch + 1
+            checkpoints.save("best.pt", epoch + 1, progress, full=False)
+        checkpoints.save("last.pt", epoch + 1, progress, full=True)
+        _write_logs(progress.history, out_dir)
         if on_epoch is not None:
             on_epoch(record, cfg.epochs)
-        if epoch + 1 - best_epoch >= cfg.patience:
+        if epoch + 1 - progress.best_epoch >= cfg.patience:
             stopped_early = True
             break
 
-    return TrainResult(best_epoch, best_acc, len(history), stopped_early, time.time() - started, out_dir, history)
+    # 6. final metrics
+    history = progress.history
+    return TrainResult(progress.best_epoch, progress.best_acc, len(history), stopped_early, time.time() - started,
+                       out_dir, history)
 
 
 def _write_logs(history: list[EpochRecord], out_dir: Path) -> None:

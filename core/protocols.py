@@ -33,8 +33,11 @@ class PartialDetector(FaceDetector, Protocol):
 class EmotionModel(Protocol):
     """Emotion probabilities for face crops as they were trained (grayscale uint8 ``[N, 48, 48]``)."""
 
-    name: str
-    device: object  # where it runs (torch.device, or a provider name)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def device(self) -> object: ...  # where it runs (torch.device, or a provider name)
 
     def predict_faces(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray: ...  # float [N, 7]
 

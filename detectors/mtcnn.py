@@ -43,7 +43,7 @@ class MtcnnDetector:
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[FaceBox]]:
         results: list[list[FaceBox]] = [[] for _ in frames]
-        groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, float]]] = defaultdict(list)
+        groups: dict[tuple[float, ...], list[tuple[int, np.ndarray, float]]] = defaultdict(list)  # shape and scale
         for i, frame in enumerate(frames):
             check_frame(frame)
             small, scale = downscale(frame, self.settings.max_side)
@@ -139,7 +139,10 @@ class MtcnnDetector:
         from facenet_pytorch.models.utils.detect_face import bbreg, rerec
 
         results: list[list[FaceBox]] = [[] for _ in frames]
-        owners = [i for i, (frame, bs) in enumerate(zip(frames, boxes)) if check_frame(frame) is None for _ in bs]
+        pairs = list(zip(frames, boxes))
+        for frame, _ in pairs:
+            check_frame(frame)
+        owners = [i for i, (_, bs) in enumerate(pairs) for _ in bs]
         if not owners:
             return results
         m = self.mtcnn

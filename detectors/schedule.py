@@ -196,10 +196,12 @@ class DetectionScheduler:
         ref, small = self._full_reference, motion.small
         if since >= s.still_full_every_s or ref is None or small is None or ref.shape != small.shape:
             return True
+        assert self.gate is not None  # only gated plans get here
         return not self.gate.compare(small, ref, pixels.width, pixels.height).still
 
     def _full(self, pixels: Pixels, motion: Motion, known_now: Callable[[], list[FaceBox]]) -> Plan:
         """A full detection: awaited, or beside the stream while the known faces are refined for this frame."""
+        assert self.gate is not None  # only gated plans get here
         self.gate.accept(motion)
         self._full_reference = motion.small
         self._confirming = self.confirm

@@ -121,7 +121,7 @@ def pipeline(
     device: Device = None,
 ) -> None:
     """Per-stream fps, drops, capture-to-result latency p50/p95, CPU/GPU use and the decode/detect/classify split."""
-    from bench.pipeline import bench_pipeline
+    from bench.pipeline_speed import bench_pipeline
     from streamer.media import probe_video
 
     probe_video(source)
