@@ -22,4 +22,5 @@ run: install
 
 test: install system-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -ra

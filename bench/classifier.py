@@ -41,7 +41,8 @@ def time_calls(fn: Callable[[], object], seconds: float, min_calls: int, warmup:
 
 def describe(clf: EmotionModel) -> dict:
     """Which classifier a row is about: weights file, its size, what runs it and at which precision."""
-    path = Path(clf.path) if clf.path else None
+    weights = getattr(clf, "path", None)  # the file it was loaded from, when there is one
+    path = Path(weights) if weights else None
     meta = getattr(clf, "meta", None)
     return {"weights": str(path) if path else None, "model": clf.name,
             "backend": "onnxruntime" if meta is not None else "pytorch",
@@ -86,7 +87,7 @@ def speedups(rows: Sequence[dict]) -> list[dict]:
     """Each classifier against the first one, per device and batch size: the ratio of overall faces/s and the
     median of the per-round ratios (both ran in the same round, under the same outside load)."""
     out = []
-    base = {}
+    base: dict[tuple[str, int], dict] = {}
     for r in rows:
         base.setdefault((r["device"], r["batch_size"]), r)
     for r in rows:

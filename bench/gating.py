@@ -39,7 +39,11 @@ def gated_run(settings: Settings, detector: FaceDetector, frames: Sequence[tuple
     for n, (image, t) in enumerate(frames):
         if n % every == 0:
             started = time.perf_counter()
-            job = scheduler.plan(image, t, lambda last=boxes: last).now
+
+            def known(last: list[FaceBox] = boxes) -> list[FaceBox]:
+                return last
+
+            job = scheduler.plan(image, t, known).now
             if job is not None:
                 boxes = run_jobs(detector, [job])[0]
             busy += time.perf_counter() - started

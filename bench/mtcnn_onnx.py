@@ -63,6 +63,7 @@ def export(net: torch.nn.Module, example: torch.Tensor, free: list[int], path: P
     dims = {i: torch.export.Dim(f"d{i}", min=2 if i == 0 else 12) for i in free}
     program = torch.onnx.export(net, (example,), dynamo=True, input_names=["x"], dynamic_shapes=(dims,),
                                 external_data=False, verbose=False)
+    assert program is not None, "the dynamo exporter returns its program"
     program.save(str(path))
 
 

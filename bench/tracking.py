@@ -18,7 +18,7 @@ import numpy as np
 from aggregator.tracker import FaceTracker
 from bench.machine import machine_info
 from core.settings import Settings, SmoothingSettings, TrackerSettings
-from core.types import FrameResult
+from core.types import FrameResult, Pixels
 from streamer.assembly import Models, build_pipeline, load_models
 from streamer.sources import open_source
 
@@ -132,7 +132,8 @@ class UntrackedResults:
     async def handle(self, result: FrameResult) -> None:
         if self.max_frames is not None and len(self.results) >= self.max_frames:
             return
-        self.results.append(dataclasses.replace(result, frame=dataclasses.replace(result.frame, pixels=NO_IMAGE)))
+        frame = dataclasses.replace(result.frame, pixels=Pixels.of(NO_IMAGE))
+        self.results.append(dataclasses.replace(result, frame=frame))
         if self.max_frames is not None and len(self.results) >= self.max_frames:
             self.stop()
 

@@ -111,6 +111,7 @@ class WebRtcClient:
             self.player = MediaPlayer(self.video)
             self.track = self.player.video
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        assert self.track is not None, "the player has a video track"
         pc.addTrack(self.track)
         channel = pc.createDataChannel("faces")
 
@@ -174,7 +175,9 @@ def _visitor_process(path: str, loop: bool, conn) -> None:
         try:
             await client.connect(signal)
             await client.wait_first(120)
-            conn.send(("first", max(client.counts.first_frame_at, client.counts.first_message_at) - client.started))
+            frame_at, message_at = client.counts.first_frame_at, client.counts.first_message_at
+            assert frame_at is not None and message_at is not None, "wait_first returned, so both arrived"
+            conn.send(("first", max(frame_at, message_at) - client.started))
             while (command := await asyncio.to_thread(conn.recv)) != "close":
                 if command == "counts":
                     conn.send((client.counts.frames_received, client.counts.messages_received))

@@ -75,7 +75,7 @@ async def run_visitors(settings: Settings, models: Models, path: str, visitors: 
         await asyncio.gather(*(c.close() for c in clients))
         await gateway.close()
         await pipeline.stop()
-    per_visitor = []
+    per_visitor: list[dict] = []
     for b, a, lat, (f0, m0), (f1, m1) in zip(before, after, latencies, got_before, got_after):
         def rate(key: str, a=a, b=b) -> float:
             return round((getattr(a, key) - getattr(b, key)) / wall, 2)

@@ -91,6 +91,7 @@ class AnnotatedVideoSink:
 
         container = av.open(str(path), "w")
         stream = container.add_stream(self.settings.video_codec, rate=30)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height = shape[1] - shape[1] % 2, shape[0] - shape[0] % 2  # yuv420p needs even sizes
         stream.pix_fmt = "yuv420p"
         stream.time_base = MS

@@ -192,7 +192,7 @@ class VideoSource:
             self.decode_cpu_s += seconds
 
     def _emit(self, image: Pixels | np.ndarray, pts: float | None, captured_at: float) -> bool:
-        frame = Frame(self.camera_id, self._seq, captured_at, image, pts)
+        frame = Frame(self.camera_id, self._seq, captured_at, Pixels.of(image), pts)
         if not self.buffer.put(TimedFrame(frame, time.monotonic()), self._stop):
             return False
         self._seq += 1
@@ -232,7 +232,7 @@ class FileSource(VideoSource):
                 if pts is None and self.fps:
                     pts = self._seq / self.fps
                 first = pts if first is None else first
-                offset = (pts - first) if pts is not None else 0.0
+                offset = (pts - first) if pts is not None and first is not None else 0.0
                 if self.pace and self._stop.wait(max(0.0, mono + offset - time.monotonic())):
                     return
                 captured = time.time() if self.live else start + offset
@@ -328,7 +328,7 @@ class RtspSource(LiveSource):
         """The URL and options FFmpeg opens now: resolved, checked, pinned (``PolicyRefused``, ``HostUnresolved``)."""
         s, u = self.settings, self.camera_url
         ip = self.policy.check(u.host, u.effective_port)
-        options = {"rtsp_transport": s.rtsp_transport}
+        options: dict[str, str] = {"rtsp_transport": s.rtsp_transport}
         if u.scheme == "rtsps" and s.rtsps_ca_file:  # the certificate must match the name: keep it
             return u.url, options | {"tls_verify": "1", "ca_file": s.rtsps_ca_file}
         return u.with_host(str(ip)).url, options

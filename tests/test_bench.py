@@ -172,5 +172,7 @@ def test_bench_stock_compares_with_stock_mtcnn(clips, tmp_path) -> None:
     assert report["frames"] == 3 and report["width"] == 1920
     assert report["stock"]["faces"] >= 3 * 6  # a 3x3 mosaic of faces: stock finds most of them
     assert 0.5 <= report["recall_of_stock_faces"] <= 1
-    assert report["speedup"] == pytest.approx(report["pipeline"]["fps"] / report["stock"]["fps"], rel=0.02)
+    stock_fps = report["frames"] / report["stock"]["seconds"]  # the rounded fps of a slow run are too coarse here
+    pipeline_fps = report["pipeline"]["frames"] / report["pipeline"]["seconds"]
+    assert report["speedup"] == pytest.approx(pipeline_fps / stock_fps, rel=0.02)
     assert report["machine"]["cores"] >= 1

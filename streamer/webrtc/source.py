@@ -7,10 +7,15 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from core.redact import redact
 from core.types import Frame, TimedFrame
 from streamer.media import picture
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +44,14 @@ class WebRtcSource:
         self.size: tuple[int, int] | None = None
         self._seq = 0
         self._stopped = False
-        self._latest: tuple[object, float, float] | None = None  # (av.VideoFrame, arrival monotonic, arrival unix)
+        self._latest: tuple[av.VideoFrame, float, float] | None = None  # (frame, arrival monotonic, arrival unix)
         self._dropped = 0
         self._arrivals: deque[float] = deque(maxlen=60)
         self._taken: dict[int, float] = {}  # seq -> arrival (monotonic) of frames handed to the pipeline, until drawn
         self._ready: asyncio.Event | None = None
         self._reader: asyncio.Task | None = None
         self._ended = False
-        self.on_end = None  # called once, on the loop, when the track ends (peer gone)
+        self.on_end: Callable[[], None] | None = None  # called once, on the loop, when the track ends (peer gone)
 
     @property
     def frames_dropped(self) -> int:
@@ -74,6 +79,8 @@ class WebRtcSource:
         """Drain the track as fast as aiortc decodes it (its queue is unbounded), keeping only the newest frame."""
         from aiortc.mediastreams import MediaStreamError
 
+        ready = self._ready
+        assert ready is not None, "start() creates the event before the reader"
         try:
             while not self._stopped:
                 frame = await self.track.recv()
@@ -87,7 +94,7 @@ class WebRtcSource:
                 if len(self._arrivals) > 1:
                     self.fps = (len(self._arrivals) - 1) / max(1e-6, self._arrivals[-1] - self._arrivals[0])
                 self.status = "connected"
-                self._ready.set()
+                ready.set()
         except MediaStreamError:
             self.status = "ended"
         except asyncio.CancelledError:
@@ -98,7 +105,7 @@ class WebRtcSource:
             log.warning("camera %s: %s", self.camera_id, self.last_error)
         finally:
             self._ended = True
-            self._ready.set()
+            ready.set()
             if self.on_end is not None and not self._stopped:
                 self.on_end()
 
