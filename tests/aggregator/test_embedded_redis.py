@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import redis
-from redis_helpers import free_port
 
 from aggregator.embedded_redis import RedisUnavailable, answers, connect_or_start
 from core.settings import PathsSettings, RedisSettings, Settings
+from tests.redis_helpers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,6 +28,7 @@ def test_default_server_is_used_when_it_answers(tmp_path, redis_url):
     assert connect_or_start(settings(tmp_path, default_url=redis_url)) == (redis_url, None)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 def test_embedded_server_starts_is_shared_and_keeps_its_data(tmp_path):
     nobody = f"redis://127.0.0.1:{free_port()}"
@@ -49,6 +50,7 @@ def test_embedded_server_starts_is_shared_and_keeps_its_data(tmp_path):
         server2.stop()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 def test_long_data_dir_uses_a_loopback_port(tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60)

@@ -17,8 +17,16 @@ import httpx
 import pandas as pd
 import pytest
 import redis as redis_sync
-from conftest import MEDIA, SHIPPED_WEIGHTS
-from dashboard_helpers import (
+from typer.testing import CliRunner
+
+from aggregator import analytics
+from aggregator.export import BUCKET_COLUMNS, POINT_COLUMNS, read_buckets, read_points
+from aggregator.redis_sink import RedisSink
+from core.settings import Settings
+from core.types import EMOTIONS
+from deepfer.cli import app
+from tests.conftest import MEDIA, SHIPPED_WEIGHTS
+from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,
     CHROMIUM,
@@ -28,15 +36,7 @@ from dashboard_helpers import (
     dashboard_settings,
     wait_for_js,
 )
-from redis_helpers import free_port, redis_settings, tracked_frame, unique_prefix
-from typer.testing import CliRunner
-
-from aggregator import analytics
-from aggregator.export import BUCKET_COLUMNS, POINT_COLUMNS, read_buckets, read_points
-from aggregator.redis_sink import RedisSink
-from core.settings import Settings
-from core.types import EMOTIONS
-from deepfer.cli import app
+from tests.redis_helpers import free_port, redis_settings, tracked_frame, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
 CAMERA = "door"

@@ -6,16 +6,16 @@ import asyncio
 import time
 
 import pytest
-from redis_helpers import (
+
+from aggregator.journal import Journal
+from aggregator.redis_sink import RedisSink
+from aggregator.timeseries import EmotionTimeSeries
+from tests.redis_helpers import (
     RedisServer,
     free_port,
     redis_settings,
     tracked_frame,
 )
-
-from aggregator.journal import Journal
-from aggregator.redis_sink import RedisSink
-from aggregator.timeseries import EmotionTimeSeries
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -38,6 +38,7 @@ async def produce(sink: RedisSink, t0: float, frames: range, tracks: list[int]) 
         await asyncio.sleep(0.002)  # let the writer run, as the pipeline would
 
 
+@pytest.mark.e2e  # a redis-server of its own
 async def test_stop_and_restart_redis_mid_run_every_point_arrives_in_order(tmp_path):
     server = RedisServer(tmp_path / "redis").start()
     settings = redis_settings("outage", points_per_s=0, buffer_max=25, batch_size=10, connect_timeout_s=0.3,

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SHIPPED_WEIGHTS, need
 
 from bench.clips import expression_change
 from bench.tracking import bench_tracking
 from core.settings import Settings, SmoothingSettings
+from tests.conftest import SHIPPED_WEIGHTS, need
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -7,12 +7,12 @@ import time
 
 import pytest
 import redis
-from redis_helpers import redis_settings, tracked_frame
 
 from aggregator.keys import KeySchema
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
 from core.types import EMOTIONS
+from tests.redis_helpers import redis_settings, tracked_frame
 
 pytestmark = pytest.mark.timeout(60)
 

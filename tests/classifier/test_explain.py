@@ -11,8 +11,16 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import SHIPPED_WEIGHTS, need
-from dashboard_helpers import (
+from scipy.stats import spearmanr
+from typer.testing import CliRunner
+
+from classifier.gradcam import ExplainError, GradCam
+from classifier.inference import EmotionClassifier
+from classifier.models import build_model
+from core.types import EMOTIONS
+from deepfer.cli import app
+from tests.conftest import SHIPPED_WEIGHTS, need
+from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,
     CHROMIUM,
@@ -22,15 +30,7 @@ from dashboard_helpers import (
     dashboard_settings,
     wait_for_js,
 )
-from redis_helpers import free_port, unique_prefix
-from scipy.stats import spearmanr
-from typer.testing import CliRunner
-
-from classifier.gradcam import ExplainError, GradCam
-from classifier.inference import EmotionClassifier
-from classifier.models import build_model
-from core.types import EMOTIONS
-from deepfer.cli import app
+from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(600)
 runner = CliRunner()

@@ -15,7 +15,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import SHIPPED_WEIGHTS
 from typer.testing import CliRunner
 
 from classifier.data import load_folder
@@ -26,6 +25,7 @@ from classifier.onnx_runtime import OnnxClassifier, OnnxMetadata
 from core.settings import ClassifierSettings
 from core.types import EMOTIONS
 from deepfer.cli import app
+from tests.conftest import SHIPPED_WEIGHTS
 
 pytestmark = pytest.mark.timeout(600)
 runner = CliRunner()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SHIPPED_WEIGHTS
 
 from classifier.data import load_folder
 from classifier.evaluate import evaluate
 from classifier.inference import EmotionClassifier
+from tests.conftest import SHIPPED_WEIGHTS
 
 CARD_METRICS = SHIPPED_WEIGHTS.with_suffix(".json")
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from core.settings import ConfigError, Settings, load_settings
 from deepfer.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_config_toml_lists_every_default():

@@ -12,11 +12,11 @@ import av
 import httpx
 import numpy as np
 import pytest
-from dashboard_helpers import AUTH, LiveServer, dashboard_settings
-from net_helpers import TcpRecorder, closed_port, digest_challenge
-from redis_helpers import free_port, unique_prefix
 
 from streamer.netpolicy import local_addresses
+from tests.dashboard_helpers import AUTH, LiveServer, dashboard_settings
+from tests.net_helpers import TcpRecorder, closed_port, digest_challenge
+from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
 MAX_CAMERAS = 4

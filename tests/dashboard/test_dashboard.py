@@ -11,7 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_sync
-from dashboard_helpers import (
+
+from core.settings import Settings
+from core.types import EMOTIONS
+from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,
     CAMERA,
@@ -22,10 +25,7 @@ from dashboard_helpers import (
     dashboard_settings,
     wait_for_js,
 )
-from redis_helpers import free_port, unique_prefix
-
-from core.settings import Settings
-from core.types import EMOTIONS
+from tests.redis_helpers import free_port, unique_prefix
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +309,7 @@ def test_cameras_survive_a_restart(tiny_checkpoint, redis_url, prefix, server, a
 
 
 def test_redis_down_is_a_503_not_a_500(tiny_checkpoint, tmp_path, media):
-    from redis_helpers import RedisServer
+    from tests.redis_helpers import RedisServer
 
     redis_server = RedisServer(tmp_path / "redis").start()
     settings = dashboard_settings(

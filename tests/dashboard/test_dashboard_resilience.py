@@ -11,8 +11,9 @@ import time
 import httpx
 import pytest
 import redis as redis_sync
-from dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings
-from redis_helpers import RedisServer, free_port
+
+from tests.dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings
+from tests.redis_helpers import RedisServer, free_port
 
 
 class SseClient:

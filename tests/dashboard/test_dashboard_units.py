@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from redis_helpers import tracked_frame
 
 from aggregator import analytics
 from aggregator.timeseries import RollupBucket
 from core.types import EMOTIONS
 from streamer.preview import PreviewSink
+from tests.redis_helpers import tracked_frame
 
 
 def counts(**kw: int) -> dict[str, int]:

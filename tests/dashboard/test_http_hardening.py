@@ -25,7 +25,10 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
-from dashboard_helpers import (
+from typer.testing import CliRunner
+
+from deepfer.cli import app as cli
+from tests.dashboard_helpers import (
     AUTH,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -33,10 +36,7 @@ from dashboard_helpers import (
     LiveServer,
     dashboard_settings,
 )
-from redis_helpers import free_port, unique_prefix
-from typer.testing import CliRunner
-
-from deepfer.cli import app as cli
+from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
 MB = 2**20

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_helpers import AUTH, TOKEN
-from redis_helpers import RedisServer, free_port
+
+from tests.dashboard_helpers import AUTH, TOKEN
+from tests.redis_helpers import RedisServer, free_port
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "s3cret-pass-7Qz"

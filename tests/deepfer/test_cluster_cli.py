@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis_helpers import free_port, unique_prefix
-from test_cluster import wait_for
+
+from tests.redis_helpers import free_port, unique_prefix
+from tests.streamer.test_cluster import wait_for
 
 pytest.importorskip("ray", reason="the cluster extra is not installed (pip install 'deepfer[cluster]')")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -54,7 +55,7 @@ def test_readme_steps_ray_start_head_join_a_node_and_serve_with_cluster(redis_ur
     import shutil
     import tempfile
 
-    from test_serve_cli import read_until_address, serve, wait_for_health
+    from tests.deepfer.test_serve_cli import read_until_address, serve, wait_for_health
 
     token = secrets.token_hex(32)  # this cluster's own, as README says to share it with every node and the dashboard
     port = free_port()
@@ -145,6 +146,7 @@ def _listens(port: int) -> bool:
         return False
 
 
+@pytest.mark.e2e  # serve finds Redis (or starts redis-server) before it asks Ray
 def test_serve_cluster_with_nobody_at_the_address_is_one_line(free_port):
     from typer.testing import CliRunner
 

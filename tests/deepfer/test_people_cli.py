@@ -7,15 +7,15 @@ import json
 import time
 
 import pytest
-from redis_helpers import (
-    free_port,
-    redis_settings,
-    tracked_frame,
-)
 from typer.testing import CliRunner
 
 from aggregator.redis_sink import RedisSink
 from deepfer.cli import app
+from tests.redis_helpers import (
+    free_port,
+    redis_settings,
+    tracked_frame,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

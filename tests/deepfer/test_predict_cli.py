@@ -15,7 +15,7 @@ from core.types import EMOTIONS
 from deepfer.cli import app
 
 pytestmark = pytest.mark.timeout(240)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str):

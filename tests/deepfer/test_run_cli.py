@@ -15,10 +15,10 @@ from pathlib import Path
 
 import av
 import pytest
-from rtsp_server import RtspServer, available
 from typer.testing import CliRunner
 
 from deepfer.cli import app
+from tests.rtsp_server import RtspServer, available
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis_helpers import free_port
 from typer.testing import CliRunner
 
 from deepfer.cli import app
+from tests.redis_helpers import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

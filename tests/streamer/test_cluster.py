@@ -13,9 +13,10 @@ import time
 import httpx
 import pytest
 import redis as redis_sync
-from dashboard_helpers import AUTH, LiveServer, dashboard_settings
-from redis_helpers import free_port, unique_prefix
-from rtsp_server import RtspServer, available
+
+from tests.dashboard_helpers import AUTH, LiveServer, dashboard_settings
+from tests.redis_helpers import free_port, unique_prefix
+from tests.rtsp_server import RtspServer, available
 
 ray = pytest.importorskip("ray", reason="the cluster extra is not installed (pip install 'deepfer[cluster]')")
 from ray.cluster_utils import Cluster  # noqa: E402

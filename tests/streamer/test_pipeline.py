@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rtsp_server import RtspServer, available
 
 from core.settings import DetectorSettings, PipelineSettings, Settings, SourceSettings
 from core.types import FrameResult
 from streamer.assembly import tracker_factory
 from streamer.pipeline import Pipeline
 from streamer.sources import FileSource, RtspSource
+from tests.rtsp_server import RtspServer, available
 
 pytestmark = pytest.mark.timeout(180)
 

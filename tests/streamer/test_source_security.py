@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-from net_helpers import TcpRecorder
-from rtsp_server import RtspServer, available
 
 from core.redact import RedactFilter, redact
 from core.settings import DashboardSettings, Settings, SourceSettings, max_cameras
@@ -30,6 +28,8 @@ from streamer.netpolicy import (
 )
 from streamer.source_url import SourceError, parse_camera_url
 from streamer.sources import RtspSource, open_source
+from tests.net_helpers import TcpRecorder
+from tests.rtsp_server import RtspServer, available
 
 pytestmark = pytest.mark.timeout(120)
 FAST = dict(connect_timeout_s=1.0, read_timeout_s=1.0, reconnect_initial_s=0.2, reconnect_max_s=0.5,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rtsp_server import RtspServer, available
 
 from core.redact import redact
 from core.settings import SourceSettings
@@ -22,6 +21,7 @@ from streamer.sources import (
     default_camera_id,
     open_source,
 )
+from tests.rtsp_server import RtspServer, available
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from redis_helpers import free_port
 from typer.testing import CliRunner
 
 from aggregator.embedded_redis import connect_or_start
 from aggregator.timeseries import EmotionTimeSeries
 from core.settings import PathsSettings, RedisSettings, Settings
 from deepfer.cli import app
+from tests.redis_helpers import free_port
 
 # Small detector work so the clip runs in well under a minute on 2 cores; the face is ~110 px wide.
 FAST = {"DEEPFER_DETECTOR__MAX_SIDE": "320", "DEEPFER_DETECTOR__MIN_FACE_SIZE": "80", "DEEPFER_DETECTOR__DEVICE": "cpu",

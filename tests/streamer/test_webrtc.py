@@ -14,8 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SHIPPED_WEIGHTS
-from dashboard_helpers import (
+
+from bench.visitor import VisitorProcess, WebRtcClient
+from core.types import EMOTIONS
+from tests.conftest import SHIPPED_WEIGHTS
+from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,
     CHROMIUM,
@@ -25,10 +28,7 @@ from dashboard_helpers import (
     dashboard_settings,
     wait_for_js,
 )
-from redis_helpers import free_port, unique_prefix
-
-from bench.visitor import VisitorProcess, WebRtcClient
-from core.types import EMOTIONS
+from tests.redis_helpers import free_port, unique_prefix
 
 POOLED_THREAD = re.compile(r"^(asyncio_|ThreadPoolExecutor-|deepfer-infer_)")  # executor workers: reused, not leaked
 
