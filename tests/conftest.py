@@ -7,13 +7,24 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["redis_helpers"]  # the redis_url and key_prefix fixtures
+pytest_plugins = ["tests.redis_helpers"]  # the redis_url and key_prefix fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FER = SHARED / "datasets" / "fer2013"
 MEDIA = SHARED / "media"
 SHIPPED_WEIGHTS = REPO / "classifier" / "weights" / "deepfer_resnet.pt"
+
+
+# A test that uses one of these (directly or through another fixture) needs more than the venv: ../shared, a real
+# Redis, a checkpoint trained on FER2013. It is marked e2e, so `pytest -m "not e2e"` runs on a bare machine.
+E2E_FIXTURES = {"media", "fer_root", "tiny_checkpoint", "clips", "redis_url", "key_prefix"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 def need(path: Path) -> Path:

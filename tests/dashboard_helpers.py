@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import uvicorn
-from conftest import MEDIA
 
 from core.settings import Settings
+from tests.conftest import MEDIA
 
 TOKEN = "test-token-5f2c-9a7e1d"  # dashboard.token needs at least 16 characters
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

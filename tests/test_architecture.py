@@ -155,3 +155,12 @@ def test_the_checker_sees_function_level_imports(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from dashboard.app import create_app\n    import streamer.pipeline\n")
     assert {"dashboard.app", "dashboard.app.create_app", "streamer.pipeline"} <= imports_of(probe)
+
+
+def test_the_tests_are_laid_out_like_the_packages():
+    """tests/<package>/ holds the tests of that package; only this file, about all of them, stands at the top."""
+    tests = REPO / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert folders <= PACKAGES, f"test folders that name no package: {sorted(folders - PACKAGES)}"
+    loose = sorted(p.name for p in tests.glob("test_*.py") if p.name != Path(__file__).name)
+    assert not loose, f"tests outside a package folder: {loose}"
