@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from pydantic_core import PydanticCustomError
 from core.settings.base import Section
 
 MIN_TOKEN_LENGTH = 16
+# Where a WebRTC visitor may be by default: the private LAN ranges (RFC 1918, IPv6 unique local). No STUN or TURN is
+# configured by default, so a visitor's candidates are its host addresses on the shop's LAN.
+WEBRTC_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
 
 class DashboardSettings(Section):
@@ -151,6 +155,25 @@ class WebRtcSettings(Section):
         256, ge=1, description="Per-face messages are skipped while the data channel holds more than this."
     )
     latency_samples: int = Field(2048, ge=16, description="Recent arrival-to-send delays kept per session for p50/p95.")
+    allowed_networks: list[str] = Field(
+        default_factory=lambda: list(WEBRTC_NETWORKS),
+        description="A visitor's ICE candidates (the addresses the server sends STUN checks and media to) must be "
+                    "in one of these CIDRs: private LAN ranges by default; add the TURN server's address (or public "
+                    "ranges) when ice_servers serve visitors beyond the LAN; empty: any address not refused. "
+                    "Loopback, link-local, multicast, unspecified, sources.denied_networks and the Redis DeepFER "
+                    "uses are refused whatever this says.")
+    max_candidates: int = Field(64, ge=1, le=1000, description="Most ICE candidates one offer may carry (400 beyond).")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            try:
+                out.append(str(ipaddress.ip_network(v.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"not a network in CIDR form (like 192.168.0.0/16 or fd00::/8): {v!r}") from None
+        return out
 
 
 class ClusterSettings(Section):
