@@ -86,6 +86,7 @@ class RedisSink:
         self._task: asyncio.Task | None = None
         self._closing = False
         self.connected = False
+        self._outage = False  # the writer found Redis down (not merely: not connected yet)
         self.written = 0
         self.dropped = 0  # only when Redis is down and the journal cannot be written either
         self._last_prune = 0.0
@@ -141,7 +142,7 @@ class RedisSink:
 
     def _spill_if_due(self) -> None:
         """While Redis is down, put what waits in memory on disk every ``journal_every_s``."""
-        if not self.connected and time.monotonic() - self._journaled_at >= self.settings.journal_every_s:
+        if self._outage and time.monotonic() - self._journaled_at >= self.settings.journal_every_s:
             self._spill()
 
     def _spill(self) -> None:
@@ -223,16 +224,17 @@ class RedisSink:
                 if not self.connected:
                     await self.ts.r.ping()
                     self._applied.clear()
-                    self.connected = True
+                    self.connected, self._outage = True, False
                     log.info("Redis at %s is up; %d points to write", self.display, self.buffer_depth)
                 await self._publish_events()
                 await self._write_batch()
+                self._outage = False
                 backoff = 0.1
             except DOWN_ERRORS as exc:
                 if self.connected:
                     log.warning("Redis at %s is down (%s); points go to the journal in %s", self.display,
                                 exc.__class__.__name__, self.journal.dir)
-                self.connected = False
+                self.connected, self._outage = False, True
                 self._events.clear()
                 self._spill()
                 await self._wait_down(backoff)
@@ -241,7 +243,9 @@ class RedisSink:
                 raise
             except Exception:  # a bug or a Redis refusal must not stop the writer or the pipeline
                 log.exception("Redis at %s: write failed; retrying", self.display)
-                await asyncio.sleep(self.settings.retry_max_s)
+                self._outage = True  # Redis answers but refuses (full, read-only): on disk meanwhile, as when down
+                self._spill()
+                await self._wait_down(self.settings.retry_max_s)
 
     async def _wait_down(self, seconds: float) -> None:
         """Sleep until the next reconnection attempt, journaling on time even when no frame comes."""

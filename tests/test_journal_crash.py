@@ -162,3 +162,34 @@ async def test_kill_9_while_frames_still_come_loses_at_most_about_a_second(tmp_p
         if child.p.poll() is None:
             child.kill9()
         server.stop()
+
+
+async def test_points_refused_by_a_full_redis_go_to_the_journal_too(tmp_path):
+    """Redis up but refusing writes (maxmemory with noeviction): the points are on disk within about a second, and
+    all arrive once Redis takes writes again."""
+    import redis as sync_redis
+    from redis_helpers import tracked_frame
+
+    server = RedisServer(tmp_path / "redis").start()
+    admin = sync_redis.Redis.from_url(server.url)
+    data, t0 = tmp_path / "data", time.time()
+    settings = redis_settings("full", points_per_s=0, connect_timeout_s=0.3, retry_max_s=0.3)
+    sink = RedisSink(settings, server.url, data, run_id="crashrun")
+    try:
+        for i in range(10):
+            await sink.handle(tracked_frame("crash", i, t0 + i * 0.1, [1, 2]))
+        assert await sink.flush(10)
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")
+        for i in range(10, 60):
+            await sink.handle(tracked_frame("crash", i, t0 + i * 0.1, [1, 2]))
+            await asyncio.sleep(0.03)
+        await asyncio.sleep(1.5)
+        assert journaled(data) == 100, "refused points must reach the journal, not wait in memory"
+        admin.config_set("maxmemory", "0")
+        assert await sink.flush(20)
+        await sink.close()
+        await replay_and_check(server, data, "full", t0, 60)
+    finally:
+        admin.close()
+        server.stop()
