@@ -1,7 +1,8 @@
 """The pipeline's Redis writer: never blocks or fails the pipeline, never loses a point.
 
 ``handle`` only turns tracked faces into points and queues them; a background
-task writes them in order. While Redis is down, the points waiting in memory
+task writes them in order. While Redis is down (or answers but refuses writes,
+e.g. full with ``noeviction``), the points waiting in memory
 (and the batch that failed) go to a segment of the journal on disk
 (``aggregator.journal``: ``{data_dir}/journal/{run}/``) as soon as the writer
 sees Redis down and then every ``journal_every_s`` (1 s), so a crash (``kill -9``)
