@@ -6,7 +6,6 @@ a real visitor whose offer also carries hostile candidates still connects."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import threading
 
@@ -19,14 +18,9 @@ from redis_helpers import free_port, unique_prefix
 from bench.visitor import WebRtcClient
 from core.settings import Settings
 from streamer.netpolicy import local_addresses
-from streamer.webrtc.candidates import CandidateError, CandidatePolicy
+from streamer.webrtc.candidates import CandidateError, CandidatePolicy, machine_networks
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def own_networks() -> list[str]:
-    """This machine's own non-loopback addresses: where the test's aiortc client offers its host candidates."""
-    return [str(ipaddress.ip_network(ip)) for ip in local_addresses() if not (ip.is_loopback or ip.is_link_local)]
 
 
 def candidate(address: str, port: int, n: int = 1, transport: str = "udp") -> str:
@@ -120,7 +114,7 @@ def server(media, redis_url, tmp_path_factory):
         settings = settings.model_copy(update={
             "detector": settings.detector.model_copy(update={"detect_every": 3, "threads": 0}),
             # the site's LAN: the private ranges and wherever this test machine's own addresses are
-            "webrtc": w.model_copy(update={"allowed_networks": w.allowed_networks + own_networks()}),
+            "webrtc": w.model_copy(update={"allowed_networks": w.allowed_networks + machine_networks()}),
         })
         with LiveServer(settings) as live:
             yield live
@@ -129,7 +123,7 @@ def server(media, redis_url, tmp_path_factory):
 def trap_and_control() -> tuple[UdpListener, UdpListener, list[str]]:
     """A listener on loopback (must get nothing), one on an allowed address of this machine (gets the server's STUN
     checks: without it the trap's silence would prove nothing), and the hostile candidate lines."""
-    own = [a for a in own_networks() if ":" not in a]
+    own = [a for a in machine_networks() if ":" not in a]
     if not own:
         pytest.skip("needs a non-loopback IPv4 address on this machine")
     trap, control = UdpListener("127.0.0.1"), UdpListener(own[0].split("/")[0])

@@ -64,6 +64,12 @@ def redis_hosts(urls: Iterable[str], timeout_s: float = 5.0) -> tuple[list[IPNet
     return list(dict.fromkeys(hosts)), list(dict.fromkeys(endpoints))
 
 
+def machine_networks() -> list[str]:
+    """This machine's own non-loopback, non-link-local addresses as /32 and /128 networks: where a visitor running on
+    the server itself (a test, ``deepfer bench webrtc``) offers its host candidates."""
+    return [str(ipaddress.ip_network(ip)) for ip in local_addresses() if not (ip.is_loopback or ip.is_link_local)]
+
+
 @dataclass(frozen=True)
 class CandidatePolicy:
     allowed: tuple[IPNetwork, ...] = ()  # empty: any address not refused
