@@ -332,14 +332,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tls = scope.get("scheme") == "https"
-
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in self.headers.items():
                     headers.setdefault(name, value)
-                if tls and self.hsts:
+                # read now, not on the way in: Gate (inside) may have set it from a trusted X-Forwarded-Proto
+                if scope.get("scheme") == "https" and self.hsts:
                     headers.setdefault("Strict-Transport-Security", self.hsts)
             await send(message)
 

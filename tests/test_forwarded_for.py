@@ -181,3 +181,17 @@ def test_forwarded_for_walks_from_the_nearest_hop():
     assert client("192.0.2.50", "198.51.100.1", proto="https") == ("192.0.2.50", "http")  # not a proxy: ignored
     assert client("127.0.0.1", "10.1.1.1") == ("10.1.1.1", "http")  # only proxies: the farthest one
     assert client("127.0.0.1", proto="javascript") == ("127.0.0.1", "http")
+
+
+def test_https_at_a_trusted_proxy_gives_hsts_and_secure_cookies(proxied, direct):
+    url, _ = proxied
+    status, data = raw(url, "GET", "/health", {"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.60"})
+    assert status == 200 and b"strict-transport-security: max-age=" in data.lower()
+    body = f"token={TOKEN}".encode()
+    status, data = raw(url, "POST", "/login", {"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.61",
+                                               "Content-Type": "application/x-www-form-urlencoded"}, body)
+    cookie = next(line for line in data.split(b"\r\n") if line.lower().startswith(b"set-cookie:"))
+    assert status == 303 and b"; secure" in cookie.lower()
+    # from a client that is not a trusted proxy the header means nothing
+    status, data = raw(direct.url, "GET", "/health", {"X-Forwarded-Proto": "https"})
+    assert status == 200 and b"strict-transport-security" not in data.lower()
