@@ -75,6 +75,7 @@ def test_the_policy_refuses_every_kind_of_hostile_candidate():
         ("224.0.0.251", 5353): "multicast", ("ff02::fb", 5353): "multicast",
         ("0.0.0.0", 5000): "unspecified", ("::", 5000): "unspecified", ("255.255.255.255", 9): "reserved",
         ("100.100.100.200", 80): "a denied network (sources.denied_networks, or the Redis host)",
+        ("fd00:ec2::254", 80): "a denied network (sources.denied_networks, or the Redis host)",  # inside fc00::/7
         ("10.9.9.9", 40000): "a denied network (sources.denied_networks, or the Redis host)",  # the remote Redis host
         ("8.8.8.8", 53): "not in webrtc.allowed_networks", ("2001:db8::1", 5000): "not in webrtc.allowed_networks",
         ("deadbeef.local", 5000): "a host name, not an IP address", ("evil.example", 5000): "a host name, not an IP "
