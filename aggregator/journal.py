@@ -84,8 +84,17 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         tmp.rename(path)
+        self._sync_dir()
         self.segments.append((path, len(points)))
         return path
+
+    def _sync_dir(self) -> None:
+        """Make the rename itself durable (a power cut, not only a killed process, keeps the segment)."""
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def read(path: Path) -> list[EmotionPoint]:

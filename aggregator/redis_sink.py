@@ -1,10 +1,14 @@
 """The pipeline's Redis writer: never blocks or fails the pipeline, never loses a point.
 
 ``handle`` only turns tracked faces into points and queues them; a background
-task writes them in order. While Redis is down points wait in memory; when
-``buffer_max`` are waiting they are spilled to a segment of the journal on disk
-(``aggregator.journal``: ``{data_dir}/journal/{run}/``), and once Redis answers
-again the segments and then memory are written oldest first. Each transaction also stores the run's
+task writes them in order. While Redis is down (or answers but refuses writes,
+e.g. full with ``noeviction``), the points waiting in memory
+(and the batch that failed) go to a segment of the journal on disk
+(``aggregator.journal``: ``{data_dir}/journal/{run}/``) as soon as the writer
+sees Redis down and then every ``journal_every_s`` (1 s), so a crash (``kill -9``)
+during an outage loses at most that much; with Redis up they are spilled only
+when ``buffer_max`` are waiting. Once Redis answers again the segments and then
+memory are written oldest first. Each transaction also stores the run's
 last written sequence number, so a replay after a crash never writes a point
 twice. On close, whatever Redis did not take in ``close_timeout_s`` stays in the
 journal; the next RedisSink on the same ``data_dir`` adopts and writes it.
@@ -79,9 +83,11 @@ class RedisSink:
         self._task: asyncio.Task | None = None
         self._closing = False
         self.connected = False
+        self._outage = False  # the writer found Redis down (not merely: not connected yet)
         self.written = 0
         self.dropped = 0  # only when Redis is down and the journal cannot be written either
         self._last_prune = 0.0
+        self._journaled_at = time.monotonic()  # last spill (or start): while Redis is down, spill when a second old
 
     # ----- the pipeline side: never awaits Redis ---------------------------------------------------------------
 
@@ -122,6 +128,7 @@ class RedisSink:
             if len(self._memory) >= self.settings.buffer_max:
                 self._spill()
             self._memory.append(point)
+        self._spill_if_due()
         if self.settings.events and self.connected:
             event = result.to_dict()
             for face in event["faces"]:
@@ -130,8 +137,19 @@ class RedisSink:
         self._prune(t)
         self._wake.set()
 
+    def _spill_if_due(self) -> None:
+        """While Redis is down, put what waits in memory on disk every ``journal_every_s``."""
+        if self._outage and time.monotonic() - self._journaled_at >= self.settings.journal_every_s:
+            self._spill()
+
     def _spill(self) -> None:
-        points = list(self._memory)
+        """Memory to a new journal segment. A batch taken from memory is older than it, so it goes first in the same
+        segment, which becomes the writer's current one (segments are replayed in order: sequence numbers must rise)."""
+        self._journaled_at = time.monotonic()
+        batch_from_memory = self._inflight_segment is None and bool(self._inflight)
+        points = (list(self._inflight) if batch_from_memory else []) + list(self._memory)
+        if not points:
+            return
         try:
             path = self.journal.spill(points)
         except OSError as exc:  # disk full or read-only: keep them in memory, up to a hard limit
@@ -149,8 +167,12 @@ class RedisSink:
             elif len(self._memory) % self.settings.buffer_max == 0:
                 log.error("Redis down and journal unwritable (%s): %d points held in memory", exc, len(self._memory))
             return
+        if batch_from_memory:
+            self.journal.segments.pop()  # it is the writer's now, not a queued one
+            self._inflight.extend(self._memory)
+            self._inflight_segment = (path, len(points))
         self._memory.clear()
-        log.warning("Redis unreachable at %s: %d points spilled to %s", self.display, len(points), path)
+        log.debug("Redis at %s: %d points journaled to %s", self.display, len(points), path)
 
     def _prune(self, t: float) -> None:
         """Forget per-person state of people not seen for a minute (their next point starts a new dwell)."""
@@ -199,23 +221,35 @@ class RedisSink:
                 if not self.connected:
                     await self.ts.r.ping()
                     self._applied.clear()
-                    self.connected = True
+                    self.connected, self._outage = True, False
                     log.info("Redis at %s is up; %d points to write", self.display, self.buffer_depth)
                 await self._publish_events()
                 await self._write_batch()
+                self._outage = False
                 backoff = 0.1
             except DOWN_ERRORS as exc:
                 if self.connected:
-                    log.warning("Redis at %s is down (%s); buffering", self.display, exc.__class__.__name__)
-                self.connected = False
+                    log.warning("Redis at %s is down (%s); points go to the journal in %s", self.display,
+                                exc.__class__.__name__, self.journal.dir)
+                self.connected, self._outage = False, True
                 self._events.clear()
-                await asyncio.sleep(backoff)
+                self._spill()
+                await self._wait_down(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_s)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug or a Redis refusal must not stop the writer or the pipeline
                 log.exception("Redis at %s: write failed; retrying", self.display)
-                await asyncio.sleep(self.settings.retry_max_s)
+                self._outage = True  # Redis answers but refuses (full, read-only): on disk meanwhile, as when down
+                self._spill()
+                await self._wait_down(self.settings.retry_max_s)
+
+    async def _wait_down(self, seconds: float) -> None:
+        """Sleep until the next reconnection attempt, journaling on time even when no frame comes."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, self.settings.journal_every_s or left))
+            self._spill_if_due()
 
     def _pending(self) -> bool:
         return bool(self._inflight or self._inflight_segment or self.journal.segments or self._memory)
@@ -283,21 +317,6 @@ class RedisSink:
             await asyncio.sleep(0.02)
         return True
 
-    def _spill_everything(self) -> None:
-        """Leave every unwritten point in the journal, oldest first, for the next start."""
-        if self._inflight_segment is None and self._inflight:
-            # Points taken from memory are older than any segment spilled since: rewrite them in front.
-            older = list(self._inflight)
-            for path, _ in self.journal.segments:
-                older += Journal.read(path)
-                path.unlink()
-            self.journal.segments.clear()
-            self._memory.extendleft(reversed(older))
-        self._inflight.clear()
-        if self._memory:
-            self.journal.spill(list(self._memory))
-            self._memory.clear()
-
     async def close(self) -> None:
         if self._closing:
             return
@@ -308,7 +327,7 @@ class RedisSink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if not drained:
-            self._spill_everything()
+            self._spill()  # every unwritten point is on disk now, oldest first, for the next start
             log.warning(
                 "Redis at %s did not take %d points before exit; they stay in %s and are written on the next start",
                 self.display,

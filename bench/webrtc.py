@@ -17,6 +17,7 @@ from core.settings import Settings
 from core.stats import percentile_ms
 from streamer.assembly import Models, build_pipeline, load_models
 from streamer.media import probe_video
+from streamer.webrtc.candidates import machine_networks
 from streamer.webrtc.gateway import WebRtcSessions
 
 
@@ -40,8 +41,11 @@ async def run_visitors(settings: Settings, models: Models, path: str, visitors: 
     classifier = models.classifier
     await asyncio.to_thread(warm_up, path, models.detector, classifier)
     pipeline = build_pipeline(settings, models)
-    gateway = WebRtcSessions(settings.model_copy(update={"webrtc": settings.webrtc.model_copy(
-        update={"max_sessions": max(visitors, settings.webrtc.max_sessions)})}), pipeline)
+    w = settings.webrtc  # the visitors are processes of this machine: its own addresses are where they are
+    gateway = WebRtcSessions(settings.model_copy(update={"webrtc": w.model_copy(
+        update={"max_sessions": max(visitors, w.max_sessions),
+                "allowed_networks": [*w.allowed_networks, *machine_networks()] if w.allowed_networks else []})}),
+        pipeline)
     pipeline.add_sink(gateway)
     await pipeline.start()
     clients = [VisitorProcess(path, loop=True) for _ in range(visitors)]

@@ -1,7 +1,11 @@
 """The dashboard's front door: plain ASGI middleware ahead of FastAPI, so that a request is refused before any of its
 body is read.
 
-``Gate`` checks, in order: the ``Host`` is one of the dashboard's names (a DNS-rebinding page carries its own name)
+``Gate`` first settles who the client is: the connecting address, or, only when that is one of
+``dashboard.trusted_proxies``, the nearest untrusted address of ``X-Forwarded-For`` (each entry must parse as an IP
+address; the first that does not ends the walk, so header text never becomes the client) and ``X-Forwarded-Proto``.
+It writes them into the ASGI scope, which the access log, the sign-in throttle and the WebRTC peer all read. Then it
+checks, in order: the ``Host`` is one of the dashboard's names (a DNS-rebinding page carries its own name)
 -> 400; a state-changing request comes from the dashboard's own pages (``Origin``, ``Sec-Fetch-Site``) -> 403; the
 API token, when one is set -> 401; the body fits its route's limit, on the declared ``Content-Length`` and again on
 the bytes actually received (a chunked body declares nothing) -> 413. ``SecurityHeaders`` puts the CSP and its
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
+import logging
 import re
 import socket
 from collections.abc import Iterable
@@ -25,8 +31,10 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.settings import DashboardSettings
-from dashboard.auth import presented_token, token_ok, unauthorized_reason
+from dashboard.auth import signed_in, unauthorized_reason
 
+log = logging.getLogger(__name__)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # routes that answer without the token: the sign-in flow, /health, and the pages (they redirect to /login themselves)
 OPEN_PATHS = frozenset({"/health", "/login", "/logout", "/", "/demo"})
@@ -137,6 +145,69 @@ def cross_site_reason(scope: Scope, headers: Headers) -> str | None:
     return None
 
 
+# ----- the client behind a proxy ----------------------------------------------------------------------------------
+
+
+def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An X-Forwarded-For entry as an address ('1.2.3.4', '1.2.3.4:80', '2001:db8::1', '[2001:db8::1]:80'), else
+    None. IPv4-mapped IPv6 becomes IPv4."""
+    text = text.strip()
+    if len(text) > 64:
+        return None
+    if text.startswith("["):
+        text = text[1:text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+
+
+def _trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, proxies: tuple[IPNetwork, ...]) -> bool:
+    return ip is not None and any(ip.version == n.version and ip in n for n in proxies)
+
+
+class ForwardedFor:
+    """Settles the client of a request (see the module docstring); warns once about a likely misconfiguration."""
+
+    def __init__(self, proxies: Iterable[str]):
+        self.proxies = tuple(ipaddress.ip_network(p) for p in proxies)
+        self._warned: set[str] = set()
+
+    def _warn_once(self, what: str, message: str, *args: object) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning(message, *args)
+
+    def apply(self, scope: Scope) -> None:
+        client = scope.get("client")
+        peer = parse_address(client[0]) if client else None
+        forwarded = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"]
+        if not _trusted(peer, self.proxies):
+            if forwarded and peer is not None and peer.is_loopback:
+                self._warn_once("ignored", "X-Forwarded-For from %s ignored: list the proxy in "
+                                "dashboard.trusted_proxies (until then all its clients share one address)", peer)
+            return
+        hops = [h for value in forwarded for h in value.split(",")]
+        if not hops:
+            self._warn_once("missing", "trusted proxy %s sends no X-Forwarded-For: all its clients share one address "
+                            "(and one sign-in throttle)", peer)
+        chosen = peer
+        for hop in reversed(hops):  # nearest first: each proxy appends the address it saw
+            ip = parse_address(hop)
+            if ip is None:
+                break  # not an address: nothing further left is believed
+            chosen = ip
+            if not _trusted(ip, self.proxies):
+                break
+        scope["client"] = (str(chosen), client[1] if chosen == peer and client else 0)
+        proto = Headers(scope=scope).get("x-forwarded-proto", "").strip().lower()
+        if proto in DEFAULT_PORTS:
+            scope["scheme"] = proto
+
+
 # ----- body limits -------------------------------------------------------------------------------------------------
 
 
@@ -166,6 +237,7 @@ class Gate:
         self.settings = settings
         self.hosts = HostNames.for_settings(settings)
         self.limits = BodyLimits(settings.max_json_kb, settings.max_upload_mb)
+        self.forwarded = ForwardedFor(settings.trusted_proxies)
 
     def refusal(self, scope: Scope, limit: int, reason: str) -> Refusal | None:
         headers = Headers(scope=scope)
@@ -176,9 +248,9 @@ class Gate:
         if cross_site := cross_site_reason(scope, headers):
             return Refusal(403, cross_site)
         if self.settings.token and scope["path"] not in OPEN_PATHS:
-            given = presented_token(HTTPConnection(scope))
-            if not token_ok(self.settings.token, given):
-                return Refusal(401, unauthorized_reason(given), (("WWW-Authenticate", "Bearer"),))
+            conn = HTTPConnection(scope)  # scope["app"] is the app (Starlette sets it before its middleware)
+            if not signed_in(conn):
+                return Refusal(401, unauthorized_reason(conn), (("WWW-Authenticate", "Bearer"),))
         length = declared_length(headers)
         if length is not None and length > limit:
             return Refusal(413, reason)
@@ -188,6 +260,7 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self.forwarded.apply(scope)
         limit, reason = self.limits.for_path(scope["path"])
         refusal = self.refusal(scope, limit, reason)
         if refusal is not None:
@@ -259,14 +332,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tls = scope.get("scheme") == "https"
-
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in self.headers.items():
                     headers.setdefault(name, value)
-                if tls and self.hsts:
+                # read now, not on the way in: Gate (inside) may have set it from a trusted X-Forwarded-Proto
+                if scope.get("scheme") == "https" and self.hsts:
                     headers.setdefault("Strict-Transport-Security", self.hsts)
             await send(message)
 

@@ -58,6 +58,7 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
             port=d.port,
             log_level="info",
             timeout_graceful_shutdown=5,
+            proxy_headers=False,  # X-Forwarded-*: only from dashboard.trusted_proxies, validated (security.Gate)
             log_config=uvicorn_log_config(secret_values(settings)),
             **tls,
         )

@@ -81,7 +81,7 @@ def _in(ip: IPAddress, net: IPNetwork) -> bool:
     return ip.version == net.version and ip in net  # ``in`` alone compares IPv4 with IPv6 bit patterns
 
 
-def _forms(ip: IPAddress) -> list[IPAddress]:
+def address_forms(ip: IPAddress) -> list[IPAddress]:
     """The address and the IPv4 address it carries, if any (IPv4-mapped, NAT64, 6to4), which is where it leads."""
     if ip.version == 4:
         return [ip]
@@ -119,7 +119,7 @@ def service_endpoints(url: str, resolver: Resolver = system_resolver,
         addresses = lookup(resolver, host, port, timeout_s)
     except ValueError:  # HostUnresolved included: a Redis that does not resolve cannot be reached either
         return []
-    nets: list[IPNetwork] = [ipaddress.ip_network(a) for ip in addresses for a in _forms(ip)]
+    nets: list[IPNetwork] = [ipaddress.ip_network(a) for ip in addresses for a in address_forms(ip)]
     local = set(local_addresses())
     if any(ip.is_loopback or ip.is_unspecified or ip in local for ip in addresses):
         nets += list(_LOOPBACK_LIKE) + [ipaddress.ip_network(a) for a in local]
@@ -149,7 +149,7 @@ class NetworkPolicy:
 
     def refusal(self, ip: IPAddress, port: int) -> str | None:
         """Why ``ip:port`` is refused, or None when a camera may be there."""
-        forms = _forms(ip)
+        forms = address_forms(ip)
         if any(port == p and _in(a, net) for a in forms for net, p in self.denied_endpoints):
             return "the Redis DeepFER uses"
         for a in forms:

@@ -40,7 +40,7 @@ class LiveServer:
         self.app = create_app(settings)
         tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
         config = uvicorn.Config(self.app, host="127.0.0.1", port=d.port, log_level="warning",
-                                timeout_graceful_shutdown=3, **tls)
+                                timeout_graceful_shutdown=3, proxy_headers=False, **tls)  # as dashboard.server
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -11,6 +12,38 @@ from pydantic_core import PydanticCustomError
 from core.settings.base import Section
 
 MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_DISTINCT = 6
+MAKE_TOKEN = " (make one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+
+
+def token_weakness(token: str) -> str | None:
+    """Why a token of the right length is still guessable, or None: few distinct characters ('aaaa...',
+    'abab...'), a run of neighbouring characters ('abcdef...', '123456...'), or one block repeated ('pass1pass1...').
+    A random token of 16+ characters practically never trips these (measured: fewer than 1 in 10,000 of
+    secrets.token_hex(8), none of a million secrets.token_urlsafe(12))."""
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        return f"fewer than {MIN_TOKEN_DISTINCT} different characters"
+    steps = [abs(ord(b) - ord(a)) for a, b in zip(token, token[1:], strict=False)]
+    if sum(step <= 1 for step in steps) * 5 > len(steps) * 3:
+        return "mostly runs of neighbouring or repeated characters"
+    if any(token[size:] == token[:-size] for size in range(1, len(token) // 2 + 1)):  # a period of at most half
+        return "one short block repeated"
+    return None
+
+
+def cidrs(values: list[str]) -> list[str]:
+    out = []
+    for v in values:
+        try:
+            out.append(str(ipaddress.ip_network(v.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"not a network in CIDR form (like 192.168.0.0/16 or fd00::/8): {v!r}") from None
+    return out
+
+
+# Where a WebRTC visitor may be by default: the private LAN ranges (RFC 1918, IPv6 unique local). No STUN or TURN is
+# configured by default, so a visitor's candidates are its host addresses on the shop's LAN.
+WEBRTC_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
 
 class DashboardSettings(Section):
@@ -58,6 +91,11 @@ class DashboardSettings(Section):
         "then /login answers 429 with Retry-After.",
     )
     login_window_s: float = Field(300.0, gt=0, description="Window over which failed sign-ins are counted.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (e.g. "
+                    "['127.0.0.1/32'] for a proxy on this machine); empty: these headers are ignored and the client "
+                    "is the connecting address.")
     hsts_max_age_s: int = Field(
         31_536_000, ge=0, description="Strict-Transport-Security max-age sent over HTTPS (0: not sent)."
     )
@@ -89,17 +127,20 @@ class DashboardSettings(Section):
     )
     tls_key: str = Field("", description="PEM private key of tls_cert.")
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_cidrs(cls, values: list[str]) -> list[str]:
+        return cidrs(values)
+
     @field_validator("token")
     @classmethod
-    def _token_length(cls, token: str) -> str:
-        """A short token can be guessed; the message names the rule, never the value."""
+    def _token_strength(cls, token: str) -> str:
+        """A short or patterned token can be guessed; the message names the rule, never the value."""
         if token and len(token) < MIN_TOKEN_LENGTH:
-            raise PydanticCustomError(
-                "token_too_short",
-                "must be at least {n} characters (make one with: python -c "
-                "'import secrets; print(secrets.token_urlsafe(24))')",
-                {"n": MIN_TOKEN_LENGTH},
-            )
+            raise PydanticCustomError("token_too_short", "must be at least {n} characters" + MAKE_TOKEN,
+                                      {"n": MIN_TOKEN_LENGTH})
+        if token and (why := token_weakness(token)):
+            raise PydanticCustomError("token_too_weak", "is too easy to guess ({why})" + MAKE_TOKEN, {"why": why})
         return token
 
     @model_validator(mode="after")
@@ -151,6 +192,19 @@ class WebRtcSettings(Section):
         256, ge=1, description="Per-face messages are skipped while the data channel holds more than this."
     )
     latency_samples: int = Field(2048, ge=16, description="Recent arrival-to-send delays kept per session for p50/p95.")
+    allowed_networks: list[str] = Field(
+        default_factory=lambda: list(WEBRTC_NETWORKS),
+        description="A visitor's ICE candidates (the addresses the server sends STUN checks and media to) must be "
+                    "in one of these CIDRs: private LAN ranges by default; add the TURN server's address (or public "
+                    "ranges) when ice_servers serve visitors beyond the LAN; empty: any address not refused. "
+                    "Loopback, link-local, multicast, unspecified, sources.denied_networks and the Redis DeepFER "
+                    "uses are refused whatever this says.")
+    max_candidates: int = Field(64, ge=1, le=1000, description="Most ICE candidates one offer may carry (400 beyond).")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        return cidrs(values)
 
 
 class ClusterSettings(Section):

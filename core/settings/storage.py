@@ -43,6 +43,10 @@ class RedisSettings(Section):
     buffer_max: int = Field(
         10000, ge=1, description="Points kept in memory while Redis is down before spilling to disk."
     )
+    journal_every_s: float = Field(
+        1.0, ge=0, description="While Redis is down, points waiting in memory reach the on-disk journal at least this "
+                               "often (a crash loses at most this much); 0: on every frame."
+    )
     batch_size: int = Field(500, ge=1, description="Points per Redis transaction.")
     connect_timeout_s: float = Field(1.0, gt=0, description="Connect and command timeout; slower counts as Redis down.")
     retry_max_s: float = Field(5.0, gt=0, description="Longest wait between reconnection attempts.")

@@ -20,8 +20,9 @@ from fastapi.responses import (
 from dashboard.auth import (
     COOKIE,
     LoginThrottle,
-    presented_token,
     require_token,
+    sessions_of,
+    signed_in,
     token_ok,
 )
 
@@ -60,7 +61,7 @@ def plotly_inline_styles() -> list[str]:
 
 @router.get("/", response_class=HTMLResponse)
 async def index(request: Request) -> Response:
-    if not token_ok(request.app.state.settings.dashboard.token, presented_token(request)):
+    if not signed_in(request):
         return RedirectResponse("/login", status_code=303)
     return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"})
 
@@ -68,7 +69,7 @@ async def index(request: Request) -> Response:
 @router.get("/demo", response_class=HTMLResponse)
 async def demo(request: Request) -> Response:
     """The live WebRTC demo: the visitor's webcam through the pipeline and back."""
-    if not token_ok(request.app.state.settings.dashboard.token, presented_token(request)):
+    if not signed_in(request):
         return RedirectResponse("/login", status_code=303)
     return FileResponse(STATIC / "demo.html", media_type="text/html", headers={"Cache-Control": "no-store"})
 
@@ -84,7 +85,8 @@ async def get_login() -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request, token: str = Form("")) -> Response:
-    """Sign in: the token in an HttpOnly cookie. Failures are counted per client address (``LoginThrottle``)."""
+    """Sign in: a signed session in an HttpOnly cookie (never the token). Failures are counted per client address
+    (``LoginThrottle``)."""
     settings = request.app.state.settings.dashboard
     throttle: LoginThrottle = request.app.state.login_throttle
     client = request.client.host if request.client else "unknown"
@@ -107,7 +109,7 @@ async def login(request: Request, token: str = Form("")) -> Response:
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE,
-        token,
+        sessions_of(request.app).issue(),
         max_age=settings.cookie_max_age_s,
         httponly=True,
         samesite="strict",
@@ -117,7 +119,9 @@ async def login(request: Request, token: str = Form("")) -> Response:
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """Sign out: the session is revoked on the server too, so a copy of the cookie stops working."""
+    sessions_of(request.app).revoke(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from core.settings import Settings
 from core.types import FrameResult
 from streamer.pipeline import Pipeline
+from streamer.webrtc.candidates import CandidateError, CandidatePolicy
 from streamer.webrtc.session import SessionStats, WebRtcSession
 from streamer.webrtc.source import WebRtcSource
 
@@ -41,6 +42,14 @@ class WebRtcSessions:
         self._by_camera: dict[str, WebRtcSession] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
+        self.candidates: CandidatePolicy | None = None  # built at the first offer (it resolves the Redis host)
+
+    async def candidate_policy(self) -> CandidatePolicy:
+        if self.candidates is None:
+            r = self.settings.redis
+            self.candidates = await asyncio.to_thread(CandidatePolicy.from_settings, self.settings,
+                                                      [r.url, r.default_url])
+        return self.candidates
 
     # ----- signalling --------------------------------------------------------------------------------------------
 
@@ -59,6 +68,10 @@ class WebRtcSessions:
         limit = self.settings.webrtc.max_sessions
         if len(self.sessions) >= limit:
             raise TooManySessions(f"{limit} WebRTC sessions are already running (webrtc.max_sessions); try again later")
+        try:
+            sdp = (await self.candidate_policy()).filter(sdp)  # before aiortc: it would send STUN to every candidate
+        except CandidateError as exc:
+            raise OfferError(str(exc)) from None
         camera_id = f"{self.settings.webrtc.camera_prefix}-{uuid.uuid4().hex[:8]}"
         session = WebRtcSession(self.settings, camera_id, peer)
         pc = session.pc

@@ -91,7 +91,7 @@ def test_health_is_open_and_everything_else_needs_the_token(server):
     bad_login = httpx.post(f"{server.url}/login", data={"token": "nope"}, follow_redirects=False)
     assert bad_login.status_code == 401
     login = httpx.post(f"{server.url}/login", data={"token": TOKEN}, follow_redirects=False)
-    assert login.status_code == 303 and "deepfer_token" in login.cookies
+    assert login.status_code == 303 and "deepfer_session" in login.cookies
     assert httpx.get(f"{server.url}/", cookies=login.cookies).status_code == 200
     js = httpx.get(f"{server.url}/vendor/plotly.min.js", cookies=login.cookies)
     assert js.status_code == 200 and len(js.content) > 1_000_000 and b"plotly" in js.content[:2000].lower()
@@ -332,7 +332,7 @@ def test_redis_down_is_a_503_not_a_500(tiny_checkpoint, tmp_path, media):
 def test_token_required_off_loopback():
     with pytest.raises(ValueError, match="token"):
         Settings(dashboard={"host": "0.0.0.0"})
-    assert Settings(dashboard={"host": "0.0.0.0", "token": "t" * 16}).dashboard.token == "t" * 16
+    assert Settings(dashboard={"host": "0.0.0.0", "token": "t9-Kq2xZ-7mWp4vB"}).dashboard.token == "t9-Kq2xZ-7mWp4vB"
 
 
 # ----- the page in a real browser ----------------------------------------------------------------------------------

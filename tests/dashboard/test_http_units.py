@@ -37,7 +37,7 @@ def test_allowed_hosts_from_the_settings():
     assert named.allows("cams.lan:8000") and named.allows("a.b.shop.lan") and named.allows("dash.example")
     assert not named.allows("shop.lan") and not named.allows("xshop.lan")
     # bound to every interface: every address of this machine is a name clients may use, names still are not
-    wild = HostNames.for_settings(DashboardSettings(host="0.0.0.0", token="x" * 16))
+    wild = HostNames.for_settings(DashboardSettings(host="0.0.0.0", token="x9-Kq2xZ-7mWp4vB"))
     assert wild.allows("127.0.0.1:8000") and not wild.allows("evil.example")
     assert HostNames.for_settings(DashboardSettings(allowed_hosts=["*"])).allows("anything.example")
 

@@ -333,7 +333,9 @@ def _chromium(p, *extra: str):
 
 def _signed_in_page(browser, server):
     context = browser.new_context(viewport={"width": 1300, "height": 900})
-    context.add_cookies([{"name": "deepfer_token", "value": TOKEN, "url": server.url}])
+    login = httpx.post(f"{server.url}/login", data={"token": TOKEN}, follow_redirects=False)
+    assert login.status_code == 303, login.text
+    context.add_cookies([{"name": "deepfer_session", "value": login.cookies["deepfer_session"], "url": server.url}])
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
