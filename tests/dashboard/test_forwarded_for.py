@@ -15,11 +15,11 @@ import time
 
 import httpx
 import pytest
-from dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings
-from redis_helpers import free_port, unique_prefix
 
 from dashboard.auth import LoginThrottle, throttle_key
 from dashboard.security import ForwardedFor, parse_address
+from tests.dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings
+from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
 ESCAPE = "\x1b[2J\x1b[31mroot\x1b[0m"

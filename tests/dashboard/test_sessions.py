@@ -10,11 +10,11 @@ import time
 
 import httpx
 import pytest
-from dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings
-from redis_helpers import free_port, unique_prefix
 
 from dashboard import auth
 from dashboard.auth import COOKIE, SessionStore
+from tests.dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings
+from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
 

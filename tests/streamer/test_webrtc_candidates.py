@@ -11,14 +11,14 @@ import threading
 
 import httpx
 import pytest
-from conftest import SHIPPED_WEIGHTS
-from dashboard_helpers import AUTH, LiveServer, dashboard_settings
-from redis_helpers import free_port, unique_prefix
 
 from bench.visitor import WebRtcClient
 from core.settings import Settings
 from streamer.netpolicy import local_addresses
 from streamer.webrtc.candidates import CandidateError, CandidatePolicy, machine_networks
+from tests.conftest import SHIPPED_WEIGHTS
+from tests.dashboard_helpers import AUTH, LiveServer, dashboard_settings
+from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
 

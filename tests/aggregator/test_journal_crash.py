@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from redis_helpers import RedisServer, redis_settings
 
 from aggregator.journal import Journal
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
+from tests.redis_helpers import RedisServer, redis_settings
 
 pytestmark = pytest.mark.timeout(120)
-TESTS = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[2]
 
 # The child: a RedisSink fed frames on command ("A B" on stdin: frames A..B-1, 'gap' seconds apart in real time);
 # it prints one line per frame handled and "status <connected> <written>" after each command. buffer_max is left at
@@ -28,7 +28,7 @@ TESTS = Path(__file__).resolve().parent
 CHILD = r"""
 import asyncio, sys, time
 from pathlib import Path
-from redis_helpers import redis_settings, tracked_frame
+from tests.redis_helpers import redis_settings, tracked_frame
 from aggregator.redis_sink import RedisSink
 
 async def main(url, data, prefix, t0, gap):
@@ -50,7 +50,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), floa
 
 class Child:
     def __init__(self, url: str, data: Path, prefix: str, t0: float, gap: float):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.p = subprocess.Popen([sys.executable, "-c", CHILD, url, str(data), prefix, repr(t0), str(gap)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.last_frame = -1
@@ -168,7 +168,8 @@ async def test_points_refused_by_a_full_redis_go_to_the_journal_too(tmp_path):
     """Redis up but refusing writes (maxmemory with noeviction): the points are on disk within about a second, and
     all arrive once Redis takes writes again."""
     import redis as sync_redis
-    from redis_helpers import tracked_frame
+
+    from tests.redis_helpers import tracked_frame
 
     server = RedisServer(tmp_path / "redis").start()
     admin = sync_redis.Redis.from_url(server.url)
