@@ -1,0 +1,372 @@
+"""One GPU session in one command: install the carried wheels, unpack the carried FER2013 archive, then run the
+stages of a plan (pipeline benchmarks, large-model training, evaluation with and without TTA, distillation, the
+classifier benchmark) inside a time budget, skipping what would not fit.
+
+A lent GPU comes for 15 minutes, bare, and is given back: so every stage writes its JSON, weights and log into one
+output folder with a ``done.json`` marker (a second call skips what is done and resumes a cut training run), and
+after every stage the folder is packed into $OUT as at most 7 parts of < 16 MiB plus ``summary.json`` (the device
+returns at most 8 files of 16 MiB). Stages run the ``deepfer`` CLI in subprocesses, so this file needs only the
+standard library and runs before the wheels are installed. ``--device cpu --small`` is the dry run the tests make.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PART_BYTES = 15 * 2**20  # one file back from the device: at most 16 MiB
+MAX_PARTS = 7  # plus summary.json: the device returns at most 8 files
+MAX_PACK_BYTES = 60 * 2**20  # and 64 MiB together
+PACK_RESERVE_S = 15.0  # budget kept back for the last pack
+STREAMS = (1, 8, 16, 32)
+STOCK_STREAMS = (1, 16)
+SMALL_MODELS = {"deepfer_resnet", "baseline_cnn"}  # the CPU default (distillation's student) and the origin CNN
+CLIPS = ("mosaic_1080p.mp4", "woman2_1080p.mp4")  # made by scripts/gpu_bundle.sh; the first found is used
+
+# Estimated seconds per stage on one H200 (start-up, model loading and CUDA warm-up included). Not measured yet:
+# each session writes the measured ones to costs.json; pass that file back with --costs to plan on them.
+CUDA_COSTS = {"pipeline": 35.0, "bench_stock": 45.0, "detector": 30.0, "train": 240.0, "evaluate": 25.0,
+              "distill": 150.0, "bench_classifier": 40.0}
+CUDA_EPOCHS = 60  # per large model when deepfer train has no --time-budget-s
+SMALL_COSTS = {"pipeline": 40.0, "bench_stock": 40.0, "detector": 30.0, "train": 60.0, "evaluate": 30.0,
+               "distill": 60.0, "bench_classifier": 30.0}
+
+
+@dataclass
+class Stage:
+    name: str
+    kind: str  # key of the cost table
+    needs: tuple[str, ...]  # "media" and/or "data": what must have been carried
+    commands: Callable[[Session], list[list[str]] | str]  # the deepfer argv lists, or why the stage cannot run
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Session:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out: Path = args.out.resolve()
+        self.scratch: Path = args.scratch.resolve()
+        self.started = time.monotonic()
+        self.costs = dict(SMALL_COSTS if args.small else CUDA_COSTS)
+        if args.costs and args.costs.exists():
+            self.costs.update(json.loads(args.costs.read_text()))
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="240", NO_COLOR="1")
+        self.data: Path | None = None
+        self.media: Path | None = None
+        self.clip: Path | None = None
+        self.helps: dict[str, str] = {}
+        self.results: dict[str, dict] = {}
+
+    # ---------- set-up: wheels, data, media ----------
+    def install(self) -> None:
+        wheels = sorted(str(w) for d in self.args.wheels for w in Path(d).glob("*.whl"))
+        site = self.scratch / "site"
+        if not wheels:
+            return
+        marker = site / ".installed.json"
+        if not (marker.exists() and json.loads(marker.read_text()) == wheels):
+            links = [a for d in self.args.wheels for a in ("--find-links", str(d))]
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", *links, "--no-deps",
+                            "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site), *wheels], check=True)
+            marker.write_text(json.dumps(wheels))
+        self.env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO), self.env.get("PYTHONPATH", "")])
+
+    def unpack(self) -> None:
+        if self.args.data_dir:
+            self.data = self.args.data_dir.resolve()
+        elif self.args.data_archive and self.args.data_archive.exists():
+            archive = self.args.data_archive.resolve()
+            target = self.scratch / "data"
+            marker = target / ".unpacked.json"
+            stamp = [str(archive), archive.stat().st_size]
+            if not (marker.exists() and json.loads(marker.read_text()) == stamp):
+                shutil.rmtree(target, ignore_errors=True)
+                target.mkdir(parents=True)
+                with tarfile.open(archive) as tar:
+                    tar.extractall(target, filter="data")
+                marker.write_text(json.dumps(stamp))
+            found = [p.parent for p in target.glob("**/train") if (p.parent / "test").is_dir()]
+            self.data = found[0] if found else None
+        if self.data and self.args.small:
+            self.data = self._subset(self.data)
+        if self.args.media and self.args.media.is_dir():
+            self.media = self.args.media.resolve()
+            names = ("fer_test.mp4", "woman2.mp4") if self.args.small else CLIPS
+            clips = [self.media / n for n in names if (self.media / n).exists()]
+            self.clip = clips[0] if clips else next(iter(sorted(self.media.glob("*.mp4"))), None)
+
+    def _subset(self, root: Path) -> Path:
+        """A few hundred faces (the dry run): the first N of each class of train/ and test/."""
+        small = self.scratch / "small_data"
+        for split, n in (("train", self.args.small_train), ("test", self.args.small_test)):
+            for cls in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+                dst = small / split / cls.name
+                dst.mkdir(parents=True, exist_ok=True)
+                for f in sorted(cls.iterdir())[:n]:
+                    if not (dst / f.name).exists():
+                        shutil.copyfile(f, dst / f.name)
+        return small
+
+    def has(self, need: str) -> bool:
+        return {"data": self.data is not None, "media": self.clip is not None}[need]
+
+    # ---------- what the CLI offers ----------
+    def deepfer(self, *argv: str) -> list[str]:
+        return [sys.executable, "-m", "deepfer", *argv]
+
+    def help(self, command: str) -> str:
+        if command not in self.helps:
+            done = subprocess.run(self.deepfer(*command.split(), "--help"), capture_output=True, text=True,
+                                  env=self.env, cwd=REPO)
+            self.helps[command] = re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", done.stdout))
+        return self.helps[command]
+
+    def models(self) -> list[str]:
+        """The large architectures `deepfer train --model` offers (all but the small CPU ones)."""
+        found = re.search(r"Architecture \(([^)]*)\)", self.help("train"))
+        names = [n.strip() for n in found.group(1).split(",")] if found else []
+        large = [n for n in names if n and n not in SMALL_MODELS]
+        return large[: self.args.max_models]
+
+    def stage_dir(self, name: str) -> Path:
+        return self.out / name
+
+    def best(self, model: str) -> Path | None:
+        path = self.stage_dir(f"train_{model}") / "run" / "best.pt"
+        return path if path.exists() else None
+
+    # ---------- running ----------
+    def left(self) -> float:
+        return self.args.budget_s - (time.monotonic() - self.started) - PACK_RESERVE_S
+
+    def run_stage(self, stage: Stage) -> dict:
+        folder = self.stage_dir(stage.name)
+        marker = folder / "done.json"
+        if marker.exists():
+            return {**json.loads(marker.read_text()), "status": "done earlier"}
+        missing = [n for n in stage.needs if not self.has(n)]
+        if missing:
+            return {"status": f"skipped: not carried ({', '.join(missing)})"}
+        commands = stage.commands(self)
+        if isinstance(commands, str):
+            return {"status": f"skipped: {commands}"}
+        est, left = self.costs.get(stage.name, self.costs[stage.kind]), self.left()
+        if est > left:
+            return {"status": f"skipped: would not fit (estimate {est:.0f} s, {max(left, 0):.0f} s left)"}
+        folder.mkdir(parents=True, exist_ok=True)
+        begun = time.monotonic()
+        rcs: list[int] = []
+        with open(folder / "log.txt", "a") as log:
+            for argv in commands:
+                limit = min(self.left(), est * 3 + 60)
+                log.write(f"$ {' '.join(argv)}\n")
+                log.flush()
+                rcs.append(self._call(argv, log, {**self.env, **stage.env}, limit))
+                if rcs[-1] != 0:
+                    break
+        record = {"stage": stage.name, "commands": commands, "env": stage.env, "rcs": rcs,
+                  "wall_s": round(time.monotonic() - begun, 1), "estimate_s": est}
+        if rcs and all(rc == 0 for rc in rcs) and len(rcs) == len(commands):
+            marker.write_text(json.dumps(record, indent=1))
+            return {**record, "status": "done"}
+        tail = (folder / "log.txt").read_text(errors="replace").splitlines()[-5:]
+        return {**record, "status": "timed out" if 124 in rcs else f"failed (exit {rcs[-1]})", "log_tail": tail}
+
+    def _call(self, argv: list[str], log: io.TextIOBase, env: dict[str, str], limit: float) -> int:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        try:
+            return proc.wait(timeout=max(limit, 1.0))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)  # lets a training run finish writing its checkpoint
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.write(f"\n[gpu_session] killed after {limit:.0f} s (budget)\n")
+            return 124
+
+    # ---------- packing ----------
+    def pack(self) -> None:
+        """summary.json plus the output folder as tar.gz parts, into --pack-dir ($OUT), within the device's limits."""
+        files = sorted(p for p in self.out.rglob("*") if p.is_file() and p.name != "last.pt")
+        left_out: list[str] = []
+        while sum(p.stat().st_size for p in files) > MAX_PACK_BYTES:
+            biggest = max(files, key=lambda p: p.stat().st_size)
+            files.remove(biggest)
+            left_out.append(str(biggest.relative_to(self.out)))
+        summary = self.summary(left_out)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        blob = io.BytesIO()
+        with tarfile.open(fileobj=blob, mode="w:gz", compresslevel=1) as tar:
+            for p in files + [self.out / "summary.json"]:
+                tar.add(p, arcname=f"{self.out.name}/{p.relative_to(self.out)}")
+        data = blob.getvalue()
+        parts = [data[i:i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+        if len(parts) > MAX_PARTS:
+            raise RuntimeError(f"pack of {len(data)} bytes needs {len(parts)} parts")
+        pack = self.args.pack_dir
+        pack.mkdir(parents=True, exist_ok=True)
+        for old in pack.glob("gpu_session.tar.gz.*"):
+            old.unlink()
+        for i, part in enumerate(parts):
+            tmp = pack / f".part{i:02d}"
+            tmp.write_bytes(part)
+            tmp.rename(pack / f"gpu_session.tar.gz.{i:02d}")
+        shutil.copyfile(self.out / "summary.json", pack / "summary.json")
+
+    def summary(self, left_out: list[str]) -> dict:
+        smi = shutil.which("nvidia-smi")
+        gpu = subprocess.run([smi, "-L"], capture_output=True, text=True).stdout.strip() if smi else None
+        return {"device": self.args.device, "small": self.args.small, "gpu": gpu, "budget_s": self.args.budget_s,
+                "elapsed_s": round(time.monotonic() - self.started, 1), "stages": self.results,
+                "measured_costs_s": {k: v["wall_s"] for k, v in self.results.items() if "wall_s" in v},
+                "left_out_of_pack": left_out}
+
+
+def plan(s: Session) -> list[Stage]:
+    """The stages, in the order they run: (1) pipeline and detector benchmarks, (2) training of the large models,
+    (3) evaluation with and without TTA, (4) distillation of the CPU default, (5) the classifier benchmark."""
+    a, dev = s.args, s.args.device
+    secs = ["--seconds", "1"] if a.small else ["--seconds", str(a.pipeline_seconds)]
+    streams = (1,) if a.small else STREAMS
+    stock_streams = () if a.small else STOCK_STREAMS
+    frames = "4" if a.small else "90"
+    stages: list[Stage] = []
+
+    def pipeline(n: int, batched: bool) -> Callable[[Session], list[list[str]]]:
+        kind = "batched" if batched else "stock"
+        return lambda s: [s.deepfer("bench", "pipeline", "--source", str(s.clip), "--streams", str(n), *secs,
+                                    "--device", dev, "--json", str(s.stage_dir(f"pipeline_{kind}_{n}") / "bench.json"))]
+
+    for n in streams:
+        stages.append(Stage(f"pipeline_batched_{n}", "pipeline", ("media",), pipeline(n, True),
+                            {"DEEPFER_DETECTOR__MTCNN_BATCHED": "true"}))
+    for n in (1,) if a.small else stock_streams:
+        stages.append(Stage(f"pipeline_stock_{n}", "pipeline", ("media",), pipeline(n, False),
+                            {"DEEPFER_DETECTOR__MTCNN_BATCHED": "false"}))
+    stages.append(Stage("bench_stock", "bench_stock", ("media",), lambda s: [s.deepfer(
+        "bench", "stock", "--source", str(s.clip), "--frames", frames,
+        "--json", str(s.stage_dir("bench_stock") / "bench.json"))], {"DEEPFER_DETECTOR__DEVICE": dev}))
+    stages.append(Stage("detector", "detector", ("media",), lambda s: [s.deepfer(
+        "bench", "detector", "--source", str(s.clip), "--frames", frames, "--device", dev,
+        "--batch-size", "1,8" if a.small else "1,8,32", flag, "--json", str(s.stage_dir("detector") / f"{name}.json"))
+        for flag, name in (("--batched", "batched"), ("--stock", "stock"))]))
+
+    for model in s.models():
+        stages.append(Stage(f"train_{model}", "train", ("data",), lambda s, m=model: [train_argv(s, m)]))
+    for model in s.models():
+        stages.append(Stage(f"evaluate_{model}", "evaluate", ("data",), lambda s, m=model: evaluate_argvs(s, m)))
+    stages.append(Stage("evaluate_shipped", "evaluate", ("data",), lambda s: evaluate_argvs(s, None)))
+    stages.append(Stage("distill", "distill", ("data",), distill_argvs))
+    stages.append(Stage("bench_classifier", "bench_classifier", ("data",), bench_classifier_argv))
+    return stages
+
+
+def train_argv(s: Session, model: str, teacher: Path | None = None, name: str | None = None) -> list[str]:
+    run = s.stage_dir(name or f"train_{model}") / "run"
+    argv = s.deepfer("train", "--data", str(s.data / "train"), "--val", str(s.data / "test"), "--model", model,
+                     "--out", str(run), "--device", s.args.device, "--seed", "0")
+    if s.args.small:
+        argv += ["--epochs", "1", "--batch-size", "32"]
+    elif "--time-budget-s" in s.help("train"):
+        est = s.costs.get(name or f"train_{model}", s.costs["distill" if teacher else "train"])
+        argv += ["--epochs", "200", "--time-budget-s", str(int(min(est, s.left()) - 30))]
+    else:
+        argv += ["--epochs", str(s.args.epochs)]
+    if teacher is not None:
+        argv += ["--teacher", str(teacher)]
+    if (run / "last.pt").exists():  # a run cut by an earlier call continues
+        argv += ["--resume", str(run / "last.pt")]
+    return argv
+
+
+def evaluate_argvs(s: Session, model: str | None) -> list[list[str]] | str:
+    weights = s.best(model) if model else "deepfer_resnet"
+    if weights is None:
+        return f"no trained weights for {model}"
+    folder = s.stage_dir(f"evaluate_{model or 'shipped'}")
+    return [s.deepfer("evaluate", "--data", str(s.data / "test"), "--weights", str(weights), "--device",
+                      s.args.device, *tta, "--json", str(folder / f"{name}.json"))
+            for tta, name in (((), "plain"), (("--tta",), "tta"))]
+
+
+def distill_argvs(s: Session) -> list[list[str]] | str:
+    if "--teacher" not in s.help("train"):
+        return "not available (deepfer train has no --teacher yet)"
+    teachers = [b for b in (s.best(m) for m in s.models()) if b]
+    if not teachers:
+        return "no trained teacher"
+    student = s.stage_dir("distill") / "run" / "best.pt"
+    return [train_argv(s, "deepfer_resnet", teacher=teachers[0], name="distill"),
+            s.deepfer("evaluate", "--data", str(s.data / "test"), "--weights", str(student), "--device",
+                      s.args.device, "--json", str(s.stage_dir("distill") / "evaluate.json"))]
+
+
+def bench_classifier_argv(s: Session) -> list[list[str]]:
+    weights = ["deepfer_resnet"] + [str(b) for b in (s.best(m) for m in s.models()) if b]
+    student = s.stage_dir("distill") / "run" / "best.pt"
+    weights += [str(student)] if student.exists() else []
+    small = ["--batch-sizes", "1,8", "--seconds", "0.5"] if s.args.small else ["--batch-sizes", "1,32,256,1024"]
+    return [s.deepfer("bench", "classifier", *[a for w in weights for a in ("--weights", w)], *small,
+                      "--devices", s.args.device, "--json", str(s.stage_dir("bench_classifier") / "bench.json"))]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--small", "--dry-run", dest="small", action="store_true",
+                   help="Dry run: a few hundred faces, 1 epoch, 1 stream, a few frames.")
+    p.add_argument("--budget-s", type=float, default=540.0, help="Wall-clock budget, set-up and packing included.")
+    p.add_argument("--out", type=Path, default=REPO / "gpu_out", help="Output folder (stage folders, markers).")
+    p.add_argument("--scratch", type=Path, default=REPO / "gpu_work", help="Installed wheels and unpacked data.")
+    p.add_argument("--pack-dir", type=Path, default=Path(os.environ.get("OUT") or REPO / "gpu_out.pack"))
+    p.add_argument("--wheels", type=Path, action="append", default=[], help="Folder of carried wheels (repeat).")
+    p.add_argument("--data-archive", type=Path, help="Carried FER2013 archive (tar.xz of fer2013/{train,test}).")
+    p.add_argument("--data-dir", type=Path, help="An unpacked FER2013 folder instead of the archive.")
+    p.add_argument("--media", type=Path, help="Folder of clips (gpu_carry/media).")
+    p.add_argument("--costs", type=Path, help="JSON {stage or kind: seconds} replacing the estimates.")
+    p.add_argument("--epochs", type=int, default=CUDA_EPOCHS, help="Epochs per large model (no --time-budget-s).")
+    p.add_argument("--max-models", type=int, default=2, help="Large models to train, in --model's order.")
+    p.add_argument("--pipeline-seconds", type=int, default=10)
+    p.add_argument("--small-train", type=int, default=40, help="Dry run: training faces per class.")
+    p.add_argument("--small-test", type=int, default=15, help="Dry run: test faces per class.")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    s = Session(parse_args(argv))
+    s.out.mkdir(parents=True, exist_ok=True)
+    s.scratch.mkdir(parents=True, exist_ok=True)
+    s.install()
+    s.unpack()
+    print(f"[gpu_session] data={s.data} clip={s.clip} budget={s.args.budget_s:.0f}s", flush=True)
+    for stage in plan(s):
+        result = s.run_stage(stage)
+        s.results[stage.name] = result
+        print(f"[gpu_session] {stage.name}: {result['status']} ({result.get('wall_s', 0)} s)", flush=True)
+        if "wall_s" in result and not result["status"].startswith("done earlier"):
+            if result["status"] == "done":  # measured costs, for --costs next time
+                costs = s.out / "costs.json"
+                old = json.loads(costs.read_text()) if costs.exists() else {}
+                costs.write_text(json.dumps({**old, stage.name: result["wall_s"]}, indent=1))
+            s.pack()
+    s.pack()
+    return 0 if all(not v["status"].startswith(("failed", "timed")) for v in s.results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
