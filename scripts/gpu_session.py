@@ -38,7 +38,7 @@ CLIPS = ("mosaic_1080p.mp4", "woman2_1080p.mp4")  # made by scripts/gpu_bundle.s
 
 # Estimated seconds per stage on one H200 (start-up, model loading and CUDA warm-up included). Not measured yet:
 # each session writes the measured ones to costs.json; pass that file back with --costs to plan on them.
-CUDA_COSTS = {"pipeline": 35.0, "bench_stock": 45.0, "detector": 30.0, "train": 240.0, "evaluate": 25.0,
+CUDA_COSTS = {"pipeline": 35.0, "bench_stock": 45.0, "detector": 30.0, "train": 200.0, "evaluate": 25.0,
               "distill": 150.0, "bench_classifier": 40.0}
 CUDA_EPOCHS = 60  # per large model when deepfer train has no --time-budget-s
 SMALL_COSTS = {"pipeline": 40.0, "bench_stock": 40.0, "detector": 30.0, "train": 60.0, "evaluate": 30.0,
@@ -171,7 +171,7 @@ class Session:
         rcs: list[int] = []
         with open(folder / "log.txt", "a") as log:
             for argv in commands:
-                limit = min(self.left(), est * 3 + 60)
+                limit = min(self.left(), est * 2 + 30)
                 log.write(f"$ {' '.join(argv)}\n")
                 log.flush()
                 rcs.append(self._call(argv, log, {**self.env, **stage.env}, limit))
@@ -179,6 +179,7 @@ class Session:
                     break
         record = {"stage": stage.name, "commands": commands, "env": stage.env, "rcs": rcs,
                   "wall_s": round(time.monotonic() - begun, 1), "estimate_s": est}
+        record["results"] = headline(folder)
         if rcs and all(rc == 0 for rc in rcs) and len(rcs) == len(commands):
             marker.write_text(json.dumps(record, indent=1))
             return {**record, "status": "done"}
@@ -237,6 +238,38 @@ class Session:
                 "left_out_of_pack": left_out}
 
 
+HEADLINE = ("accuracy", "macro_f1", "speedup", "recall_of_stock_faces", "total.fps_per_stream_mean",
+            "total.fps_per_stream_min", "total.latency_p95_ms_max", "utilisation.gpu_percent_mean",
+            "utilisation.process_cores_busy")
+
+
+def headline(folder: Path) -> dict[str, dict]:
+    """The few figures of each JSON a stage wrote (accuracy, fps, p95...), for summary.json."""
+    found: dict[str, dict] = {}
+    for path in sorted(folder.rglob("*.json")):
+        if path.name == "done.json":
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if path.name == "log.json" and isinstance(data, list) and data:  # a training run's epochs
+            found[str(path.relative_to(folder))] = {
+                "epochs": len(data), "best_val_acc": max(r.get("val_acc", 0) for r in data),
+                "epoch_s_mean": round(sum(r.get("seconds", 0) for r in data) / len(data), 2)}
+            continue
+        picked = {}
+        for key in HEADLINE:
+            value = data
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None:
+                picked[key] = value
+        if picked:
+            found[str(path.relative_to(folder))] = picked
+    return found
+
+
 def plan(s: Session) -> list[Stage]:
     """The stages, in the order they run: (1) pipeline and detector benchmarks, (2) training of the large models,
     (3) evaluation with and without TTA, (4) distillation of the CPU default, (5) the classifier benchmark."""
@@ -266,11 +299,9 @@ def plan(s: Session) -> list[Stage]:
         "--batch-size", "1,8" if a.small else "1,8,32", flag, "--json", str(s.stage_dir("detector") / f"{name}.json"))
         for flag, name in (("--batched", "batched"), ("--stock", "stock"))]))
 
-    for model in s.models():
+    for model in s.models():  # each model evaluated straight after its training: a later one may not fit
         stages.append(Stage(f"train_{model}", "train", ("data",), lambda s, m=model: [train_argv(s, m)]))
-    for model in s.models():
         stages.append(Stage(f"evaluate_{model}", "evaluate", ("data",), lambda s, m=model: evaluate_argvs(s, m)))
-    stages.append(Stage("evaluate_shipped", "evaluate", ("data",), lambda s: evaluate_argvs(s, None)))
     stages.append(Stage("distill", "distill", ("data",), distill_argvs))
     stages.append(Stage("bench_classifier", "bench_classifier", ("data",), bench_classifier_argv))
     return stages
@@ -294,11 +325,11 @@ def train_argv(s: Session, model: str, teacher: Path | None = None, name: str | 
     return argv
 
 
-def evaluate_argvs(s: Session, model: str | None) -> list[list[str]] | str:
-    weights = s.best(model) if model else "deepfer_resnet"
+def evaluate_argvs(s: Session, model: str) -> list[list[str]] | str:
+    weights = s.best(model)
     if weights is None:
         return f"no trained weights for {model}"
-    folder = s.stage_dir(f"evaluate_{model or 'shipped'}")
+    folder = s.stage_dir(f"evaluate_{model}")
     return [s.deepfer("evaluate", "--data", str(s.data / "test"), "--weights", str(weights), "--device",
                       s.args.device, *tta, "--json", str(folder / f"{name}.json"))
             for tta, name in (((), "plain"), (("--tta",), "tta"))]
