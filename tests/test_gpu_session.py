@@ -1,0 +1,104 @@
+"""The GPU session kit's dry run: the same script and stages as on the lent GPU (scripts/gpu_session.py), on the CPU
+in small mode, so the kit cannot rot between GPU sessions. Each stage must finish with its JSON and done marker, a
+second call must skip what is done, the budget must skip what would not fit, and the pack must be what the device
+can return (at most 8 files of at most 16 MiB, 64 MiB together)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FER = SHARED / "datasets" / "fer2013"
+MEDIA = SHARED / "media"
+SCRIPT = REPO / "scripts" / "gpu_session.py"
+
+pytestmark = pytest.mark.skipif(
+    not (FER / "train").is_dir() or not (MEDIA / "fer_test.mp4").exists(),
+    reason=f"shared data absent: the GPU-session dry run needs {FER} and {MEDIA}/fer_test.mp4",
+)
+
+
+def session(tmp: Path, *args: str, timeout: float = 900) -> tuple[int, dict, str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--small", "--out", str(tmp / "out"),
+                           "--scratch", str(tmp / "scratch"), "--pack-dir", str(tmp / "pack"), *args],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+    summary = json.loads((tmp / "out" / "summary.json").read_text())
+    return done.returncode, summary, done.stdout + done.stderr
+
+
+def small_archive(path: Path, per_class: int = 40) -> Path:
+    """A FER2013 archive laid out as gpu_bundle.sh makes it (fer2013/{train,test}/<class>/), but of a few faces."""
+    with tarfile.open(path, "w:xz") as tar:
+        for split in ("train", "test"):
+            for cls in sorted(p for p in (FER / split).iterdir() if p.is_dir()):
+                for f in sorted(cls.iterdir())[:per_class]:
+                    tar.add(f, arcname=f"fer2013/{split}/{cls.name}/{f.name}")
+    return path
+
+
+def unpack(pack: Path) -> dict[str, bytes]:
+    data = b"".join(p.read_bytes() for p in sorted(pack.glob("gpu_session.tar.gz.*")))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp_path):
+    archive = small_archive(tmp_path / "fer2013.tar.xz")
+    rc, summary, log = session(tmp_path, "--data-archive", str(archive), "--media", str(MEDIA), "--budget-s", "1200")
+    assert rc == 0, log[-3000:]
+    stages = summary["stages"]
+    status = {name: s["status"] for name, s in stages.items()}
+    assert status["pipeline_batched_1"] == "done" and status["pipeline_stock_1"] == "done", status
+    assert status["bench_stock"] == "done" and status["detector"] == "done", status
+    trained = [n for n in stages if n.startswith("train_")]
+    assert trained, f"no large model offered by deepfer train --model: {status}"
+    for name in trained:
+        model = name.removeprefix("train_")
+        assert status[name] == "done" and status[f"evaluate_{model}"] == "done", status
+        for variant in ("plain", "tta"):
+            report = json.loads((tmp_path / "out" / f"evaluate_{model}" / f"{variant}.json").read_text())
+            assert 0 <= report["accuracy"] <= 1
+        assert (tmp_path / "out" / name / "run" / "best.pt").exists()
+    assert status["distill"] == "done" or status["distill"].startswith("skipped: not available"), status
+    assert status["bench_classifier"] == "done", status
+    bench = json.loads((tmp_path / "out" / "pipeline_batched_1" / "bench.json").read_text())
+    assert bench["streams"] == 1 and bench["total"]["frames_processed"] > 0
+    assert summary["machine"]["deepfer.cli"] == "ok" and summary["measured_costs_s"]
+
+    # what comes back from the device: summary.json and the parts, at most 8 files of 16 MiB, 64 MiB in all
+    files = sorted((tmp_path / "pack").iterdir())
+    sizes = [f.stat().st_size for f in files]
+    assert len(files) <= 8 and max(sizes) <= 16 * 2**20 and sum(sizes) <= 64 * 2**20, list(zip(files, sizes))
+    packed = unpack(tmp_path / "pack")
+    assert "out/summary.json" in packed and "out/pipeline_batched_1/done.json" in packed
+    assert f"out/{trained[0]}/run/best.pt" in packed and not any(n.endswith("last.pt") for n in packed)
+
+    # a second call skips every finished stage (and reruns nothing)
+    markers = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("done.json")}
+    rc, again, log = session(tmp_path, "--data-archive", str(archive), "--media", str(MEDIA), "--budget-s", "1200",
+                             timeout=300)
+    assert rc == 0, log[-3000:]
+    for name, s in again["stages"].items():
+        assert s["status"] == "done earlier" or s["status"].startswith("skipped: not available"), (name, s)
+    assert markers == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("done.json")}
+
+
+def test_stages_that_would_not_fit_or_were_not_carried_are_skipped_and_left_for_later(tmp_path):
+    rc, summary, log = session(tmp_path, "--media", str(MEDIA), "--budget-s", "20", timeout=300)
+    assert rc == 0, log[-3000:]
+    status = {name: s["status"] for name, s in summary["stages"].items()}
+    assert status["pipeline_batched_1"].startswith("skipped: would not fit"), status
+    assert status["bench_classifier"] == "skipped: not carried (data)", status
+    assert all(not s.startswith("skipped: would") or "left" in s for s in status.values())
+    assert not list((tmp_path / "out").rglob("done.json"))
+    assert len(list((tmp_path / "pack").iterdir())) <= 8
