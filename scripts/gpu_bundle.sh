@@ -5,9 +5,10 @@
 #   gpu_carry/wheels/  cp312 manylinux wheels of what the device image lacks (exact versions, --no-deps)
 #   gpu_carry/av/      PyAV alone (34 MiB: with FER2013 it would not fit in one call)
 #   gpu_carry/data/    fer2013.tar.xz of ../shared/datasets/fer2013/{train,test} (the JPEGs as they are, ~44 MiB)
-#   gpu_carry/media/   the 1080p clips made from ../shared/media (deepfer bench clips' mosaic; woman2 scaled)
+#   gpu_carry/media/   the 1080p clip made from ../shared/media (deepfer bench clips' mosaic_1080p: 9 faces a frame)
 #
-# Usage: scripts/gpu_bundle.sh [--skip-data] [--bench-budget S] [--train-budget S]   (SHARED=..., PYTHON=... to override)
+# Usage: scripts/gpu_bundle.sh [--skip-data] [--resume] [--bench-budget S] [--train-budget S]   (SHARED=, PYTHON=)
+#   --resume: carry gpu_out/ too (the last pack unpacked here), so a fresh machine skips the stages done before
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 ROOT=$PWD
@@ -18,11 +19,13 @@ DEEPFER=("$PY" -m deepfer)
 CARRY=gpu_carry
 LIMIT=$((64 * 1024 * 1024))
 SKIP_DATA=0
-BENCH_BUDGET=240   # device seconds for the benchmark call; the training call gets the rest of the 15 minutes
-TRAIN_BUDGET=450
+RESUME=0
+BENCH_BUDGET=270   # device seconds for the benchmark call; the training call gets the rest of the 15 minutes
+TRAIN_BUDGET=420
 while [ $# -gt 0 ]; do
   case $1 in
     --skip-data) SKIP_DATA=1 ;;
+    --resume) RESUME=1 ;;
     --bench-budget) BENCH_BUDGET=$2; shift ;;
     --train-budget) TRAIN_BUDGET=$2; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -32,10 +35,10 @@ done
 
 # What the device image lacks (KINDS.md lists it: torch, numpy, opencv, scipy, sklearn, matplotlib, pandas, pyarrow,
 # psutil, rich, typer... are there), found by running the dry run with an import probe. Versions: those the tests
-# run with here, inside pyproject's ranges (facenet-pytorch is pinned there). typer/click/typing-extensions travel
-# too so the CLI runs on the versions it is tested with.
+# run with here, inside pyproject's ranges (facenet-pytorch is pinned there). typer, rich and typing-extensions travel
+# too so the CLI runs on the versions it is tested with (typer 0.29 needs rich >= 13.8).
 WHEELS=(annotated-types==0.8.0 pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4
-        typing-inspection==0.4.5 typing-extensions==4.16.0 typer==0.29.2 click==8.5.1 facenet-pytorch==2.5.3
+        typing-inspection==0.4.5 typing-extensions==4.16.0 typer==0.29.2 rich==15.0.0 facenet-pytorch==2.5.3
         redis==8.1.0)
 AV=(av==18.1.0)
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
@@ -46,8 +49,9 @@ mkdir -p "$CARRY/wheels" "$CARRY/av" "$CARRY/data" "$CARRY/media"
 
 download() {  # folder, requirement...
   local dir=$1; shift
+  rm -f "$dir"/*.whl  # exactly the listed wheels: two versions of one package stop the install there
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${PLATFORMS[@]}" \
-    -d "$dir" "$@"
+    -d "$dir" "$@" 2> >(grep -v 'is neither a file nor a directory' >&2)
 }
 echo "wheels -> $CARRY/wheels, $CARRY/av"
 download "$CARRY/wheels" "${WHEELS[@]}"
@@ -69,10 +73,6 @@ if [ ! -s "$CARRY/media/mosaic_1080p.mp4" ]; then
   "${DEEPFER[@]}" bench clips --media "$SHARED/media" --out .deepfer/clips >/dev/null
   cp .deepfer/clips/mosaic_1080p.mp4 "$CARRY/media/"
 fi
-if [ ! -s "$CARRY/media/woman2_1080p.mp4" ]; then
-  ffmpeg -v error -y -i "$SHARED/media/woman2.mp4" -vf scale=1920:1080,setsar=1 -c:v libx264 -preset veryfast \
-    -crf 23 -pix_fmt yuv420p -an "$CARRY/media/woman2_1080p.mp4"
-fi
 
 # The tree that travels: tracked files and untracked files git does not ignore (what the device counts).
 tree_bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null \
@@ -87,6 +87,7 @@ check() {  # name, folders...
 }
 BENCH_CARRY=("$CARRY/wheels" "$CARRY/av" "$CARRY/media")
 TRAIN_CARRY=("$CARRY/wheels" "$CARRY/data")
+if [ "$RESUME" = 1 ] && [ -d gpu_out ]; then BENCH_CARRY+=(gpu_out); TRAIN_CARRY+=(gpu_out); fi
 check bench "${BENCH_CARRY[@]}"
 [ "$SKIP_DATA" = 1 ] || check train "${TRAIN_CARRY[@]}"
 [ -f "$CARRY/costs.json" ] && echo "planning on measured costs: $CARRY/costs.json"

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 STREAMS = (1, 8, 16, 32)
 STOCK_STREAMS = (1, 16)
 SMALL_MODELS = {"deepfer_resnet", "baseline_cnn"}  # the CPU default (distillation's student) and the origin CNN
-CLIPS = ("mosaic_1080p.mp4", "woman2_1080p.mp4")  # made by scripts/gpu_bundle.sh; the first found is used
+CLIPS = ("mosaic_1080p.mp4",)  # 1920x1080, 9 faces a frame, made by scripts/gpu_bundle.sh; the first found is used
 
 # Estimated seconds per stage on one H200 (start-up, model loading and CUDA warm-up included). Not measured yet:
 # each session writes the measured ones to costs.json; pass that file back with --costs to plan on them.
@@ -34,6 +34,8 @@ class Stage:
     needs: tuple[str, ...]  # "media" and/or "data": what must have been carried
     commands: Callable[[Session], list[list[str]] | str]  # the deepfer argv lists, or why the stage cannot run
     env: dict[str, str] = field(default_factory=dict)
+    then: str | None = None  # kind of a later stage whose time this one leaves (a training run's evaluation)
+    inputs: Callable[[Session], list[Path]] = lambda s: []  # files that, when newer than done.json, make it stale
 
 
 HEADLINE = ("accuracy", "macro_f1", "speedup", "recall_of_stock_faces", "total.fps_per_stream_mean",
@@ -98,10 +100,13 @@ def plan(s: Session) -> list[Stage]:
         for flag, name in (("--batched", "batched"), ("--stock", "stock"))]))
 
     for model in s.models():  # each model evaluated straight after its training: a later one may not fit
-        stages.append(Stage(f"train_{model}", "train", ("data",), lambda s, m=model: [train_argv(s, m)]))
-        stages.append(Stage(f"evaluate_{model}", "evaluate", ("data",), lambda s, m=model: evaluate_argvs(s, m)))
-    stages.append(Stage("distill", "distill", ("data",), distill_argvs))
-    stages.append(Stage("bench_classifier", "bench_classifier", ("data",), bench_classifier_argv))
+        stages.append(Stage(f"train_{model}", "train", ("data",), lambda s, m=model: [train_argv(s, m)],
+                            then="evaluate"))
+        stages.append(Stage(f"evaluate_{model}", "evaluate", ("data",), lambda s, m=model: evaluate_argvs(s, m),
+                            inputs=lambda s, m=model: [b for b in [s.best(m)] if b]))
+    trained = lambda s: [b for b in (s.best(m) for m in s.models()) if b]  # noqa: E731
+    stages.append(Stage("distill", "distill", ("data",), distill_argvs, inputs=trained))
+    stages.append(Stage("bench_classifier", "bench_classifier", ("data",), bench_classifier_argv, inputs=trained))
     return stages
 
 

@@ -149,7 +149,7 @@ class Session:
     def run_stage(self, stage: Stage) -> dict:
         folder = self.stage_dir(stage.name)
         marker = folder / "done.json"
-        if marker.exists():
+        if marker.exists() and all(p.stat().st_mtime <= marker.stat().st_mtime for p in stage.inputs(self)):
             return {**json.loads(marker.read_text()), "status": "done earlier"}
         missing = [n for n in stage.needs if not self.has(n)]
         if missing:
@@ -158,14 +158,16 @@ class Session:
         if isinstance(commands, str):
             return {"status": f"skipped: {commands}"}
         est, left = self.costs.get(stage.name, self.costs[stage.kind]), self.left()
-        if est > left:
-            return {"status": f"skipped: would not fit (estimate {est:.0f} s, {max(left, 0):.0f} s left)"}
+        reserve = self.costs[stage.then] if stage.then else 0.0  # a cut training run is still evaluated
+        if est + reserve > left:
+            return {"status": f"skipped: would not fit (estimate {est:.0f} s + {reserve:.0f} s after it, "
+                              f"{max(left, 0):.0f} s left)"}
         folder.mkdir(parents=True, exist_ok=True)
         begun = time.monotonic()
         rcs: list[int] = []
         with open(folder / "log.txt", "a") as log:
             for argv in commands:
-                limit = min(self.left(), est * 2 + 30)
+                limit = min(self.left() - reserve, est * 2 + 30)
                 log.write(f"$ {' '.join(argv)}\n")
                 log.flush()
                 rcs.append(self._call(argv, log, {**self.env, **stage.env}, limit))

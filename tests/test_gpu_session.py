@@ -21,7 +21,7 @@ FER = SHARED / "datasets" / "fer2013"
 MEDIA = SHARED / "media"
 SCRIPT = REPO / "scripts" / "gpu_session.py"
 
-pytestmark = pytest.mark.skipif(
+needs_shared = pytest.mark.skipif(
     not (FER / "train").is_dir() or not (MEDIA / "fer_test.mp4").exists(),
     reason=f"shared data absent: the GPU-session dry run needs {FER} and {MEDIA}/fer_test.mp4",
 )
@@ -52,6 +52,7 @@ def unpack(pack: Path) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
+@needs_shared
 def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp_path):
     archive = small_archive(tmp_path / "fer2013.tar.xz")
     rc, summary, log = session(tmp_path, "--data-archive", str(archive), "--media", str(MEDIA), "--budget-s", "1200")
@@ -93,6 +94,7 @@ def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp
     assert markers == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("done.json")}
 
 
+@needs_shared
 def test_stages_that_would_not_fit_or_were_not_carried_are_skipped_and_left_for_later(tmp_path):
     rc, summary, log = session(tmp_path, "--media", str(MEDIA), "--budget-s", "20", timeout=300)
     assert rc == 0, log[-3000:]
@@ -102,3 +104,9 @@ def test_stages_that_would_not_fit_or_were_not_carried_are_skipped_and_left_for_
     assert all(not s.startswith("skipped: would") or "left" in s for s in status.values())
     assert not list((tmp_path / "out").rglob("done.json"))
     assert len(list((tmp_path / "pack").iterdir())) <= 8
+
+
+def test_the_shell_entry_points_parse():
+    for script in ("gpu_session.sh", "gpu_bundle.sh"):
+        done = subprocess.run(["bash", "-n", str(REPO / "scripts" / script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
