@@ -63,6 +63,7 @@ class Session:
         self.helps: dict[str, str] = {}
         self.results: dict[str, dict] = {}
         self.machine: dict = {}
+        self.planned: list[dict] = []
 
     # ---------- set-up: wheels, data, media ----------
     def install(self) -> None:
@@ -233,7 +234,7 @@ class Session:
 
     def summary(self, left_out: list[str]) -> dict:
         return {"device": self.args.device, "small": self.args.small, "machine": self.machine,
-                "budget_s": self.args.budget_s,
+                "budget_s": self.args.budget_s, "plan": self.planned,
                 "elapsed_s": round(time.monotonic() - self.started, 1), "stages": self.results,
                 "measured_costs_s": {k: v["wall_s"] for k, v in self.results.items() if "wall_s" in v},
                 "left_out_of_pack": left_out}
@@ -255,7 +256,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--costs", type=Path, help="JSON {stage or kind: seconds} replacing the estimates.")
     p.add_argument("--epochs", type=int, default=CUDA_EPOCHS, help="Epochs per large model (no --time-budget-s).")
     p.add_argument("--max-models", type=int, default=2, help="Large models to train, in --model's order.")
-    p.add_argument("--pipeline-seconds", type=int, default=10)
+    p.add_argument("--pipeline-seconds", type=int, default=12, help="Seconds per pipeline run (the clip is 18 s).")
+    p.add_argument("--show-plan", action="store_true", help="Print the stages and their estimates, run nothing.")
     p.add_argument("--small-train", type=int, default=40, help="Dry run: training faces per class.")
     p.add_argument("--small-test", type=int, default=15, help="Dry run: test faces per class.")
     return p.parse_args(argv)
@@ -269,7 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     s.unpack()
     s.check()
     print(f"[gpu_session] data={s.data} clip={s.clip} budget={s.args.budget_s:.0f}s machine={s.machine}", flush=True)
-    for stage in plan(s):
+    stages = plan(s)
+    s.planned = [{"stage": st.name, "estimate_s": s.costs.get(st.name, s.costs[st.kind]), "needs": list(st.needs)}
+                 for st in stages]
+    for row in s.planned:
+        print(f"[gpu_session] plan: {row['stage']:<32} {row['estimate_s']:6.0f} s  needs {row['needs']}", flush=True)
+    if s.args.show_plan:
+        return 0
+    s.pack()  # the machine's facts come back even if the first stage hangs
+    for stage in stages:
         result = s.run_stage(stage)
         s.results[stage.name] = result
         print(f"[gpu_session] {stage.name}: {result['status']} ({result.get('wall_s', 0)} s)", flush=True)
