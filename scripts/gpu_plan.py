@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,19 +103,26 @@ def plan(s: Session) -> list[Stage]:
         for flag, name in (("--batched", "batched"), ("--stock", "stock"))]))
 
     for model in s.models():  # each model evaluated straight after its training: a later one may not fit
-        stages.append(Stage(f"train_{model}", "train", ("data",), lambda s, m=model: [train_argv(s, m)],
-                            then="evaluate"))
-        stages.append(Stage(f"evaluate_{model}", "evaluate", ("data",), lambda s, m=model: evaluate_argvs(s, m),
-                            inputs=lambda s, m=model: [b for b in [s.best(m)] if b]))
-    trained = lambda s: [b for b in (s.best(m) for m in s.models()) if b]  # noqa: E731
+        stages.append(Stage(f"train_{model}", "train", ("data",), partial(train_argvs, model=model), then="evaluate"))
+        stages.append(Stage(f"evaluate_{model}", "evaluate", ("data",), partial(evaluate_argvs, model=model),
+                            inputs=partial(trained, only=model)))
     stages.append(Stage("distill", "distill", ("data",), distill_argvs, inputs=trained))
     stages.append(Stage("bench_classifier", "bench_classifier", ("data",), bench_classifier_argv, inputs=trained))
     return stages
 
 
+def trained(s: Session, only: str | None = None) -> list[Path]:
+    """The best.pt of every large model trained so far (or of one)."""
+    return [b for b in (s.best(m) for m in s.models() if only in (None, m)) if b]
+
+
+def train_argvs(s: Session, model: str) -> list[list[str]]:
+    return [train_argv(s, model)]
+
+
 def train_argv(s: Session, model: str, teacher: Path | None = None, name: str | None = None) -> list[str]:
     run = s.stage_dir(name or f"train_{model}") / "run"
-    argv = s.deepfer("train", "--data", str(s.data / "train"), "--val", str(s.data / "test"), "--model", model,
+    argv = s.deepfer("train", "--data", str(s.fer / "train"), "--val", str(s.fer / "test"), "--model", model,
                      "--out", str(run), "--device", s.args.device, "--seed", "0")
     if s.args.small:
         argv += ["--epochs", "1", "--batch-size", "32"]
@@ -135,7 +143,7 @@ def evaluate_argvs(s: Session, model: str) -> list[list[str]] | str:
     if weights is None:
         return f"no trained weights for {model}"
     folder = s.stage_dir(f"evaluate_{model}")
-    return [s.deepfer("evaluate", "--data", str(s.data / "test"), "--weights", str(weights), "--device",
+    return [s.deepfer("evaluate", "--data", str(s.fer / "test"), "--weights", str(weights), "--device",
                       s.args.device, *tta, "--json", str(folder / f"{name}.json"))
             for tta, name in (((), "plain"), (("--tta",), "tta"))]
 
@@ -148,7 +156,7 @@ def distill_argvs(s: Session) -> list[list[str]] | str:
         return "no trained teacher"
     student = s.stage_dir("distill") / "run" / "best.pt"
     return [train_argv(s, "deepfer_resnet", teacher=teachers[0], name="distill"),
-            s.deepfer("evaluate", "--data", str(s.data / "test"), "--weights", str(student), "--device",
+            s.deepfer("evaluate", "--data", str(s.fer / "test"), "--weights", str(student), "--device",
                       s.args.device, "--json", str(s.stage_dir("distill") / "evaluate.json"))]
 
 

@@ -23,6 +23,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import IO
 
 from gpu_plan import CLIPS, CUDA_COSTS, CUDA_EPOCHS, SMALL_COSTS, SMALL_MODELS, Stage, headline, plan
 
@@ -115,6 +116,13 @@ class Session:
                         shutil.copyfile(f, dst / f.name)
         return small
 
+    @property
+    def fer(self) -> Path:
+        """The FER2013 folder (train/, test/); the stages that read it need "data", so it is there."""
+        if self.data is None:
+            raise RuntimeError("no FER2013 data was carried")
+        return self.data
+
     def has(self, need: str) -> bool:
         return {"data": self.data is not None, "media": self.clip is not None}[need]
 
@@ -183,7 +191,7 @@ class Session:
         tail = (folder / "log.txt").read_text(errors="replace").splitlines()[-5:]
         return {**record, "status": "timed out" if 124 in rcs else f"failed (exit {rcs[-1]})", "log_tail": tail}
 
-    def _call(self, argv: list[str], log: io.TextIOBase, env: dict[str, str], limit: float) -> int:
+    def _call(self, argv: list[str], log: IO[str], env: dict[str, str], limit: float) -> int:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
         try:
             return proc.wait(timeout=max(limit, 1.0))
