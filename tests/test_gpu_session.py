@@ -110,3 +110,49 @@ def test_the_shell_entry_points_parse():
     for script in ("gpu_session.sh", "gpu_bundle.sh"):
         done = subprocess.run(["bash", "-n", str(REPO / "scripts" / script)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+def kit():
+    """scripts/gpu_plan.py and scripts/gpu_session.py as modules (scripts/ is no package)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import gpu_plan
+        import gpu_session
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    return gpu_plan, gpu_session
+
+
+def new_session(tmp: Path, *args: str):
+    s = kit()[1].Session(kit()[1].parse_args(
+        ["--device", "cpu", "--small", "--out", str(tmp / "out"), "--scratch", str(tmp / "scratch"),
+         "--pack-dir", str(tmp / "pack"), *args]))
+    s.out.mkdir(parents=True)
+    return s
+
+
+def test_a_stage_past_the_budget_is_stopped_and_not_marked_done(tmp_path):
+    gpu_plan, gpu_session = kit()
+    s = new_session(tmp_path, "--budget-s", str(gpu_session.PACK_RESERVE_S + 3))
+    s.costs["slow"] = 1.0
+    slow = gpu_plan.Stage("slow", "train", (), lambda s: [[sys.executable, "-c", "import time; time.sleep(60)"]])
+    result = s.run_stage(slow)
+    assert result["status"] == "timed out" and result["wall_s"] < 20, result
+    assert not (s.out / "slow" / "done.json").exists()
+    assert "killed after" in (s.out / "slow" / "log.txt").read_text()
+    assert s.run_stage(slow)["status"].startswith("skipped: would not fit")  # the budget is spent
+
+def test_the_pack_splits_into_parts_and_leaves_out_what_the_device_cannot_return(tmp_path):
+    s = new_session(tmp_path)
+    (s.out / "big").mkdir()
+    (s.out / "big" / "huge.pt").write_bytes(os.urandom(70 * 2**20))  # alone over the 64 MiB the device returns
+    (s.out / "big" / "best.pt").write_bytes(os.urandom(20 * 2**20))
+    (s.out / "big" / "last.pt").write_bytes(os.urandom(2**20))
+    (s.out / "big" / "done.json").write_text("{}")
+    s.pack()
+    files = sorted((tmp_path / "pack").iterdir())
+    assert [f.name for f in files] == ["gpu_session.tar.gz.00", "gpu_session.tar.gz.01", "summary.json"]
+    assert all(f.stat().st_size <= 16 * 2**20 for f in files)
+    packed = unpack(tmp_path / "pack")
+    assert set(packed) == {"out/big/best.pt", "out/big/done.json", "out/summary.json"}
+    assert json.loads(packed["out/summary.json"])["left_out_of_pack"] == ["big/huge.pt"]
