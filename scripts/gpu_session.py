@@ -65,6 +65,7 @@ class Session:
         self.results: dict[str, dict] = {}
         self.machine: dict = {}
         self.planned: list[dict] = []
+        self.problems: list[str] = []  # set-up that went wrong (install, unpack, the CLI), for summary.json
 
     # ---------- set-up: wheels, data, media ----------
     def install(self) -> None:
@@ -75,8 +76,12 @@ class Session:
         marker = site / ".installed.json"
         if not (marker.exists() and json.loads(marker.read_text()) == wheels):
             links = [a for d in self.args.wheels for a in ("--find-links", str(d))]
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", *links, "--no-deps",
-                            "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site), *wheels], check=True)
+            done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", *links, "--no-deps",
+                                   "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site), *wheels],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:  # the preflight then says what is missing, and the stages that need it fail
+                self.problems.append(f"pip install failed: {done.stderr.strip()[-800:]}")
+                return
             marker.write_text(json.dumps(wheels))
         self.env["PYTHONPATH"] = os.pathsep.join([str(site), self.env["PYTHONPATH"]])
 
@@ -91,8 +96,12 @@ class Session:
             if not (marker.exists() and json.loads(marker.read_text()) == stamp):
                 shutil.rmtree(target, ignore_errors=True)
                 target.mkdir(parents=True)
-                with tarfile.open(archive) as tar:
-                    tar.extractall(target, filter="data")
+                try:
+                    with tarfile.open(archive) as tar:
+                        tar.extractall(target, filter="data")
+                except (OSError, tarfile.TarError) as e:
+                    self.problems.append(f"could not unpack {archive.name}: {e}")
+                    return
                 marker.write_text(json.dumps(stamp))
             found = [p.parent for p in target.glob("**/train") if (p.parent / "test").is_dir()]
             self.data = found[0] if found else None
@@ -134,6 +143,8 @@ class Session:
         if command not in self.helps:
             done = subprocess.run(self.deepfer(*command.split(), "--help"), capture_output=True, text=True,
                                   env=self.env, cwd=REPO)
+            if done.returncode != 0:
+                self.problems.append(f"deepfer {command} --help failed: {done.stderr.strip()[-800:]}")
             self.helps[command] = re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", done.stdout))
         return self.helps[command]
 
@@ -242,6 +253,7 @@ class Session:
 
     def summary(self, left_out: list[str]) -> dict:
         return {"device": self.args.device, "small": self.args.small, "machine": self.machine,
+                "problems": self.problems,
                 "budget_s": self.args.budget_s, "plan": self.planned,
                 "elapsed_s": round(time.monotonic() - self.started, 1), "stages": self.results,
                 "measured_costs_s": {k: v["wall_s"] for k, v in self.results.items() if "wall_s" in v},
@@ -279,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     s.unpack()
     s.check()
     print(f"[gpu_session] data={s.data} clip={s.clip} budget={s.args.budget_s:.0f}s machine={s.machine}", flush=True)
+    for problem in s.problems:
+        print(f"[gpu_session] PROBLEM: {problem}", flush=True)
     stages = plan(s)
     s.planned = [{"stage": st.name, "estimate_s": s.costs.get(st.name, s.costs[st.kind]), "needs": list(st.needs)}
                  for st in stages]
@@ -287,6 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     if s.args.show_plan:
         return 0
     s.pack()  # the machine's facts come back even if the first stage hangs
+    try:
+        run_all(s, stages)
+    finally:  # whatever happened, what finished goes back
+        s.pack()
+    failed = [k for k, v in s.results.items() if v["status"].startswith(("failed", "timed"))]
+    return 1 if failed or s.problems else 0
+
+
+def run_all(s: Session, stages: list[Stage]) -> None:
     for stage in stages:
         result = s.run_stage(stage)
         s.results[stage.name] = result
@@ -297,8 +320,6 @@ def main(argv: list[str] | None = None) -> int:
                 old = json.loads(costs.read_text()) if costs.exists() else {}
                 costs.write_text(json.dumps({**old, stage.name: result["wall_s"]}, indent=1))
             s.pack()
-    s.pack()
-    return 0 if all(not v["status"].startswith(("failed", "timed")) for v in s.results.values()) else 1
 
 
 if __name__ == "__main__":

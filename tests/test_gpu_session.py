@@ -127,7 +127,7 @@ def new_session(tmp: Path, *args: str):
     s = kit()[1].Session(kit()[1].parse_args(
         ["--device", "cpu", "--small", "--out", str(tmp / "out"), "--scratch", str(tmp / "scratch"),
          "--pack-dir", str(tmp / "pack"), *args]))
-    s.out.mkdir(parents=True)
+    s.out.mkdir(parents=True, exist_ok=True)
     return s
 
 
@@ -156,3 +156,27 @@ def test_the_pack_splits_into_parts_and_leaves_out_what_the_device_cannot_return
     packed = unpack(tmp_path / "pack")
     assert set(packed) == {"out/big/best.pt", "out/big/done.json", "out/summary.json"}
     assert json.loads(packed["out/summary.json"])["left_out_of_pack"] == ["big/huge.pt"]
+
+
+def test_carried_wheels_are_installed_offline_once(tmp_path):
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    info = "kitprobe-0.1.dist-info"
+    with zipfile.ZipFile(wheels / "kitprobe-0.1-py3-none-any.whl", "w") as whl:
+        whl.writestr("kitprobe.py", "VALUE = 29\n")
+        whl.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: kitprobe\nVersion: 0.1\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", f"kitprobe.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
+    s = new_session(tmp_path, "--wheels", str(wheels))
+    s.install()
+    assert not s.problems, s.problems
+    site = tmp_path / "scratch" / "site"
+    assert (site / "kitprobe.py").exists() and s.env["PYTHONPATH"].startswith(str(site))
+    probe = subprocess.run([sys.executable, "-c", "import kitprobe; print(kitprobe.VALUE)"], env=s.env,
+                           capture_output=True, text=True)
+    assert probe.stdout.strip() == "29", probe.stderr
+    (site / "kitprobe.py").unlink()
+    new_session(tmp_path, "--wheels", str(wheels)).install()  # same wheels: not installed again
+    assert not (site / "kitprobe.py").exists()
