@@ -58,6 +58,7 @@ class Session:
             self.costs.update(json.loads(args.costs.read_text()))
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="240", NO_COLOR="1")
         self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        self.env.setdefault("DEEPFER_PATHS__DATA_DIR", str(self.scratch / "deepfer"))  # decoded-image caches
         self.data: Path | None = None
         self.media: Path | None = None
         self.clip: Path | None = None
