@@ -15,16 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FER = SHARED / "datasets" / "fer2013"
-MEDIA = SHARED / "media"
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gpu_session.py"
-
-needs_shared = pytest.mark.skipif(
-    not (FER / "train").is_dir() or not (MEDIA / "fer_test.mp4").exists(),
-    reason=f"shared data absent: the GPU-session dry run needs {FER} and {MEDIA}/fer_test.mp4",
-)
 
 
 def session(tmp: Path, *args: str, timeout: float = 900) -> tuple[int, dict, str]:
@@ -36,11 +28,11 @@ def session(tmp: Path, *args: str, timeout: float = 900) -> tuple[int, dict, str
     return done.returncode, summary, done.stdout + done.stderr
 
 
-def small_archive(path: Path, per_class: int = 40) -> Path:
+def small_archive(fer: Path, path: Path, per_class: int = 40) -> Path:
     """A FER2013 archive laid out as gpu_bundle.sh makes it (fer2013/{train,test}/<class>/), but of a few faces."""
     with tarfile.open(path, "w:xz") as tar:
         for split in ("train", "test"):
-            for cls in sorted(p for p in (FER / split).iterdir() if p.is_dir()):
+            for cls in sorted(p for p in (fer / split).iterdir() if p.is_dir()):
                 for f in sorted(cls.iterdir())[:per_class]:
                     tar.add(f, arcname=f"fer2013/{split}/{cls.name}/{f.name}")
     return path
@@ -53,10 +45,9 @@ def unpack(pack: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-@needs_shared
-def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp_path):
-    archive = small_archive(tmp_path / "fer2013.tar.xz")
-    rc, summary, log = session(tmp_path, "--data-archive", str(archive), "--media", str(MEDIA), "--budget-s", "1200")
+def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp_path, fer_root, media):
+    archive = small_archive(fer_root, tmp_path / "fer2013.tar.xz")
+    rc, summary, log = session(tmp_path, "--data-archive", str(archive), "--media", str(media), "--budget-s", "1200")
     assert rc == 0, log[-3000:]
     stages = summary["stages"]
     status = {name: s["status"] for name, s in stages.items()}
@@ -88,7 +79,7 @@ def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp
 
     # a second call skips every finished stage (and reruns nothing)
     markers = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("done.json")}
-    rc, again, log = session(tmp_path, "--data-archive", str(archive), "--media", str(MEDIA), "--budget-s", "1200",
+    rc, again, log = session(tmp_path, "--data-archive", str(archive), "--media", str(media), "--budget-s", "1200",
                              timeout=300)
     assert rc == 0, log[-3000:]
     for name, s in again["stages"].items():
@@ -96,9 +87,8 @@ def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp
     assert markers == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("done.json")}
 
 
-@needs_shared
-def test_stages_that_would_not_fit_or_were_not_carried_are_skipped_and_left_for_later(tmp_path):
-    rc, summary, log = session(tmp_path, "--media", str(MEDIA), "--budget-s", "20", timeout=300)
+def test_stages_that_would_not_fit_or_were_not_carried_are_skipped_and_left_for_later(tmp_path, media):
+    rc, summary, log = session(tmp_path, "--media", str(media), "--budget-s", "20", timeout=300)
     assert rc == 0, log[-3000:]
     status = {name: s["status"] for name, s in summary["stages"].items()}
     assert status["pipeline_batched_1"].startswith("skipped: would not fit"), status
