@@ -63,6 +63,7 @@ class Session:
         self.media: Path | None = None
         self.clip: Path | None = None
         self.helps: dict[str, str] = {}
+        self._models: list[str] | None = None
         self.results: dict[str, dict] = {}
         self.machine: dict = {}
         self.planned: list[dict] = []
@@ -150,11 +151,22 @@ class Session:
         return self.helps[command]
 
     def models(self) -> list[str]:
-        """The large architectures `deepfer train --model` offers (all but the small CPU ones)."""
-        found = re.search(r"Architecture \(([^)]*)\)", self.help("train"))
-        names = [n.strip() for n in found.group(1).split(",")] if found else []
-        large = [n for n in names if n and n not in SMALL_MODELS]
-        return large[: self.args.max_models]
+        """The large architectures to train: --models, else what `deepfer train --model` offers (classifier.models'
+        registry, or the names its help lists) less the small CPU ones, at most --max-models."""
+        if self._models is None:
+            names = [n for n in self.args.models.split(",") if n] if self.args.models else []
+            if not names:
+                done = subprocess.run([sys.executable, "-c", "from classifier.models import MODELS; print(*MODELS)"],
+                                      capture_output=True, text=True, env=self.env, cwd=REPO)
+                names = done.stdout.split() if done.returncode == 0 else []
+            if not names:
+                found = re.search(r"Architecture \(([^)]*)\)", self.help("train"))
+                names = [n.strip() for n in found.group(1).split(",")] if found else []
+            large = names if self.args.models else [n for n in names if n and n not in SMALL_MODELS]
+            if not large:
+                self.problems.append("no large model found to train (deepfer train --model)")
+            self._models = large if self.args.models else large[: self.args.max_models]
+        return self._models
 
     def stage_dir(self, name: str) -> Path:
         return self.out / name
@@ -276,7 +288,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--media", type=Path, help="Folder of clips (gpu_carry/media).")
     p.add_argument("--costs", type=Path, help="JSON {stage or kind: seconds} replacing the estimates.")
     p.add_argument("--epochs", type=int, default=CUDA_EPOCHS, help="Epochs per large model (no --time-budget-s).")
-    p.add_argument("--max-models", type=int, default=2, help="Large models to train, in --model's order.")
+    p.add_argument("--models", help="Comma-separated large models to train (default: every one offered).")
+    p.add_argument("--max-models", type=int, default=2, help="Without --models: at most this many, in order.")
     p.add_argument("--pipeline-seconds", type=int, default=12, help="Seconds per pipeline run (the clip is 18 s).")
     p.add_argument("--show-plan", action="store_true", help="Print the stages and their estimates, run nothing.")
     p.add_argument("--small-train", type=int, default=40, help="Dry run: training faces per class.")
