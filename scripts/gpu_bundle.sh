@@ -94,9 +94,9 @@ check bench "${BENCH_CARRY[@]}"
 [ -f "$CARRY/costs.json" ] && echo "planning on measured costs: $CARRY/costs.json"
 
 json_list() { printf '%s\n' "$@" | "$PY" -c 'import json, sys; print(json.dumps(sys.stdin.read().split()))'; }
-call() {  # budget, folders...
-  local budget=$1; shift
-  local cmd="set -o pipefail; bash scripts/gpu_session.sh --budget-s $budget"
+call() {  # part, budget, folders...
+  local part=$1 budget=$2; shift 2
+  local cmd="set -o pipefail; bash scripts/gpu_session.sh --part $part --budget-s $budget"
   echo "  run(command=$(printf '%s' "$cmd" | "$PY" -c 'import json, sys; print(json.dumps(sys.stdin.read()))'),"
   echo "      carry=$(json_list "$@"), timeout_s=$((budget + 45)))"
 }
@@ -108,7 +108,7 @@ a stage whose inputs were not carried is skipped and not marked done, and the ou
 warm machine, so the second call adds to the first. Each call leaves summary.json and gpu_session.tar.gz.NN in \$OUT:
   cat <files_at>/gpu_session.tar.gz.* | tar -xz    # -> gpu_out/ (summary.json, costs.json, one folder per stage)
 1) benchmarks (pipeline at 1/8/16/32 streams on 1080p, stock MTCNN, detector):
-$(call "$BENCH_BUDGET" "${BENCH_CARRY[@]}")
+$(call bench "$BENCH_BUDGET" "${BENCH_CARRY[@]}")
 2) training, evaluation (with and without TTA), distillation, classifier benchmark:
-$(call "$TRAIN_BUDGET" "${TRAIN_CARRY[@]}")
+$(call models "$TRAIN_BUDGET" "${TRAIN_CARRY[@]}")
 EOF

@@ -184,6 +184,9 @@ class Session:
         marker = folder / "done.json"
         if marker.exists() and all(p.stat().st_mtime <= marker.stat().st_mtime for p in stage.inputs(self)):
             return {**json.loads(marker.read_text()), "status": "done earlier"}
+        part = {"bench": "media", "models": "data"}.get(self.args.part)
+        if part and part not in stage.needs:
+            return {"status": f"skipped: not in --part {self.args.part}"}
         missing = [n for n in stage.needs if not self.has(n)]
         if missing:
             return {"status": f"skipped: not carried ({', '.join(missing)})"}
@@ -278,6 +281,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--small", "--dry-run", dest="small", action="store_true",
                    help="Dry run: a few hundred faces, 1 epoch, 1 stream, a few frames.")
+    p.add_argument("--part", default="all", choices=["all", "bench", "models"],
+                   help="Only the stages on the clips (bench) or on FER2013 (models): one call each, so a warm "
+                        "machine that kept the other call's inputs does not spend this call's budget on them.")
     p.add_argument("--budget-s", type=float, default=540.0, help="Wall-clock budget, set-up and packing included.")
     p.add_argument("--out", type=Path, default=REPO / "gpu_out", help="Output folder (stage folders, markers).")
     p.add_argument("--scratch", type=Path, default=REPO / "gpu_work", help="Installed wheels and unpacked data.")

@@ -97,6 +97,13 @@ def test_stages_that_would_not_fit_or_were_not_carried_are_skipped_and_left_for_
     assert not list((tmp_path / "out").rglob("done.json"))
     assert len(list((tmp_path / "pack").iterdir())) <= 8
 
+    # the models call leaves the clips' stages alone even when a warm machine kept the clips
+    rc, summary, log = session(tmp_path / "models", "--media", str(media), "--part", "models", "--budget-s", "20",
+                               timeout=300)
+    status = {name: s["status"] for name, s in summary["stages"].items()}
+    assert status["pipeline_batched_1"] == "skipped: not in --part models", status
+    assert status["bench_classifier"] == "skipped: not carried (data)", status
+
 
 def test_the_shell_entry_points_parse():
     for script in ("gpu_session.sh", "gpu_bundle.sh"):
