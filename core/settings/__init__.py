@@ -8,7 +8,8 @@ The defaults are the embedded configuration: DeepFER runs with no file at all.
 
 The sections live by concern: ``media`` (sources, pipeline, detector, gating), ``models`` (classifier, train,
 export_model, explain), ``tracking`` (tracker, smoothing), ``storage`` (paths, redis, export) and ``service``
-(dashboard, webrtc, cluster) and ``events`` (events, mqtt, webhooks, alerts); every name is importable from ``core.settings``.
+(dashboard, webrtc, cluster) and ``events`` (events, mqtt, webhooks, alerts); every name is importable from
+``core.settings``.
 """
 
 from __future__ import annotations
