@@ -18,6 +18,7 @@ key                                                    type    content
 ``{p}:events:{camera}``                                PUBSUB  one JSON message per processed frame
 ``{p}:preview:{camera}``                               STRING  cluster mode: the latest annotated JPEG
 ``{p}:preview:{camera}:wanted``                        STRING  cluster mode: someone watches the preview
+``{p}:alerts``                                         LIST    alert JSON (firing / cleared), newest first
 =====================================================  ======  ==============================================
 """
 
@@ -53,6 +54,10 @@ class KeySchema:
 
     def events(self, camera: str) -> str:
         return f"{self.p}:events:{camera}"
+
+    def alerts(self) -> str:
+        """Alerts of the rules (``aggregator.alert_log``), newest first, at most ``alerts.keep``."""
+        return f"{self.p}:alerts"
 
     def preview(self, camera: str) -> str:
         """Cluster mode: a camera's latest annotated JPEG, put by its worker, short-lived."""

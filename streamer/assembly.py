@@ -24,6 +24,7 @@ from detectors import build_detector
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import CameraStats, Pipeline
 from streamer.preview import PreviewSink
+from streamer.publish.sink import EventsSink
 from streamer.sources import SourceError, VideoSource, default_camera_id, open_source
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,33 @@ class StoredPipeline:
     pipeline: Pipeline
     redis_sink: RedisSink | None
     preview: PreviewSink | None
+    events: EventsSink | None = None
+
+
+def build_events_sink(settings: Settings, redis_url: str | None) -> EventsSink | None:
+    """MQTT, webhooks and alert rules (``[mqtt]``, ``[webhooks]``, ``[alerts]``); None when none is configured.
+
+    Broker and hook addresses are checked with the cameras' network policy here, at start-up (``EventsConfigError``:
+    one line). Alerts are kept in Redis (``aggregator.alert_log``) when there is one.
+    """
+    from streamer.publish.base import Publisher
+    from streamer.publish.mqtt import MqttPublisher
+    from streamer.publish.webhooks import WebhookPublisher
+
+    if not (settings.mqtt.enabled or settings.webhooks.hooks or settings.alerts.rules):
+        return None
+    policy = network_policy(settings, redis_url_in_use=redis_url or "")
+    publishers: list[Publisher] = []
+    if settings.mqtt.enabled:
+        publishers.append(MqttPublisher(settings.mqtt, policy))
+    if settings.webhooks.hooks:
+        publishers.append(WebhookPublisher(settings.webhooks, policy))
+    alert_log = None
+    if redis_url is not None and settings.alerts.rules:
+        from aggregator.alert_log import AlertLog
+
+        alert_log = AlertLog.from_url(redis_url, settings.redis, settings.alerts.keep).add
+    return EventsSink(settings, publishers, alert_log=alert_log)
 
 
 def build_stored_pipeline(
@@ -171,13 +199,18 @@ def build_stored_pipeline(
     """A pipeline whose results are kept: the one composition point for a new sink.
 
     ``redis_url``: tracked people go to Redis (``RedisSink``, its outage journal under ``paths.data_dir``); None:
-    nothing stored. ``preview``: the live preview gets every result. ``deepfer run``, ``deepfer serve``, each Ray
+    nothing stored. ``preview``: the live preview gets every result. Events out (MQTT, webhooks, alert rules) get
+    every tracked result when configured (``build_events_sink``). ``deepfer run``, ``deepfer serve``, each Ray
     worker and the cluster benchmark build their pipeline here; sinks of one use (video file, summary, WebRTC) are
     added to the pipeline afterwards.
     """
     redis_sink = RedisSink(settings.redis, redis_url, settings.paths.data_dir) if redis_url is not None else None
-    sinks: list[ResultSink] = [s for s in (redis_sink, preview) if s is not None]
-    return StoredPipeline(build_pipeline(settings, models, sinks=sinks, track=track), redis_sink, preview)
+    events = build_events_sink(settings, redis_url) if track else None
+    sinks: list[ResultSink] = [s for s in (redis_sink, preview, events) if s is not None]
+    pipeline = build_pipeline(settings, models, sinks=sinks, track=track)
+    if events is not None:
+        events.stats_of = pipeline.stats
+    return StoredPipeline(pipeline, redis_sink, preview, events)
 
 
 def build_explainer(settings: Settings, models: Models) -> GradCam:
