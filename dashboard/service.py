@@ -150,7 +150,7 @@ class Service:
         self.redis_sink = stored.redis_sink
         self._webrtc = WebRtcSessions(s, pipeline, on_end=self.preview.forget)
         pipeline.add_sink(self._webrtc)
-        await pipeline.start()
+        await stored.start()
         runner: CameraRunner
         if s.cluster.address:
             from streamer.runtime.ray_runner import ClusterRunner

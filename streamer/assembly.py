@@ -162,6 +162,13 @@ class StoredPipeline:
     preview: PreviewSink | None
     events: EventsSink | None = None
 
+    async def start(self) -> None:
+        """Start the pipeline and the events' once-a-second tick (a camera that never delivers a frame can still
+        be reported down)."""
+        await self.pipeline.start()
+        if self.events is not None:
+            self.events.start()
+
 
 def build_events_sink(settings: Settings, redis_url: str | None) -> EventsSink | None:
     """MQTT, webhooks and alert rules (``[mqtt]``, ``[webhooks]``, ``[alerts]``); None when none is configured.
@@ -279,10 +286,12 @@ def run_sources(
         f"analysing {len(sources)} source(s) with {models.detector.name} + {models.classifier.name} on "
         f"{models.classifier.device}" + ("; Ctrl-C stops" if live else "")
     )
+    async def run() -> bool:
+        await stored.start()
+        return await run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s)
+
     try:
-        interrupted = asyncio.run(
-            run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s)
-        )
+        interrupted = asyncio.run(run())
     finally:
         if embedded is not None:
             embedded.stop()

@@ -1,0 +1,62 @@
+"""Alert rules in the running service: a camera that cannot connect fires ``camera_down`` once, on MQTT (a real
+Mosquitto), to a signed webhook (a real receiver), into Redis, and at ``/api/alerts``; removing it clears the alert."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from dashboard_helpers import AUTH, TOKEN, LiveServer
+from events_helpers import Mosquitto, Receiver, Subscriber, wait_for
+from redis_helpers import free_port, unique_prefix
+
+from core.settings import Settings
+
+pytestmark = pytest.mark.timeout(180)
+SECRET = "alerts-hook-secret-42"
+
+
+def test_camera_down_alert_end_to_end(redis_url, tmp_path):
+    broker = Mosquitto(free_port(), tmp_path).start()
+    receiver = Receiver(free_port(), SECRET.encode()).start()
+    dead = free_port()  # nothing listens here: the camera never connects
+    sub = Subscriber(broker.port, ["deepfer/#"])
+    try:
+        with unique_prefix(redis_url, "test-alerts") as prefix:
+            port = free_port()
+            settings = Settings(
+                detector={"device": "cpu", "threads": 1}, classifier={"device": "cpu"},
+                redis={"url": redis_url, "key_prefix": prefix}, paths={"data_dir": tmp_path / "data"},
+                dashboard={"port": port, "token": TOKEN},
+                sources={"connect_timeout_s": 0.5, "reconnect_max_s": 1.0},
+                mqtt={"enabled": True, "port": broker.port},
+                webhooks={"hooks": [{"url": f"http://127.0.0.1:{receiver.port}/alerts", "secret": SECRET,
+                                     "events": ["alert"]}]},
+                alerts={"rules": [{"name": "tills-down", "kind": "camera_down", "threshold": 1.5,
+                                   "camera": "tills", "cooldown_s": 0}]})
+            with LiveServer(settings) as live, httpx.Client(base_url=live.url, headers=AUTH, timeout=30) as api:
+                res = api.post("/api/cameras", json={"id": "tills", "url": f"rtsp://127.0.0.1:{dead}/live"})
+                assert res.status_code == 201, res.text
+                wait_for(lambda: api.get("/api/alerts").json()["active"], 30, "the alert at /api/alerts")
+                body = api.get("/api/alerts").json()
+                (alert,) = body["active"]
+                assert alert["rule"] == "tills-down" and alert["camera"] == "tills" and alert["value"] > 1.5
+                assert alert["chart"].startswith("/api/cameras/tills/metrics?interval=minute&start=")
+                assert body["rules"] == ["tills-down"]
+                wait_for(lambda: receiver.got, 10, "the webhook")
+                kind, payload, signed = receiver.got[0]
+                assert kind == "alert" and payload["state"] == "firing" and signed
+                wait_for(lambda: sub.on("deepfer/alerts"), 10, "the MQTT alert")
+                assert json.loads(sub.on("deepfer/alerts")[0])["rule"] == "tills-down"
+                states = sub.json_on("deepfer/tills/state")
+                assert states and not states[-1]["up"] and states[-1]["status"] in ("connecting", "reconnecting")
+                assert api.delete("/api/cameras/tills").status_code in (200, 204)
+                wait_for(lambda: not api.get("/api/alerts").json()["active"], 10, "the alert to clear")
+                assert [a["state"] for a in api.get("/api/alerts").json()["recent"]] == ["cleared", "firing"]
+                assert sub.json_on("deepfer/tills/state")[-1]["status"] == "removed"
+                assert httpx.get(f"{live.url}/api/alerts").status_code == 401  # the token, like every route
+    finally:
+        sub.close()
+        receiver.stop()
+        broker.stop()
