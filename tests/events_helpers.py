@@ -3,6 +3,7 @@ subscriber on it, and a webhook receiver on loopback that checks signatures the 
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import hmac
 import json
@@ -47,7 +48,9 @@ class Mosquitto:
             pytest.skip("needs Debian's mosquitto (scripts/install-system-deps.sh installs it)")
         self.port, self.dir = port, dir
         self.conf = dir / "mosquitto.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        # user: as root, mosquitto would switch to its own user, which cannot write the test's private folder
+        self.conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+                             f"persistence true\n"
                              f"persistence_location {dir}/\nautosave_interval 1\n")
         self.proc: subprocess.Popen | None = None
 
