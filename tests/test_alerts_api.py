@@ -56,6 +56,11 @@ def test_camera_down_alert_end_to_end(redis_url, tmp_path):
                 assert [a["state"] for a in api.get("/api/alerts").json()["recent"]] == ["cleared", "firing"]
                 assert sub.json_on("deepfer/tills/state")[-1]["status"] == "removed"
                 assert httpx.get(f"{live.url}/api/alerts").status_code == 401  # the token, like every route
+                metrics = api.get("/metrics").text
+                assert 'deepfer_events_total{type="alert"} 2.0' in metrics
+                assert 'deepfer_events_published_total{publisher="webhooks"} 2.0' in metrics
+                assert "deepfer_mqtt_connected 1.0" in metrics and "deepfer_alerts_firing 0.0" in metrics
+                assert 'deepfer_events_queue_depth{publisher="mqtt"}' in metrics
     finally:
         sub.close()
         receiver.stop()

@@ -46,6 +46,10 @@ class MqttSettings(Section):
                                                                                   "prefix.")
 
 
+HookEvent = Literal["enter", "leave", "alert", "state"]
+_HOOK_DEFAULT: tuple[HookEvent, ...] = ("enter", "leave", "alert")
+
+
 class WebhookSettings(Section):
     """One receiver: ``[[webhooks.hooks]]`` with ``url`` and ``secret``."""
 
@@ -53,8 +57,8 @@ class WebhookSettings(Section):
                                  "network policy at start-up and before each delivery).")
     secret: str = Field("", repr=False, description="HMAC-SHA256 key of the X-DeepFER-Signature header (never "
                                                     "logged).")
-    events: list[Literal["enter", "leave", "alert", "state"]] = Field(
-        default_factory=lambda: ["enter", "leave", "alert"], description="Which payload types this hook gets.")
+    events: list[HookEvent] = Field(default_factory=lambda: list(_HOOK_DEFAULT),
+                                    description="Which payload types this hook gets.")
 
 
 class WebhooksSettings(Section):

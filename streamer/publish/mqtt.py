@@ -69,7 +69,7 @@ class MqttPublisher:
         if settings.tls:
             c.tls_set(ca_certs=settings.tls_ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
         c.max_inflight_messages_set(_WINDOW)
-        c.reconnect_delay_set(0.5, 10)
+        c.reconnect_delay_set(1, 10)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
 
