@@ -4,6 +4,8 @@ Mosquitto), to a signed webhook (a real receiver), into Redis, and at ``/api/ale
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +17,24 @@ from core.settings import Settings
 
 pytestmark = pytest.mark.timeout(180)
 SECRET = "alerts-hook-secret-42"
+
+
+GRAFANA = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "deepfer.json"
+
+
+def check_grafana_dashboard(metrics: str) -> None:
+    """Every query of the shipped Grafana dashboard names a metric this /metrics exports."""
+    exported = set()
+    for line in metrics.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            exported |= {name, f"{name}_total"} if kind == "counter" else {name}
+    dash = json.loads(GRAFANA.read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    for expr in exprs:
+        names = set(re.findall(r"deepfer_[a-z0-9_]+", expr))
+        assert names and names <= exported, (expr, names - exported)
 
 
 def test_camera_down_alert_end_to_end(redis_url, tmp_path):
@@ -61,6 +81,7 @@ def test_camera_down_alert_end_to_end(redis_url, tmp_path):
                 assert 'deepfer_events_published_total{publisher="webhooks"} 2.0' in metrics
                 assert "deepfer_mqtt_connected 1.0" in metrics and "deepfer_alerts_firing 0.0" in metrics
                 assert 'deepfer_events_queue_depth{publisher="mqtt"}' in metrics
+                check_grafana_dashboard(metrics)
     finally:
         sub.close()
         receiver.stop()

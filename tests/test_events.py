@@ -111,3 +111,12 @@ def test_alert_rules_from_toml(tmp_path):
     for bad in ("a/#", "a\r\nb", "x+y", "/lead", ""):
         with pytest.raises(ConfigError, match="mqtt.prefix"):
             load_settings(None, {"mqtt": {"prefix": bad}})
+
+
+def test_event_secrets_are_masked_in_logs():
+    from core.settings import Settings, secret_values
+
+    s = Settings(mqtt={"password": "mqtt-pass-123"},
+                 webhooks={"hooks": [{"url": "http://127.0.0.1:9/", "secret": "hook-secret-456"}]})
+    assert {"mqtt-pass-123", "hook-secret-456"} <= set(secret_values(s))
+    assert "mqtt-pass-123" not in repr(s) and "hook-secret-456" not in repr(s)
