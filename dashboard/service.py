@@ -151,6 +151,8 @@ class Service:
         self._pipeline = pipeline = stored.pipeline
         self.redis_sink = stored.redis_sink
         self.events = stored.events  # MQTT, webhooks, alert rules (None when not configured)
+        if self.events is not None:  # MQTT commands pause cameras the way the API does (saved, on their worker)
+            self.events.known, self.events.control = (lambda: list(self.cameras)), self.set_paused
         self._webrtc = WebRtcSessions(s, pipeline, on_end=self.preview.forget)
         pipeline.add_sink(self._webrtc)
         await stored.start()

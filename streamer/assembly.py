@@ -217,6 +217,8 @@ def build_stored_pipeline(
     pipeline = build_pipeline(settings, models, sinks=sinks, track=track)
     if events is not None:
         events.stats_of = pipeline.stats
+        events.known = lambda: pipeline.stats().keys()
+        events.control = lambda camera, paused: (pipeline.pause if paused else pipeline.resume)(camera)
     return StoredPipeline(pipeline, redis_sink, preview, events)
 
 

@@ -235,3 +235,42 @@ def test_a_file_camera_run_publishes_the_documented_topics(broker, media: Path, 
     finally:
         sub.close()
         receiver.stop()
+
+
+def test_control_topic_pauses_and_resumes_only_known_cameras(broker):
+    s = Settings(mqtt={"enabled": True, "port": broker.port, "control": True, "homeassistant": True})
+    mqtt = MqttPublisher(s.mqtt)
+    sink = EventsSink(s, [mqtt])
+    calls: list[tuple[str, bool]] = []
+    sink.known = lambda: ["door/1", "tills"]
+    sink.control = lambda camera, paused: calls.append((camera, paused))
+    sub = Subscriber(broker.port, ["homeassistant/#"], client_id="deepfer-ctl")
+
+    sub.c.publish("deepfer/tills/paused/set", "ON", qos=1, retain=True).wait_for_publish(5)  # stale: ignored
+
+    async def scenario():
+        sink.start()
+        await asyncio.to_thread(wait_for, lambda: mqtt.counters()["connected"] == 1)
+        await asyncio.sleep(0.3)  # subscribed
+        pub = sub.c
+        pub.publish("deepfer/door_1/paused/set", "ON", qos=1)
+        pub.publish("deepfer/tills/paused/set", "off", qos=1)
+        pub.publish("deepfer/tills/paused/set", "pause-everything-now", qos=1)  # not ON/OFF: ignored
+        pub.publish("deepfer/nobody/paused/set", "ON", qos=1)  # unknown camera: ignored
+        await asyncio.to_thread(wait_for, lambda: mqtt.counters()["commands"] + mqtt.counters()["refused_commands"]
+                                >= 5)
+        await asyncio.sleep(0.1)
+        await sink.handle(frame(time.time(), {1: "happy"}, camera="tills"))
+        sink.tick()
+        await asyncio.to_thread(wait_for, lambda: sub.on("homeassistant/switch/deepfer_tills/paused/config"))
+        await sink.close()
+
+    try:
+        asyncio.run(scenario())
+        assert calls == [("door/1", True), ("tills", False)]
+        assert mqtt.counters()["refused_commands"] == 2
+        switch = json.loads(sub.on("homeassistant/switch/deepfer_tills/paused/config")[0])
+        assert switch["command_topic"] == "deepfer/tills/paused/set"
+    finally:
+        sub.c.publish("deepfer/tills/paused/set", b"", qos=1, retain=True)  # clear the retained command
+        sub.close()

@@ -40,6 +40,8 @@ class MqttSettings(Section):
                                                             "(offline) after 1.5 times this without a word.")
     queue_size: int = Field(10_000, ge=10, description="Messages waiting for the broker at most (outage); more are "
                                                        "dropped and counted.")
+    control: bool = Field(False, description="Obey <prefix>/<camera>/paused/set (ON: pause, OFF: resume) from "
+                                             "anyone who may publish on the broker; off by default.")
     homeassistant: bool = Field(False, description="Publish Home Assistant MQTT discovery: each camera a device "
                                                    "with sensors.")
     discovery_prefix: str = Field("homeassistant", pattern=_SEGMENTS, description="Home Assistant's discovery "

@@ -8,6 +8,8 @@ Topics (``p`` = ``mqtt.prefix``; ids pass through ``segment``):
 - ``p/events``: ``enter`` / ``leave`` JSON
 - ``p/alerts``: alert JSON (``firing`` / ``cleared``); ``p/<camera>/alert/<rule>``: ``ON`` / ``OFF`` (retained)
 - ``p/stats``: service stats JSON (retained)
+- ``p/<camera>/paused/set``: ``ON`` pauses the camera, ``OFF`` resumes it (only with ``mqtt.control``; retained
+  commands are ignored, so a stale one cannot pause a camera at every reconnect)
 
 Everything goes at QoS 1. ``offer`` only appends to a bounded deque; a thread of ours hands messages to paho in
 order, keeping at most ``_WINDOW`` unacknowledged. paho resends unacknowledged QoS 1 messages after a reconnect, so
@@ -24,6 +26,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -61,6 +64,8 @@ class MqttPublisher:
         self._cameras: set[str] = set()  # announced to Home Assistant
         self.published = self.dropped = self.too_large = self.connects = 0
         self._thread: threading.Thread | None = None
+        self.on_control: Callable[[str, bool], None] | None = None  # (camera topic level, paused), paho's thread
+        self.commands = self.refused_commands = 0
         c = self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                       protocol=mqtt.MQTTv311, clean_session=True)
         c.will_set(self.availability, "offline", qos=1, retain=True)
@@ -72,6 +77,7 @@ class MqttPublisher:
         c.reconnect_delay_set(1, 10)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
 
     # --- lifecycle ---
 
@@ -134,7 +140,7 @@ class MqttPublisher:
     def counters(self) -> dict[str, int]:
         return {"published": self.published, "dropped": self.dropped, "too_large": self.too_large,
                 "queued": len(self._queue) + len(self._pending), "connected": int(self._connected.is_set()),
-                "connects": self.connects}
+                "connects": self.connects, "commands": self.commands, "refused_commands": self.refused_commands}
 
     def discovery(self, camera: str) -> list[tuple[str, bytes]]:
         """Home Assistant MQTT discovery: the camera as a device with its sensors (retained configs)."""
@@ -145,6 +151,11 @@ class MqttPublisher:
         common = {"state_topic": f"{self.prefix}/{camera}/state", "availability_topic": self.availability,
                   "device": device}
         out = []
+        if self.s.control:
+            out.append((f"{self.s.discovery_prefix}/switch/{oid}/paused/config", json.dumps({
+                **common, "name": "Paused", "unique_id": f"{oid}_paused",
+                "command_topic": f"{self.prefix}/{camera}/paused/set",
+                "value_template": "{{ 'ON' if value_json.status == 'paused' else 'OFF' }}"}).encode()))
         for key, (name, template, unit, _) in _HA_SENSORS.items():
             config = {**common, "name": name, "unique_id": f"{oid}_{key}", "value_template": template}
             if unit:
@@ -165,12 +176,25 @@ class MqttPublisher:
             return
         self.connects += 1
         client.publish(self.availability, "online", qos=1, retain=True)
+        if self.s.control:
+            client.subscribe(f"{self.prefix}/+/paused/set", qos=1)
         if self.connects > 1:
             log.info("mqtt broker %s:%d connected again", self.s.host, self.s.port)
             for camera in sorted(self._cameras):  # a broker without persistence forgot the retained configs
                 for topic, config in self.discovery(camera):
                     client.publish(topic, config, qos=1, retain=True)
         self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """``p/<camera>/paused/set``: ``ON`` or ``OFF``; anything else (or a retained command) is counted and
+        ignored."""
+        camera = msg.topic[len(self.prefix) + 1:].split("/", 1)[0]
+        word = msg.payload[:8].strip().upper()
+        if msg.retain or word not in (b"ON", b"OFF") or len(msg.payload) > 8 or self.on_control is None:
+            self.refused_commands += 1
+            return
+        self.commands += 1
+        self.on_control(camera, word == b"ON")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if self._connected.is_set() and not self._closing:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 StatsOf = Callable[[], dict[str, Any]]  # Pipeline.stats: camera id -> CameraStats (status, recent_fps)
 AlertLog = Callable[[dict[str, Any]], None]  # blocking: called in a worker thread
+Control = Callable[[str, bool], Any]  # (camera id, paused), on the loop; may return an awaitable
 
 
 class EventsSink:
@@ -42,6 +43,9 @@ class EventsSink:
         self.sent: Counter[str] = Counter()
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=settings.alerts.keep)
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.control: Control | None = None  # set by whoever may pause cameras (mqtt.control)
+        self.known: Callable[[], Any] | None = None  # camera ids a command may name (default: the ones seen)
         self._started = False
         self._last_stats = 0.0
         self._began = time.time()
@@ -76,12 +80,33 @@ class EventsSink:
         if self._started:
             return
         self._started = True
-        for p in self.publishers:
-            p.start()
         try:
-            self._task = asyncio.get_running_loop().create_task(self._ticks(), name="deepfer-events")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._ticks(), name="deepfer-events")
         except RuntimeError:  # no loop: ticks are the caller's (tests)
             self._task = None
+        for p in self.publishers:
+            if hasattr(p, "on_control"):
+                p.on_control = self._command  # type: ignore[attr-defined]
+            p.start()
+
+    def _command(self, level: str, paused: bool) -> None:
+        """A publisher's thread asks to pause or resume the camera whose topic level is ``level``."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._apply, level, paused)
+
+    def _apply(self, level: str, paused: bool) -> None:
+        from streamer.publish.base import segment
+
+        ids = list(self.known() if self.known is not None else self.cameras)
+        matches = [cid for cid in ids if segment(cid) == level]
+        if self.control is None or len(matches) != 1:
+            log.info("mqtt command for unknown camera %r ignored", level[:64])
+            return
+        log.info("mqtt command: %s camera %s", "pause" if paused else "resume", matches[0])
+        outcome = self.control(matches[0], paused)
+        if asyncio.iscoroutine(outcome):
+            asyncio.ensure_future(outcome)
 
     def now(self, camera: str) -> float:
         """The camera's clock: its latest frame's time, carried on at wall-clock pace."""
