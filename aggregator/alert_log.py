@@ -1,5 +1,6 @@
 """Alerts kept in Redis (``{p}:alerts``, newest first, at most ``alerts.keep``, expiring ``redis.retention_days``
-after the last one), for ``/api/alerts`` and the page: active ones and recent ones."""
+after the last one), for ``/api/alerts`` and the page: active ones and recent ones; and the rules added through the
+API (``{p}:alert_rules``), which every events sink reads again every ``RULES_EVERY_S``."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ import redis
 from redis import asyncio as aioredis
 
 from aggregator.keys import KeySchema
-from core.settings import RedisSettings
+from core.settings import AlertRule, RedisSettings
+
+RULES_EVERY_S = 5.0
 
 
 class AlertLog:
     """The writer: blocking (the events sink calls it in a worker thread)."""
 
     def __init__(self, client: redis.Redis, settings: RedisSettings, keep: int):
-        self.r, self.key, self.keep = client, KeySchema(settings.key_prefix).alerts(), keep
+        self.keys = KeySchema(settings.key_prefix)
+        self.r, self.key, self.keep = client, self.keys.alerts(), keep
         self.retention_s = int(settings.retention_days * 86400)
 
     @classmethod
@@ -26,12 +30,40 @@ class AlertLog:
                                       socket_timeout=settings.connect_timeout_s + 4.0)
         return cls(client, settings, keep)
 
+    def rules(self) -> list[AlertRule]:
+        """The rules added through the API (an entry that no longer validates is skipped)."""
+        return parse_rules(self.r.hgetall(self.keys.alert_rules()).values())
+
     def add(self, alert: dict[str, Any]) -> None:
         p = self.r.pipeline(transaction=True)
         p.lpush(self.key, json.dumps(alert, separators=(",", ":")))
         p.ltrim(self.key, 0, self.keep - 1)
         p.expire(self.key, self.retention_s)
         p.execute()
+
+
+def parse_rules(raw: Any) -> list[AlertRule]:
+    from pydantic import ValidationError
+
+    out = []
+    for text in raw:
+        try:
+            out.append(AlertRule.model_validate_json(text))
+        except ValidationError:
+            continue
+    return sorted(out, key=lambda r: r.name)
+
+
+async def api_rules(r: aioredis.Redis, prefix: str) -> list[AlertRule]:
+    return parse_rules((await r.hgetall(KeySchema(prefix).alert_rules())).values())
+
+
+async def save_rule(r: aioredis.Redis, prefix: str, rule: AlertRule) -> None:
+    await r.hset(KeySchema(prefix).alert_rules(), rule.name, rule.model_dump_json())
+
+
+async def delete_rule(r: aioredis.Redis, prefix: str, name: str) -> bool:
+    return bool(await r.hdel(KeySchema(prefix).alert_rules(), name))
 
 
 async def recent_alerts(r: aioredis.Redis, prefix: str, limit: int) -> list[dict[str, Any]]:

@@ -43,6 +43,22 @@ class AlertEngine:
         self.rules = list(rules)
         self._episodes: dict[tuple[str, str], _Episode] = {}
 
+    def set_rules(self, rules: Sequence[AlertRule], now: float) -> list[Alert]:
+        """New rules (config ones and those added through the API); episodes of rules that stay are kept, those of
+        rules that went away clear."""
+        old = {r.name: r for r in self.rules}
+        self.rules = list(rules)
+        names = {r.name for r in self.rules}
+        out = []
+        for (name, cam), ep in list(self._episodes.items()):
+            if name in names:
+                continue
+            if ep.firing:
+                out.append(Alert("cleared", name, old[name].kind, cam, 0.0, old[name].threshold, round(now, 3),
+                                 round(ep.fired_at or now, 3)))
+            del self._episodes[(name, cam)]
+        return out
+
     @property
     def longest_window_s(self) -> float:
         return max((r.window_s for r in self.rules), default=0.0)

@@ -19,6 +19,7 @@ key                                                    type    content
 ``{p}:preview:{camera}``                               STRING  cluster mode: the latest annotated JPEG
 ``{p}:preview:{camera}:wanted``                        STRING  cluster mode: someone watches the preview
 ``{p}:alerts``                                         LIST    alert JSON (firing / cleared), newest first
+``{p}:alert_rules``                                    HASH    rule name -> rule JSON (added through the API)
 =====================================================  ======  ==============================================
 """
 
@@ -58,6 +59,10 @@ class KeySchema:
     def alerts(self) -> str:
         """Alerts of the rules (``aggregator.alert_log``), newest first, at most ``alerts.keep``."""
         return f"{self.p}:alerts"
+
+    def alert_rules(self) -> str:
+        """Alert rules added through the API (``[[alerts.rules]]`` of the config come on top)."""
+        return f"{self.p}:alert_rules"
 
     def preview(self, camera: str) -> str:
         """Cluster mode: a camera's latest annotated JPEG, put by its worker, short-lived."""

@@ -174,26 +174,29 @@ def build_events_sink(settings: Settings, redis_url: str | None) -> EventsSink |
     """MQTT, webhooks and alert rules (``[mqtt]``, ``[webhooks]``, ``[alerts]``); None when none is configured.
 
     Broker and hook addresses are checked with the cameras' network policy here, at start-up (``EventsConfigError``:
-    one line). Alerts are kept in Redis (``aggregator.alert_log``) when there is one.
+    one line). With Redis, alerts are kept there (``aggregator.alert_log``) and the rules added through the API are
+    read from it (``alerts.api_rules``): then every stored pipeline has the sink.
     """
     from streamer.publish.base import Publisher
     from streamer.publish.mqtt import MqttPublisher
     from streamer.publish.webhooks import WebhookPublisher
 
-    if not (settings.mqtt.enabled or settings.webhooks.hooks or settings.alerts.rules):
+    api_rules = redis_url is not None and settings.alerts.api_rules
+    if not (settings.mqtt.enabled or settings.webhooks.hooks or settings.alerts.rules or api_rules):
         return None
-    policy = network_policy(settings, redis_url_in_use=redis_url or "")
     publishers: list[Publisher] = []
-    if settings.mqtt.enabled:
-        publishers.append(MqttPublisher(settings.mqtt, policy))
-    if settings.webhooks.hooks:
-        publishers.append(WebhookPublisher(settings.webhooks, policy))
-    alert_log = None
-    if redis_url is not None and settings.alerts.rules:
-        from aggregator.alert_log import AlertLog
+    if settings.mqtt.enabled or settings.webhooks.hooks:
+        policy = network_policy(settings, redis_url_in_use=redis_url or "")
+        if settings.mqtt.enabled:
+            publishers.append(MqttPublisher(settings.mqtt, policy))
+        if settings.webhooks.hooks:
+            publishers.append(WebhookPublisher(settings.webhooks, policy))
+    if redis_url is None:
+        return EventsSink(settings, publishers)
+    from aggregator.alert_log import AlertLog
 
-        alert_log = AlertLog.from_url(redis_url, settings.redis, settings.alerts.keep).add
-    return EventsSink(settings, publishers, alert_log=alert_log)
+    log_ = AlertLog.from_url(redis_url, settings.redis, settings.alerts.keep)
+    return EventsSink(settings, publishers, alert_log=log_.add, rules_from=log_.rules if api_rules else None)
 
 
 def build_stored_pipeline(

@@ -37,6 +37,26 @@ def check_grafana_dashboard(metrics: str) -> None:
         assert names and names <= exported, (expr, names - exported)
 
 
+def rules_through_the_api(api: httpx.Client, dead: int) -> None:
+    rule = {"name": "door-down", "kind": "camera_down", "threshold": 1.0, "camera": "door", "cooldown_s": 0}
+    assert api.put("/api/alerts/rules/door-down", json={**rule, "kind": "sometimes"}).status_code == 422
+    assert api.put("/api/alerts/rules/other", json=rule).status_code == 400
+    assert api.put("/api/alerts/rules/tills-down", json={**rule, "name": "tills-down"}).status_code == 409  # config
+    assert api.put("/api/alerts/rules/a%0d%0ab", json=rule).status_code == 422
+    assert api.put("/api/alerts/rules/door-down", json=rule).status_code == 200
+    listed = api.get("/api/alerts/rules").json()
+    assert [r["name"] for r in listed["config"]] == ["tills-down"]
+    assert [r["name"] for r in listed["api"]] == ["door-down"]
+    assert api.post("/api/cameras", json={"id": "door", "url": f"rtsp://127.0.0.1:{dead}/door"}).status_code == 201
+    wait_for(lambda: any(a["rule"] == "door-down" for a in api.get("/api/alerts").json()["active"]), 30,
+             "the API rule to fire")
+    assert api.delete("/api/alerts/rules/door-down").status_code == 204
+    wait_for(lambda: not any(a["rule"] == "door-down" for a in api.get("/api/alerts").json()["active"]), 30,
+             "the removed rule's alert to clear")
+    assert api.delete("/api/alerts/rules/door-down").status_code == 404
+    assert api.delete("/api/alerts/rules/tills-down").status_code == 409
+
+
 def test_camera_down_alert_end_to_end(redis_url, tmp_path):
     broker = Mosquitto(free_port(), tmp_path).start()
     receiver = Receiver(free_port(), SECRET.encode()).start()
@@ -82,6 +102,7 @@ def test_camera_down_alert_end_to_end(redis_url, tmp_path):
                 assert "deepfer_mqtt_connected 1.0" in metrics and "deepfer_alerts_firing 0.0" in metrics
                 assert 'deepfer_events_queue_depth{publisher="mqtt"}' in metrics
                 check_grafana_dashboard(metrics)
+                rules_through_the_api(api, dead)
     finally:
         sub.close()
         receiver.stop()

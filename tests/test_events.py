@@ -83,6 +83,9 @@ def test_alert_fires_once_per_episode_clears_with_hysteresis_and_cooldown():
     assert [a.state for a in eng.evaluate("cam", 102, stats(-0.5), 0, 0)] == ["firing"]
     assert eng.firing() == [("r", "cam")]
     assert [a.state for a in eng.forget("cam", 103)] == ["cleared"] and eng.firing() == []
+    eng.evaluate("cam", 300, stats(-0.5), 0, 0)
+    assert eng.set_rules([rule()], 301) == [] and eng.firing() == [("r", "cam")]  # the rule stays: so does its episode
+    assert [(a.rule, a.state) for a in eng.set_rules([], 302)] == [("r", "cleared")] and eng.firing() == []
 
 
 def test_people_negative_and_down_rules_per_camera():

@@ -94,6 +94,9 @@ class AlertRule(Section):
 class AlertSettings(Section):
     rules: list[AlertRule] = Field(default_factory=list, description="Alert rules ([[alerts.rules]]).")
     keep: int = Field(1000, ge=1, description="Alerts kept in Redis ({key_prefix}:alerts) at most, newest first.")
+    api_rules: bool = Field(True, description="Rules can also be added and removed through /api/alerts/rules (kept "
+                                              "in Redis; every pipeline with Redis reads them every 5 s).")
+    max_api_rules: int = Field(100, ge=0, description="Most rules the API keeps.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> AlertSettings:

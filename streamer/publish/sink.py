@@ -17,7 +17,7 @@ from typing import Any
 
 from aggregator.alerts import Alert, AlertEngine
 from aggregator.events import DOWN_STATUSES, PAYLOAD_VERSION, CameraEvents
-from core.settings import Settings
+from core.settings import AlertRule, Settings
 from core.types import FrameResult
 from streamer.publish.base import Publisher
 
@@ -25,17 +25,22 @@ log = logging.getLogger(__name__)
 
 StatsOf = Callable[[], dict[str, Any]]  # Pipeline.stats: camera id -> CameraStats (status, recent_fps)
 AlertLog = Callable[[dict[str, Any]], None]  # blocking: called in a worker thread
+RulesFrom = Callable[[], list[AlertRule]]
 Control = Callable[[str, bool], Any]  # (camera id, paused), on the loop; may return an awaitable
 
 
 class EventsSink:
     def __init__(self, settings: Settings, publishers: Sequence[Publisher], stats_of: StatsOf | None = None,
-                 alert_log: AlertLog | None = None):
+                 alert_log: AlertLog | None = None, rules_from: RulesFrom | None = None):
+        """``rules_from``: the rules added through the API (blocking, called in a worker thread every
+        ``aggregator.alert_log.RULES_EVERY_S``); the config's rules win a name clash."""
         self.s = settings.events
         self.publishers = list(publishers)
         self.stats_of = stats_of
         self.alert_log = alert_log
-        self.engine = AlertEngine(settings.alerts.rules)
+        self.rules_from = rules_from
+        self.config_rules = list(settings.alerts.rules)
+        self.engine = AlertEngine(self.config_rules)
         self.keep_s = max(self.s.window_s, self.engine.longest_window_s)
         self.cameras: dict[str, CameraEvents] = {}
         self._clock: dict[str, tuple[float, float]] = {}  # camera -> (latest captured_at, monotonic then)
@@ -128,7 +133,20 @@ class EventsSink:
                 log.exception("publisher %s refused a %s payload", p.name, kind)
 
     async def _ticks(self) -> None:
+        from aggregator.alert_log import RULES_EVERY_S
+
+        rules_at = -RULES_EVERY_S
         while True:
+            if self.rules_from is not None and time.monotonic() - rules_at >= RULES_EVERY_S:
+                rules_at = time.monotonic()
+                try:
+                    rules = await asyncio.to_thread(self.rules_from)
+                except Exception as exc:  # Redis down: the rules stay as they were
+                    log.debug("alert rules not read: %s", type(exc).__name__)
+                else:
+                    cleared = self.set_api_rules(rules)
+                    if cleared and self.alert_log is not None:
+                        await asyncio.to_thread(self._log_alerts, cleared)
             await asyncio.sleep(self.s.state_every_s)
             try:
                 alerts = self.tick()
@@ -137,6 +155,23 @@ class EventsSink:
                 continue
             if alerts and self.alert_log is not None:
                 await asyncio.to_thread(self._log_alerts, alerts)
+
+    def set_api_rules(self, rules: list[AlertRule]) -> list[Alert]:
+        """The API's rules now; alerts of rules that went away clear (returned, and sent)."""
+        names = {r.name for r in self.config_rules}
+        cleared = self.engine.set_rules(self.config_rules + [r for r in rules if r.name not in names], time.time())
+        self._publish_alerts(cleared)
+        self.keep_s = max(self.s.window_s, self.engine.longest_window_s)
+        for cam in self.cameras.values():
+            cam.keep_s = self.keep_s
+        return cleared
+
+    def _publish_alerts(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            self.recent_alerts.appendleft(a.to_dict())
+            self._emit("alert", a.to_dict())
+            log.info("alert %s %s on camera %s (value %s, threshold %s)", a.rule, a.state, a.camera, a.value,
+                     a.threshold)
 
     def _log_alerts(self, alerts: list[Alert]) -> None:
         assert self.alert_log is not None
@@ -182,11 +217,7 @@ class EventsSink:
             if self.engine.rules:
                 windows = {r.window_s: cam.window(now, r.window_s) for r in self.engine.rules}
                 fired += self.engine.evaluate(cid, now, windows, len(cam.present), down_for)
-        for a in fired:
-            self.recent_alerts.appendleft(a.to_dict())
-            self._emit("alert", a.to_dict())
-            log.info("alert %s %s on camera %s (value %s, threshold %s)", a.rule, a.state, a.camera, a.value,
-                     a.threshold)
+        self._publish_alerts(fired)
         if time.monotonic() - self._last_stats >= self.s.stats_every_s:
             self._last_stats = time.monotonic()
             self._emit("stats", self.stats_payload())
