@@ -52,7 +52,8 @@ async def alerts(limit: int = Query(100, ge=1, le=1000), service: Service = Depe
     found = await recent_alerts(service.ts.r, s.redis.key_prefix, min(limit, s.alerts.keep))
     recent = [o for o in map(_out, found) if o is not None]
     firing = [o for o in map(_out, active(found)) if o is not None]
-    return Alerts(active=firing, recent=recent, rules=[r.name for r in s.alerts.rules])
+    added = await api_rules(service.ts.r, s.redis.key_prefix) if s.alerts.api_rules else []
+    return Alerts(active=firing, recent=recent, rules=[r.name for r in [*s.alerts.rules, *added]])
 
 
 class Rules(BaseModel):
