@@ -274,3 +274,14 @@ def test_control_topic_pauses_and_resumes_only_known_cameras(broker):
     finally:
         sub.c.publish("deepfer/tills/paused/set", b"", qos=1, retain=True)  # clear the retained command
         sub.close()
+
+
+def test_bench_events_measures_the_share_of_the_pipeline(broker, media: Path):
+    """``deepfer bench events``: the events' CPU is a small share of the process's (README: under 2% on 8 cameras)."""
+    from bench.events_cost import bench_events
+
+    s = Settings(mqtt={"enabled": True, "port": broker.port}, classifier={"device": "cpu"},
+                 detector={"device": "cpu", "detect_every": 3})
+    r = bench_events(s, str(media / "woman2.mp4"), 2, 3.0, say=lambda _: None)
+    assert r["frames_processed"] > 0 and r["payloads"]["state"] >= 2 and r["publishers"]["mqtt"]["published"] > 0
+    assert r["process_cpu_s"] > 0 and 0 <= r["events_share_pct"] < 2
