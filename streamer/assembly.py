@@ -170,6 +170,23 @@ class StoredPipeline:
             self.events.start()
 
 
+def check_events_out(settings: Settings, redis_url: str | None) -> None:
+    """The broker's and every webhook's address checked now (``EventsConfigError``, one line), so that a server
+    refuses to start rather than failing in its start-up."""
+    from streamer.publish.base import checked_address
+    from streamer.publish.webhooks import parse_hook_url
+
+    if not (settings.mqtt.enabled or settings.webhooks.hooks):
+        return
+    policy = network_policy(settings, redis_url_in_use=redis_url or "")
+    m = settings.mqtt
+    if m.enabled:
+        checked_address(policy, m.host, m.port, f"mqtt broker {m.host}")
+    for i, hook in enumerate(settings.webhooks.hooks):
+        url = parse_hook_url(hook.url, f"webhooks.hooks[{i}]")
+        checked_address(policy, url.host, url.port, f"webhooks.hooks[{i}] ({url.display})")
+
+
 def build_events_sink(settings: Settings, redis_url: str | None) -> EventsSink | None:
     """MQTT, webhooks and alert rules (``[mqtt]``, ``[webhooks]``, ``[alerts]``); None when none is configured.
 

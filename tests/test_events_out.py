@@ -285,3 +285,15 @@ def test_bench_events_measures_the_share_of_the_pipeline(broker, media: Path):
     r = bench_events(s, str(media / "woman2.mp4"), 2, 3.0, say=lambda _: None)
     assert r["frames_processed"] > 0 and r["payloads"]["state"] >= 2 and r["publishers"]["mqtt"]["published"] > 0
     assert r["process_cpu_s"] > 0 and 0 <= r["events_share_pct"] < 2
+
+
+def test_deepfer_serve_refuses_a_metadata_webhook_in_one_line(tmp_path: Path, free_port: int):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | {
+        "DEEPFER_WEBHOOKS__HOOKS": json.dumps([{"url": "http://169.254.169.254/latest/meta-data/", "secret": SECRET}]),
+        "DEEPFER_PATHS__DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.run([sys.executable, "-m", "deepfer", "serve", "--port", str(free_port)], cwd=tmp_path,
+                          env=env, text=True, capture_output=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "webhooks.hooks[0] (http://169.254.169.254:80) refused by the network policy" in out
+    assert "Traceback" not in out and SECRET not in out and "meta-data" not in out
