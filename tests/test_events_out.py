@@ -110,6 +110,7 @@ def test_broker_restart_loses_nothing_within_the_bound(broker):
         mqtt.offer("enter", {"type": "enter", "camera": "c", "person": 0})
         wait_for(lambda: len(sub.on("deepfer/events")) == 1, what="first event")
         broker.stop()
+        wait_for(lambda: mqtt.counters()["connected"] == 0, what="the publisher to notice")
         t0 = time.monotonic()
         for i in range(1, 41):
             mqtt.offer("enter", {"type": "enter", "camera": "c", "person": i})
