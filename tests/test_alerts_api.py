@@ -94,7 +94,8 @@ def test_camera_down_alert_end_to_end(redis_url, tmp_path):
                 assert api.delete("/api/cameras/tills").status_code in (200, 204)
                 wait_for(lambda: not api.get("/api/alerts").json()["active"], 10, "the alert to clear")
                 assert [a["state"] for a in api.get("/api/alerts").json()["recent"]] == ["cleared", "firing"]
-                assert sub.json_on("deepfer/tills/state")[-1]["status"] == "removed"
+                wait_for(lambda: sub.on("deepfer/tills/state")[-1:] == [b""], 10, "the retained state cleared")
+                assert json.loads(sub.on("deepfer/tills/state")[-2])["status"] == "removed"
                 assert httpx.get(f"{live.url}/api/alerts").status_code == 401  # the token, like every route
                 metrics = api.get("/metrics").text
                 assert 'deepfer_events_total{type="alert"} 2.0' in metrics

@@ -4,7 +4,8 @@ service stats and, when asked, Home Assistant discovery.
 Topics (``p`` = ``mqtt.prefix``; ids pass through ``segment``):
 
 - ``p/available``: ``online`` / ``offline`` (retained; ``offline`` is the last will)
-- ``p/<camera>/state``: the camera's ``CameraState`` JSON (retained, every ``events.state_every_s``)
+- ``p/<camera>/state``: the camera's ``CameraState`` JSON (retained, every ``events.state_every_s``); a removed
+  camera's ``"status": "removed"`` once, then its retained state (and discovery) cleared
 - ``p/events``: ``enter`` / ``leave`` JSON
 - ``p/alerts``: alert JSON (``firing`` / ``cleared``); ``p/<camera>/alert/<rule>``: ``ON`` / ``OFF`` (retained)
 - ``p/stats``: service stats JSON (retained)
@@ -114,7 +115,16 @@ class MqttPublisher:
             self.too_large += 1
             return
         camera = segment(str(payload.get("camera", "")))
-        if kind == "state":
+        if kind == "state" and payload.get("status") == "removed":
+            # said once, then the retained state (and Home Assistant's device) cleared: ids such as WebRTC
+            # visitors' come and go, and the broker would keep each one's last state forever
+            self._put(f"{self.prefix}/{camera}/state", body, False)
+            self._put(f"{self.prefix}/{camera}/state", b"", True)
+            if camera in self._cameras:
+                self._cameras.discard(camera)
+                for topic, _ in self.discovery(camera):
+                    self._put(topic, b"", True)
+        elif kind == "state":
             if self.s.homeassistant and camera not in self._cameras:
                 self._cameras.add(camera)
                 for topic, config in self.discovery(camera):
