@@ -1,5 +1,6 @@
-"""Real parts for the events-out tests: a Mosquitto of a test's own (stop and start it: a broker restart), an MQTT
-subscriber on it, and a webhook receiver on loopback that checks signatures the way README tells receivers to."""
+"""Real parts for the events-out tests: tracked frames made up, a Mosquitto of a test's own (stop and start it: a
+broker restart), an MQTT subscriber on it, and a webhook receiver on loopback that checks signatures the way README
+tells receivers to."""
 
 from __future__ import annotations
 
@@ -16,11 +17,24 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def frame(at: float, people: dict[int, str], camera: str = "cam") -> FrameResult:
+    """A tracked frame: each person (track id) shown with one emotion at 0.94."""
+    faces = []
+    for tid, emotion in people.items():
+        p = np.full(len(EMOTIONS), 0.01, dtype=np.float32)
+        p[EMOTIONS.index(emotion)] = 0.94
+        faces.append(FaceResult(FaceBox(0, 0, 10, 10), p, True, tid, p, emotion))
+    return FrameResult(Frame(camera, int(at * 10), at, np.zeros((4, 4, 3), np.uint8)), faces, at)
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_helpers import AUTH, TOKEN, LiveServer
-from events_helpers import Mosquitto, Receiver, Subscriber, wait_for
-from redis_helpers import free_port, unique_prefix
 
 from core.settings import Settings
+from tests.dashboard_helpers import AUTH, TOKEN, LiveServer
+from tests.events_helpers import Mosquitto, Receiver, Subscriber, wait_for
+from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(180)
 SECRET = "alerts-hook-secret-42"

@@ -3,22 +3,13 @@ cooldown). MQTT against a real Mosquitto and webhooks against a real HTTP receiv
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from aggregator.alerts import AlertEngine
 from aggregator.events import PAYLOAD_VERSION, CameraEvents, WindowStats
 from core.settings import AlertRule, AlertSettings, ConfigError, load_settings
-from core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
-
-
-def frame(at: float, people: dict[int, str], camera: str = "cam") -> FrameResult:
-    faces = []
-    for tid, emotion in people.items():
-        p = np.full(len(EMOTIONS), 0.01, dtype=np.float32)
-        p[EMOTIONS.index(emotion)] = 0.94
-        faces.append(FaceResult(FaceBox(0, 0, 10, 10), p, True, tid, p, emotion))
-    return FrameResult(Frame(camera, int(at * 10), at, np.zeros((4, 4, 3), np.uint8)), faces, at)
+from core.types import FaceResult
+from tests.events_helpers import frame
 
 
 def test_enter_and_leave_with_dwell_dominant_and_mean():

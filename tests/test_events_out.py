@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from events_helpers import Mosquitto, Receiver, Subscriber, wait_for
-from test_events import frame
 
 from core.settings import Settings
 from streamer.assembly import build_events_sink
@@ -21,6 +19,7 @@ from streamer.publish.base import EventsConfigError, segment
 from streamer.publish.mqtt import MqttPublisher
 from streamer.publish.sink import EventsSink
 from streamer.publish.webhooks import WebhookPublisher, parse_hook_url, sign
+from tests.events_helpers import Mosquitto, Receiver, Subscriber, frame, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 SECRET = "hook-secret-0123456789"
