@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(180)
 SECRET = "alerts-hook-secret-42"
 
 
-GRAFANA = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "deepfer.json"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # any test layout
+GRAFANA = REPO / "deploy" / "grafana" / "deepfer.json"
 
 
 def check_grafana_dashboard(metrics: str) -> None:
