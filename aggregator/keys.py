@@ -18,6 +18,8 @@ key                                                    type    content
 ``{p}:events:{camera}``                                PUBSUB  one JSON message per processed frame
 ``{p}:preview:{camera}``                               STRING  cluster mode: the latest annotated JPEG
 ``{p}:preview:{camera}:wanted``                        STRING  cluster mode: someone watches the preview
+``{p}:alerts``                                         LIST    alert JSON (firing / cleared), newest first
+``{p}:alert_rules``                                    HASH    rule name -> rule JSON (added through the API)
 =====================================================  ======  ==============================================
 """
 
@@ -53,6 +55,14 @@ class KeySchema:
 
     def events(self, camera: str) -> str:
         return f"{self.p}:events:{camera}"
+
+    def alerts(self) -> str:
+        """Alerts of the rules (``aggregator.alert_log``), newest first, at most ``alerts.keep``."""
+        return f"{self.p}:alerts"
+
+    def alert_rules(self) -> str:
+        """Alert rules added through the API (``[[alerts.rules]]`` of the config come on top)."""
+        return f"{self.p}:alert_rules"
 
     def preview(self, camera: str) -> str:
         """Cluster mode: a camera's latest annotated JPEG, put by its worker, short-lived."""

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from core.settings import Settings
 from dashboard.auth import LoginThrottle, require_token
 from dashboard.routes import (
+    alerts,
     cameras,
     downloads,
     health,
@@ -116,7 +117,7 @@ def create_app(
               404: {"model": Problem, "description": "Unknown camera or person"},
               413: {"model": Problem, "description": "Body over dashboard.max_json_kb (max_upload_mb for uploads)"},
               503: {"model": Problem, "description": "Redis is unavailable"}}
-    for module in (predict, cameras, people, metrics, downloads, live, prometheus, webrtc):
+    for module in (predict, cameras, people, metrics, downloads, live, prometheus, webrtc, alerts):
         app.include_router(module.router, dependencies=protected, responses=errors)
     # plain ASGI, outermost last: the headers go on every answer, Gate's refusals included
     app.add_middleware(Gate, settings=d)

@@ -22,7 +22,7 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
 
     from aggregator.embedded_redis import connect_or_start
     from dashboard.app import create_app
-    from streamer.assembly import load_models
+    from streamer.assembly import check_events_out, load_models
 
     models = load_models(settings)  # once, here, so a missing or broken weights file fails in one line
     d = settings.dashboard
@@ -33,6 +33,12 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
             raise ServeError(f"cannot use the TLS certificate {d.tls_cert} with key {d.tls_key}: {exc}") from None
     url, embedded = connect_or_start(settings)
     settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+    try:
+        check_events_out(settings, url)  # a refused broker or webhook address: one line, before the server starts
+    except ValueError as exc:
+        if embedded is not None:
+            embedded.stop()
+        raise ServeError(str(exc)) from None
     if settings.cluster.address:
         from streamer.runtime.ray_connect import ClusterError, connect
 

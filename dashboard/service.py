@@ -19,6 +19,7 @@ from dashboard.schemas import Camera
 from streamer.assembly import Models, build_stored_pipeline, load_models, network_policy, preview_sink
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline
+from streamer.publish.sink import EventsSink
 from streamer.runtime.camera_store import CameraConfig, CameraOptions, CameraStore, StoredCamera
 from streamer.runtime.local import LocalRunner
 from streamer.runtime.runner import CameraRunner
@@ -88,6 +89,7 @@ class Service:
         self._models: Models | None = models
         self._pipeline: Pipeline | None = None
         self.redis_sink: RedisSink | None = None
+        self.events: EventsSink | None = None
         self._webrtc: WebRtcSessions | None = None
         self._runner: CameraRunner | None = None  # where configured cameras run: this process, or a Ray cluster
         self.prometheus: Any = None  # the /metrics registry, made on first use
@@ -148,9 +150,12 @@ class Service:
         stored = build_stored_pipeline(s, self._models, self.redis_url, preview=self.preview)
         self._pipeline = pipeline = stored.pipeline
         self.redis_sink = stored.redis_sink
+        self.events = stored.events  # MQTT, webhooks, alert rules (None when not configured)
+        if self.events is not None:  # MQTT commands pause cameras the way the API does (saved, on their worker)
+            self.events.known, self.events.control = (lambda: list(self.cameras)), self.set_paused
         self._webrtc = WebRtcSessions(s, pipeline, on_end=self.preview.forget)
         pipeline.add_sink(self._webrtc)
-        await pipeline.start()
+        await stored.start()
         runner: CameraRunner
         if s.cluster.address:
             from streamer.runtime.ray_runner import ClusterRunner

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: ffmpeg, a real RTSP server (GStreamer), Chromium + ChromeDriver, redis-server,
-# and a C++ compiler with the Python headers for torch.compile (train.compile).
+# the Mosquitto MQTT broker and its clients (events out), and a C++ compiler with the Python headers for torch.compile (train.compile).
 # Installs only what is missing; needs root (or sudo) the first time.
 set -euo pipefail
-packages=(ffmpeg redis-server g++ python3-dev chromium chromium-driver gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi
+packages=(ffmpeg redis-server mosquitto mosquitto-clients g++ python3-dev chromium chromium-driver gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi
           gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
           gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 missing=()

@@ -24,6 +24,7 @@ from detectors import build_detector
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import CameraStats, Pipeline
 from streamer.preview import PreviewSink
+from streamer.publish.sink import EventsSink
 from streamer.sources import SourceError, VideoSource, default_camera_id, open_source
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,60 @@ class StoredPipeline:
     pipeline: Pipeline
     redis_sink: RedisSink | None
     preview: PreviewSink | None
+    events: EventsSink | None = None
+
+    async def start(self) -> None:
+        """Start the pipeline and the events' once-a-second tick (a camera that never delivers a frame can still
+        be reported down)."""
+        await self.pipeline.start()
+        if self.events is not None:
+            self.events.start()
+
+
+def check_events_out(settings: Settings, redis_url: str | None) -> None:
+    """The broker's and every webhook's address checked now (``EventsConfigError``, one line), so that a server
+    refuses to start rather than failing in its start-up."""
+    from streamer.publish.base import checked_address
+    from streamer.publish.webhooks import parse_hook_url
+
+    if not (settings.mqtt.enabled or settings.webhooks.hooks):
+        return
+    policy = network_policy(settings, redis_url_in_use=redis_url or "")
+    m = settings.mqtt
+    if m.enabled:
+        checked_address(policy, m.host, m.port, f"mqtt broker {m.host}")
+    for i, hook in enumerate(settings.webhooks.hooks):
+        url = parse_hook_url(hook.url, f"webhooks.hooks[{i}]")
+        checked_address(policy, url.host, url.port, f"webhooks.hooks[{i}] ({url.display})")
+
+
+def build_events_sink(settings: Settings, redis_url: str | None) -> EventsSink | None:
+    """MQTT, webhooks and alert rules (``[mqtt]``, ``[webhooks]``, ``[alerts]``); None when none is configured.
+
+    Broker and hook addresses are checked with the cameras' network policy here, at start-up (``EventsConfigError``:
+    one line). With Redis, alerts are kept there (``aggregator.alert_log``) and the rules added through the API are
+    read from it (``alerts.api_rules``): then every stored pipeline has the sink.
+    """
+    from streamer.publish.base import Publisher
+    from streamer.publish.mqtt import MqttPublisher
+    from streamer.publish.webhooks import WebhookPublisher
+
+    api_rules = redis_url is not None and settings.alerts.api_rules
+    if not (settings.mqtt.enabled or settings.webhooks.hooks or settings.alerts.rules or api_rules):
+        return None
+    publishers: list[Publisher] = []
+    if settings.mqtt.enabled or settings.webhooks.hooks:
+        policy = network_policy(settings, redis_url_in_use=redis_url or "")
+        if settings.mqtt.enabled:
+            publishers.append(MqttPublisher(settings.mqtt, policy))
+        if settings.webhooks.hooks:
+            publishers.append(WebhookPublisher(settings.webhooks, policy))
+    if redis_url is None:
+        return EventsSink(settings, publishers)
+    from aggregator.alert_log import AlertLog
+
+    log_ = AlertLog.from_url(redis_url, settings.redis, settings.alerts.keep)
+    return EventsSink(settings, publishers, alert_log=log_.add, rules_from=log_.rules if api_rules else None)
 
 
 def build_stored_pipeline(
@@ -171,13 +226,20 @@ def build_stored_pipeline(
     """A pipeline whose results are kept: the one composition point for a new sink.
 
     ``redis_url``: tracked people go to Redis (``RedisSink``, its outage journal under ``paths.data_dir``); None:
-    nothing stored. ``preview``: the live preview gets every result. ``deepfer run``, ``deepfer serve``, each Ray
+    nothing stored. ``preview``: the live preview gets every result. Events out (MQTT, webhooks, alert rules) get
+    every tracked result when configured (``build_events_sink``). ``deepfer run``, ``deepfer serve``, each Ray
     worker and the cluster benchmark build their pipeline here; sinks of one use (video file, summary, WebRTC) are
     added to the pipeline afterwards.
     """
     redis_sink = RedisSink(settings.redis, redis_url, settings.paths.data_dir) if redis_url is not None else None
-    sinks: list[ResultSink] = [s for s in (redis_sink, preview) if s is not None]
-    return StoredPipeline(build_pipeline(settings, models, sinks=sinks, track=track), redis_sink, preview)
+    events = build_events_sink(settings, redis_url) if track else None
+    sinks: list[ResultSink] = [s for s in (redis_sink, preview, events) if s is not None]
+    pipeline = build_pipeline(settings, models, sinks=sinks, track=track)
+    if events is not None:
+        events.stats_of = pipeline.stats
+        events.known = lambda: pipeline.stats().keys()
+        events.control = lambda camera, paused: (pipeline.pause if paused else pipeline.resume)(camera)
+    return StoredPipeline(pipeline, redis_sink, preview, events)
 
 
 def build_explainer(settings: Settings, models: Models) -> GradCam:
@@ -246,10 +308,12 @@ def run_sources(
         f"analysing {len(sources)} source(s) with {models.detector.name} + {models.classifier.name} on "
         f"{models.classifier.device}" + ("; Ctrl-C stops" if live else "")
     )
+    async def run() -> bool:
+        await stored.start()
+        return await run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s)
+
     try:
-        interrupted = asyncio.run(
-            run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s)
-        )
+        interrupted = asyncio.run(run())
     finally:
         if embedded is not None:
             embedded.stop()

@@ -17,8 +17,9 @@ SHIPPED_WEIGHTS = REPO / "classifier" / "weights" / "deepfer_resnet.pt"
 
 
 # A test that uses one of these (directly or through another fixture) needs more than the venv: ../shared, a real
-# Redis, a checkpoint trained on FER2013. It is marked e2e, so `pytest -m "not e2e"` runs on a bare machine.
-E2E_FIXTURES = {"media", "fer_root", "tiny_checkpoint", "clips", "redis_url", "key_prefix"}
+# Redis, an MQTT broker, a checkpoint trained on FER2013. It is marked e2e, so `pytest -m "not e2e"` runs on a bare
+# machine.
+E2E_FIXTURES = {"media", "fer_root", "tiny_checkpoint", "clips", "redis_url", "key_prefix", "broker"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,7 +8,8 @@ The defaults are the embedded configuration: DeepFER runs with no file at all.
 
 The sections live by concern: ``media`` (sources, pipeline, detector, gating), ``models`` (classifier, train,
 export_model, explain), ``tracking`` (tracker, smoothing), ``storage`` (paths, redis, export) and ``service``
-(dashboard, webrtc, cluster); every name is importable from ``core.settings``.
+(dashboard, webrtc, cluster) and ``events`` (events, mqtt, webhooks, alerts); every name is importable from
+``core.settings``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from pydantic_settings import (
 )
 
 from core.settings.base import Section
+from core.settings.events import (
+    AlertRule,
+    AlertSettings,
+    EventSettings,
+    MqttSettings,
+    WebhookSettings,
+    WebhooksSettings,
+)
 from core.settings.media import DENIED_NETWORKS, DetectorSettings, GatingSettings, PipelineSettings, SourceSettings
 from core.settings.models import ClassifierSettings, ExplainSettings, ExportModelSettings, TrainSettings
 from core.settings.service import MIN_TOKEN_LENGTH, ClusterSettings, DashboardSettings, WebRtcSettings, max_cameras
@@ -33,6 +42,7 @@ from core.settings.storage import ExportSettings, PathsSettings, RedisSettings
 from core.settings.tracking import SmoothingSettings, TrackerSettings
 
 __all__ = [
+    "AlertRule", "AlertSettings", "EventSettings", "MqttSettings", "WebhookSettings", "WebhooksSettings",
     "DENIED_NETWORKS", "MIN_TOKEN_LENGTH", "ClassifierSettings", "ClusterSettings", "ConfigError", "DashboardSettings",
     "DetectorSettings", "ExplainSettings", "ExportModelSettings", "ExportSettings", "GatingSettings", "PathsSettings",
     "PipelineSettings", "RedisSettings", "Section", "Settings", "SmoothingSettings", "SourceSettings",
@@ -68,6 +78,10 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
     cluster: ClusterSettings = ClusterSettings()
+    events: EventSettings = EventSettings()
+    mqtt: MqttSettings = MqttSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")
     def _token_required_off_loopback(self) -> Settings:
@@ -98,7 +112,8 @@ def secret_values(settings: Settings) -> list[str]:
     """The secrets in ``settings`` that no log line may show: Redis passwords, TURN credentials, the API token."""
     from urllib.parse import unquote, urlsplit
 
-    out = [settings.webrtc.ice_username, settings.webrtc.ice_credential, settings.dashboard.token]
+    out = [settings.webrtc.ice_username, settings.webrtc.ice_credential, settings.dashboard.token,
+           settings.mqtt.password, *(h.secret for h in settings.webhooks.hooks)]
     for url in (settings.redis.url, settings.redis.default_url):
         try:
             parts = urlsplit(url)

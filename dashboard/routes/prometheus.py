@@ -9,6 +9,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from dashboard.deps import get_service
 from dashboard.service import Service
+from streamer.publish.sink import EventsSink
 
 router = APIRouter(tags=["metrics"])
 
@@ -93,10 +94,43 @@ class PipelineCollector:
                 "deepfer_redis_connected", "1 when the Redis writer is connected", value=float(sink.connected)
             )
             yield CounterMetricFamily("deepfer_redis_points_written", "Points written to Redis", value=sink.written)
+        if s.events is not None:
+            yield from events_metrics(s.events)
         if s.webrtc is not None:  # per-visitor camera ids are not labels (unbounded); the session count is
             yield GaugeMetricFamily(
                 "deepfer_webrtc_sessions", "WebRTC visitors connected now", value=len(s.webrtc.sessions)
             )
+
+
+def events_metrics(events: EventsSink):
+    """Events out (``streamer.publish``): payloads made by type, per publisher sent / dropped / queued, alerts."""
+    made = CounterMetricFamily("deepfer_events", "Event payloads made (enter, leave, state, alert, stats)",
+                               labels=["type"])
+    for kind, n in sorted(events.sent.items()):
+        made.add_metric([kind], n)
+    published = CounterMetricFamily("deepfer_events_published", "Payloads the broker acknowledged or a webhook "
+                                                                "receiver took (2xx)", labels=["publisher"])
+    dropped = CounterMetricFamily("deepfer_events_dropped", "Payloads dropped: queue full, or over 64 KB",
+                                  labels=["publisher"])
+    depth = GaugeMetricFamily("deepfer_events_queue_depth", "Payloads waiting for the broker or a receiver",
+                              labels=["publisher"])
+    failures = CounterMetricFamily("deepfer_webhook_failures", "Webhook payloads given up (4xx, refused address, "
+                                                               "webhooks.max_attempts)")
+    retries = CounterMetricFamily("deepfer_webhook_retries", "Webhook attempts that will be retried")
+    for p in events.publishers:
+        c = p.counters()
+        published.add_metric([p.name], c.get("published", c.get("delivered", 0)))
+        dropped.add_metric([p.name], c.get("dropped", 0) + c.get("too_large", 0))
+        depth.add_metric([p.name], c.get("queued", 0))
+        if p.name == "webhooks":
+            failures.add_metric([], c["failed"])
+            retries.add_metric([], c["retries"])
+        if p.name == "mqtt":
+            yield GaugeMetricFamily("deepfer_mqtt_connected", "1 when connected to the MQTT broker",
+                                    value=c["connected"])
+    yield from (made, published, dropped, depth, failures, retries)
+    yield GaugeMetricFamily("deepfer_alerts_firing", "Alert rules firing now (rule and camera pairs)",
+                            value=len(events.engine.firing()))
 
 
 def registry_for(service: Service) -> CollectorRegistry:

@@ -206,6 +206,26 @@ $("#predict-form").onsubmit = async (ev) => {
   } catch (e) { out.innerHTML = ""; out.append(el("p", {class: "error"}, e.message)); }
 };
 
+// ----- alerts (rules in config.toml or through /api/alerts/rules) ------------------------------------------------
+function alertRow(a) {
+  return el("tr", {class: `alert ${a.state}`}, el("td", {}, a.state), el("td", {}, a.rule),
+    el("td", {}, el("a", {class: "link", href: `#camera-${a.camera}`}, a.camera)),
+    el("td", {}, `${a.value} (threshold ${a.threshold})`), el("td", {}, new Date(a.at * 1000).toLocaleString()),
+    el("td", {}, el("a", {class: "link", href: a.chart, target: "_blank", rel: "noopener",
+      title: "The camera's per-minute metrics from 30 min before to 10 min after"}, "metrics then")));
+}
+
+async function refreshAlerts() {
+  const data = await api("/api/alerts?limit=50");
+  const fill = (sel, list, empty) => {
+    const box = $(sel);
+    box.innerHTML = "";
+    box.append(list.length ? el("table", {}, ...list.map(alertRow)) : el("p", {class: "muted"}, empty));
+  };
+  fill("#alerts-active", data.active, data.rules.length ? "No alert firing." : "No alert rule: add [[alerts.rules]] to config.toml or PUT /api/alerts/rules/{name}.");
+  fill("#alerts-recent", data.recent, "None yet.");
+}
+
 $("#range").onchange = () => refreshMetrics().catch(console.error);
 
 // ----- live updates (Server-Sent Events) -------------------------------------------------------------------------
@@ -230,3 +250,5 @@ function connectEvents() {
 refreshCameras().then(refreshMetrics).catch(console.error);
 connectEvents();
 setInterval(() => { refreshMetrics().catch(console.error); refreshPerson().catch(console.error); }, 3000);
+refreshAlerts().catch(console.error);
+setInterval(() => refreshAlerts().catch(console.error), 10000);

@@ -142,6 +142,39 @@ def pipeline(
 
 @app.command()
 @user_errors
+def events(
+    ctx: typer.Context,
+    *,
+    source: str = typer.Option(..., "--source", help="A video file, played as N live cameras at its own frame rate."),
+    streams: int = typer.Option(8, min=1, help="Concurrent copies of the stream."),
+    seconds: float = typer.Option(10.0, min=1, help="Measuring window."),
+    mqtt: str = typer.Option("127.0.0.1:1883", help="The MQTT broker HOST:PORT events go to."),
+    webhook: list[str] = typer.Option([], help="Also POST the events to this URL (repeatable)."),
+    json_out: JsonOut,
+    detect_every: int | None = typer.Option(None, min=1),
+    device: Device = None,
+) -> None:
+    """CPU of events out (the events sink, MQTT and webhook threads) as a share of the whole process."""
+    from bench.events_cost import bench_events
+
+    host, _, port = mqtt.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--mqtt must be HOST:PORT, got {mqtt!r}")
+    settings = settings_from(
+        ctx,
+        classifier=dict(device=device),
+        detector=dict(detect_every=detect_every, device=device),
+        mqtt=dict(enabled=True, host=host, port=int(port)),
+        webhooks=dict(hooks=[{"url": u, "secret": "bench"} for u in webhook] or None),
+    )
+    result = bench_events(settings, source, streams, seconds, say)
+    write_json(json_out, result)
+    say(f"{streams} stream(s), {result['frames_processed']} frames: events {result['events_cpu_s']} s CPU of "
+        f"{result['process_cpu_s']} s = {result['events_share_pct']}% of the process")
+
+
+@app.command()
+@user_errors
 def gating(
     ctx: typer.Context,
     *,

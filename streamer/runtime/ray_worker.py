@@ -72,7 +72,7 @@ class CameraWorker(PipelineCameras):
         stored = build_stored_pipeline(s, models, self.redis_url, preview=self.preview)
         assert stored.redis_sink is not None  # given a Redis URL
         self.pipeline, self.sink = stored.pipeline, stored.redis_sink
-        await self.pipeline.start()
+        await stored.start()
         self._publisher = asyncio.create_task(self._publish_previews(client))
         ctx = ray.get_runtime_context()
         log.info("worker %s ready on node %s (pid %d)", self.name, ctx.get_node_id(), os.getpid())

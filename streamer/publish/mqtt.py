@@ -1,0 +1,249 @@
+"""MQTT out (paho-mqtt): availability with a last will, per-camera state (retained), enter/leave events, alerts,
+service stats and, when asked, Home Assistant discovery.
+
+Topics (``p`` = ``mqtt.prefix``; ids pass through ``segment``):
+
+- ``p/available``: ``online`` / ``offline`` (retained; ``offline`` is the last will)
+- ``p/<camera>/state``: the camera's ``CameraState`` JSON (retained, every ``events.state_every_s``); a removed
+  camera's ``"status": "removed"`` once, then its retained state (and discovery) cleared
+- ``p/events``: ``enter`` / ``leave`` JSON
+- ``p/alerts``: alert JSON (``firing`` / ``cleared``); ``p/<camera>/alert/<rule>``: ``ON`` / ``OFF`` (retained)
+- ``p/stats``: service stats JSON (retained)
+- ``p/<camera>/paused/set``: ``ON`` pauses the camera, ``OFF`` resumes it (only with ``mqtt.control``; retained
+  commands are ignored, so a stale one cannot pause a camera at every reconnect)
+
+Everything goes at QoS 1. ``offer`` only appends to a bounded deque; a thread of ours hands messages to paho in
+order, keeping at most ``_WINDOW`` unacknowledged. paho resends unacknowledged QoS 1 messages after a reconnect, so
+a broker restart loses nothing within ``mqtt.queue_size`` (delivery is at least once: a message in flight when the
+broker went away may come twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from core.settings import MqttSettings
+from streamer.netpolicy import NetworkPolicy
+from streamer.publish.base import checked_address, encode, segment
+
+log = logging.getLogger(__name__)
+
+_WINDOW = 100  # messages handed to paho and not yet acknowledged, at most
+_HA_SENSORS = {  # key: (name, value template, unit, device class)
+    "people_now": ("People now", "{{ value_json.people_now }}", None, None),
+    "satisfaction": ("Satisfaction", "{{ value_json.satisfaction }}", None, None),
+    "dominant": ("Dominant emotion", "{{ value_json.dominant }}", None, None),
+    "fps": ("Frames per second", "{{ value_json.fps }}", "fps", None),
+}
+
+
+class MqttPublisher:
+    name = "mqtt"
+
+    def __init__(self, settings: MqttSettings, policy: NetworkPolicy | None = None):
+        self.s = settings
+        self.prefix = settings.prefix
+        self.availability = f"{self.prefix}/available"
+        self.address = checked_address(policy, settings.host, settings.port, f"mqtt broker {settings.host}")
+        self.client_id = settings.client_id or f"deepfer-{segment(socket.gethostname())}-{os.getpid()}"
+        self._queue: deque[tuple[str, bytes, bool]] = deque()
+        self._pending: deque[mqtt.MQTTMessageInfo] = deque()
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        self._closing = False
+        self._cameras: set[str] = set()  # announced to Home Assistant
+        self.published = self.dropped = self.too_large = self.connects = 0
+        self._thread: threading.Thread | None = None
+        self.on_control: Callable[[str, bool], None] | None = None  # (camera topic level, paused), paho's thread
+        self.commands = self.refused_commands = 0
+        c = self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                      protocol=mqtt.MQTTv311, clean_session=True)
+        c.will_set(self.availability, "offline", qos=1, retain=True)
+        if settings.username:
+            c.username_pw_set(settings.username, settings.password or None)
+        if settings.tls:
+            c.tls_set(ca_certs=settings.tls_ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        c.max_inflight_messages_set(_WINDOW)
+        c.reconnect_delay_set(1, 10)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        # TLS keeps the name (the certificate is checked against it); plain MQTT connects to the checked address
+        host = self.s.host if self.s.tls else self.address
+        self.client.connect_async(host, self.s.port, keepalive=self.s.keepalive_s)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._send, name="deepfer-mqtt", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float) -> None:
+        """Send what is queued (within ``timeout_s`` while connected), then ``offline`` and a clean disconnect."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._connected.is_set():
+            info = self.client.publish(self.availability, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- what the sink offers ---
+
+    def offer(self, kind: str, payload: dict[str, Any]) -> None:
+        body = encode(payload)
+        if body is None:
+            self.too_large += 1
+            return
+        camera = segment(str(payload.get("camera", "")))
+        if kind == "state" and payload.get("status") == "removed":
+            # said once, then the retained state (and Home Assistant's device) cleared: ids such as WebRTC
+            # visitors' come and go, and the broker would keep each one's last state forever
+            self._put(f"{self.prefix}/{camera}/state", body, False)
+            self._put(f"{self.prefix}/{camera}/state", b"", True)
+            if camera in self._cameras:
+                self._cameras.discard(camera)
+                for topic, _ in self.discovery(camera):
+                    self._put(topic, b"", True)
+        elif kind == "state":
+            if self.s.homeassistant and camera not in self._cameras:
+                self._cameras.add(camera)
+                for topic, config in self.discovery(camera):
+                    self._put(topic, config, True)
+            self._put(f"{self.prefix}/{camera}/state", body, True)
+        elif kind in ("enter", "leave"):
+            self._put(f"{self.prefix}/events", body, False)
+        elif kind == "alert":
+            self._put(f"{self.prefix}/alerts", body, False)
+            on = b"ON" if payload.get("state") == "firing" else b"OFF"
+            self._put(f"{self.prefix}/{camera}/alert/{segment(str(payload.get('rule', '')))}", on, True)
+        elif kind == "stats":
+            self._put(f"{self.prefix}/stats", body, True)
+
+    def _put(self, topic: str, body: bytes, retain: bool) -> None:
+        with self._cond:
+            if len(self._queue) >= self.s.queue_size:
+                self.dropped += 1
+                return
+            self._queue.append((topic, body, retain))
+            self._cond.notify()
+
+    def counters(self) -> dict[str, int]:
+        return {"published": self.published, "dropped": self.dropped, "too_large": self.too_large,
+                "queued": len(self._queue) + len(self._pending), "connected": int(self._connected.is_set()),
+                "connects": self.connects, "commands": self.commands, "refused_commands": self.refused_commands}
+
+    def discovery(self, camera: str) -> list[tuple[str, bytes]]:
+        """Home Assistant MQTT discovery: the camera as a device with its sensors (retained configs)."""
+        import json
+
+        oid = f"{segment(self.prefix.replace('/', '_'))}_{camera}"
+        device = {"identifiers": [oid], "name": f"DeepFER {camera}", "manufacturer": "DeepFER", "model": "camera"}
+        common = {"state_topic": f"{self.prefix}/{camera}/state", "availability_topic": self.availability,
+                  "device": device}
+        out = []
+        if self.s.control:
+            out.append((f"{self.s.discovery_prefix}/switch/{oid}/paused/config", json.dumps({
+                **common, "name": "Paused", "unique_id": f"{oid}_paused",
+                "command_topic": f"{self.prefix}/{camera}/paused/set",
+                "value_template": "{{ 'ON' if value_json.status == 'paused' else 'OFF' }}"}).encode()))
+        for key, (name, template, unit, _) in _HA_SENSORS.items():
+            config = {**common, "name": name, "unique_id": f"{oid}_{key}", "value_template": template}
+            if unit:
+                config["unit_of_measurement"] = unit
+            if key in ("people_now", "satisfaction", "fps"):
+                config["state_class"] = "measurement"
+            out.append((f"{self.s.discovery_prefix}/sensor/{oid}/{key}/config", json.dumps(config).encode()))
+        up = {**common, "name": "Up", "unique_id": f"{oid}_up", "device_class": "connectivity",
+              "value_template": "{{ 'ON' if value_json.up else 'OFF' }}"}
+        out.append((f"{self.s.discovery_prefix}/binary_sensor/{oid}/up/config", json.dumps(up).encode()))
+        return out
+
+    # --- paho's thread and ours ---
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("mqtt broker %s:%d refused the connection: %s", self.s.host, self.s.port, reason)
+            return
+        self.connects += 1
+        client.publish(self.availability, "online", qos=1, retain=True)
+        if self.s.control:
+            client.subscribe(f"{self.prefix}/+/paused/set", qos=1)
+        if self.connects > 1:
+            log.info("mqtt broker %s:%d connected again", self.s.host, self.s.port)
+            for camera in sorted(self._cameras):  # a broker without persistence forgot the retained configs
+                for topic, config in self.discovery(camera):
+                    client.publish(topic, config, qos=1, retain=True)
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """``p/<camera>/paused/set``: ``ON`` or ``OFF``; anything else (or a retained command) is counted and
+        ignored."""
+        camera = msg.topic[len(self.prefix) + 1:].split("/", 1)[0]
+        word = msg.payload[:8].strip().upper()
+        if msg.retain or word not in (b"ON", b"OFF") or len(msg.payload) > 8 or self.on_control is None:
+            self.refused_commands += 1
+            return
+        self.commands += 1
+        self.on_control(camera, word == b"ON")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if self._connected.is_set() and not self._closing:
+            log.warning("mqtt broker %s:%d lost (%s): queueing up to %d messages", self.s.host, self.s.port, reason,
+                        self.s.queue_size)
+        self._connected.clear()
+
+    def _send(self) -> None:
+        """Hand queued messages to paho in order, at most ``_WINDOW`` unacknowledged."""
+        while True:
+            self._prune()
+            with self._cond:
+                if not self._queue:
+                    if self._closing and (not self._pending or not self._connected.is_set()):
+                        return
+                    self._cond.wait(0.05 if self._pending else 0.5)
+                    continue
+                closing = self._closing
+            if not self._connected.wait(0.2):
+                if closing:
+                    return  # closing while the broker is away: what is queued is lost (counted in counters)
+                continue
+            if len(self._pending) >= _WINDOW:
+                try:
+                    self._pending[0].wait_for_publish(0.2)
+                except (RuntimeError, ValueError):
+                    time.sleep(0.05)
+                continue
+            with self._cond:
+                topic, body, retain = self._queue.popleft()
+            info = self.client.publish(topic, body, qos=1, retain=retain)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # not ours to bound: paho's queue is unbounded here
+                with self._cond:
+                    self._queue.appendleft((topic, body, retain))
+                time.sleep(0.05)
+                continue
+            self._pending.append(info)  # NO_CONN included: paho keeps QoS 1 messages and sends them on reconnect
+
+    def _prune(self) -> None:
+        while self._pending and self._pending[0].is_published():
+            self._pending.popleft()
+            self.published += 1
