@@ -1,6 +1,6 @@
 """Regenerate config.toml from the settings schema, so the file always lists every key with its default.
 
-Usage: python scripts/write_config.py   (tests/test_config.py fails if config.toml drifts from the defaults)
+Usage: python scripts/write_config.py   (tests/core/test_config.py fails if config.toml drifts from the defaults)
 """
 
 from __future__ import annotations
