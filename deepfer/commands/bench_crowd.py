@@ -14,12 +14,18 @@ from deepfer.options import JsonOut
 
 app = typer.Typer()
 
-# what each variant changes in the configured settings (detector section)
-VARIANTS: dict[str, dict[str, Any]] = {
+FULL_RES = {"max_side": 1920, "min_face_size": 20}
+EVERY_FRAME = {"gating": {"enabled": False}, "detector": {"detect_every": 1}}
+# what each variant changes in the configured settings, by section
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "configured": {},
-    "max1920-min20": {"max_side": 1920, "min_face_size": 20},
-    "yunet": {"kind": "yunet"},
-    "yunet-max1920-min20": {"kind": "yunet", "max_side": 1920, "min_face_size": 20},
+    "max1920-min20": {"detector": FULL_RES},
+    "max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {**FULL_RES, "detect_every": 1}},
+    "yunet": {"detector": {"kind": "yunet"}},
+    "yunet-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {"kind": "yunet", "detect_every": 1}},
+    "yunet-max1920-min20": {"detector": {"kind": "yunet", **FULL_RES}},
+    "yunet-max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"],
+                                        "detector": {"kind": "yunet", **FULL_RES, "detect_every": 1}},
 }
 
 
@@ -54,10 +60,11 @@ def crowd(
         raise UserError(f"the crowd clip is made from {media} and {fer} (--media, --fer): not found")
     chosen = []
     for name in names:
-        detector = dict(VARIANTS[name])
+        sections = {k: dict(v) for k, v in VARIANTS[name].items()}
+        detector = sections.setdefault("detector", {})
         if detector.get("kind") == "yunet" and yunet_model:
             detector["yunet_model"] = yunet_model
-        chosen.append((name, settings_from(ctx, detector=detector, sources=dict(file_rate="asap"))))
+        chosen.append((name, settings_from(ctx, **sections, sources=dict(file_rate="asap"))))
     say(f"making (or reusing) a {seconds:g} s {fps} fps 1920x1080 crowd clip in {cache}")
     clip = make_crowd_clip(cache, media, fer, seconds, fps, seed=seed)
     result = bench_crowd(chosen, clip, stock_frames, say=say)
