@@ -177,3 +177,19 @@ def test_pipeline_recall_and_identity_on_the_crowd(crowd) -> None:
     ident = r["identity"]
     assert ident["people_tracked"] >= 1 and ident["tracks_per_person"] is not None
     assert ident["identity_switches"] >= 0
+
+
+def test_yunet_refines_known_faces_and_detects_regions(yunet, media: Path) -> None:
+    from core.protocols import PartialDetector
+    from core.types import FaceBox
+
+    assert isinstance(yunet, PartialDetector)  # motion gating gives it parts, as it gives MTCNN
+    image = rgb(media / "justin.jpg")
+    (face,) = yunet.detect([image])[0]
+    moved = FaceBox(face.x1 + 12, face.y1 + 8, face.x2 + 12, face.y2 + 8, 0.9)
+    (back,) = yunet.refine([image], [[moved]])[0]
+    assert abs(back.x1 - face.x1) < 4 and abs(back.y2 - face.y2) < 4
+    assert yunet.refine([image], [[FaceBox(0, 300, 60, 370)]]) == [[]]  # no face there any more
+    region = FaceBox(face.x1 - 40, face.y1 - 40, face.x2 + 40, face.y2 + 40)
+    (found,) = yunet.detect_regions([image], [[region]])[0]
+    assert abs(found.x1 - face.x1) < 4 and abs(found.y1 - face.y1) < 4
