@@ -86,6 +86,12 @@ def _boxes(found: Sequence[Found]) -> np.ndarray:
     return np.array([f.xyxy for f in found], float).reshape(-1, 4)
 
 
+def _brief(scored: dict) -> dict:
+    """The headline figures of a score (to compare runs on the frames stock saw)."""
+    return {k: scored[k] for k in ("frames", "faces", "recall", "precision", "recall_32_up")} | {
+        "recall_by_size": {k: v["recall"] for k, v in scored["by_size"].items()}}
+
+
 def bench_crowd(variants: Sequence[tuple[str, Settings]], clip: CrowdClip, stock_frames: int | None = None,
                 min_iou: float = 0.5, say: Callable[[str], None] = print) -> dict:
     """Stock MTCNN on the first ``stock_frames`` frames (all when None), then each named setting on the whole clip;
@@ -96,7 +102,7 @@ def bench_crowd(variants: Sequence[tuple[str, Settings]], clip: CrowdClip, stock
     stock, stock_timing = run_stock(clip, count)
     stock_faces = sum(len(f) for f in stock)
     rows = [{"name": "stock", **stock_timing, "faces": stock_faces, "share_of_stock": 1.0,
-             "truth": score(clip.truth, stock, min_iou)}]
+             "truth": score(clip.truth, stock, min_iou), "truth_on_stock_frames": _brief(score(clip.truth, stock))}]
     for name, settings in variants:
         say(f"{name}: the pipeline on {total} frames")
         found, timing = run_pipeline(settings, clip)
@@ -107,7 +113,8 @@ def bench_crowd(variants: Sequence[tuple[str, Settings]], clip: CrowdClip, stock
                      "speedup_vs_stock": round(timing["fps"] / stock_timing["fps"], 2) if stock_timing["fps"] else None,
                      "settings": {"detector": settings.detector.model_dump(mode="json"),
                                   "gating": settings.gating.model_dump(mode="json")},
-                     "truth": score(clip.truth, found, min_iou)})
+                     "truth": score(clip.truth, found, min_iou),
+                     "truth_on_stock_frames": _brief(score(clip.truth, found[:count], min_iou))})
     return {"benchmark": "crowd", "clip": {"video": clip.video.name, "frames": total, "fps": clip.truth.fps,
                                            "width": clip.truth.width, "height": clip.truth.height,
                                            "seed": clip.truth.seed, "people": len(clip.truth.people)},

@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.clips import ENCODE
 
-VERSION = 2  # bump when the recipe changes: cached clips of another version are made again
+VERSION = 3  # bump when the recipe changes: cached clips of another version are made again
 MIN_SIZE, MAX_SIZE = 24, 200  # face box long side, pixels
 PHOTOS = ("justin.jpg", "two_people.jpg")
 CLIP_FRAMES = {"woman2.mp4": (0, 120, 240, 360), "fer_test.mp4": (0, 60, 110)}
@@ -223,8 +223,8 @@ def plan_walkers(rng: np.random.Generator, seconds: float, size: tuple[int, int]
     the start and some still in view at the end; about ten in view at once."""
     count = people if people is not None else max(6, round(seconds))
     walkers = []
-    for person in range(count):  # 6-14 s across the frame (walking pace); shorter in short clips
-        duration = rng.uniform(max(2.0, min(6.0, 0.5 * seconds)), max(3.0, min(14.0, 0.9 * seconds)))
+    for person in range(count):  # 6-14 s across the frame (walking pace); a little quicker in clips under 10 s
+        duration = rng.uniform(max(2.0, min(6.0, 0.6 * seconds)), max(3.0, min(14.0, 1.2 * seconds)))
         start = rng.uniform(-0.3 * duration, seconds - 0.7 * duration)
         s0 = float(np.exp(rng.uniform(np.log(MIN_SIZE), np.log(MAX_SIZE))))
         s1 = float(np.clip(s0 * rng.uniform(0.7, 1.6), MIN_SIZE, MAX_SIZE))
