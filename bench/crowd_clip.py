@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.clips import ENCODE
 
-VERSION = 3  # bump when the recipe changes: cached clips of another version are made again
+VERSION = 4  # bump when the recipe changes: cached clips of another version are made again
 MIN_SIZE, MAX_SIZE = 24, 200  # face box long side, pixels
 PHOTOS = ("justin.jpg", "two_people.jpg")
 CLIP_FRAMES = {"woman2.mp4": (0, 120, 240, 360), "fer_test.mp4": (0, 60, 110)}
@@ -275,35 +275,38 @@ def render_frame(bg: np.ndarray, sprites: list[Sprite], walkers: list[Walker], t
             continue
         placed.append((size, walker, sprite, tw, th, x, y, box))
     placed.sort(key=lambda p: (p[0], p[1].person))
-    boxes = [p[7] for p in placed]
-    faces = []
-    for k, (_, walker, sprite, tw, th, x, y, box) in enumerate(placed):
+    pasted = []
+    for _, walker, sprite, tw, th, x, y, _ in placed:
         rgb = cv2.resize(sprite.rgb, (tw, th), interpolation=cv2.INTER_AREA if tw < sprite.rgb.shape[1]
                          else cv2.INTER_LINEAR)
         alpha = cv2.resize(sprite.alpha, (tw, th), interpolation=cv2.INTER_LINEAR)
         if walker.mirror:
             rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
+        pasted.append((rgb, alpha, x, y))
         _paste(canvas, rgb, alpha, x, y)
+    faces = []
+    for k, (_, walker, _, _, _, _, _, box) in enumerate(placed):
         clipped = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], float(w)), min(box[3], float(h)))
         area = (box[2] - box[0]) * (box[3] - box[1])
         inside = (clipped[2] - clipped[0]) * (clipped[3] - clipped[1]) / area
-        visible = _visible_share(box, boxes[k + 1:])
+        visible = _visible_share(box, [(a, x, y) for _, a, x, y in pasted[k + 1:]])
         ignore = inside < IGNORE_INSIDE or visible < IGNORE_VISIBLE
         faces.append(TruthFace(walker.person, *clipped, ignore=ignore))
     faces.sort(key=lambda f: f.person)
     return canvas, faces
 
 
-def _visible_share(box: tuple[float, ...], over: list[tuple[float, ...]]) -> float:
-    """The share of ``box`` not covered by the boxes drawn over it (on a 1 px grid)."""
+def _visible_share(box: tuple[float, ...], over: list[tuple[np.ndarray, int, int]]) -> float:
+    """The share of ``box`` not covered by the pictures pasted over it (``(alpha, x, y)``, opaque where alpha > 0.5)."""
     x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
     w, h = max(1, int(np.ceil(box[2])) - x1), max(1, int(np.ceil(box[3])) - y1)
     covered = np.zeros((h, w), bool)
-    for o in over:
-        ox1, oy1 = max(0, int(o[0]) - x1), max(0, int(o[1]) - y1)
-        ox2, oy2 = min(w, int(np.ceil(o[2])) - x1), min(h, int(np.ceil(o[3])) - y1)
-        if ox2 > ox1 and oy2 > oy1:
-            covered[oy1:oy2, ox1:ox2] = True
+    for alpha, ox, oy in over:
+        ah, aw = alpha.shape
+        cx1, cy1 = max(x1, ox), max(y1, oy)
+        cx2, cy2 = min(x1 + w, ox + aw), min(y1 + h, oy + ah)
+        if cx2 > cx1 and cy2 > cy1:
+            covered[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1] |= alpha[cy1 - oy:cy2 - oy, cx1 - ox:cx2 - ox] > 0.5
     return 1.0 - float(covered.mean())
 
 

@@ -50,7 +50,7 @@ def test_renderer_puts_each_face_where_its_truth_says() -> None:
                 continue
             inner = frame[int(f.y1) + 2:int(f.y2) - 2, int(f.x1) + 2:int(f.x2) - 2]
             magenta = (inner[..., 0] > 200) & (inner[..., 1] < 60) & (inner[..., 2] > 200)
-            assert magenta.mean() > 0.5  # its own face, or a nearer one over less than half of it
+            assert magenta.mean() > 0.4  # its own face (a nearer picture hides at most half of it)
             checked += 1
     assert checked > 5
 
