@@ -353,7 +353,8 @@ def make_crowd_clip(out_dir: Path, media_dir: Path, fer_dir: Path, seconds: floa
     truth.people = [{"id": wk.person, "source": sprites[wk.sprite].source, "mirror": wk.mirror,
                      "first_frame": seen[wk.person][0], "last_frame": seen[wk.person][-1]}
                     for wk in walkers if wk.person in seen]
-    truth_path.write_text(json.dumps(truth.to_json()) + "\n")
+    data = truth.to_json()
+    truth_path.write_text(json.dumps(data) + "\n")
     partial.replace(video)
-    return CrowdClip(video, truth_path, truth)
+    return CrowdClip(video, truth_path, CrowdTruth.from_json(data))  # as a later run reads it back (rounded)
 
