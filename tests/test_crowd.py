@@ -194,3 +194,26 @@ def test_yunet_refines_known_faces_and_detects_regions(yunet, media: Path) -> No
     region = FaceBox(face.x1 - 40, face.y1 - 40, face.x2 + 40, face.y2 + 40)
     (found,) = yunet.detect_regions([image], [[region]])[0]
     assert abs(found.x1 - face.x1) < 4 and abs(found.y1 - face.y1) < 4
+
+
+def test_bench_crowd_cli(tmp_path: Path, media: Path, fer_root: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from deepfer.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "crowd", "--variants", "configured,bogus", "--json", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "bogus" in res.output
+    out = tmp_path / "crowd.json"
+    res = CliRunner().invoke(app, ["bench", "crowd", "--json", str(out), "--media", str(media), "--fer",
+                                   str(fer_root / "test"), "--cache", str(tmp_path / "cache"), "--seconds", "2",
+                                   "--fps", "10", "--stock-frames", "3", "--variants", "configured,yunet",
+                                   "--yunet-model", str(need(YUNET))])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert [r["name"] for r in data["runs"]] == ["stock", "configured", "yunet"]
+    assert data["clip"]["frames"] == 20 and data["machine"]["cores"] >= 1
+    for r in data["runs"]:
+        assert r["fps"] > 0 and set(r["truth"]["by_size"]) == {"<32", "32-64", "64-128", ">=128"}
+    assert data["runs"][1]["share_of_stock"] is not None and data["runs"][1]["truth"]["identity"]["people"] >= 1
