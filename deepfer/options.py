@@ -13,7 +13,9 @@ Weights = Annotated[
     typer.Option(help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
 ]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
-Detector = Annotated[str | None, typer.Option(help="mtcnn or haar (default: detector.kind).")]
+Detector = Annotated[
+    str | None, typer.Option(help="mtcnn, haar or yunet (default: detector.kind; yunet needs detector.yunet_model).")
+]
 Tta = Annotated[bool, typer.Option("--tta", help="Average each face with its mirror image.")]
 Images = Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, ...).")]
 DetectEvery = Annotated[

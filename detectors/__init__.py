@@ -22,4 +22,8 @@ def build_detector(settings: DetectorSettings) -> FaceDetector:
         from detectors.haar import HaarDetector
 
         return HaarDetector(settings)
-    raise ValueError(f"unknown detector kind {settings.kind!r} (mtcnn or haar)")
+    if settings.kind == "yunet":
+        from detectors.yunet import YunetDetector
+
+        return YunetDetector(settings)
+    raise ValueError(f"unknown detector kind {settings.kind!r} (mtcnn, haar or yunet)")

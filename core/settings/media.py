@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.settings.base import Section
 
@@ -23,7 +23,7 @@ DENIED_NETWORKS = (
 
 
 class DetectorSettings(Section):
-    kind: Literal["mtcnn", "haar"] = "mtcnn"
+    kind: Literal["mtcnn", "haar", "yunet"] = "mtcnn"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     min_face_size: int = Field(40, ge=8, description="Smallest face in pixels of the original frame.")
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
@@ -40,6 +40,17 @@ class DetectorSettings(Section):
                                               "per core).")
     mtcnn_batched: bool = Field(False, description="MTCNN post-processing as whole-batch tensor ops (roi_align, "
                                                    "batched NMS): meant for GPUs; same on CPU.")
+    yunet_model: str = Field("", description="YuNet ONNX file for kind = \"yunet\" (not shipped: OpenCV model zoo's "
+                                             "face_detection_yunet_2023mar.onnx); empty: not configured.")
+    yunet_score_threshold: float = Field(0.6, ge=0, le=1, description="YuNet faces scored below this are dropped "
+                                                                      "(its scores run lower than MTCNN's).")
+
+    @model_validator(mode="after")
+    def _yunet_needs_model(self) -> DetectorSettings:
+        if self.kind == "yunet" and not self.yunet_model.strip():
+            raise ValueError('detector.kind = "yunet" needs detector.yunet_model, the path of a YuNet ONNX file '
+                             "(download face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        return self
 
 
 class GatingSettings(Section):

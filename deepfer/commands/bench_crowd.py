@@ -1,0 +1,77 @@
+"""``deepfer bench crowd``: the walking-crowd clip (made from ../shared, with ground truth) through the pipeline for
+several detector settings, and stock MTCNN on the same frames."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from deepfer.common import UserError, say, settings_from, user_errors, write_json
+from deepfer.options import JsonOut
+
+app = typer.Typer()
+
+FULL_RES = {"max_side": 1920, "min_face_size": 20}
+EVERY_FRAME: dict[str, dict[str, Any]] = {"gating": {"enabled": False}, "detector": {"detect_every": 1}}
+# what each variant changes in the configured settings, by section
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "configured": {},
+    "max1920-min20": {"detector": FULL_RES},
+    "max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {**FULL_RES, "detect_every": 1}},
+    "yunet": {"detector": {"kind": "yunet"}},
+    "yunet-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {"kind": "yunet", "detect_every": 1}},
+    "yunet-max1920-min20": {"detector": {"kind": "yunet", **FULL_RES}},
+    "yunet-max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"],
+                                        "detector": {"kind": "yunet", **FULL_RES, "detect_every": 1}},
+}
+
+
+@app.command()
+@user_errors
+def crowd(
+    ctx: typer.Context,
+    *,
+    json_out: JsonOut = Path("bench/results/crowd_1080p.json"),
+    media: Path = typer.Option(Path("../shared/media"), help="The shared media folder the faces are cut from."),
+    fer: Path = typer.Option(Path("../shared/datasets/fer2013/test"), help="FER2013 folder (class sub-folders)."),
+    cache: Path = typer.Option(Path(tempfile.gettempdir()) / "deepfer-crowd",
+                               help="Folder for the generated clip and its truth (reused when made before)."),
+    seconds: float = typer.Option(20.0, min=1, help="Length of the clip."),
+    fps: int = typer.Option(25, min=1, help="Frame rate of the clip."),
+    seed: int = typer.Option(0, help="The clip's random seed (same seed, same clip)."),
+    stock_frames: int = typer.Option(100, min=1, help="Frames stock MTCNN runs on (it is slow at 1080p)."),
+    variants: str = typer.Option("configured,max1920-min20,yunet",
+                                 help=f"Comma-separated settings to compare: {', '.join(VARIANTS)}."),
+    yunet_model: str | None = typer.Option(None, help="YuNet ONNX file for the yunet variants (default: "
+                                                      "detector.yunet_model)."),
+) -> None:
+    """Fps, faces, share of stock MTCNN's faces, true recall and precision by face size, tracks per person."""
+    from bench.crowd import bench_crowd
+    from bench.crowd_clip import make_crowd_clip
+
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise UserError(f"--variants: unknown {unknown or variants!r}; choose from {', '.join(VARIANTS)}")
+    if not media.is_dir() or not fer.is_dir():
+        raise UserError(f"the crowd clip is made from {media} and {fer} (--media, --fer): not found")
+    chosen = []
+    for name in names:
+        sections = {k: dict(v) for k, v in VARIANTS[name].items()}
+        detector = sections.setdefault("detector", {})
+        if detector.get("kind") == "yunet" and yunet_model:
+            detector["yunet_model"] = yunet_model
+        chosen.append((name, settings_from(ctx, **sections, sources=dict(file_rate="asap"))))
+    say(f"making (or reusing) a {seconds:g} s {fps} fps 1920x1080 crowd clip in {cache}")
+    clip = make_crowd_clip(cache, media, fer, seconds, fps, seed=seed)
+    result = bench_crowd(chosen, clip, stock_frames, say=say)
+    write_json(json_out, result)
+    for row in result["runs"]:
+        truth = row["truth"]
+        sizes = ", ".join(f"{k} {v['recall']}" for k, v in truth["by_size"].items())
+        say(f"{row['name']}: {row['fps']} fps, {row['faces']} faces, {row['share_of_stock']} of stock's; recall "
+            f"{truth['recall']} ({sizes}), precision {truth['precision']}, tracks per person "
+            f"{truth['identity']['tracks_per_person']}")
