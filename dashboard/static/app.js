@@ -55,7 +55,7 @@ $("#report-link").onclick = (ev) => { ev.currentTarget.href = reportUrl(); };
 // ----- cameras ---------------------------------------------------------------------------------------------------
 function cameraCard(cam) {
   const card = el("div", {class: "camera", id: `camera-${cam.id}`, "data-camera": cam.id});
-  const img = el("img", {alt: `live preview of ${cam.id}`, src: `/api/cameras/${encodeURIComponent(cam.id)}/preview.mjpg`});
+  const img = el("img", {class: "preview", alt: `live preview of ${cam.id}`});
   const pause = el("button", {class: "secondary pause"}, cam.paused ? "Resume" : "Pause");
   pause.onclick = async () => {
     await api(`/api/cameras/${encodeURIComponent(cam.id)}/${cameras[cam.id].paused ? "resume" : "pause"}`, {method: "POST"});
@@ -82,7 +82,38 @@ function cameraCard(cam) {
     el("h3", {class: "muted"}, "People in range (click for a timeline)"),
     el("table", {class: "people"}, el("thead", {}, el("tr", {}, ...["person", "now", "dominant", "seen", "dwell"].map(h => el("th", {}, h)))), el("tbody")));
   card.append(img, right);
+  previews.observe(card);
   return card;
+}
+
+// ----- previews: polled JPEGs of the cards on screen -------------------------------------------------------------
+// An MJPEG stream holds one of the browser's six HTTP/1.1 connections per host for as long as it is shown: five
+// previews and the event stream left none for the API, and the page stopped updating. Instead the page fetches the
+// latest JPEG of each camera whose card is on screen, one after another, while the tab is visible: the previews use
+// at most one connection, and only for as long as one picture takes. Nobody watching: no face image leaves memory.
+const PREVIEW_PERIOD_MS = 200;  // 5 per second per camera at most (dashboard.preview_fps of the MJPEG route)
+const onScreen = new Set();
+const previews = new IntersectionObserver((entries) => {
+  for (const e of entries) e.isIntersecting ? onScreen.add(e.target.dataset.camera) : onScreen.delete(e.target.dataset.camera);
+});
+
+async function showPreview(id) {
+  const img = document.querySelector(`#camera-${CSS.escape(id)} img.preview`);
+  if (!img) return;
+  const res = await fetch(`/api/cameras/${encodeURIComponent(id)}/preview.jpg`, {credentials: "same-origin", cache: "no-store"});
+  if (!res.ok) return;  // no frame yet (404), or the camera was just removed
+  const url = URL.createObjectURL(await res.blob()), old = img.dataset.url;
+  img.dataset.url = url;
+  img.src = url;
+  if (old) URL.revokeObjectURL(old);
+}
+
+async function previewLoop() {
+  for (;;) {
+    const began = Date.now();
+    if (!document.hidden) for (const id of [...onScreen]) await showPreview(id).catch(() => {});
+    await new Promise(done => setTimeout(done, Math.max(50, PREVIEW_PERIOD_MS - (Date.now() - began))));
+  }
 }
 
 function showCamera(cam) {
@@ -106,7 +137,16 @@ function showCamera(cam) {
 async function refreshCameras(list) {
   list = list || await api("/api/cameras");
   const ids = new Set(list.map(c => c.id));
-  for (const id of Object.keys(cameras)) if (!ids.has(id)) { document.getElementById(`camera-${id}`)?.remove(); delete cameras[id]; }
+  for (const id of Object.keys(cameras)) if (!ids.has(id)) {
+    const card = document.getElementById(`camera-${id}`);
+    if (card) {
+      previews.unobserve(card);
+      if ($("img.preview", card).dataset.url) URL.revokeObjectURL($("img.preview", card).dataset.url);
+      card.remove();
+    }
+    onScreen.delete(id);
+    delete cameras[id];
+  }
   list.forEach(showCamera);
   if (!list.length) $("#cameras").innerHTML = '<p class="muted">No camera yet: add one below.</p>';
 }
@@ -229,4 +269,5 @@ function connectEvents() {
 
 refreshCameras().then(refreshMetrics).catch(console.error);
 connectEvents();
+previewLoop();
 setInterval(() => { refreshMetrics().catch(console.error); refreshPerson().catch(console.error); }, 3000);

@@ -1,0 +1,86 @@
+"""Eight cameras on the page in headless Chromium: previews must not hold one of the browser's six HTTP/1.1
+connections each, or the metrics, people tables and forms wait forever (issue 31, bug 1)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.dashboard_helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings, wait_for_js
+from tests.redis_helpers import free_port, unique_prefix
+
+CAMERAS = 8
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, redis_url, tmp_path_factory):
+    with unique_prefix(redis_url, "test-many") as prefix:
+        settings = dashboard_settings(tiny_checkpoint, redis_url, prefix, tmp_path_factory.mktemp("many-data"),
+                                      free_port())
+        with LiveServer(settings) as live:
+            yield live
+
+
+def add_cameras(server, media: Path) -> None:
+    """woman2 (analysed to its end: people and metrics in Redis) and seven cameras that cost nothing (an RTSP port
+    where nothing listens: they retry with backoff, but their cards and previews are on the page like any other)."""
+    dead_port = free_port()
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as api:
+        assert api.post("/api/cameras", json={"id": "cam0", "url": str(media / "woman2.mp4")}).status_code == 201
+        for i in range(1, CAMERAS):
+            res = api.post("/api/cameras", json={"id": f"cam{i}", "url": f"rtsp://127.0.0.1:{dead_port}/live"})
+            assert res.status_code == 201, res.text
+        deadline = time.monotonic() + 240
+        while (view := api.get("/api/cameras/cam0").json())["status"] not in ("ended", "failed"):
+            assert time.monotonic() < deadline, f"woman2 not analysed within 240 s: {view}"
+            time.sleep(0.5)
+        assert view["status"] == "ended", view
+        deadline = time.monotonic() + 30
+        while "deepfer_redis_buffer_depth 0.0" not in api.get("/metrics").text:
+            assert time.monotonic() < deadline, "points still not in Redis after 30 s"
+            time.sleep(0.3)
+
+
+def test_eight_cameras_the_page_keeps_updating(server, media):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    add_cameras(server, media)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            metrics_answers: list[float] = []
+            page.on("requestfinished", lambda req: "/api/metrics?" in req.url and metrics_answers.append(time.time()))
+            page.goto(f"{server.url}/login")
+            page.fill("#token", TOKEN)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server.url}/")
+            wait_for_js(page, f"document.querySelectorAll('#cameras .camera').length === {CAMERAS}", timeout=20_000)
+            # the Overall panel and woman2's people table fill although eight previews are on the page
+            wait_for_js(page, "document.getElementById('kpi-people').textContent !== '–'", timeout=20_000)
+            wait_for_js(page, "document.querySelectorAll('#camera-cam0 tr.person').length > 0", timeout=20_000)
+            # and keep updating (the page asks every 3 s)
+            seen = len(metrics_answers)
+            page.wait_for_timeout(7_000)  # (events reach the test only while it waits in playwright)
+            assert len(metrics_answers) >= seen + 2, metrics_answers
+            # woman2's preview shows its last frame; a card off screen fetches no preview
+            wait_for_js(page, "document.querySelector('#camera-cam0 img').naturalWidth === 596", timeout=15_000)
+            asked: list[str] = []
+            page.on("request", lambda req: "/preview" in req.url and asked.append(req.url))
+            page.wait_for_timeout(2_000)
+            assert any("/cam0/" in u for u in asked) and not any("/cam7/" in u for u in asked), asked
+            assert not any("preview.mjpg" in u for u in asked), asked
+            # the add-camera form still answers
+            page.fill("#add-camera [name=id]", "ghost")
+            page.fill("#add-camera [name=url]", "/nonexistent/video.mp4")
+            page.click("#add-camera button[type=submit]")
+            page.wait_for_selector("#add-camera-message.error", timeout=10_000)
+            assert not errors, errors
+        finally:
+            browser.close()
