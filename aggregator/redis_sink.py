@@ -38,6 +38,7 @@ from core.types import FrameResult
 
 log = logging.getLogger(__name__)
 DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+PERSON_GONE_S = 60.0  # a person's point after this long without one starts a new dwell
 EVENTS_KEPT = 64  # live events waiting for the writer; older ones are dropped (they are live, not data)
 
 
@@ -96,6 +97,8 @@ class RedisSink:
                 continue
             key = (cam, face.track_id)
             state = self._people.get(key)
+            if state is not None and t - state.t >= PERSON_GONE_S:
+                state = None  # not seen for a minute: a new dwell begins (the time away is not time in view)
             if state is not None and t - state.t < min_gap - 1e-3:
                 continue
             ms = int(t * 1000)
@@ -157,7 +160,7 @@ class RedisSink:
         if t - self._last_prune < 60:
             return
         self._last_prune = t
-        self._people = {k: s for k, s in self._people.items() if t - s.t < 60}
+        self._people = {k: s for k, s in self._people.items() if t - s.t < PERSON_GONE_S}
 
     @property
     def buffer_depth(self) -> int:

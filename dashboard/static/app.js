@@ -183,7 +183,7 @@ async function refreshPeople(id, r) {
   for (const p of data.people) {
     const row = el("tr", {class: "person", "data-person": p.person_id},
       el("td", {}, p.person_id), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
-      el("td", {}, new Date(p.last_seen * 1000).toLocaleTimeString()), el("td", {}, `${p.duration_s.toFixed(1)} s`));
+      el("td", {}, new Date(p.last_seen * 1000).toLocaleTimeString()), el("td", {class: "dwell", title: `in view ${p.dwell_s.toFixed(1)} s between ${new Date(p.first_seen * 1000).toLocaleTimeString()} and ${new Date(p.last_seen * 1000).toLocaleTimeString()}`}, `${p.dwell_s.toFixed(1)} s`));
     row.onclick = () => { selectedPerson = {camera: id, person: p.person_id}; refreshPerson(); };
     tbody.append(row);
   }

@@ -21,6 +21,7 @@ def server(tiny_checkpoint, redis_url, tmp_path_factory):
         settings = dashboard_settings(tiny_checkpoint, redis_url, prefix, tmp_path_factory.mktemp("many-data"),
                                       free_port())
         with LiveServer(settings) as live:
+            live.settings = settings
             yield live
 
 
@@ -44,11 +45,32 @@ def add_cameras(server, media: Path) -> None:
             time.sleep(0.3)
 
 
-def test_eight_cameras_the_page_keeps_updating(server, media):
+def two_visits(server, tmp_path: Path) -> str:
+    """One person on cam0 in view twice for 10 s, four and a half minutes apart (the same track id: a camera removed
+    and re-added before issue 31's bug 2 was fixed); returns the person id."""
+    import asyncio
+
+    from aggregator.redis_sink import RedisSink
+    from tests.redis_helpers import tracked_frame
+
+    async def write() -> str:
+        sink = RedisSink(server.settings.redis, server.settings.redis.url, tmp_path)
+        now = time.time()
+        for i, t in enumerate([now - 300 + k for k in range(11)] + [now - 20 + k for k in range(11)]):
+            await sink.handle(tracked_frame("cam0", 10_000 + i, t, [99]))
+        assert await sink.flush(10)
+        await sink.close()
+        return f"{sink.run_id}-99"
+
+    return asyncio.run(write())
+
+
+def test_eight_cameras_the_page_keeps_updating(server, media, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
     add_cameras(server, media)
+    visitor = two_visits(server, tmp_path)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -65,6 +87,13 @@ def test_eight_cameras_the_page_keeps_updating(server, media):
             # the Overall panel and woman2's people table fill although eight previews are on the page
             wait_for_js(page, "document.getElementById('kpi-people').textContent !== '–'", timeout=20_000)
             wait_for_js(page, "document.querySelectorAll('#camera-cam0 tr.person').length > 0", timeout=20_000)
+            # "dwell" is the time in view (2 x 10 s), not first to last sighting (290 s)
+            with httpx.Client(base_url=server.url, headers=AUTH) as api:
+                people = {p["person_id"]: p for p in api.get("/api/cameras/cam0/people").json()["people"]}
+            assert people[visitor]["duration_s"] > 280 and 19 < people[visitor]["dwell_s"] < 21, people[visitor]
+            wait_for_js(page, f"!!document.querySelector('#camera-cam0 tr[data-person=\"{visitor}\"]')")
+            dwell = page.inner_text(f'#camera-cam0 tr[data-person="{visitor}"] td:nth-child(5)')
+            assert dwell == f"{people[visitor]['dwell_s']:.1f} s", dwell
             # and keep updating (the page asks every 3 s)
             seen = len(metrics_answers)
             page.wait_for_timeout(7_000)  # (events reach the test only while it waits in playwright)
