@@ -42,9 +42,11 @@ PERSON_GONE_S = 60.0  # a person's point after this long without one starts a ne
 EVENTS_KEPT = 64  # live events waiting for the writer; older ones are dropped (they are live, not data)
 
 
-def new_run_id() -> str:
-    """Base-36 milliseconds: short, unique per start, and sorts by time."""
+def new_run_id(after: str = "") -> str:
+    """Base-36 milliseconds: short, unique per start, and sorts by time; later than ``after`` (a run id) if given."""
     n, digits = int(time.time() * 1000), "0123456789abcdefghijklmnopqrstuvwxyz"
+    if after:
+        n = max(n, int(after, 36) + 1)
     out = ""
     while n:
         n, d = divmod(n, 36)
@@ -74,6 +76,7 @@ class RedisSink:
         self._inflight_segment: tuple[Path, int] | None = None
         self._events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=EVENTS_KEPT)
         self._people: dict[tuple[str, int], _PersonState] = {}
+        self._camera_runs: dict[str, str] = {}  # camera -> its person ids' run, once it was restarted here
         self._applied: dict[str, int] = {}
         self._seq = 0
         self._wake = asyncio.Event()
@@ -108,7 +111,7 @@ class RedisSink:
                 n = 0
             point = EmotionPoint(
                 camera_id=cam,
-                person_id=f"{self.run_id}-{face.track_id}",
+                person_id=f"{self.person_run(cam)}-{face.track_id}",
                 track_id=face.track_id,
                 t=t,
                 label=face.label,
@@ -127,11 +130,25 @@ class RedisSink:
             self._memory.append(point)
         if self.settings.events and self.connected:
             event = result.to_dict()
+            run = self.person_run(cam)
             for face in event["faces"]:
-                face["person_id"] = f"{self.run_id}-{face['track_id']}" if face["track_id"] is not None else None
+                face["person_id"] = f"{run}-{face['track_id']}" if face["track_id"] is not None else None
             self._events.append((cam, event))
         self._prune(t)
         self._wake.set()
+
+    def person_run(self, camera_id: str) -> str:
+        """The run part of the camera's person ids (``{run}-{track_id}``): this sink's run id until the camera is
+        restarted."""
+        return self._camera_runs.get(camera_id, self.run_id)
+
+    def camera_ended(self, camera_id: str) -> None:
+        """The camera stopped (removed, or replaced by a camera of the same id): its tracker is gone and the next one
+        numbers faces from 1 again, so its next people get ids of a new run. A person id never spans two runs of a
+        camera (a re-added camera's first visitor is not the previous run's person 1)."""
+        self._people = {k: st for k, st in self._people.items() if k[0] != camera_id}
+        used = max(self.run_id, *self._camera_runs.values(), key=lambda r: int(r, 36))
+        self._camera_runs[camera_id] = new_run_id(after=used)
 
     def _spill(self) -> None:
         points = list(self._memory)

@@ -113,3 +113,30 @@ def test_eight_cameras_the_page_keeps_updating(server, media, tmp_path):
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_a_camera_removed_and_added_again_counts_new_people(server, media):
+    """Issue 31, bug 2: woman2 removed and added again under the same id is a second visit, not one person whose
+    time span covers both runs."""
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as api:
+        if api.get("/api/cameras/cam0").status_code == 404:  # run alone: the first run
+            add_cameras(server, media)
+        before = {p["person_id"]: p for p in api.get("/api/cameras/cam0/people").json()["people"]}
+        assert before
+        assert api.delete("/api/cameras/cam0").status_code == 204
+        assert api.post("/api/cameras", json={"id": "cam0", "url": str(media / "woman2.mp4")}).status_code == 201
+        deadline = time.monotonic() + 240
+        while (view := api.get("/api/cameras/cam0").json())["status"] not in ("ended", "failed"):
+            assert time.monotonic() < deadline, f"woman2 not analysed within 240 s: {view}"
+            time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while "deepfer_redis_buffer_depth 0.0" not in api.get("/metrics").text:
+            assert time.monotonic() < deadline, "points still not in Redis after 30 s"
+            time.sleep(0.3)
+        after = {p["person_id"]: p for p in api.get("/api/cameras/cam0/people").json()["people"]}
+    new = set(after) - set(before)
+    assert new, (before, after)
+    for pid, p in before.items():  # the first run's people ended with it
+        assert after[pid]["last_seen"] == p["last_seen"], (pid, p, after[pid])
+    clip_s = 464 / 30 + 1
+    assert all(after[pid]["duration_s"] <= clip_s for pid in after), after
