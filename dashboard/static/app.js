@@ -157,6 +157,22 @@ function mixTraces(buckets) {
   return EMOTIONS.map(e => ({type: "bar", name: e, x, y: buckets.map(b => b.emotion_mix[e]), marker: {color: COLOURS[e]}}));
 }
 
+// A chart with nothing to draw says so: plotly would invent axes (-1..6, or the year 2000) around no data.
+const PLOT_CONFIG = {displayModeBar: false, responsive: true};
+function plot(div, traces, layout, hasData) {
+  if (typeof div === "string") div = document.getElementById(div);
+  if (!hasData) {
+    if (div.dataset.empty !== "1") {
+      Plotly.purge(div);
+      div.replaceChildren(el("p", {class: "muted no-data"}, "no data yet"));
+      div.dataset.empty = "1";
+    }
+    return;
+  }
+  if (div.dataset.empty === "1") { div.replaceChildren(); div.dataset.empty = "0"; }
+  Plotly.react(div, traces, layout, PLOT_CONFIG);
+}
+
 async function refreshMetrics() {
   const r = range();
   const m = await api(`/api/metrics?interval=${r.interval}&start=${r.start}&end=${r.end}`);
@@ -164,11 +180,13 @@ async function refreshMetrics() {
   $("#kpi-people").textContent = t.unique_people;
   $("#kpi-satisfaction").textContent = t.satisfaction === null ? "–" : t.satisfaction.toFixed(2);
   $("#kpi-dwell").textContent = `${t.mean_dwell_s.toFixed(1)} s`;
-  Plotly.react("chart-overall", mixTraces(m.overall.buckets.filter(b => b.points)), PLOT_LAYOUT, {displayModeBar: false, responsive: true});
+  const overall = m.overall.buckets.filter(b => b.points);
+  plot("chart-overall", mixTraces(overall), PLOT_LAYOUT, overall.length > 0);
   for (const [id, data] of Object.entries(m.cameras)) {
     const div = document.getElementById(`chart-${id}`);
     if (!div) continue;
-    Plotly.react(div, mixTraces(data.buckets.filter(b => b.points)), {...PLOT_LAYOUT, height: 220}, {displayModeBar: false, responsive: true});
+    const buckets = data.buckets.filter(b => b.points);
+    plot(div, mixTraces(buckets), {...PLOT_LAYOUT, height: 220}, buckets.length > 0);
     div.dataset.points = data.totals.points;
     div.dataset.satisfaction = data.totals.satisfaction ?? "";
     refreshPeople(id, r);
@@ -196,8 +214,8 @@ async function refreshPerson() {
   $("#person-hint").textContent = `${person} on ${camera}: ${data.points.length} points (smoothed probabilities)`;
   const x = data.points.map(p => new Date(p.t * 1000));
   const traces = EMOTIONS.map(e => ({type: "scatter", mode: "lines", name: e, x, y: data.points.map(p => p.smoothed[e]), line: {color: COLOURS[e]}}));
-  Plotly.react("chart-person", traces, {...PLOT_LAYOUT, barmode: undefined, yaxis: {title: "probability", range: [0, 1]}},
-    {displayModeBar: false, responsive: true});
+  plot("chart-person", traces, {...PLOT_LAYOUT, barmode: undefined, yaxis: {title: "probability", range: [0, 1]}},
+    data.points.length > 0);
   $("#chart-person").dataset.points = data.points.length;
 }
 

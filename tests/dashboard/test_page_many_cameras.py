@@ -87,6 +87,10 @@ def test_eight_cameras_the_page_keeps_updating(server, media, tmp_path):
             # the Overall panel and woman2's people table fill although eight previews are on the page
             wait_for_js(page, "document.getElementById('kpi-people').textContent !== '–'", timeout=20_000)
             wait_for_js(page, "document.querySelectorAll('#camera-cam0 tr.person').length > 0", timeout=20_000)
+            # a camera without data says so, rather than drawing invented axes around nothing (bug 5)
+            page.wait_for_selector("#chart-cam0 .main-svg", timeout=10_000)
+            wait_for_js(page, "document.querySelector('#chart-cam1').textContent === 'no data yet'", timeout=10_000)
+            assert page.locator("#chart-cam1 .main-svg").count() == 0
             # "dwell" is the time in view (2 x 10 s), not first to last sighting (290 s)
             with httpx.Client(base_url=server.url, headers=AUTH) as api:
                 people = {p["person_id"]: p for p in api.get("/api/cameras/cam0/people").json()["people"]}
