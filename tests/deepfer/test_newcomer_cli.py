@@ -37,3 +37,13 @@ def test_export_to_an_unknown_suffix_is_one_line_before_redis(tmp_path):
     known = CliRunner().invoke(app, ["export", "--camera", "hall", "--out", str(tmp_path / "x.jsonl"), "--redis", dead])
     for res in (named, known):
         assert res.exit_code == 2 and "cannot read Redis" in res.output, res.output
+
+
+def test_version():
+    from importlib.metadata import version
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output == f"deepfer {version('deepfer')}\n", res.output
+    import deepfer
+
+    assert deepfer.__version__ == version("deepfer")
