@@ -42,12 +42,15 @@ from core.types import FrameResult
 
 log = logging.getLogger(__name__)
 DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+PERSON_GONE_S = 60.0  # a person's point after this long without one starts a new dwell
 EVENTS_KEPT = 64  # live events waiting for the writer; older ones are dropped (they are live, not data)
 
 
-def new_run_id() -> str:
-    """Base-36 milliseconds: short, unique per start, and sorts by time."""
+def new_run_id(after: str = "") -> str:
+    """Base-36 milliseconds: short, unique per start, and sorts by time; later than ``after`` (a run id) if given."""
     n, digits = int(time.time() * 1000), "0123456789abcdefghijklmnopqrstuvwxyz"
+    if after:
+        n = max(n, int(after, 36) + 1)
     out = ""
     while n:
         n, d = divmod(n, 36)
@@ -77,6 +80,7 @@ class RedisSink:
         self._inflight_segment: tuple[Path, int] | None = None
         self._events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=EVENTS_KEPT)
         self._people: dict[tuple[str, int], _PersonState] = {}
+        self._camera_runs: dict[str, str] = {}  # camera -> its person ids' run, once it was restarted here
         self._applied: dict[str, int] = {}
         self._seq = 0
         self._wake = asyncio.Event()
@@ -102,6 +106,8 @@ class RedisSink:
                 continue
             key = (cam, face.track_id)
             state = self._people.get(key)
+            if state is not None and t - state.t >= PERSON_GONE_S:
+                state = None  # not seen for a minute: a new dwell begins (the time away is not time in view)
             if state is not None and t - state.t < min_gap - 1e-3:
                 continue
             ms = int(t * 1000)
@@ -111,7 +117,7 @@ class RedisSink:
                 n = 0
             point = EmotionPoint(
                 camera_id=cam,
-                person_id=f"{self.run_id}-{face.track_id}",
+                person_id=f"{self.person_run(cam)}-{face.track_id}",
                 track_id=face.track_id,
                 t=t,
                 label=face.label,
@@ -131,8 +137,9 @@ class RedisSink:
         self._spill_if_due()
         if self.settings.events and self.connected:
             event = result.to_dict()
+            run = self.person_run(cam)
             for face in event["faces"]:
-                face["person_id"] = f"{self.run_id}-{face['track_id']}" if face["track_id"] is not None else None
+                face["person_id"] = f"{run}-{face['track_id']}" if face["track_id"] is not None else None
             self._events.append((cam, event))
         self._prune(t)
         self._wake.set()
@@ -141,6 +148,19 @@ class RedisSink:
         """While Redis is down, put what waits in memory on disk every ``journal_every_s``."""
         if self._outage and time.monotonic() - self._journaled_at >= self.settings.journal_every_s:
             self._spill()
+
+    def person_run(self, camera_id: str) -> str:
+        """The run part of the camera's person ids (``{run}-{track_id}``): this sink's run id until the camera is
+        restarted."""
+        return self._camera_runs.get(camera_id, self.run_id)
+
+    def camera_ended(self, camera_id: str) -> None:
+        """The camera stopped (removed, or replaced by a camera of the same id): its tracker is gone and the next one
+        numbers faces from 1 again, so its next people get ids of a new run. A person id never spans two runs of a
+        camera (a re-added camera's first visitor is not the previous run's person 1)."""
+        self._people = {k: st for k, st in self._people.items() if k[0] != camera_id}
+        used = max(self.run_id, *self._camera_runs.values(), key=lambda r: int(r, 36))
+        self._camera_runs[camera_id] = new_run_id(after=used)
 
     def _spill(self) -> None:
         """Memory to a new journal segment. A batch taken from memory is older than it, so it goes first in the same
@@ -179,7 +199,7 @@ class RedisSink:
         if t - self._last_prune < 60:
             return
         self._last_prune = t
-        self._people = {k: s for k, s in self._people.items() if t - s.t < 60}
+        self._people = {k: s for k, s in self._people.items() if t - s.t < PERSON_GONE_S}
 
     @property
     def buffer_depth(self) -> int:

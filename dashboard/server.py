@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +26,7 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
     from dashboard.app import create_app
     from streamer.assembly import check_events_out, load_models
 
+    check_port(settings.dashboard.host, settings.dashboard.port)  # first: before the models load, before any banner
     models = load_models(settings)  # once, here, so a missing or broken weights file fails in one line
     d = settings.dashboard
     if d.tls_cert:
@@ -71,6 +74,22 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def check_port(host: str, port: int) -> None:
+    """A ServeError when ``host:port`` cannot be bound (in use, or not an address of this machine), so that a busy
+    port is one line before anything is printed, not uvicorn's error after the banner. Port 0 (any) always works."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+            sock.bind(address)
+    except OSError as exc:
+        busy = exc.errno == errno.EADDRINUSE
+        reason = "it is in use (another server is running there?)" if busy else (exc.strerror or str(exc))
+        raise ServeError(f"cannot listen on {host}:{port}: {reason}; choose another with --port") from None
 
 
 def uvicorn_log_config(secrets: list[str]) -> dict[str, Any]:

@@ -22,6 +22,14 @@ for commands in (bench_speed, bench_quality, bench_crowd):
 app.add_typer(bench_app, name="bench")
 
 
+def show_version(value: bool) -> None:
+    if value:
+        from deepfer import __version__
+
+        typer.echo(f"deepfer {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -29,6 +37,9 @@ def main(
         None, "--config", help="TOML settings file (default: $DEEPFER_CONFIG or ./config.toml)."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    version: bool = typer.Option(
+        False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     setup_logging(verbose)
     ctx.obj = {"config": config}

@@ -150,12 +150,18 @@ class Pipeline:
         self._notify()
 
     async def remove_source(self, camera_id: str) -> CameraStats:
-        """Stop a camera, let its frames in flight reach the sinks, forget it; returns its final stats."""
+        """Stop a camera, let its frames in flight reach the sinks, forget it; returns its final stats. Sinks with a
+        ``camera_ended(camera_id)`` method are told (the Redis writer starts new person ids for the camera's next
+        run: its tracker is gone)."""
         cam = self._camera(camera_id)
         cam.source.stop()
         cam.pause.release()
         await self._drain([cam])
         await cam.source.aclose()
+        for sink in self.sinks:
+            ended = getattr(sink, "camera_ended", None)
+            if callable(ended):
+                ended(camera_id)
         final = cam.stats()
         del self._cameras[camera_id]
         self._notify()

@@ -55,7 +55,7 @@ $("#report-link").onclick = (ev) => { ev.currentTarget.href = reportUrl(); };
 // ----- cameras ---------------------------------------------------------------------------------------------------
 function cameraCard(cam) {
   const card = el("div", {class: "camera", id: `camera-${cam.id}`, "data-camera": cam.id});
-  const img = el("img", {alt: `live preview of ${cam.id}`, src: `/api/cameras/${encodeURIComponent(cam.id)}/preview.mjpg`});
+  const img = el("img", {class: "preview", alt: `live preview of ${cam.id}`});
   const pause = el("button", {class: "secondary pause"}, cam.paused ? "Resume" : "Pause");
   pause.onclick = async () => {
     await api(`/api/cameras/${encodeURIComponent(cam.id)}/${cameras[cam.id].paused ? "resume" : "pause"}`, {method: "POST"});
@@ -82,7 +82,38 @@ function cameraCard(cam) {
     el("h3", {class: "muted"}, "People in range (click for a timeline)"),
     el("table", {class: "people"}, el("thead", {}, el("tr", {}, ...["person", "now", "dominant", "seen", "dwell"].map(h => el("th", {}, h)))), el("tbody")));
   card.append(img, right);
+  previews.observe(card);
   return card;
+}
+
+// ----- previews: polled JPEGs of the cards on screen -------------------------------------------------------------
+// An MJPEG stream holds one of the browser's six HTTP/1.1 connections per host for as long as it is shown: five
+// previews and the event stream left none for the API, and the page stopped updating. Instead the page fetches the
+// latest JPEG of each camera whose card is on screen, one after another, while the tab is visible: the previews use
+// at most one connection, and only for as long as one picture takes. Nobody watching: no face image leaves memory.
+const PREVIEW_PERIOD_MS = 200;  // 5 per second per camera at most (dashboard.preview_fps of the MJPEG route)
+const onScreen = new Set();
+const previews = new IntersectionObserver((entries) => {
+  for (const e of entries) e.isIntersecting ? onScreen.add(e.target.dataset.camera) : onScreen.delete(e.target.dataset.camera);
+});
+
+async function showPreview(id) {
+  const img = document.querySelector(`#camera-${CSS.escape(id)} img.preview`);
+  if (!img) return;
+  const res = await fetch(`/api/cameras/${encodeURIComponent(id)}/preview.jpg`, {credentials: "same-origin", cache: "no-store"});
+  if (!res.ok) return;  // no frame yet (404), or the camera was just removed
+  const url = URL.createObjectURL(await res.blob()), old = img.dataset.url;
+  img.dataset.url = url;
+  img.src = url;
+  if (old) URL.revokeObjectURL(old);
+}
+
+async function previewLoop() {
+  for (;;) {
+    const began = Date.now();
+    if (!document.hidden) for (const id of [...onScreen]) await showPreview(id).catch(() => {});
+    await new Promise(done => setTimeout(done, Math.max(50, PREVIEW_PERIOD_MS - (Date.now() - began))));
+  }
 }
 
 function showCamera(cam) {
@@ -106,7 +137,16 @@ function showCamera(cam) {
 async function refreshCameras(list) {
   list = list || await api("/api/cameras");
   const ids = new Set(list.map(c => c.id));
-  for (const id of Object.keys(cameras)) if (!ids.has(id)) { document.getElementById(`camera-${id}`)?.remove(); delete cameras[id]; }
+  for (const id of Object.keys(cameras)) if (!ids.has(id)) {
+    const card = document.getElementById(`camera-${id}`);
+    if (card) {
+      previews.unobserve(card);
+      if ($("img.preview", card).dataset.url) URL.revokeObjectURL($("img.preview", card).dataset.url);
+      card.remove();
+    }
+    onScreen.delete(id);
+    delete cameras[id];
+  }
   list.forEach(showCamera);
   if (!list.length) $("#cameras").innerHTML = '<p class="muted">No camera yet: add one below.</p>';
 }
@@ -117,6 +157,22 @@ function mixTraces(buckets) {
   return EMOTIONS.map(e => ({type: "bar", name: e, x, y: buckets.map(b => b.emotion_mix[e]), marker: {color: COLOURS[e]}}));
 }
 
+// A chart with nothing to draw says so: plotly would invent axes (-1..6, or the year 2000) around no data.
+const PLOT_CONFIG = {displayModeBar: false, responsive: true};
+function plot(div, traces, layout, hasData) {
+  if (typeof div === "string") div = document.getElementById(div);
+  if (!hasData) {
+    if (div.dataset.empty !== "1") {
+      Plotly.purge(div);
+      div.replaceChildren(el("p", {class: "muted no-data"}, "no data yet"));
+      div.dataset.empty = "1";
+    }
+    return;
+  }
+  if (div.dataset.empty === "1") { div.replaceChildren(); div.dataset.empty = "0"; }
+  Plotly.react(div, traces, layout, PLOT_CONFIG);
+}
+
 async function refreshMetrics() {
   const r = range();
   const m = await api(`/api/metrics?interval=${r.interval}&start=${r.start}&end=${r.end}`);
@@ -124,11 +180,13 @@ async function refreshMetrics() {
   $("#kpi-people").textContent = t.unique_people;
   $("#kpi-satisfaction").textContent = t.satisfaction === null ? "–" : t.satisfaction.toFixed(2);
   $("#kpi-dwell").textContent = `${t.mean_dwell_s.toFixed(1)} s`;
-  Plotly.react("chart-overall", mixTraces(m.overall.buckets.filter(b => b.points)), PLOT_LAYOUT, {displayModeBar: false, responsive: true});
+  const overall = m.overall.buckets.filter(b => b.points);
+  plot("chart-overall", mixTraces(overall), PLOT_LAYOUT, overall.length > 0);
   for (const [id, data] of Object.entries(m.cameras)) {
     const div = document.getElementById(`chart-${id}`);
     if (!div) continue;
-    Plotly.react(div, mixTraces(data.buckets.filter(b => b.points)), {...PLOT_LAYOUT, height: 220}, {displayModeBar: false, responsive: true});
+    const buckets = data.buckets.filter(b => b.points);
+    plot(div, mixTraces(buckets), {...PLOT_LAYOUT, height: 220}, buckets.length > 0);
     div.dataset.points = data.totals.points;
     div.dataset.satisfaction = data.totals.satisfaction ?? "";
     refreshPeople(id, r);
@@ -143,7 +201,7 @@ async function refreshPeople(id, r) {
   for (const p of data.people) {
     const row = el("tr", {class: "person", "data-person": p.person_id},
       el("td", {}, p.person_id), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
-      el("td", {}, new Date(p.last_seen * 1000).toLocaleTimeString()), el("td", {}, `${p.duration_s.toFixed(1)} s`));
+      el("td", {}, new Date(p.last_seen * 1000).toLocaleTimeString()), el("td", {class: "dwell", title: `in view ${p.dwell_s.toFixed(1)} s between ${new Date(p.first_seen * 1000).toLocaleTimeString()} and ${new Date(p.last_seen * 1000).toLocaleTimeString()}`}, `${p.dwell_s.toFixed(1)} s`));
     row.onclick = () => { selectedPerson = {camera: id, person: p.person_id}; refreshPerson(); };
     tbody.append(row);
   }
@@ -156,8 +214,8 @@ async function refreshPerson() {
   $("#person-hint").textContent = `${person} on ${camera}: ${data.points.length} points (smoothed probabilities)`;
   const x = data.points.map(p => new Date(p.t * 1000));
   const traces = EMOTIONS.map(e => ({type: "scatter", mode: "lines", name: e, x, y: data.points.map(p => p.smoothed[e]), line: {color: COLOURS[e]}}));
-  Plotly.react("chart-person", traces, {...PLOT_LAYOUT, barmode: undefined, yaxis: {title: "probability", range: [0, 1]}},
-    {displayModeBar: false, responsive: true});
+  plot("chart-person", traces, {...PLOT_LAYOUT, barmode: undefined, yaxis: {title: "probability", range: [0, 1]}},
+    data.points.length > 0);
   $("#chart-person").dataset.points = data.points.length;
 }
 
@@ -249,6 +307,7 @@ function connectEvents() {
 
 refreshCameras().then(refreshMetrics).catch(console.error);
 connectEvents();
+previewLoop();
 setInterval(() => { refreshMetrics().catch(console.error); refreshPerson().catch(console.error); }, 3000);
 refreshAlerts().catch(console.error);
 setInterval(() => refreshAlerts().catch(console.error), 10000);

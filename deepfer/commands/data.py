@@ -105,7 +105,11 @@ def export(
     settings = settings_from(ctx, redis=dict(url=redis_url))
     if bool(camera) == all_cameras:
         raise UserError("give --camera ID (repeatable) or --all")
-    fmt = fmt or (out.suffix[1:].lower() if out.suffix[1:].lower() in FORMATS else settings.export.default_format)
+    suffix = out.suffix[1:].lower()
+    if fmt is None and suffix and suffix not in FORMATS:  # never CSV in a file named .xlsx
+        raise UserError(f"cannot write {out.suffix} files: --out must end in {', '.join('.' + f for f in FORMATS)}, "
+                        "or say what to write with --format")
+    fmt = fmt or (suffix if suffix in FORMATS else settings.export.default_format)
     window = parse_duration(since, "--since") if since else None
     lo, hi = time_range(start, end, since_s=window, default_s=settings.export.default_range_s)
     query = ExportQuery(tuple(camera) if camera else None, lo, hi, interval, person, by_camera)
