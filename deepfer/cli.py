@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from deepfer.commands import bench_crowd, bench_quality, bench_speed, data, images, model, serve, stream
+from deepfer.commands import bench_crowd, bench_live, bench_quality, bench_speed, data, images, model, serve, stream
 from deepfer.common import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DeepFER: real-time facial emotion analytics.")
@@ -17,7 +17,7 @@ for commands in (model, images, stream, data, serve):
     app.add_typer(commands.app)
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
-for commands in (bench_speed, bench_quality, bench_crowd):
+for commands in (bench_speed, bench_live, bench_quality, bench_crowd):
     bench_app.add_typer(commands.app)
 app.add_typer(bench_app, name="bench")
 
