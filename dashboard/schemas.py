@@ -114,6 +114,8 @@ class Bucket(BaseModel):
     dwell_s: float = Field(description="Person-seconds in view.")
     mean_dwell_s: float
     satisfaction: float | None = Field(description="-1..1; null without points. See satisfaction_definition.")
+    confident_share: float | None = Field(None, description="Share of points with a confident emotion (the rest "
+                                                            "were 'uncertain': too small or unsure faces).")
 
 
 class Totals(BaseModel):
@@ -124,6 +126,7 @@ class Totals(BaseModel):
     dwell_s: float
     mean_dwell_s: float
     satisfaction: float | None
+    confident_share: float | None = None
 
 
 class CameraMetrics(BaseModel):
