@@ -65,6 +65,12 @@ def evaluate(clf: LoadedClassifier, data: FaceDataset, batch_size: int = 512,
     started = time.time()
     degradation = degradation or Degradation()
     probs = clf.predict_faces(degradation.apply(data.images), batch_size=batch_size)
+    return report_of(clf, data, probs, degradation, started)
+
+
+def report_of(clf: LoadedClassifier, data: FaceDataset, probs: np.ndarray, degradation: Degradation,
+              started: float) -> EvalReport:
+    """The report of probabilities ``probs`` that ``clf`` gave for ``data`` (degraded as said)."""
     pred = probs.argmax(1)
     true = data.labels
     labels = list(range(len(EMOTIONS)))
@@ -93,15 +99,36 @@ def evaluate(clf: LoadedClassifier, data: FaceDataset, batch_size: int = 512,
     )
 
 
+SELECTIVE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def selective(probs: np.ndarray, labels: np.ndarray, thresholds=SELECTIVE_THRESHOLDS) -> list[dict[str, float]]:
+    """For each threshold on the top probability: the share of faces kept (coverage) and their accuracy; what
+    ``confidence.min_probability`` trades."""
+    conf, right = probs.max(1), probs.argmax(1) == labels
+    out = []
+    for t in thresholds:
+        kept = conf >= t
+        out.append({"threshold": t, "coverage": round(float(kept.mean()), 4) if len(kept) else 0.0,
+                    "accuracy": round(float(right[kept].mean()), 4) if kept.any() else 0.0})
+    return out
+
+
 def robustness(clf: LoadedClassifier, data: FaceDataset, conditions: list[Degradation]) -> dict:
     """``deepfer evaluate --degrade``: accuracy, macro F1 and ECE of each condition (and the full reports)."""
-    reports = [evaluate(clf, data, degradation=c) for c in conditions]
+    reports, kept = [], []
+    for c in conditions:
+        started = time.time()
+        probs = clf.predict_faces(c.apply(data.images), batch_size=512)
+        kept.append(selective(probs, data.labels))
+        reports.append(report_of(clf, data, probs, c, started))
     return {
         "classes": list(EMOTIONS), "data": data.source, "samples": len(data), "weights": str(clf.path),
         "model": clf.name, "tta": clf.tta, "temperature": reports[0].temperature if reports else 1.0,
         "ece_bins": ECE_BINS,
         "conditions": [{"degradation": r.degradation, "accuracy": round(r.accuracy, 4),
-                        "macro_f1": round(r.macro_f1, 4), "ece": round(r.ece, 4)} for r in reports],
+                        "macro_f1": round(r.macro_f1, 4), "ece": round(r.ece, 4), "selective": k}
+                       for r, k in zip(reports, kept)],
         "reports": [asdict(r) for r in reports],
     }
 
