@@ -28,8 +28,9 @@ class ConfidenceSettings(Section):
     enabled: bool = Field(True, description="false: every face gets an emotion, however small or unsure.")
     min_face_px: float = Field(20.0, ge=0, description="Least face box side (its longer side, in frame pixels) whose "
                                                        "emotion is shown.")
-    min_probability: float = Field(0.4, ge=0, le=1, description="Least calibrated top probability (smoothed, for a "
-                                                                "tracked face) whose emotion is shown.")
+    min_probability: float = Field(0.0, ge=0, le=1, description="Least calibrated top probability (smoothed, for a "
+                                                                "tracked face) whose emotion is shown; 0: size "
+                                                                "alone decides (README, 'Small faces').")
 
 
 class TrainSettings(Section):
