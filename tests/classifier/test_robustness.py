@@ -204,3 +204,29 @@ def test_evaluate_with_degrade_reports_each_condition(fer_root: Path, tmp_path: 
         assert 0 <= c["accuracy"] <= 1 and 0 <= c["ece"] <= 1 and 0 <= c["macro_f1"] <= 1
     bad = CliRunner().invoke(app, ["evaluate", "--data", str(tree), "--json", str(out), "--degrade", "size=99"])
     assert bad.exit_code != 0 and "size must be" in bad.output
+
+
+def test_calibrate_cli_writes_the_temperature(random_checkpoint: Path, tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from deepfer.cli import app
+
+    tree = tmp_path / "train"
+    x = faces(70, seed=2)
+    for i, e in enumerate(EMOTIONS):
+        (tree / e).mkdir(parents=True)
+        for j in range(10):
+            Image.fromarray(x[i * 10 + j]).save(tree / e / f"{j}.png")
+    out = tmp_path / "cal.pt"
+    res = CliRunner().invoke(app, ["calibrate", "--data", str(tree), "--weights", str(random_checkpoint), "--out",
+                                   str(out), "--fraction", "0.5", "--degrade", "clean", "--degrade", "size=24"])
+    assert res.exit_code == 0, res.output
+    assert "temperature" in res.output and "70 faces (clean, size=24)" in res.output
+    t = torch.load(out, map_location="cpu", weights_only=True)["temperature"]
+    assert EmotionClassifier.load(out, "cpu").temperature == t
+    test = tmp_path / "test"
+    tree.rename(test)
+    refused = CliRunner().invoke(app, ["calibrate", "--data", str(test), "--weights", str(random_checkpoint),
+                                       "--out", str(out)])
+    assert refused.exit_code != 0 and "held-out" in refused.output
