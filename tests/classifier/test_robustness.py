@@ -230,3 +230,18 @@ def test_calibrate_cli_writes_the_temperature(random_checkpoint: Path, tmp_path:
     refused = CliRunner().invoke(app, ["calibrate", "--data", str(test), "--weights", str(random_checkpoint),
                                        "--out", str(out)])
     assert refused.exit_code != 0 and "held-out" in refused.output
+
+
+def test_degradation_augmentation_is_seeded_and_stays_in_range() -> None:
+    from classifier.augment import AugmentConfig, random_degradation
+
+    x = torch.from_numpy(faces(64)).float().div(255).unsqueeze(1)
+    assert random_degradation(x, AugmentConfig()) is x  # off by default (train.degrade = 0)
+    cfg = AugmentConfig(degrade_prob=1.0)
+    a = random_degradation(x, cfg, torch.Generator().manual_seed(0))
+    b = random_degradation(x, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape and 0 <= float(a.min()) and float(a.max()) <= 1
+    changed = (a - x).abs().flatten(1).mean(1) > 0.01
+    assert changed.float().mean() > 0.8  # white noise loses most of itself below 48 px
+    assert (a - x).abs().flatten(1).mean(1).mean() > (random_degradation(
+        x, AugmentConfig(degrade_prob=0.3), torch.Generator().manual_seed(0)) - x).abs().flatten(1).mean(1).mean()
