@@ -34,8 +34,9 @@ class Health(BaseModel):
 
 class PredictedFace(BaseModel):
     box: FaceBox = Field(description="Pixels of the uploaded image (after its EXIF rotation).")
-    emotion: str
+    emotion: str = Field(description="One of the 7 emotions, or 'uncertain' for a face too small or unsure to read.")
     confidence: float
+    confident: bool = Field(True, description="False when the emotion is 'uncertain' ([confidence] settings).")
     probabilities: Probabilities = Field(description="The 7 emotions, summing to 1.")
 
 

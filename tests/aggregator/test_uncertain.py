@@ -102,3 +102,25 @@ async def test_uncertain_faces_do_not_enter_the_stored_mix(redis_url, key_prefix
         assert series[-1].label == UNCERTAIN
     finally:
         await ts.aclose()
+
+
+def test_a_still_image_marks_its_tiny_face_uncertain() -> None:
+    from streamer.analysis import analyse_images
+
+    class Detector:
+        name = "fixed"
+
+        def detect(self, images):
+            return [[FaceBox(5, 5, 17, 17), FaceBox(40, 40, 140, 140)] for _ in images]
+
+    class Classifier:
+        name = "peaked"
+
+        def predict_faces(self, faces, batch_size=256):
+            return np.stack([peaked() for _ in faces])
+
+    image = np.zeros((200, 200, 3), np.uint8)
+    (faces,) = analyse_images([image], Detector(), Classifier(), 0.2, confidence=ConfidenceSettings())
+    assert [f.emotion for f in faces] == [UNCERTAIN, "happy"] and [f.confident for f in faces] == [False, True]
+    (plain,) = analyse_images([image], Detector(), Classifier(), 0.2)  # no settings: nothing gated
+    assert [f.emotion for f in plain] == ["happy", "happy"]
