@@ -3,6 +3,10 @@
 Satisfaction of a set of points (one point = one person at one sampled moment, ``redis.points_per_s``):
 ``(happy + surprise - angry - disgust - fear - sad) / all points`` (neutral counts only in the denominator),
 from -1 (everyone negative) to +1 (everyone positive); ``None`` when there are no points.
+
+Only points with an emotion enter the mix and satisfaction: an ``uncertain`` point (a face too small or too unsure
+to read, issue 32) counts in ``points``, people and dwell time, and ``confident_share`` says how many points had an
+emotion.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ def mix(emotion_points: dict[str, int]) -> dict[str, float]:
     return {e: round(emotion_points.get(e, 0) / total, 4) if total else 0.0 for e in EMOTIONS}
 
 
+def confident_share(emotion_points: dict[str, int], points: int) -> float | None:
+    """Share of ``points`` whose face had a confident emotion (the rest were ``uncertain``); None without points."""
+    return round(min(1.0, sum(emotion_points.get(e, 0) for e in EMOTIONS) / points), 4) if points else None
+
+
 def bucket_dict(
     start: float, interval_s: int, points: int, counts: dict[str, int], people: int, dwell: float
 ) -> dict[str, Any]:
@@ -44,6 +53,7 @@ def bucket_dict(
         "dwell_s": round(dwell, 3),
         "mean_dwell_s": round(dwell / people, 3) if people else 0.0,
         "satisfaction": satisfaction(counts),
+        "confident_share": confident_share(counts, points),
     }
 
 
@@ -68,12 +78,14 @@ def combine(series: Iterable[list[RollupBucket]]) -> list[dict[str, Any]]:
 def totals(buckets: list[dict[str, Any]], unique_people: int) -> dict[str, Any]:
     counts = {e: sum(b["emotion_points"][e] for b in buckets) for e in EMOTIONS}
     dwell = sum(b["dwell_s"] for b in buckets)
+    points = sum(b["points"] for b in buckets)
     return {
-        "points": sum(counts.values()),
+        "points": points,
         "emotion_points": counts,
         "emotion_mix": mix(counts),
         "unique_people": unique_people,
         "dwell_s": round(dwell, 3),
         "mean_dwell_s": round(dwell / unique_people, 3) if unique_people else 0.0,
         "satisfaction": satisfaction(counts),
+        "confident_share": confident_share(counts, points),
     }

@@ -62,7 +62,10 @@ class EmotionPoint:
 
     @property
     def confidence(self) -> float:
-        return self.smoothed[EMOTIONS.index(self.label)] if self.smoothed else 0.0
+        if not self.smoothed:
+            return 0.0
+        # an uncertain point (issue 32) has no emotion: its top probability
+        return self.smoothed[EMOTIONS.index(self.label)] if self.label in EMOTIONS else max(self.smoothed)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

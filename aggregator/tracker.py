@@ -30,8 +30,9 @@ from scipy.optimize import linear_sum_assignment
 
 from aggregator.kalman import BoxKalman, iou_matrix
 from aggregator.smoothing import EmotionSmoother
-from core.settings import SmoothingSettings, TrackerSettings
-from core.types import FaceBox, FaceResult, FrameResult
+from core.confidence import is_confident
+from core.settings import ConfidenceSettings, SmoothingSettings, TrackerSettings
+from core.types import UNCERTAIN, FaceBox, FaceResult, FrameResult
 
 
 @dataclass
@@ -54,9 +55,12 @@ class Track:
 class FaceTracker:
     """Tracks the faces of one camera. Call ``update`` once per frame, in frame order."""
 
-    def __init__(self, tracker: TrackerSettings, smoothing: SmoothingSettings):
+    def __init__(self, tracker: TrackerSettings, smoothing: SmoothingSettings,
+                 confidence: ConfidenceSettings | None = None):
         self.settings = tracker
         self.smoothing = smoothing
+        # None: every face keeps its emotion (benches of the smoothing); the pipeline passes settings.confidence
+        self.confidence = confidence or ConfidenceSettings(enabled=False)
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -115,7 +119,10 @@ class FaceTracker:
         smoothed, label = track.smoother.update(face.probabilities, t)
         if track.track_id is None:
             return face
-        return dataclasses.replace(face, track_id=track.track_id, smoothed=smoothed, label=label)
+        # a small or unsure face is still a person: tracked, counted, but its label stays out of the emotion mix
+        confident = is_confident(face.box, smoothed, self.confidence)
+        return dataclasses.replace(face, track_id=track.track_id, smoothed=smoothed,
+                                   label=label if confident else UNCERTAIN, confident=confident)
 
     def _associate(self, faces: list[FaceResult], t: float) -> tuple[list[tuple[int, int]], list[int]]:
         """Hungarian assignment on 1 - IoU with the predicted boxes; pairs below ``iou_threshold`` do not match.

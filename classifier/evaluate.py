@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from classifier.data import FaceDataset, load_dataset
+from classifier.degrade import Degradation
 from classifier.loading import LoadedClassifier, build_classifier
 from core.settings import ClassifierSettings
 from core.types import EMOTIONS
@@ -30,16 +31,47 @@ class EvalReport:
     model: str
     tta: bool
     seconds: float
+    ece: float = 0.0  # expected calibration error of the top probability, ECE_BINS equal-width bins
+    degradation: str = "clean"  # what was done to the faces first (classifier.degrade)
+    temperature: float = 1.0  # the calibration the classifier applied to its logits
 
     def to_json(self) -> str:
         return json.dumps({"classes": list(EMOTIONS), **asdict(self)}, indent=1)
 
 
-def evaluate(clf: LoadedClassifier, data: FaceDataset, batch_size: int = 512) -> EvalReport:
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Sum over equal-width confidence bins of (share of faces) x |accuracy - mean confidence|, on the top class."""
+    if len(labels) == 0:
+        return 0.0
+    conf = probs.max(1)
+    correct = (probs.argmax(1) == labels).astype(np.float64)
+    which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)  # (k/bins, (k+1)/bins]
+    ece = 0.0
+    for k in range(bins):
+        inside = which == k
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+    return float(ece)
+
+
+def evaluate(clf: LoadedClassifier, data: FaceDataset, batch_size: int = 512,
+             degradation: Degradation | None = None) -> EvalReport:
     """Works for any classifier loaded from a file (PyTorch or ONNX Runtime): it predicts with ``predict_faces``
-    and names the file, model and test-time augmentation in the report."""
+    and names the file, model and test-time augmentation in the report. ``degradation`` is applied to the faces
+    first."""
     started = time.time()
-    pred = clf.predict_faces(data.images, batch_size=batch_size).argmax(1)
+    degradation = degradation or Degradation()
+    probs = clf.predict_faces(degradation.apply(data.images), batch_size=batch_size)
+    return report_of(clf, data, probs, degradation, started)
+
+
+def report_of(clf: LoadedClassifier, data: FaceDataset, probs: np.ndarray, degradation: Degradation,
+              started: float) -> EvalReport:
+    """The report of probabilities ``probs`` that ``clf`` gave for ``data`` (degraded as said)."""
+    pred = probs.argmax(1)
     true = data.labels
     labels = list(range(len(EMOTIONS)))
     p, r, f, s = precision_recall_fscore_support(true, pred, labels=labels, zero_division=0)
@@ -61,7 +93,44 @@ def evaluate(clf: LoadedClassifier, data: FaceDataset, batch_size: int = 512) ->
         model=clf.name,
         tta=clf.tta,
         seconds=time.time() - started,
+        ece=expected_calibration_error(probs, true),
+        degradation=degradation.label,
+        temperature=float(clf.temperature),
     )
+
+
+SELECTIVE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def selective(probs: np.ndarray, labels: np.ndarray, thresholds=SELECTIVE_THRESHOLDS) -> list[dict[str, float]]:
+    """For each threshold on the top probability: the share of faces kept (coverage) and their accuracy; what
+    ``confidence.min_probability`` trades."""
+    conf, right = probs.max(1), probs.argmax(1) == labels
+    out = []
+    for t in thresholds:
+        kept = conf >= t
+        out.append({"threshold": t, "coverage": round(float(kept.mean()), 4) if len(kept) else 0.0,
+                    "accuracy": round(float(right[kept].mean()), 4) if kept.any() else 0.0})
+    return out
+
+
+def robustness(clf: LoadedClassifier, data: FaceDataset, conditions: list[Degradation]) -> dict:
+    """``deepfer evaluate --degrade``: accuracy, macro F1 and ECE of each condition (and the full reports)."""
+    reports, kept = [], []
+    for c in conditions:
+        started = time.time()
+        probs = clf.predict_faces(c.apply(data.images), batch_size=512)
+        kept.append(selective(probs, data.labels))
+        reports.append(report_of(clf, data, probs, c, started))
+    return {
+        "classes": list(EMOTIONS), "data": data.source, "samples": len(data), "weights": str(clf.path),
+        "model": clf.name, "tta": clf.tta, "temperature": reports[0].temperature if reports else 1.0,
+        "ece_bins": ECE_BINS,
+        "conditions": [{"degradation": r.degradation, "accuracy": round(r.accuracy, 4),
+                        "macro_f1": round(r.macro_f1, 4), "ece": round(r.ece, 4), "selective": k}
+                       for r, k in zip(reports, kept)],
+        "reports": [asdict(r) for r in reports],
+    }
 
 
 def save_confusion_png(report: EvalReport, path: Path) -> None:

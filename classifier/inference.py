@@ -82,6 +82,7 @@ class EmotionClassifier:
     device: torch.device
     path: Path | None = None
     tta: bool = False
+    temperature: float = 1.0  # calibration: probabilities are softmax(logits / temperature) (deepfer calibrate)
 
     @classmethod
     def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> EmotionClassifier:
@@ -90,7 +91,8 @@ class EmotionClassifier:
         dev = pick_device(device, "classifier.device")
         model, meta = load_checkpoint(path)
         model.to(dev).to(memory_format=torch.channels_last).eval()
-        return cls(model, meta["model"], float(meta["mean"]), float(meta["std"]), dev, path, tta)
+        return cls(model, meta["model"], float(meta["mean"]), float(meta["std"]), dev, path, tta,
+                   checkpoint_temperature(meta, path))
 
     def predict_faces(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities ``[N, 7]`` for uint8 grayscale faces ``[N, 48, 48]``."""
@@ -98,8 +100,15 @@ class EmotionClassifier:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
         x = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device)
         logits = predict_logits(self.model, x, self.mean, self.std, batch_size, self.tta)
-        return torch.softmax(logits, dim=1).cpu().numpy()
+        return torch.softmax(logits / self.temperature, dim=1).cpu().numpy()
 
+
+def checkpoint_temperature(meta: dict, path: Path) -> float:
+    """The calibration temperature a checkpoint stores (1.0: none, as in checkpoints made before issue 32)."""
+    t = float(meta.get("temperature", 1.0))
+    if not 0.01 <= t <= 100:
+        raise WeightsError(f"{path}: calibration temperature {t} is not usable")
+    return t
 
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:

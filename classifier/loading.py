@@ -22,6 +22,9 @@ class LoadedClassifier(EmotionModel, Protocol):
     @property
     def tta(self) -> bool: ...
 
+    @property
+    def temperature(self) -> float: ...
+
 
 def load_classifier(spec: str | Path, device: str = "auto", tta: bool = False, threads: int = 0,
                     crop_margin: float | None = None) -> LoadedClassifier:

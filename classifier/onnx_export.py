@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from classifier.data import IMAGE_SIZE, FaceDataset, load_dataset
-from classifier.inference import EmotionClassifier, WeightsError, load_checkpoint, resolve_weights
+from classifier.inference import (
+    EmotionClassifier,
+    WeightsError,
+    checkpoint_temperature,
+    load_checkpoint,
+    resolve_weights,
+)
 from classifier.onnx_runtime import INPUT_NAME, OUTPUT_NAME, OnnxClassifier, OnnxMetadata
 from core.settings import ExportModelSettings, Settings
 from core.types import EMOTIONS
@@ -127,6 +133,7 @@ def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool =
         raise ValueError("int8 quantization needs calibration data (training faces)")
     model, ckpt = load_checkpoint(source)
     mean, std = float(ckpt["mean"]), float(ckpt["std"])
+    temperature = checkpoint_temperature(ckpt, source)
     proto = to_onnx(model)
     faces: np.ndarray | None = None
     quant = None
@@ -138,13 +145,15 @@ def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool =
                  "reduce_range": options.reduce_range, "activations": "uint8", "weights": "int8",
                  "calibration": "minmax", "calibration_faces": len(faces), "calibration_data": calibration.source}
     meta = OnnxMetadata(model=ckpt["model"], classes=EMOTIONS, input_size=IMAGE_SIZE, mean=mean, std=std,
-                        crop_margin=crop_margin, precision="int8" if int8 else "fp32", quantization=quant)
+                        crop_margin=crop_margin, precision="int8" if int8 else "fp32", quantization=quant,
+                        temperature=temperature)
     del proto.metadata_props[:]
     for key, value in meta.to_props().items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = (f"DeepFER emotion classifier {ckpt['model']} ({meta.precision}) from {source.name}: input "
                         f"{INPUT_NAME} [N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}] = (gray / 255 - mean) / std, output "
-                        f"{OUTPUT_NAME} [N, {len(EMOTIONS)}]; see the deepfer.* metadata.")
+                        f"{OUTPUT_NAME} [N, {len(EMOTIONS)}], probabilities softmax({OUTPUT_NAME} / "
+                        f"deepfer.temperature); see the deepfer.* metadata.")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -157,7 +166,8 @@ def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool =
     if check is None:
         check = np.random.default_rng(0).integers(0, 256, (64, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     p_onnx = OnnxClassifier.load(out, "cpu").predict_faces(check)
-    p_torch = EmotionClassifier(model, ckpt["model"], mean, std, torch.device("cpu")).predict_faces(check)
+    p_torch = EmotionClassifier(model, ckpt["model"], mean, std, torch.device("cpu"),
+                                temperature=temperature).predict_faces(check)
     return ExportResult(
         out,
         out.stat().st_size,

@@ -36,6 +36,7 @@ class OnnxMetadata:
     crop_margin: float
     precision: str  # "fp32" or "int8"
     quantization: dict[str, Any] | None = None  # how an int8 file was made (format, calibration faces, ...)
+    temperature: float = 1.0  # probabilities are softmax(logits / temperature); files before issue 32 lack it
 
     def to_props(self) -> dict[str, str]:
         """ONNX ``metadata_props`` (string to string), every key prefixed ``deepfer.``."""
@@ -60,6 +61,7 @@ class OnnxMetadata:
                 crop_margin=float(mine["crop_margin"]),
                 precision=mine["precision"],
                 quantization=json.loads(mine["quantization"]) if "quantization" in mine else None,
+                temperature=float(mine.get("temperature", 1.0)),
             )
         except KeyError as exc:
             raise WeightsError(f"{path}: DeepFER metadata lacks {META_PREFIX}{exc.args[0]}") from None
@@ -73,6 +75,8 @@ class OnnxMetadata:
             )
         if not (meta.std > 0 and np.isfinite(meta.mean) and np.isfinite(meta.std)):
             raise WeightsError(f"{path}: metadata mean/std {meta.mean}/{meta.std} are not usable")
+        if not 0.01 <= meta.temperature <= 100:
+            raise WeightsError(f"{path}: calibration temperature {meta.temperature} is not usable")
         return meta
 
 
@@ -159,6 +163,10 @@ class OnnxClassifier:
     def crop_margin(self) -> float:
         return self.meta.crop_margin
 
+    @property
+    def temperature(self) -> float:
+        return self.meta.temperature
+
     @classmethod
     def load(cls, path: Path, device: str = "auto", tta: bool = False, threads: int = 0) -> OnnxClassifier:
         """Check the file (metadata, input and output shapes) before ONNX Runtime sees it, then open a session.
@@ -202,6 +210,6 @@ class OnnxClassifier:
             if self.tta:
                 logits = (logits + self._logits(np.ascontiguousarray(x[..., ::-1]))) / 2
             out.append(logits)
-        logits = np.concatenate(out).astype(np.float32)
+        logits = np.concatenate(out).astype(np.float32) / np.float32(self.meta.temperature)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)

@@ -214,7 +214,7 @@ def train_one_epoch(
     Returns (mean loss, accuracy, the step after the last)."""
     device = data.x_train.device
     use_amp = device.type == "cuda"
-    aug = AugmentConfig(erase_prob=cfg.random_erasing)
+    aug = AugmentConfig(erase_prob=cfg.random_erasing, degrade_prob=cfg.degrade)
     net.model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     for i in range(opt.steps_per_epoch):

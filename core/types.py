@@ -15,6 +15,9 @@ import numpy as np
 
 # Class index order used everywhere (folder layout of the Kaggle FER2013 release, alphabetical).
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+# What a face shows instead of an emotion when it is too small or the model too unsure (issue 32): it is tracked and
+# counted as a person, but enters no emotion mix. Not a class: the model still scores the seven EMOTIONS.
+UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,8 @@ class FaceResult:
     detected: bool = True  # False when the box was carried from an earlier detection (detect every k-th frame)
     track_id: int | None = None
     smoothed: np.ndarray | None = None  # float32[7] after temporal smoothing
-    label: str | None = None  # the shown label (smoothed, with hysteresis); None until tracked
+    label: str | None = None  # the shown label (smoothed, with hysteresis; UNCERTAIN when not confident)
+    confident: bool = True  # False: too small or too unsure to read (core.confidence); the emotion is UNCERTAIN
 
     @property
     def raw_label(self) -> str:
@@ -146,12 +150,18 @@ class FaceResult:
 
     @property
     def emotion(self) -> str:
-        """What to show: the tracked label when there is one, else this frame's argmax."""
+        """What to show: UNCERTAIN for a face not confidently read, else the tracked label, else this frame's
+        argmax."""
+        if not self.confident:
+            return UNCERTAIN
         return self.label or self.raw_label
 
     @property
     def confidence(self) -> float:
+        """The probability of the shown emotion (the top probability for an uncertain face)."""
         probs = self.smoothed if self.smoothed is not None else self.probabilities
+        if self.emotion not in EMOTIONS:
+            return float(np.max(probs))
         return float(probs[EMOTIONS.index(self.emotion)])
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +174,7 @@ class FaceResult:
             "probabilities": {e: round(float(p), 4) for e, p in zip(EMOTIONS, probs)},
             "raw_probabilities": {e: round(float(p), 4) for e, p in zip(EMOTIONS, self.probabilities)},
             "detected": self.detected,
+            "confident": self.confident,
         }
 
 

@@ -34,8 +34,9 @@ class Health(BaseModel):
 
 class PredictedFace(BaseModel):
     box: FaceBox = Field(description="Pixels of the uploaded image (after its EXIF rotation).")
-    emotion: str
+    emotion: str = Field(description="One of the 7 emotions, or 'uncertain' for a face too small or unsure to read.")
     confidence: float
+    confident: bool = Field(True, description="False when the emotion is 'uncertain' ([confidence] settings).")
     probabilities: Probabilities = Field(description="The 7 emotions, summing to 1.")
 
 
@@ -114,6 +115,8 @@ class Bucket(BaseModel):
     dwell_s: float = Field(description="Person-seconds in view.")
     mean_dwell_s: float
     satisfaction: float | None = Field(description="-1..1; null without points. See satisfaction_definition.")
+    confident_share: float | None = Field(None, description="Share of points with a confident emotion (the rest "
+                                                            "were 'uncertain': too small or unsure faces).")
 
 
 class Totals(BaseModel):
@@ -124,6 +127,7 @@ class Totals(BaseModel):
     dwell_s: float
     mean_dwell_s: float
     satisfaction: float | None
+    confident_share: float | None = None
 
 
 class CameraMetrics(BaseModel):

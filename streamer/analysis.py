@@ -16,8 +16,9 @@ import numpy as np
 
 from classifier.gradcam import ExplainError, GradCam, overlay
 from classifier.inference import crop_faces, crop_patch
+from core.confidence import is_confident
 from core.protocols import EmotionModel, FaceDetector
-from core.settings import ExplainSettings
+from core.settings import ConfidenceSettings, ExplainSettings
 from core.types import EMOTIONS, FaceBox, FaceResult
 from streamer.media import check_image, load_image
 
@@ -36,29 +37,31 @@ def classify_faces(images: Sequence[np.ndarray], boxes: Sequence[Sequence[FaceBo
 
 def analyse_images(images: Sequence[np.ndarray], detector: FaceDetector, classifier: EmotionModel, margin: float,
                    carried: Sequence[Sequence[FaceBox] | None] | None = None,
-                   batch_size: int = 256) -> list[list[FaceResult]]:
+                   batch_size: int = 256, confidence: ConfidenceSettings | None = None) -> list[list[FaceResult]]:
     """Every face of each RGB image with its emotion probabilities (largest face first for MTCNN).
 
     ``carried[i]``, when given, are boxes from an earlier frame used instead of detecting on image ``i``; those
-    faces are marked ``detected=False``.
+    faces are marked ``detected=False``. ``confidence``: mark faces too small or unsure to read (``uncertain``); the
+    pipeline leaves this to its tracker, which judges the smoothed probabilities.
     """
     carried = list(carried) if carried is not None else [None] * len(images)
     todo = [i for i, c in enumerate(carried) if c is None]
     found = dict(zip(todo, detector.detect([images[i] for i in todo]))) if todo else {}
     boxes = [found[i] if c is None else list(c) for i, c in enumerate(carried)]
     probs = classify_faces(images, boxes, classifier, margin, batch_size)
-    return [[FaceResult(b, p, detected=carried[i] is None) for b, p in zip(boxes[i], probs[i])]
-            for i in range(len(images))]
+    gate = confidence or ConfidenceSettings(enabled=False)
+    return [[FaceResult(b, p, detected=carried[i] is None, confident=is_confident(b, p, gate))
+             for b, p in zip(boxes[i], probs[i])] for i in range(len(images))]
 
 
-def analyse_files(paths: Sequence[Path], detector: FaceDetector, classifier: EmotionModel,
-                  margin: float) -> Iterator[tuple[Path, list[FaceResult]]]:
+def analyse_files(paths: Sequence[Path], detector: FaceDetector, classifier: EmotionModel, margin: float,
+                  confidence: ConfidenceSettings | None = None) -> Iterator[tuple[Path, list[FaceResult]]]:
     """``deepfer predict``: each image file's faces. Every file is checked before any work, so a typo in the last
     one costs nothing (``MediaError`` naming it)."""
     for path in paths:
         check_image(path)
     for path in paths:
-        yield path, analyse_images([load_image(path)], detector, classifier, margin)[0]
+        yield path, analyse_images([load_image(path)], detector, classifier, margin, confidence=confidence)[0]
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def network_policy(settings: Settings, redis_url_in_use: str = "") -> NetworkPol
 
 def tracker_factory(settings: Settings) -> TrackerFactory:
     """One ``FaceTracker`` (with its emotion smoothing) per camera."""
-    return lambda camera_id: FaceTracker(settings.tracker, settings.smoothing)
+    return lambda camera_id: FaceTracker(settings.tracker, settings.smoothing, settings.confidence)
 
 
 def video_outputs(output: Path, camera_ids: Sequence[str]) -> dict[str, Path]:

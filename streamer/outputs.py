@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from core.settings import PipelineSettings
-from core.types import EMOTIONS, FrameResult
+from core.types import EMOTIONS, UNCERTAIN, FrameResult
 from streamer.drawing import draw_faces
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,12 @@ class AnnotatedVideoSink:
                 log.exception("camera %s: finishing %s failed", cid, writer.path)
 
 
+def dominant(labels: Counter) -> str:
+    """The emotion a track showed most often; ``uncertain`` only when it never had a confident one."""
+    confident = [(e, n) for e, n in labels.most_common() if e in EMOTIONS]
+    return confident[0][0] if confident else UNCERTAIN
+
+
 @dataclass
 class _TrackTotals:
     frames: int = 0
@@ -171,7 +177,7 @@ class SummarySink:
             st["tracks"] = [
                 {"track_id": tid, "frames": t.frames, "frames_detected": t.detected, "first_seq": t.first_seq,
                  "last_seq": t.last_seq, "first_pts": t.first_pts, "last_pts": t.last_pts,
-                 "dominant_emotion": t.labels.most_common(1)[0][0],
+                 "dominant_emotion": dominant(t.labels),
                  "emotion_frames": dict(t.labels.most_common()),
                  "mean_probabilities": {e: round(float(p / t.frames), 4) for e, p in zip(EMOTIONS, t.probs)}}
                 for tid, t in sorted(tracks.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))

@@ -9,7 +9,8 @@ Two kinds of rows:
 - ``interval="minute"|"hour"|"day"``: one row per roll-up bucket with points. Columns: ``time`` / ``t`` (bucket
   start), ``camera`` (``all`` for buckets combined over cameras), ``interval_s``, ``points``, ``n_{emotion}``
   (points per shown label), ``mix_{emotion}`` (their shares), ``unique_people``, ``dwell_s``, ``mean_dwell_s``,
-  ``satisfaction`` (see ``aggregator.analytics``; empty with no points).
+  ``satisfaction`` (see ``aggregator.analytics``; empty with no points), ``confident_share`` (share of the points
+  with a confident emotion; the rest were ``uncertain``: the ``label`` of a point row).
 
 Points are read with ``XRANGE ... COUNT`` per person, a person's stream opened only when the merge reaches the
 person's first point, so memory grows with ``export.chunk_points`` and the people in view at once, not with the

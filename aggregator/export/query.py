@@ -18,7 +18,8 @@ ALL_CAMERAS = "all"
 RAW = [f"raw_{e}" for e in EMOTIONS]
 POINT_COLUMNS = ["time", "t", "camera", "person_id", "track_id", "label", "confidence", *EMOTIONS, "raw_label", *RAW]
 BUCKET_COLUMNS = ["time", "t", "camera", "interval_s", "points", *(f"n_{e}" for e in EMOTIONS),
-                  *(f"mix_{e}" for e in EMOTIONS), "unique_people", "dwell_s", "mean_dwell_s", "satisfaction"]
+                  *(f"mix_{e}" for e in EMOTIONS), "unique_people", "dwell_s", "mean_dwell_s", "satisfaction",
+                  "confident_share"]
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,8 @@ def _bucket_frame(rows: list[dict[str, Any]], cameras: list[str]) -> pd.DataFram
     data["mean_dwell_s"] = np.array([r["mean_dwell_s"] for r in rows], dtype=np.float64)
     data["satisfaction"] = np.array([math.nan if r["satisfaction"] is None else r["satisfaction"] for r in rows],
                                     dtype=np.float64)
+    data["confident_share"] = np.array(
+        [math.nan if r.get("confident_share") is None else r["confident_share"] for r in rows], dtype=np.float64)
     return pd.DataFrame(data, columns=BUCKET_COLUMNS)
 
 

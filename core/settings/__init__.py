@@ -36,18 +36,24 @@ from core.settings.events import (
     WebhooksSettings,
 )
 from core.settings.media import DENIED_NETWORKS, DetectorSettings, GatingSettings, PipelineSettings, SourceSettings
-from core.settings.models import ClassifierSettings, ExplainSettings, ExportModelSettings, TrainSettings
+from core.settings.models import (
+    ClassifierSettings,
+    ConfidenceSettings,
+    ExplainSettings,
+    ExportModelSettings,
+    TrainSettings,
+)
 from core.settings.service import MIN_TOKEN_LENGTH, ClusterSettings, DashboardSettings, WebRtcSettings, max_cameras
 from core.settings.storage import ExportSettings, PathsSettings, RedisSettings
 from core.settings.tracking import SmoothingSettings, TrackerSettings
 
 __all__ = [
     "AlertRule", "AlertSettings", "EventSettings", "MqttSettings", "WebhookSettings", "WebhooksSettings",
-    "DENIED_NETWORKS", "MIN_TOKEN_LENGTH", "ClassifierSettings", "ClusterSettings", "ConfigError", "DashboardSettings",
-    "DetectorSettings", "ExplainSettings", "ExportModelSettings", "ExportSettings", "GatingSettings", "PathsSettings",
-    "PipelineSettings", "RedisSettings", "Section", "Settings", "SmoothingSettings", "SourceSettings",
-    "TrackerSettings", "TrainSettings", "WebRtcSettings", "load_settings", "max_cameras", "resolve_config_path",
-    "secret_values",
+    "DENIED_NETWORKS", "MIN_TOKEN_LENGTH", "ClassifierSettings", "ClusterSettings", "ConfidenceSettings",
+    "ConfigError", "DashboardSettings", "DetectorSettings", "ExplainSettings", "ExportModelSettings", "ExportSettings",
+    "GatingSettings", "PathsSettings", "PipelineSettings", "RedisSettings", "Section", "Settings", "SmoothingSettings",
+    "SourceSettings", "TrackerSettings", "TrainSettings", "WebRtcSettings", "load_settings", "max_cameras",
+    "resolve_config_path", "secret_values",
 ]
 
 
@@ -64,6 +70,7 @@ class Settings(BaseSettings):
 
     paths: PathsSettings = PathsSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    confidence: ConfidenceSettings = ConfidenceSettings()
     detector: DetectorSettings = DetectorSettings()
     gating: GatingSettings = GatingSettings()
     train: TrainSettings = TrainSettings()

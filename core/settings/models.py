@@ -21,6 +21,18 @@ class ClassifierSettings(Section):
                                                    "per core).")
 
 
+class ConfidenceSettings(Section):
+    """When an emotion is shown: smaller or less sure faces are ``uncertain`` (tracked and counted as people, kept
+    out of the emotion mix and satisfaction). Defaults from the robustness curves in the model card (README)."""
+
+    enabled: bool = Field(True, description="false: every face gets an emotion, however small or unsure.")
+    min_face_px: float = Field(20.0, ge=0, description="Least face box side (its longer side, in frame pixels) whose "
+                                                       "emotion is shown.")
+    min_probability: float = Field(0.0, ge=0, le=1, description="Least calibrated top probability (smoothed, for a "
+                                                                "tracked face) whose emotion is shown; 0: size "
+                                                                "alone decides (README, 'Small faces').")
+
+
 class TrainSettings(Section):
     model: str = "deepfer_resnet"
     epochs: int = Field(30, ge=1)
@@ -35,6 +47,8 @@ class TrainSettings(Section):
     class_balance: Literal["none", "weights", "sampler"] = "none"
     mixup_alpha: float = Field(0.0, ge=0, description="0 disables mixup.")
     random_erasing: float = Field(0.25, ge=0, le=1, description="Probability of erasing a patch per image.")
+    degrade: float = Field(0.0, ge=0, le=1, description="Share of faces made CCTV-like per batch: shrunk to 12-48 px "
+                                                        "and back, blurred, JPEG-compressed, noisy (issue 32).")
     val_fraction: float = Field(0.0, ge=0, lt=1, description="Held out of --data when no --val is given.")
     patience: int = Field(15, ge=1, description="Early stopping: epochs without a better validation accuracy.")
     seed: int = 0

@@ -32,10 +32,10 @@ async def read_limited(upload: UploadFile, limit: int) -> bytes:
     return bytes(data)
 
 
-def analyse_upload(data: bytes, max_pixels: int, detector, classifier, crop_margin: float):
+def analyse_upload(data: bytes, max_pixels: int, detector, classifier, crop_margin: float, confidence=None):
     """Decode and analyse in one pool task, so the decoded image never outlives the worker's place."""
     image = decode(data, max_pixels)
-    (faces,) = analyse_images([image], detector, classifier, crop_margin)
+    (faces,) = analyse_images([image], detector, classifier, crop_margin, confidence=confidence)
     return image.shape, faces
 
 
@@ -69,8 +69,9 @@ async def run_upload(request: Request, file: UploadFile, service: Service, work,
 async def predict(request: Request, file: UploadFile = File(..., description="The image."),
                   service: Service = Depends(get_service)) -> Prediction:
     shape, faces = await run_upload(request, file, service, analyse_upload, service.models.detector,
-                                    service.models.classifier, service.settings.classifier.crop_margin)
-    keep = ("box", "emotion", "confidence", "probabilities")
+                                    service.models.classifier, service.settings.classifier.crop_margin,
+                                    service.settings.confidence)
+    keep = ("box", "emotion", "confidence", "confident", "probabilities")
     return Prediction(width=int(shape[1]), height=int(shape[0]), model=service.models.classifier.name,
                       faces=[{k: v for k, v in f.to_dict().items() if k in keep} for f in faces])
 

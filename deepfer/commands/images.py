@@ -37,12 +37,14 @@ def predict(
     models = load_models(settings)
     out = stdout_console()
     report = []
-    for path, faces in analyse_files(images, models.detector, models.classifier, settings.classifier.crop_margin):
+    for path, faces in analyse_files(images, models.detector, models.classifier, settings.classifier.crop_margin,
+                                     settings.confidence):
         report.append(
             {
                 "image": str(path),
                 "faces": [
-                    {k: v for k, v in f.to_dict().items() if k in ("box", "emotion", "confidence", "probabilities")}
+                    {k: v for k, v in f.to_dict().items()
+                     if k in ("box", "emotion", "confidence", "confident", "probabilities")}
                     for f in faces
                 ],
             }

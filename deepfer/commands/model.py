@@ -115,17 +115,25 @@ def evaluate(
         None, "--confusion-png", help="Normalized confusion matrix (default: next to --json)."
     ),
     device: Device = None,
+    degrade: list[str] | None = typer.Option(
+        None, help="Measure on degraded faces instead: size=24 (shrunk to 24 px and back), blur=1.5 (Gaussian "
+        "sigma), jpeg=30 (quality), noise=8, combined with commas; repeat for several conditions, or 'sweep'.",
+    ),
 ) -> None:
-    """Accuracy, per-class precision/recall/F1, macro and weighted F1, and the confusion matrix."""
+    """Accuracy, per-class precision/recall/F1, macro and weighted F1, calibration error (ECE) and the confusion
+    matrix; with --degrade, accuracy, macro F1 and ECE per degradation."""
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device, tta=tta or None))
+    if degrade:
+        _evaluate_degraded(settings, data, json_out, degrade)
+        return
     from classifier.evaluate import evaluate_to_files
 
-    settings = settings_from(ctx, classifier=dict(weights=weights, device=device, tta=tta or None))
     report, png = evaluate_to_files(
         settings.classifier, data, json_out, confusion_png, settings.paths.data_dir / "cache"
     )
     table = Table(
         title=f"{report.model} on {report.samples} faces: accuracy {report.accuracy:.2%}, macro F1 "
-        f"{report.macro_f1:.3f}"
+        f"{report.macro_f1:.3f}, ECE {report.ece:.3f}"
     )
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right")
@@ -133,6 +141,31 @@ def evaluate(
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
     Console().print(table)
     say(f"report: {json_out}  confusion matrix: {png}")
+
+
+def _evaluate_degraded(settings, data: Path, json_out: Path, degrade: list[str]) -> None:
+    import json
+
+    from classifier.data import load_dataset
+    from classifier.degrade import DegradationError, parse_conditions
+    from classifier.evaluate import robustness
+    from classifier.loading import build_classifier
+
+    try:
+        conditions = parse_conditions(degrade)
+    except DegradationError as exc:
+        raise UserError(str(exc)) from None
+    result = robustness(build_classifier(settings.classifier), load_dataset(data, settings.paths.data_dir / "cache"),
+                        conditions)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=1))
+    table = Table(title=f"{result['model']} on {result['samples']} degraded faces (T = {result['temperature']:.3f})")
+    for col in ("degradation", "accuracy", "macro F1", "ECE"):
+        table.add_column(col, justify="right")
+    for c in result["conditions"]:
+        table.add_row(c["degradation"], f"{c['accuracy']:.2%}", f"{c['macro_f1']:.3f}", f"{c['ece']:.3f}")
+    Console().print(table)
+    say(f"report: {json_out}")
 
 
 @app.command()
@@ -175,3 +208,37 @@ def export_model(
         + f"; against PyTorch on {r.check_faces} faces: max |dp| {r.max_prob_diff:.2g}, same top emotion"
         f" {r.top1_agreement:.1%}"
     )
+
+
+@app.command()
+@user_errors
+def calibrate(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., help="Training faces (<class>/ tree or fer2013.csv:Training), never a test split."),
+    out: Path = typer.Option(..., help="Write the calibrated checkpoint here (may be the --weights file itself)."),
+    weights: str | None = typer.Option(None, help="Checkpoint path or shipped name (default: classifier.weights)."),
+    fraction: float = typer.Option(0.1, min=0.01, max=1.0, help="Share of each class held out to fit on."),
+    seed: int = typer.Option(0, help="Which faces are held out (train.val_fraction with train.seed holds out the "
+                                     "same ones)."),
+    degrade: list[str] | None = typer.Option(
+        None, help="Fit on the slice under these conditions too (as evaluate --degrade), e.g. clean, size=24, size=16."
+    ),
+    device: Device = None,
+) -> None:
+    """Temperature scaling: fit T on held-out training faces, store it in the checkpoint (and so in ONNX exports)."""
+    from classifier.calibrate import calibrate as run_calibration
+    from classifier.data import load_dataset
+    from classifier.degrade import DegradationError, parse_conditions
+
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device))
+    try:
+        conditions = parse_conditions(degrade or ["clean"])
+    except DegradationError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        r = run_calibration(settings.classifier.weights, load_dataset(data, settings.paths.data_dir / "cache"), out,
+                            fraction, seed, conditions, device or "cpu")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    say(f"temperature {r.temperature:.4f} fitted on {r.faces} faces ({', '.join(r.conditions)}) of {r.data}: NLL "
+        f"{r.nll_before:.4f} -> {r.nll_after:.4f}, ECE {r.ece_before:.4f} -> {r.ece_after:.4f}; wrote {out}")

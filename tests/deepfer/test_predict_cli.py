@@ -31,8 +31,9 @@ def test_json_one_face_with_probabilities(media: Path, tiny_checkpoint: Path) ->
     probs = face["probabilities"]
     assert list(probs) == list(EMOTIONS)
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
-    assert face["emotion"] == max(probs, key=probs.get)
-    assert face["confidence"] == pytest.approx(probs[face["emotion"]], abs=1e-4)
+    top = max(probs, key=probs.get)  # shown unless the face is too small or unsure to read (issue 32)
+    assert face["emotion"] == (top if face["confident"] else "uncertain")
+    assert face["confidence"] == pytest.approx(probs[top], abs=1e-4)
     box = face["box"]
     assert 0 <= box["x1"] < box["x2"] <= 381 and 0 <= box["y1"] < box["y2"] <= 384
 
