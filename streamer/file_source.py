@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from core.settings import SourceSettings
-from streamer.media import MediaError, local_path, probe_video, video_pictures
+from streamer.media import MediaError, limit_options, local_path, probe_video, video_pictures
 from streamer.source_base import VideoSource
 from streamer.source_url import SourceError
 
@@ -23,7 +23,7 @@ class FileSource(VideoSource):
         super().__init__(uri, camera_id, settings, queue_size)
         self.path = str(local_path(uri))
         try:
-            info = probe_video(self.path)
+            info = probe_video(self.path, settings.max_frame_pixels)
         except MediaError as exc:
             raise SourceError(str(exc)) from None
         self.fps, self.size = info.fps, info.size
@@ -33,12 +33,13 @@ class FileSource(VideoSource):
         import av
 
         self.status = "connecting"
-        with av.open(self.path) as container:
+        s = self.settings
+        with av.open(self.path, options=limit_options(s.max_frame_pixels)) as container:
             self.status = "connected"
             start = time.time()
             mono = time.monotonic()
             first: float | None = None
-            for image, pts in video_pictures(container, self._count_cpu):
+            for image, pts in video_pictures(container, self._count_cpu, s.max_frame_pixels, s.working_pixels):
                 if pts is None and self.fps:
                     pts = self._seq / self.fps
                 first = pts if first is None else first

@@ -18,7 +18,7 @@ import numpy as np
 from core.redact import redact
 from core.settings import SourceSettings
 from core.types import Pixels
-from streamer.media import stream_info, video_pictures
+from streamer.media import FrameTooLarge, limit_options, stream_info, too_large, video_pictures, working_size
 from streamer.netpolicy import HostUnresolved, NetworkPolicy, PolicyRefused
 from streamer.source_base import VideoSource
 from streamer.source_url import SourceError, parse_camera_url
@@ -49,6 +49,8 @@ class LiveSource(VideoSource):
             try:
                 self._read_until_failure()
                 detail, public = "stream ended", self._public_error(None, "stream ended")
+            except FrameTooLarge:
+                raise  # the camera stops (VideoSource._main): reconnecting would ask for the same memory again
             except Exception as exc:
                 detail = redact(f"{exc.__class__.__name__}: {exc}")
                 public = self._public_error(exc, detail)
@@ -117,7 +119,7 @@ class RtspSource(LiveSource):
         """The URL and options FFmpeg opens now: resolved, checked, pinned (``PolicyRefused``, ``HostUnresolved``)."""
         s, u = self.settings, self.camera_url
         ip = self.policy.check(u.host, u.effective_port)
-        options: dict[str, str] = {"rtsp_transport": s.rtsp_transport}
+        options: dict[str, str] = {"rtsp_transport": s.rtsp_transport} | limit_options(s.max_frame_pixels)
         if u.scheme == "rtsps" and s.rtsps_ca_file:  # the certificate must match the name: keep it
             return u.url, options | {"tls_verify": "1", "ca_file": s.rtsps_ca_file}
         return u.with_host(str(ip)).url, options
@@ -133,7 +135,7 @@ class RtspSource(LiveSource):
                 raise SourceError("no video stream")
             info = stream_info(container)
             self.fps, self.size = info.fps, info.size
-            self._pump(video_pictures(container, self._count_cpu))
+            self._pump(video_pictures(container, self._count_cpu, s.max_frame_pixels, s.working_pixels))
 
 
 class WebcamSource(LiveSource):
@@ -166,4 +168,9 @@ class WebcamSource(LiveSource):
             if not ok:
                 raise ConnectionError("webcam read failed")
             self.size = (bgr.shape[1], bgr.shape[0])
+            s = self.settings
+            if reason := too_large(self.size, s.max_frame_pixels):
+                raise FrameTooLarge(reason)
+            if self.size[0] * self.size[1] > s.working_pixels:
+                bgr = cv2.resize(bgr, working_size(*self.size, s.working_pixels), interpolation=cv2.INTER_AREA)
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic() - start

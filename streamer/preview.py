@@ -44,6 +44,15 @@ class PreviewSink:
         for d in (self._latest, self._received, self._snapshots, self._encoded):
             d.pop(camera_id, None)
 
+    def camera_ended(self, camera_id: str) -> None:
+        """A camera's source ended, failed or was stopped: its last frame and face crops are not kept (their memory
+        is the camera's size; an ended camera would hold them for ever). Its snapshots setting stays."""
+        for d in (self._latest, self._received, self._encoded):
+            d.pop(camera_id, None)
+        shots = self._snapshots.get(camera_id)
+        if shots is not None:
+            shots.clear()
+
     async def handle(self, result: FrameResult) -> None:
         cam = result.camera_id
         self._latest[cam] = result

@@ -22,6 +22,7 @@ import numpy as np
 from core.redact import redact
 from core.settings import SourceSettings
 from core.types import Frame, Pixels, TimedFrame
+from streamer.media import FrameTooLarge
 from streamer.source_url import source_kind
 
 log = logging.getLogger("streamer.sources")  # every source logs under one name, whichever module it lives in
@@ -156,6 +157,10 @@ class VideoSource:
     def _main(self) -> None:
         try:
             self._produce()
+        except FrameTooLarge as exc:  # the source stops: retrying would ask for the same memory again
+            self.status = "failed"
+            self.last_error = redact(str(exc))
+            log.error("camera %s (%s): %s; stopped", self.camera_id, self.display, self.last_error)
         except Exception as exc:  # never let a decode thread die silently
             self.status = "failed"
             self.last_error = redact(f"{exc.__class__.__name__}: {exc}")
