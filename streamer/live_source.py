@@ -88,6 +88,7 @@ class LiveSource(VideoSource):
             last = now
             if self.status != "connected":
                 self.status = "connected"
+                self.last_error = None  # the outage is over (the log and reconnects keep it)
                 log.info("camera %s (%s): connected", self.camera_id, self.display)
             if not self._emit(image, pts, time.time()):
                 return
