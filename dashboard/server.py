@@ -8,6 +8,7 @@ from typing import Any
 
 from core.redact import RedactFilter, redact
 from core.settings import Settings, secret_values
+from dashboard.slow_clients import uvicorn_options
 
 
 class ServeError(ValueError):
@@ -60,6 +61,7 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
             timeout_graceful_shutdown=5,
             proxy_headers=False,  # X-Forwarded-*: only from dashboard.trusted_proxies, validated (security.Gate)
             log_config=uvicorn_log_config(secret_values(settings)),
+            **uvicorn_options(d),  # deadlines on slow and idle clients, a connection cap (dashboard.slow_clients)
             **tls,
         )
     finally:
