@@ -35,9 +35,12 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
     url, embedded = connect_or_start(settings)
     settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
     if settings.cluster.address:
-        from streamer.runtime.ray_connect import ClusterError, connect
+        from streamer.runtime.ray_connect import ClusterError, check_auth, connect
 
         try:
+            if check_auth(settings):  # a cluster without token auth: refused, or (allowed) said loudly
+                say(f"WARNING: the Ray cluster at {settings.cluster.address} lets in clients without a token "
+                    "(cluster.allow_unauthenticated)")
             connect(settings)  # joins once here, so an unreachable cluster is one line, not a failed start-up
         except ClusterError as exc:
             if embedded is not None:

@@ -239,6 +239,9 @@ class ClusterSettings(Section):
                                                                    "models); then it is given up.")
     preview_ttl_s: float = Field(3.0, gt=0, description="Workers put a camera's annotated JPEG in Redis only while "
                                  "someone watched it within this time; the key expires after it.")
+    allow_unauthenticated: bool = Field(False, description="deepfer serve --cluster refuses a Ray cluster that lets "
+                                                          "in clients without its token (anyone reaching its ports "
+                                                          "could run code on every node); true: a warning instead.")
 
 
 def max_cameras(settings: DashboardSettings) -> int:
