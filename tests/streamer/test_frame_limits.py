@@ -146,8 +146,13 @@ async def test_the_preview_lets_an_ended_or_failed_cameras_frame_go(clips):
         stats = pipeline.stats()
         assert stats["small"].status == "ended" and stats["switch"].status == "failed"
         assert "max_frame_pixels" in (stats["switch"].last_error or "")
+        async with asyncio.timeout(10):
+            while preview._pending:  # the last annotated JPEGs, encoded in a thread
+                await asyncio.sleep(0.05)
         for cam in ("small", "switch"):
-            assert preview.latest(cam) is None and preview.jpeg(cam) is None
-            assert preview._snapshots[cam] == {}  # the crops went, the camera's setting stayed
+            assert preview.latest(cam) is None  # the frame is not kept...
+            assert preview._snapshots[cam] == {}  # ...nor the face crops; the camera's setting stays
+            jpeg = preview.jpeg(cam)  # only the last annotated JPEG, for the page
+            assert jpeg is not None and jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) < 100_000
     finally:
         await pipeline.stop()
