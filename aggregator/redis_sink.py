@@ -90,6 +90,10 @@ class RedisSink:
         self._outage = False  # the writer found Redis down (not merely: not connected yet)
         self.written = 0
         self.dropped = 0  # only when Redis is down and the journal cannot be written either
+        self.write_errors = 0  # failed write attempts, Redis down or refusing
+        self.last_error: str | None = None  # the last failure's reason, one line (kept after recovery)
+        self.last_error_at: float | None = None  # unix seconds
+        self.refusing: str | None = None  # while Redis answers but refuses writes (full, read-only): the reason
         self._last_prune = 0.0
         self._journaled_at = time.monotonic()  # last spill (or start): while Redis is down, spill when a second old
 
@@ -220,7 +224,20 @@ class RedisSink:
             "in_journal": self.journal.points + (self._inflight_segment[1] if self._inflight_segment else 0),
             "written": self.written,
             "dropped": self.dropped,
+            "write_errors": self.write_errors,
+            "refusing": self.refusing,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
         }
+
+    def _failed(self, exc: BaseException) -> str:
+        """Count a failed write attempt; its reason as one line, without the URL's secrets."""
+        text = (str(exc).strip().splitlines() or [""])[0]
+        text = text.split(" caused error: ", 1)[-1].strip("()',\"")  # redis-py quotes a pipeline's command: not that
+        reason = redact(f"{exc.__class__.__name__}: {text}".rstrip(": "))[:300]
+        self.write_errors += 1
+        self.last_error, self.last_error_at = reason, time.time()
+        return reason
 
     # ----- the writer task ---------------------------------------------------------------------------------------
 
@@ -247,7 +264,12 @@ class RedisSink:
                 await self._write_batch()
                 self._outage = False
                 backoff = 0.1
+                if self.refusing is not None:
+                    log.info("Redis at %s takes writes again (%d failed attempts so far); %d points to write",
+                             self.display, self.write_errors, self.buffer_depth)
+                    self.refusing = None
             except DOWN_ERRORS as exc:
+                self._failed(exc)
                 if self.connected:
                     log.warning("Redis at %s is down (%s); points go to the journal in %s", self.display,
                                 exc.__class__.__name__, self.journal.dir)
@@ -258,8 +280,13 @@ class RedisSink:
                 backoff = min(backoff * 2, self.settings.retry_max_s)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug or a Redis refusal must not stop the writer or the pipeline
-                log.exception("Redis at %s: write failed; retrying", self.display)
+            except Exception as exc:  # a bug or a Redis refusal must not stop the writer or the pipeline
+                reason = self._failed(exc)
+                if reason != self.refusing:  # one line per change of state, not a traceback every retry
+                    log.error("Redis at %s refuses writes (%s); points go to the journal in %s, retrying every "
+                              "%.1f s", self.display, reason, self.journal.dir, self.settings.retry_max_s)
+                    log.debug("the refused write", exc_info=True)
+                self.refusing = reason
                 self._outage = True  # Redis answers but refuses (full, read-only): on disk meanwhile, as when down
                 self._spill()
                 await self._wait_down(self.settings.retry_max_s)

@@ -21,8 +21,12 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or degraded (see reason): Redis does not answer, or refuses writes.")
+    reason: str | None = Field(None, description="Why the status is degraded, one line; null when ok.")
     redis: bool = Field(description="Redis answers a PING.")
+    redis_writer: dict | None = Field(None, description="The pipeline's Redis writer: connected, points buffered / "
+                                                        "written / dropped, write_errors, refusing (the reason while "
+                                                        "Redis refuses writes), last_error, last_error_at.")
     cameras: int
     webrtc_sessions: int = Field(0, description="WebRTC visitors connected now.")
     uptime_s: float

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.redact import RedactFilter, redact
 from core.settings import Settings, secret_values
+from dashboard.slow_clients import uvicorn_options
 
 
 class ServeError(ValueError):
@@ -43,9 +44,12 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
             embedded.stop()
         raise ServeError(str(exc)) from None
     if settings.cluster.address:
-        from streamer.runtime.ray_connect import ClusterError, connect
+        from streamer.runtime.ray_connect import ClusterError, check_auth, connect
 
         try:
+            if check_auth(settings):  # a cluster without token auth: refused, or (allowed) said loudly
+                say(f"WARNING: the Ray cluster at {settings.cluster.address} lets in clients without a token "
+                    "(cluster.allow_unauthenticated)")
             connect(settings)  # joins once here, so an unreachable cluster is one line, not a failed start-up
         except ClusterError as exc:
             if embedded is not None:
@@ -69,6 +73,7 @@ def serve(settings: Settings, say: Callable[[str], None] = print) -> None:
             timeout_graceful_shutdown=5,
             proxy_headers=False,  # X-Forwarded-*: only from dashboard.trusted_proxies, validated (security.Gate)
             log_config=uvicorn_log_config(secret_values(settings)),
+            **uvicorn_options(d),  # deadlines on slow and idle clients, a connection cap (dashboard.slow_clients)
             **tls,
         )
     finally:

@@ -31,6 +31,24 @@ class ImageTooLarge(MediaError):
     """More pixels than allowed, known from the header alone."""
 
 
+class FrameTooLarge(MediaError):
+    """A video frame (or a stream's announced size) over ``sources.max_frame_pixels``: the source stops."""
+
+
+def too_large(size: tuple[int, int] | None, max_pixels: int) -> str:
+    """The one-line reason a stream of ``size`` is refused ("" when it is not)."""
+    if size is None or size[0] * size[1] <= 0:
+        return f"the stream's frame size is unknown or over sources.max_frame_pixels ({max_pixels})"
+    if size[0] * size[1] > max_pixels:
+        return f"frames of {size[0]}x{size[1]} pixels, over sources.max_frame_pixels ({max_pixels})"
+    return ""
+
+
+def limit_options(max_pixels: int | None) -> dict[str, str]:
+    """FFmpeg options that make its decoders refuse a larger picture before allocating it (probing included)."""
+    return {"max_pixels": str(max_pixels)} if max_pixels else {}
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     fps: float | None  # nominal frame rate, when the container says
@@ -54,8 +72,9 @@ def stream_info(container) -> VideoInfo:
     return VideoInfo(float(rate) if rate else None, stream.codec_context.width, stream.codec_context.height)
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Frame rate and size of a video file; ``MediaError`` with a one-line reason when it is not one."""
+def probe_video(path: str | Path, max_pixels: int | None = None) -> VideoInfo:
+    """Frame rate and size of a video file; ``MediaError`` with a one-line reason when it is not one, and
+    ``FrameTooLarge`` when its frames are over ``max_pixels`` (FFmpeg's probe decodes none that large)."""
     import av
 
     p = local_path(path)
@@ -64,31 +83,65 @@ def probe_video(path: str | Path) -> VideoInfo:
     if not p.is_file():
         raise MediaError(f"not a file: {p}")
     try:
-        with av.open(str(p)) as container:
+        with av.open(str(p), options=limit_options(max_pixels)) as container:
             if not container.streams.video:
                 raise MediaError(f"no video stream in {p}")
-            return stream_info(container)
+            info = stream_info(container)
     except MediaError:
         raise
     except Exception as exc:
         raise MediaError(f"not a readable video: {p} ({exc.__class__.__name__}: "
                          f"{getattr(exc, 'strerror', None) or exc})") from None
+    if max_pixels and (reason := too_large(info.size, max_pixels)):
+        raise FrameTooLarge(f"{p}: {reason}")
+    return info
 
 
-def video_pictures(container, on_cpu: Callable[[float], None] | None = None) -> Iterator[tuple[Pixels, float | None]]:
+def video_pictures(container, on_cpu: Callable[[float], None] | None = None, max_pixels: int | None = None,
+                   working_pixels: int | None = None) -> Iterator[tuple[Pixels, float | None]]:
     """The frames of an open PyAV container's first video stream as ``Pixels`` (RGB made on first use), with their
     stream time in seconds. ``on_cpu`` receives the CPU seconds of decoding (this thread) and of each conversion to
-    RGB (the thread that asks for it)."""
+    RGB (the thread that asks for it).
+
+    ``max_pixels``: the decoder refuses a larger frame before allocating it, whatever the stream announced
+    (``FrameTooLarge``); ``working_pixels``: larger frames are scaled down to about that many pixels, once, here, so
+    every later copy (queue, analysis, preview) has the working size.
+    """
+    import av
+
     stream = container.streams.video[0]
+    if max_pixels:
+        if reason := too_large(stream_info(container).size, max_pixels):
+            raise FrameTooLarge(reason)
+        stream.codec_context.options = limit_options(max_pixels)
     tb = stream.time_base
     started = time.thread_time()
-    for frame in container.decode(stream):
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.error.ArgumentError:  # EINVAL: FFmpeg's max_pixels refused the next picture's size
+            if not max_pixels:
+                raise
+            raise FrameTooLarge(f"a frame over sources.max_frame_pixels ({max_pixels}) or of no valid size") from None
+        if max_pixels and frame.width * frame.height > max_pixels:  # a decoder that ignored the option
+            raise FrameTooLarge(too_large((frame.width, frame.height), max_pixels))
+        if working_pixels and frame.width * frame.height > working_pixels:
+            frame = frame.reformat(*working_size(frame.width, frame.height, working_pixels))
         pts = float(frame.pts * tb) if frame.pts is not None and tb is not None else None
         pixels = picture(frame, on_cpu)
         if on_cpu is not None:
             on_cpu(time.thread_time() - started)
         yield pixels, pts
         started = time.thread_time()
+
+
+def working_size(width: int, height: int, working_pixels: int) -> tuple[int, int]:
+    """``width`` x ``height`` scaled to at most ``working_pixels`` pixels, aspect kept, both sides even."""
+    scale = (working_pixels / (width * height)) ** 0.5
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
 def picture(frame, on_cpu: Callable[[float], None] | None = None) -> Pixels:

@@ -319,6 +319,10 @@ class Pipeline:
                 await self._hand_on(result)
         finally:
             cam.done = True
+            for sink in list(self.sinks):  # sinks that keep a camera's last frame let it go (the preview)
+                ended = getattr(sink, "camera_ended", None)
+                if ended is not None:
+                    ended(cam.camera_id)
             self._notify()
 
     @staticmethod

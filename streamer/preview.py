@@ -6,6 +6,7 @@ Face images leave memory only as the annotated preview a signed-in user is watch
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 
@@ -33,6 +34,8 @@ class PreviewSink:
         self._received: dict[str, float] = {}
         self._snapshots: dict[str, OrderedDict[int, np.ndarray]] = {}
         self._encoded: dict[str, tuple[int, bytes]] = {}
+        self._final: dict[str, bytes] = {}  # an ended camera's last annotated JPEG (its frame is not kept)
+        self._pending: dict[str, object] = {}  # that JPEG being encoded
 
     def set_snapshots(self, camera_id: str, on: bool) -> None:
         if on:
@@ -41,12 +44,44 @@ class PreviewSink:
             self._snapshots.pop(camera_id, None)
 
     def forget(self, camera_id: str) -> None:
-        for d in (self._latest, self._received, self._snapshots, self._encoded):
+        for d in (self._latest, self._received, self._snapshots, self._encoded, self._final, self._pending):
             d.pop(camera_id, None)
+
+    def camera_ended(self, camera_id: str) -> None:
+        """A camera's source ended, failed or was stopped: its last frame and face crops are not kept (their memory
+        is the camera's frame size; an ended camera would hold them for ever), only the last annotated JPEG (encoded
+        once, in a thread, when nobody had asked for it yet). Its snapshots setting stays."""
+        result = self._latest.pop(camera_id, None)
+        self._received.pop(camera_id, None)
+        cached = self._encoded.pop(camera_id, None)
+        shots = self._snapshots.get(camera_id)
+        if shots is not None:
+            shots.clear()
+        if result is None:
+            return
+        if cached is not None and cached[0] == result.frame.seq:
+            self._final[camera_id] = cached[1]
+            return
+        token = object()
+        self._pending[camera_id] = token
+        faces, quality = result.faces, self.quality
+        job = asyncio.get_running_loop().run_in_executor(
+            None, lambda: encode_jpeg(draw_faces(result.frame.image, faces), quality))
+
+        def done(job: asyncio.Future[bytes]) -> None:
+            if self._pending.get(camera_id) is token:
+                del self._pending[camera_id]
+                if not job.cancelled() and job.exception() is None:
+                    self._final[camera_id] = job.result()
+
+        job.add_done_callback(done)
 
     async def handle(self, result: FrameResult) -> None:
         cam = result.camera_id
         self._latest[cam] = result
+        if self._final:
+            self._final.pop(cam, None)
+            self._pending.pop(cam, None)
         self._received[cam] = time.time()
         shots = self._snapshots.get(cam)
         if shots is not None:
@@ -62,9 +97,8 @@ class PreviewSink:
                         shots.popitem(last=False)
 
     async def close(self) -> None:
-        self._latest.clear()
-        self._snapshots.clear()
-        self._encoded.clear()
+        for d in (self._latest, self._snapshots, self._encoded, self._final, self._pending):
+            d.clear()
 
     def latest(self, camera_id: str) -> FrameResult | None:
         return self._latest.get(camera_id)
@@ -73,7 +107,7 @@ class PreviewSink:
         """The annotated JPEG of the newest frame (encoded once per frame); run it in a thread."""
         result = self._latest.get(camera_id)
         if result is None:
-            return None
+            return self._final.get(camera_id)
         cached = self._encoded.get(camera_id)
         if cached is not None and cached[0] == result.frame.seq:
             return cached[1]

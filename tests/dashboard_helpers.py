@@ -9,6 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from core.settings import Settings
+from dashboard.slow_clients import uvicorn_options
 from tests.conftest import MEDIA
 
 TOKEN = "test-token-5f2c-9a7e1d"  # dashboard.token needs at least 16 characters
@@ -40,7 +41,8 @@ class LiveServer:
         self.app = create_app(settings)
         tls = {"ssl_certfile": d.tls_cert, "ssl_keyfile": d.tls_key} if d.tls_cert else {}
         config = uvicorn.Config(self.app, host="127.0.0.1", port=d.port, log_level="warning",
-                                timeout_graceful_shutdown=3, proxy_headers=False, **tls)  # as dashboard.server
+                                timeout_graceful_shutdown=3, proxy_headers=False, **uvicorn_options(d),
+                                **tls)  # as dashboard.server
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

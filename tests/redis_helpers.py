@@ -107,3 +107,17 @@ def tracked_frame(camera: str, seq: int, t: float, track_ids: list[int], label: 
     faces = [FaceResult(FaceBox(10.0 + 100 * i, 10, 90.0 + 100 * i, 90, 0.99), probs, track_id=tid, smoothed=probs,
                         label=label) for i, tid in enumerate(track_ids)]
     return FrameResult(Frame(camera, seq, t, np.zeros((2, 2, 3), np.uint8)), faces, processed_at=t)
+
+
+# What the writer reports while Redis is full: the server's words, not the refused command
+FULL_MESSAGE = "OutOfMemoryError: command not allowed when used memory > 'maxmemory'."
+
+
+def fill_up(url: str, full: bool) -> None:
+    """Redis's own memory limit: 1 byte with noeviction refuses every write; 0 lifts it."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1 if full else 0)
+    client.close()

@@ -24,8 +24,8 @@ Python API (the same DataFrames the files hold)::
 
 The parts, one job each: ``timerange`` (what users give as a time range), ``query`` (which rows, their columns and
 types), ``reading`` (rows out of Redis: the k-way merge of the points, the roll-up windows), ``encoders`` (chunks
-to CSV, Parquet or JSON lines), ``files`` (the stream, the file on disk, the Python API). This package re-exports
-their public names.
+to CSV, Parquet or JSON lines), ``files`` (the stream, the file on disk, the Python API), ``limits`` (an HTTP
+export's size, known before it is read). This package re-exports their public names.
 """
 
 from aggregator.export.encoders import FORMATS, MEDIA_TYPES, Encoder

@@ -50,14 +50,14 @@ class ExportResult:
 async def stream_export(ts: EmotionTimeSeries, query: ExportQuery, fmt: str, options: ExportSettings,
                         cameras: list[str] | None = None,
                         encode_in: Callable[..., Any] | None = None) -> AsyncIterator[bytes]:
-    """The export file's bytes, chunk by chunk. ``encode_in(fn, *args)``: where encoding runs (e.g.
-    ``asyncio.to_thread``, to keep a server's event loop free); inline by default."""
+    """The export file's bytes, chunk by chunk. ``encode_in(fn, *args)``: where building the rows and encoding them
+    run (e.g. ``asyncio.to_thread``, to keep a server's event loop free); inline by default."""
     encoder = Encoder(fmt, query.columns)
 
     async def call(fn, *args):
         return await encode_in(fn, *args) if encode_in else fn(*args)
 
-    async for frame in iter_frames(ts, query, options, cameras):
+    async for frame in iter_frames(ts, query, options, cameras, call):
         data = await call(encoder.encode, frame)
         if data:
             yield data

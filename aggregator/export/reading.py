@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -150,9 +150,15 @@ def _point_frame(rows: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=POINT_COLUMNS)
 
 
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
 async def iter_point_frames(ts: EmotionTimeSeries, cameras: Sequence[str], query: ExportQuery,
-                            options: ExportSettings) -> AsyncIterator[pd.DataFrame]:
-    """The points of ``cameras`` in [start, end), oldest first, as DataFrames of at most ``chunk_points`` rows."""
+                            options: ExportSettings, build_in: Callable[..., Any] = _inline
+                            ) -> AsyncIterator[pd.DataFrame]:
+    """The points of ``cameras`` in [start, end), oldest first, as DataFrames of at most ``chunk_points`` rows.
+    ``build_in(fn, *args)``: where the DataFrames are built (a server's worker thread; inline by default)."""
     chunk = options.chunk_points
     per_person = max(100, chunk // 8)  # entries fetched per person and round trip
     lo_ms, hi_ms = math.ceil(query.start * 1000), math.ceil(query.end * 1000) - 1
@@ -185,10 +191,10 @@ async def iter_point_frames(ts: EmotionTimeSeries, cameras: Sequence[str], query
             heapq.heappush(heap, (s.head_ms(), order, s))
             order += 1
         if len(rows) >= chunk:
-            yield _point_frame(rows)
+            yield await build_in(_point_frame, rows)
             rows = []
     if rows:
-        yield _point_frame(rows)
+        yield await build_in(_point_frame, rows)
 
 
 # ----- roll-up buckets ------------------------------------------------------------------------------------------------
@@ -221,7 +227,8 @@ def _bucket_frame(rows: list[dict[str, Any]], cameras: list[str]) -> pd.DataFram
 
 
 async def iter_bucket_frames(ts: EmotionTimeSeries, cameras: Sequence[str], query: ExportQuery,
-                             options: ExportSettings) -> AsyncIterator[pd.DataFrame]:
+                             options: ExportSettings, build_in: Callable[..., Any] = _inline
+                             ) -> AsyncIterator[pd.DataFrame]:
     """Roll-up buckets with points, oldest first (per camera, or combined into ``all``), in chunks of buckets."""
     interval = cast(Interval, query.interval)  # a roll-up interval: ExportQuery checked it
     size = INTERVAL_S[interval]
@@ -238,19 +245,20 @@ async def iter_bucket_frames(ts: EmotionTimeSeries, cameras: Sequence[str], quer
                         rows.append(analytics.from_bucket(buckets[i]))
                         names.append(cam)
         else:
-            rows = [b for b in analytics.combine(per_camera) if b["points"]]
+            rows = [b for b in await build_in(analytics.combine, per_camera) if b["points"]]
             names = [ALL_CAMERAS] * len(rows)
         if rows:
-            yield _bucket_frame(rows, names)
+            yield await build_in(_bucket_frame, rows, names)
         lo = hi
 
 
 async def iter_frames(ts: EmotionTimeSeries, query: ExportQuery, options: ExportSettings,
-                      cameras: list[str] | None = None) -> AsyncIterator[pd.DataFrame]:
-    """The query's rows in DataFrame chunks (cameras checked first unless given)."""
+                      cameras: list[str] | None = None, build_in: Callable[..., Any] = _inline
+                      ) -> AsyncIterator[pd.DataFrame]:
+    """The query's rows in DataFrame chunks (cameras checked first unless given); ``build_in``: see above."""
     cameras = await check_cameras(ts, query) if cameras is None else cameras
     source = iter_point_frames if query.interval == "point" else iter_bucket_frames
-    async for frame in source(ts, cameras, query, options):
+    async for frame in source(ts, cameras, query, options, build_in):
         yield frame
 
 

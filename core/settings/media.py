@@ -112,6 +112,14 @@ class SourceSettings(Section):
     file_rate: Literal["asap", "realtime"] = Field("asap", description="File sources: as fast as processed, or at "
                                                                        "their own fps.")
     webcam_fps: float = Field(0.0, ge=0, description="Frame rate asked of webcams (0: the camera's default).")
+    max_frame_pixels: int = Field(
+        16_777_216, ge=4096, description="A camera or file whose frames (announced, or any decoded one) have more "
+                                         "pixels than this stops with that error: FFmpeg refuses such a frame before "
+                                         "allocating it (16 M: 4096x4096, twice 4K UHD).")
+    working_pixels: int = Field(
+        8_294_400, ge=4096, description="Decoded frames with more pixels than this are scaled down to it once, at "
+                                        "decode, so that every copy the pipeline keeps (queue, analysis, preview) is "
+                                        "at most this size (8.3 M: 3840x2160).")
     allowed_networks: list[str] = Field(
         default_factory=list, description="Camera addresses (after DNS, when added and at every reconnect) must be in "
                                           "one of these CIDRs; empty: any address not denied.")

@@ -99,6 +99,18 @@ class DashboardSettings(Section):
     hsts_max_age_s: int = Field(
         31_536_000, ge=0, description="Strict-Transport-Security max-age sent over HTTPS (0: not sent)."
     )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection whose request line and headers are not all in within this many seconds "
+                                "(of connecting, or of its previous response) is closed with 408: slow-header and "
+                                "idle sockets are not kept.")
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A request body not all in within this many seconds of its headers is refused with 408 "
+                                "and the connection closed (a 10 MB upload needs about 1.4 Mbit/s).")
+    keep_alive_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this long.")
+    max_connections: int = Field(
+        256, ge=1, description="Open HTTP connections at once (the page's event stream and previews included); one "
+                               "more gets 503 with Retry-After and is closed at once.")
+    max_header_kb: int = Field(16, ge=1, description="Largest request line plus headers; larger gets 400.")
     present_window_s: float = Field(5.0, gt=0, description="A person seen within this many seconds is 'in view now'.")
     max_series_points: int = Field(5000, ge=1, description="Most points one person's time series answer holds.")
     max_people: int = Field(500, ge=1, description="Most people one people answer holds (most recent first).")
@@ -227,6 +239,9 @@ class ClusterSettings(Section):
                                                                    "models); then it is given up.")
     preview_ttl_s: float = Field(3.0, gt=0, description="Workers put a camera's annotated JPEG in Redis only while "
                                  "someone watched it within this time; the key expires after it.")
+    allow_unauthenticated: bool = Field(False, description="deepfer serve --cluster refuses a Ray cluster that lets "
+                                                          "in clients without its token (anyone reaching its ports "
+                                                          "could run code on every node); true: a warning instead.")
 
 
 def max_cameras(settings: DashboardSettings) -> int:

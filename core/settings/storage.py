@@ -28,6 +28,17 @@ class ExportSettings(Section):
     max_people: int = Field(100_000, ge=1, description="Most people one export or report reads (people are listed "
                                                       "before their points are streamed); more: an error asking for "
                                                       "a shorter range.")
+    max_buckets: int = Field(50_000, ge=1, description="Most roll-up buckets one HTTP export reads (buckets of the "
+                                                       "range x cameras; 31 days of minutes of one camera: 44,640); "
+                                                       "more: 400 with the reason.")
+    max_points: int = Field(1_000_000, ge=1, description="Most points one HTTP export holds (counted from the hour "
+                                                         "roll-ups before reading); more: 400 with the reason.")
+    max_concurrent: int = Field(2, ge=1, description="HTTP exports and reports running at once; one more gets 503 "
+                                                     "with Retry-After. They encode in as many threads, at lower "
+                                                     "CPU priority than the cameras' pipeline.")
+    retry_after_s: int = Field(10, ge=1, description="Retry-After of the 503 when max_concurrent are running.")
+    nice: int = Field(10, ge=0, le=19, description="How much lower the export threads' CPU priority is (Linux nice "
+                                                   "increment; 0: the same as the pipeline).")
 
 
 class RedisSettings(Section):

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, StreamingResponse
 from redis.exceptions import RedisError
+from starlette.background import BackgroundTask
 
 from aggregator.export import (
     MEDIA_TYPES,
@@ -20,7 +24,9 @@ from aggregator.export import (
     stream_export,
     time_range,
 )
+from aggregator.export.limits import check_size
 from aggregator.report import REPORT_CSP, report_html
+from core.settings import ExportSettings
 from dashboard.deps import get_service, known_camera
 from dashboard.routes.people import PERSON_ID
 from dashboard.service import Service
@@ -43,6 +49,54 @@ START_DOC = "Unix seconds (default: end - export.default_range_s)."
 END_DOC = "Unix seconds, exclusive (default: now). At most export.max_range_s after start."
 
 
+def lower_priority(nice: int) -> None:
+    """An export thread runs at a lower CPU priority than the pipeline (Linux: nice applies per thread)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError):  # not Linux, or not allowed: same priority
+        pass
+
+
+class ExportGate:
+    """At most ``export.max_concurrent`` exports and reports at once (more: 503 with Retry-After), encoding in
+    their own threads at a lower priority, so downloads do not take the cameras' cores."""
+
+    def __init__(self, options: ExportSettings):
+        self.options = options
+        self.running = 0
+        self.pool = ThreadPoolExecutor(options.max_concurrent, thread_name_prefix="export",
+                                       initializer=lower_priority, initargs=(options.nice,))
+
+    def enter(self) -> Callable[[], None]:
+        """Take a place (``HTTPException`` 503 when none is free); the function returned gives it back, once."""
+        if self.running >= self.options.max_concurrent:
+            raise HTTPException(503, f"{self.running} exports or reports are running (export.max_concurrent); try "
+                                     f"again in {self.options.retry_after_s} s",
+                                headers={"Retry-After": str(self.options.retry_after_s)})
+        self.running += 1
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                self.running -= 1
+
+        return leave
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+
+def export_gate(service: Service) -> ExportGate:
+    gate = getattr(service, "export_gate", None)
+    if gate is None:
+        gate = ExportGate(service.settings.export)
+        setattr(service, "export_gate", gate)  # noqa: B010 (one per running dashboard)
+    return gate
+
+
 def checked_range(service: Service, start: float | None, end: float | None) -> tuple[float, float]:
     options = service.settings.export
     try:
@@ -54,25 +108,34 @@ def checked_range(service: Service, start: float | None, end: float | None) -> t
 async def streamed(service: Service, query: ExportQuery, fmt: str, cameras: list[str]) -> StreamingResponse:
     """The export as a download. The first chunk is read before answering, so Redis down is a 503 and a refused
     query a 400; a failure later cuts the transfer short (the client sees an incomplete download)."""
-    chunks = stream_export(service.ts, query, fmt, service.settings.export, cameras, encode_in=asyncio.to_thread)
+    gate = export_gate(service)
+    leave = gate.enter()
     try:
+        await check_size(service.ts, query, cameras, service.settings.export)
+        chunks = stream_export(service.ts, query, fmt, service.settings.export, cameras, encode_in=gate.run)
         first = await anext(chunks, b"")
-    except ValueError as exc:  # e.g. more people than export.max_people
+    except ValueError as exc:  # over export.max_buckets / max_points / max_people
+        leave()
         raise HTTPException(400, str(exc)) from None
+    except BaseException:
+        leave()
+        raise
 
     async def body() -> AsyncIterator[bytes]:
-        if first:
-            yield first
         try:
+            if first:
+                yield first
             async for data in chunks:
                 yield data
         except (RedisError, OSError) as exc:
             log.warning("export %s cut short: Redis error %s", file_name(query.cameras, query, fmt),
                         exc.__class__.__name__)
             raise
+        finally:
+            leave()
 
     name = file_name(query.cameras, query, fmt)
-    return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt],
+    return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt], background=BackgroundTask(leave),
                              headers={"Content-Disposition": f'attachment; filename="{name}"',
                                       "Cache-Control": "no-store"})
 
@@ -127,11 +190,14 @@ async def report_page(service: Service, cameras: list[str] | None, day: str | No
             raise HTTPException(400, str(exc)) from None
     else:
         lo, hi = checked_range(service, start, end)
+    leave = export_gate(service).enter()
     try:
         page = await report_html(service.ts, cameras, lo, hi, service.settings.export.max_people, in_thread=True,
                                  check=False)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
+    finally:
+        leave()
     return HTMLResponse(page, headers={"Content-Security-Policy": REPORT_CSP, "Cache-Control": "no-store"})
 
 

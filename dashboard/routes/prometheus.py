@@ -75,6 +75,9 @@ class PipelineCollector:
             written = CounterMetricFamily(
                 "deepfer_worker_redis_points_written", "Points the worker wrote to Redis", labels=["worker", "node"]
             )
+            errors = CounterMetricFamily(
+                "deepfer_worker_redis_write_errors", "Worker's failed Redis write attempts", labels=["worker", "node"]
+            )
             for w in workers:
                 labels = [w["name"], w["node"]]
                 ready.add_metric(labels, 1.0 if w["state"] == "ready" else 0.0)
@@ -82,7 +85,8 @@ class PipelineCollector:
                 if w["redis"]:
                     depth.add_metric(labels, w["redis"]["buffered"])
                     written.add_metric(labels, w["redis"]["written"])
-            yield from (ready, room, depth, written)
+                    errors.add_metric(labels, w["redis"].get("write_errors", 0))
+            yield from (ready, room, depth, written, errors)
         sink = s.redis_sink
         if sink is not None:
             yield GaugeMetricFamily(
@@ -94,6 +98,15 @@ class PipelineCollector:
                 "deepfer_redis_connected", "1 when the Redis writer is connected", value=float(sink.connected)
             )
             yield CounterMetricFamily("deepfer_redis_points_written", "Points written to Redis", value=sink.written)
+            yield CounterMetricFamily("deepfer_redis_write_errors", "Failed Redis write attempts (down or refusing)",
+                                      value=sink.write_errors)
+            yield GaugeMetricFamily("deepfer_redis_write_refused", "1 while Redis answers but refuses writes (full, "
+                                    "read-only)", value=float(sink.refusing is not None))
+            if sink.last_error is not None:  # the reason as a label: one series, replaced when it changes
+                last = GaugeMetricFamily("deepfer_redis_last_error_timestamp_seconds", "When the last Redis write "
+                                         "failed, and why", labels=["error"])
+                last.add_metric([sink.last_error], sink.last_error_at or 0.0)
+                yield last
         if s.events is not None:
             yield from events_metrics(s.events)
         if s.webrtc is not None:  # per-visitor camera ids are not labels (unbounded); the session count is

@@ -83,7 +83,8 @@ class WebRtcSessions:
             if track.kind != "video" or session.source is not None:
                 return  # audio (or a second video) is received and ignored
             w = self.settings.webrtc
-            source = WebRtcSource(track, camera_id, peer, w.max_in_flight, w.batch_wait_ms / 1000)
+            source = WebRtcSource(track, camera_id, peer, w.max_in_flight, w.batch_wait_ms / 1000,
+                                  self.settings.sources.max_frame_pixels)
             source.on_end = lambda: self._spawn(self.end(session.id, "the visitor's video ended"))
             session.source = source
             self.pipeline.add_source(source)

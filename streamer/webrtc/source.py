@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from core.redact import redact
 from core.types import Frame, TimedFrame
-from streamer.media import picture
+from streamer.media import FrameTooLarge, picture, too_large
 
 if TYPE_CHECKING:
     import av
@@ -28,8 +28,9 @@ class WebRtcSource:
     kind = "webrtc"
 
     def __init__(self, track, camera_id: str, peer: str, max_in_flight: int | None = None,
-                 batch_wait_s: float | None = None):
+                 batch_wait_s: float | None = None, max_pixels: int | None = None):
         self.camera_id = camera_id
+        self.max_pixels = max_pixels  # sources.max_frame_pixels: a larger frame ends the session
         self.display = f"webrtc://{peer}"
         self.max_in_flight = max_in_flight
         self.batch_wait_s = batch_wait_s
@@ -84,6 +85,8 @@ class WebRtcSource:
         try:
             while not self._stopped:
                 frame = await self.track.recv()
+                if self.max_pixels and (reason := too_large((frame.width, frame.height), self.max_pixels)):
+                    raise FrameTooLarge(reason)  # aiortc decoded it already; it is not kept, and no more are taken
                 now = time.monotonic()
                 if self._latest is not None:
                     self._dropped += 1
@@ -101,7 +104,7 @@ class WebRtcSource:
             self.status = "stopped"
         except Exception as exc:  # never lose the reason a visitor's video stopped
             self.status = "failed"
-            self.last_error = redact(f"{exc.__class__.__name__}: {exc}")
+            self.last_error = str(exc) if isinstance(exc, FrameTooLarge) else redact(f"{exc.__class__.__name__}: {exc}")
             log.warning("camera %s: %s", self.camera_id, self.last_error)
         finally:
             self._ended = True

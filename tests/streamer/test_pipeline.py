@@ -124,7 +124,8 @@ async def test_rtsp_camera_reconnects_after_the_server_is_killed_and_restarted(m
     for part in (before, after):
         assert sum(bool(r.faces) for r in part) >= 0.8 * len(part), "the face is found in most frames"
     st = pipeline.stats()["door"]
-    assert st.status == "stopped" and st.last_error and st.latency_p95_ms is not None
+    # connected again, the outage's error is cleared (issue 27, item 10); the reconnects still say it happened
+    assert st.status == "stopped" and st.last_error is None and st.reconnects >= 2 and st.latency_p95_ms is not None
 
 
 async def test_two_cameras_rtsp_and_file_are_kept_apart(models, rtsp_ok, media: Path, free_port: int):

@@ -128,6 +128,34 @@ async def test_live_source_keeps_the_newest_frame_and_counts_drops(rtsp_server: 
     assert item.frame.seq >= 20
 
 
+async def test_a_reconnected_camera_no_longer_shows_its_outage_error(rtsp_server: RtspServer):
+    """Issue 27, item 10: after the camera comes back, its status is ``connected`` with no error."""
+    settings = SourceSettings(reconnect_initial_s=0.2, reconnect_max_s=0.5, connect_timeout_s=1, read_timeout_s=2)
+    src = RtspSource(rtsp_server.url, "door", settings, queue_size=1, uniform_failures=True)
+    src.start()
+
+    async def until(check, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            while not check():
+                await src.get()  # keep taking frames (and the end-of-attempt wakeups) like the pipeline
+                await asyncio.sleep(0.05)
+
+    try:
+        await until(lambda: src.status == "connected")
+        rtsp_server.kill()
+        async with asyncio.timeout(30):
+            while not (src.status == "reconnecting" and src.last_error == CAMERA_UNREACHABLE):
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # a few refused attempts
+        outage = src.reconnects
+        rtsp_server.start()
+        read = src.frames_read
+        await until(lambda: src.status == "connected" and src.frames_read > read)
+        assert src.last_error is None and src.reconnects >= outage >= 1
+    finally:
+        await src.aclose()
+
+
 async def test_credentials_are_used_but_never_logged(rtsp_ok, media: Path, free_port: int, caplog):
     server = RtspServer(free_port, media / "woman2.mp4", user="cam", password="Zebra-77").start()
     settings = SourceSettings(reconnect_initial_s=0.2, reconnect_max_s=0.5)
