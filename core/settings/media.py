@@ -151,6 +151,10 @@ class PipelineSettings(Section):
     file_queue_size: int = Field(8, ge=1, description="Frames buffered per file source (no drops).")
     max_in_flight: int = Field(4, ge=1, description="Frames per camera being detected/classified at once (lets one "
                                                     "camera fill a batch).")
+    max_analysed_fps: float = Field(0.0, ge=0, description="Frames analysed per second at most, per camera (as NVRs' "
+                                                            "detect fps): every frame is decoded, the first of each "
+                                                            "1/N s of stream time analysed, the others dropped "
+                                                            "(frames_capped); 0: no cap.")
     detect_max_wait_ms: float = Field(5.0, ge=0, description="Longest a frame waits for the detector batch to fill.")
     classify_carried: bool = Field(True, description="Classify the carried boxes' crops on frames without detection "
                                                      "(else reuse the last probabilities).")
