@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from aggregator.motion import iou_matrix
+from aggregator.kalman import iou_matrix
 from bench.crowd_clip import CrowdTruth
 
 BUCKETS: tuple[tuple[str, float, float], ...] = (("<32", 0, 32), ("32-64", 32, 64), ("64-128", 64, 128),
