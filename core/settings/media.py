@@ -40,6 +40,11 @@ class DetectorSettings(Section):
                                               "per core).")
     mtcnn_batched: bool = Field(False, description="MTCNN post-processing as whole-batch tensor ops (roi_align, "
                                                    "batched NMS): meant for GPUs; same on CPU.")
+    region_native: bool = Field(False, description="MTCNN on motion regions (gating) at the frame's own resolution, "
+                                                   "down to region_min_face_size, not at max_side's scale: finds the "
+                                                   "small faces of a 1080p crowd where they move.")
+    region_min_face_size: int = Field(20, ge=8, description="Smallest face looked for in motion regions with "
+                                                            "region_native (original pixels).")
     yunet_model: str = Field("", description="YuNet ONNX file for kind = \"yunet\" (not shipped: OpenCV model zoo's "
                                              "face_detection_yunet_2023mar.onnx); empty: not configured.")
     yunet_score_threshold: float = Field(0.6, ge=0, le=1, description="YuNet faces scored below this are dropped "
@@ -86,6 +91,10 @@ class GatingSettings(Section):
     region_pad: float = Field(0.25, ge=0, description="A motion region grows by this fraction of its size on each "
                                                       "side (at least detector.min_face_size pixels) before MTCNN "
                                                       "runs on it.")
+    full_regions_above: float = Field(0.0, ge=0, le=1, description="With detector.region_native, a full detection "
+                                                                   "also runs MTCNN natively on the motion regions "
+                                                                   "while they cover at most this fraction of the "
+                                                                   "frame (0: never).")
     full_beside_live: bool = Field(True, description="On a live camera that knows faces, a full detection runs beside "
                                                      "the stream: the frame it was planned on gets its known faces "
                                                      "refined at once, new faces it finds join from the next detected "
