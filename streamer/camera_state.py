@@ -100,6 +100,11 @@ class Cadence:
     since_detect: int = 0
     still: bool = False
 
+    def sized(self, width: int, height: int, max_side: int, large_every: int) -> None:
+        """A camera whose frames are larger than ``max_side`` looks every ``large_every`` frames (0: ``every``)."""
+        if large_every and max(width, height) > max_side:
+            self.every = large_every
+
     def due(self, anchored: bool) -> bool:
         """Look at this frame: no detection yet, or ``every`` frames since the last one."""
         return not anchored or self.since_detect % self.every == 0

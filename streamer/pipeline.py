@@ -235,6 +235,10 @@ class Pipeline:
                     continue
                 if not cam.cap.admit(item.frame.captured_at):
                     continue
+                if cam.counters.first_at is None:
+                    d = self.settings.detector
+                    cam.cadence.sized(item.frame.pixels.width, item.frame.pixels.height, d.max_side,
+                                      d.detect_every_large)
                 cam.counters.first_frame(item.read_at)
                 job = None
                 if cam.cadence.due(cam.anchor.boxes is not None):

@@ -31,6 +31,9 @@ class DetectorSettings(Section):
     max_side: int = Field(640, ge=64, description="Frames whose long side exceeds this are downscaled for detection.")
     detect_every: int = Field(3, ge=1, description="Run the detector on every k-th frame; boxes are carried between (3 "
                                                    "keeps one 596x336 stream at 30 fps on 2 CPU cores).")
+    detect_every_large: int = Field(1, ge=0, description="detect_every of cameras whose frames are larger than "
+                                                          "max_side (1080p): walking faces of a crowd need fresh "
+                                                          "boxes on every frame (0: detect_every).")
     batch_size: int = Field(8, ge=1, description="Frames per detector call, across all cameras.")
     haar_scale_factor: float = Field(1.1, gt=1)
     haar_min_neighbors: int = Field(5, ge=1)
@@ -40,7 +43,7 @@ class DetectorSettings(Section):
                                               "per core).")
     mtcnn_batched: bool = Field(False, description="MTCNN post-processing as whole-batch tensor ops (roi_align, "
                                                    "batched NMS): meant for GPUs; same on CPU.")
-    region_native: bool = Field(False, description="MTCNN on motion regions (gating) at the frame's own resolution, "
+    region_native: bool = Field(True, description="MTCNN on motion regions (gating) at the frame's own resolution, "
                                                    "down to region_min_face_size, not at max_side's scale: finds the "
                                                    "small faces of a 1080p crowd where they move.")
     region_min_face_size: int = Field(20, ge=8, description="Smallest face looked for in motion regions with "

@@ -12,7 +12,7 @@ import pytest
 
 from core.settings import PipelineSettings, Settings, SourceSettings
 from core.types import FaceBox, FrameResult
-from streamer.camera_state import FpsCap
+from streamer.camera_state import Cadence, FpsCap
 from streamer.pipeline import Pipeline
 from streamer.sources import FileSource
 
@@ -87,3 +87,15 @@ def test_a_paced_source_is_analysed_at_about_the_cap(media: Path) -> None:
     assert st.frames_capped >= 85 and st.frames_capped + st.frames_processed + st.frames_dropped == st.frames_read
     gaps = np.diff(seqs)
     assert np.median(gaps) == 5  # about one frame in five of the 25 fps source
+
+
+def test_large_cameras_look_at_every_frame() -> None:
+    c = Cadence(3)
+    c.sized(1920, 1080, 640, 1)
+    assert c.every == 1
+    c = Cadence(3)
+    c.sized(596, 336, 640, 1)
+    assert c.every == 3
+    c = Cadence(3)
+    c.sized(1920, 1080, 640, 0)
+    assert c.every == 3
