@@ -55,7 +55,7 @@ class MtcnnDetector:
                 chunk = items[start : start + self.settings.batch_size]
                 raw = self._detect_group([small for _, small, _ in chunk], min_face)
                 for (i, _, _), found in zip(chunk, raw):
-                    results[i] = self._boxes(found, scale, frames[i].shape)
+                    results[i] = self._boxes(found, scale, frames[i].shape, self.settings.min_face_size)
         return results
 
     def _detect_group(self, smalls: list[np.ndarray], min_face: int) -> list[np.ndarray]:
@@ -86,28 +86,42 @@ class MtcnnDetector:
                 )
         return out
 
-    def _boxes(self, rows: np.ndarray, scale: float, shape: tuple[int, ...]) -> list[FaceBox]:
+    def _boxes(self, rows: np.ndarray, scale: float, shape: tuple[int, ...], min_face: int) -> list[FaceBox]:
         keep = []
         for x1, y1, x2, y2, p in rows:
             if p < self.settings.min_confidence:
                 continue
             box = to_original(x1, y1, x2, y2, p, scale, shape)
             # MTCNN's min_face_size only sets the pyramid, so smaller faces slip through; make it the promised floor
-            if box is not None and max(box.width, box.height) >= self.settings.min_face_size:
+            if box is not None and max(box.width, box.height) >= min_face:
                 keep.append(box)
         return keep
 
     # --- detect only where needed (gating.*): regions of a frame, or the known faces' boxes ---
 
+    def _native(self, frame: np.ndarray) -> bool:
+        """Regions of this frame are detected at its own resolution: ``region_native`` and a frame that ``detect``
+        shrinks (smaller frames are detected as they are anyway)."""
+        return self.settings.region_native and max(frame.shape[:2]) > self.settings.max_side
+
+    def _floor(self, frame: np.ndarray) -> int:
+        """The smallest face kept from regions and refinement of this frame (a face the regions found is kept)."""
+        s = self.settings
+        return min(s.region_min_face_size, s.min_face_size) if self._native(frame) else s.min_face_size
+
     def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]) -> list[list[FaceBox]]:
-        """The whole MTCNN on the given regions of each frame only (original pixels), at the scale ``detect`` would
-        use for the frame, so a face is found in a region as it would be in the frame; boxes in original pixels."""
+        """The whole MTCNN on the given regions of each frame only (original pixels); boxes in original pixels.
+        With ``detector.region_native`` at the frame's own resolution down to ``detector.region_min_face_size``
+        (the faces a downscaled full pass is too coarse for: regions are small, so their pyramid is cheap), else
+        at the scale ``detect`` would use for the frame, so a face is found in a region as it would be in it."""
         results: list[list[FaceBox]] = [[] for _ in frames]
-        groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, float, int, int]]] = defaultdict(list)
+        groups: dict[tuple[float, ...], list[tuple[int, np.ndarray, float, int, int]]] = defaultdict(list)
         for i, (frame, boxes) in enumerate(zip(frames, regions)):
             check_frame(frame)
             h, w = frame.shape[:2]
-            scale = min(1.0, self.settings.max_side / max(h, w))
+            native = self._native(frame)
+            scale = 1.0 if native else min(1.0, self.settings.max_side / max(h, w))
+            floor = self._floor(frame)
             for r in boxes:
                 cw = min(w, round(math.ceil(max(r.width, 1.0) * scale / REGION_STEP) * REGION_STEP / scale))
                 ch = min(h, round(math.ceil(max(r.height, 1.0) * scale / REGION_STEP) * REGION_STEP / scale))
@@ -117,10 +131,10 @@ class MtcnnDetector:
                 if scale < 1.0:
                     size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
                     crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-                groups[(*crop.shape, round(scale, 6))].append((i, np.ascontiguousarray(crop), scale, x1, y1))
-        for items in groups.values():
-            scale = items[0][2]
-            min_face = max(12, round(self.settings.min_face_size * scale))
+                groups[(*crop.shape, round(scale, 6), floor)].append((i, np.ascontiguousarray(crop), scale, x1, y1))
+        for key, items in groups.items():
+            scale, floor = items[0][2], int(key[-1])
+            min_face = max(12, round(floor * scale))
             for start in range(0, len(items), self.settings.batch_size):
                 chunk = items[start : start + self.settings.batch_size]
                 raw = self._detect_group([crop for _, crop, _, _, _ in chunk], min_face)
@@ -128,7 +142,7 @@ class MtcnnDetector:
                     rows = rows.copy()
                     rows[:, [0, 2]] += x1 * scale
                     rows[:, [1, 3]] += y1 * scale
-                    results[i] += self._boxes(rows, scale, frames[i].shape)
+                    results[i] += self._boxes(rows, scale, frames[i].shape, floor)
         return [dedupe(found) for found in results]
 
     @torch.inference_mode()
@@ -162,7 +176,7 @@ class MtcnnDetector:
             if net is m.rnet:
                 candidates = rerec(candidates)
         for i, row in zip(owners, candidates.numpy()):
-            results[i] += self._boxes(row[None, :], 1.0, frames[i].shape)
+            results[i] += self._boxes(row[None, :], 1.0, frames[i].shape, self._floor(frames[i]))
         return [dedupe(found) for found in results]
 
     @staticmethod

@@ -104,6 +104,9 @@ class DetectionScheduler:
                  phase_seed: str | None = None, beside: bool = False, confirm: int = 0):
         self.settings = gating
         self.min_face = detector_settings.min_face_size
+        # full detections also look at the motion regions at native resolution (the small faces a downscaled pass
+        # misses), while they cover at most gating.full_regions_above of the frame
+        self.full_regions = gating.full_regions_above > 0 and detector_settings.region_native
         self.gate = MotionGate(gating) if gating.enabled else None
         self.can_regions = isinstance(detector, PartialDetector)
         self.can_refine = gating.refine and self.can_regions
@@ -205,12 +208,21 @@ class DetectionScheduler:
         self.gate.accept(motion)
         self._full_reference = motion.small
         self._confirming = self.confirm
-        job = DetectJob(pixels)
+        job = DetectJob(pixels, regions=self._native_regions(pixels, motion))
         known = known_now() if self.beside else []
         if not known:  # awaited: a file, or a camera knowing no face (the frame has nothing better to wait for)
             return Plan(job)
         self._searching = True
         return Plan(DetectJob(pixels, full=False, known=known), beside=job)
+
+    def _native_regions(self, pixels: Pixels, motion: Motion) -> list[FaceBox]:
+        if not self.full_regions or not self.can_regions:
+            return []
+        w, h = pixels.width, pixels.height
+        regions = merge([grow(r, self.settings.region_pad, self.min_face, w, h) for r in motion.regions])
+        if sum(r.width * r.height for r in regions) > self.settings.full_regions_above * w * h:
+            return []
+        return regions
 
 
 def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[FaceBox]]:
@@ -220,6 +232,11 @@ def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[Fac
     if full:
         for i, boxes in zip(full, detector.detect([jobs[i].image for i in full])):
             out[i] = boxes
+        native = [i for i in full if jobs[i].regions]  # full detections that also look at motion regions natively
+        if native and isinstance(detector, PartialDetector):
+            found = detector.detect_regions([jobs[i].image for i in native], [jobs[i].regions for i in native])
+            for i, boxes in zip(native, found):
+                out[i] = dedupe(out[i] + boxes)
     parts = [i for i, j in enumerate(jobs) if not j.full]
     if not parts:
         return out

@@ -36,6 +36,7 @@ class CameraStats:
     frames_processed: int
     frames_dropped: int  # live: stale frames replaced by newer ones while the pipeline was behind
     frames_skipped: int  # live frames discarded while paused
+    frames_capped: int  # decoded frames not analysed: over the camera's analysed-fps cap (pipeline.max_analysed_fps)
     frames_failed: int  # frames whose analysis raised (logged)
     frames_detected: int  # frames the detector ran on (the rest carried boxes)
     frames_full: int  # frames detected whole
@@ -99,6 +100,11 @@ class Cadence:
     since_detect: int = 0
     still: bool = False
 
+    def sized(self, width: int, height: int, max_side: int, large_every: int) -> None:
+        """A camera whose frames are larger than ``max_side`` looks every ``large_every`` frames (0: ``every``)."""
+        if large_every and max(width, height) > max_side:
+            self.every = large_every
+
     def due(self, anchored: bool) -> bool:
         """Look at this frame: no detection yet, or ``every`` frames since the last one."""
         return not anchored or self.since_detect % self.every == 0
@@ -109,6 +115,32 @@ class Cadence:
     def advance(self, detect: bool) -> None:
         """One more frame started; a detection restarts the count."""
         self.since_detect = 1 if detect else self.since_detect + 1
+
+
+@dataclass
+class FpsCap:
+    """At most ``max_fps`` frames a second analysed (0: every frame): the stream's time is cut into slots of
+    ``1 / max_fps`` s and the first frame read in each slot is analysed (the newest one at that moment: a live
+    source had already replaced older ones), the others are dropped and counted. On stream time, so a file read as
+    fast as possible is capped as it would be live, and the same frames are analysed at any speed."""
+
+    max_fps: float = 0.0
+    capped: int = 0
+    _origin: float | None = None  # the first frame's time: slots count from it
+    _slot: int = 0
+
+    def admit(self, t: float) -> bool:
+        if self.max_fps <= 0:
+            return True
+        if self._origin is None or t < self._origin - 1.0 / self.max_fps:  # the first frame, or the clock went back
+            self._origin, self._slot = t, 0
+            return True
+        slot = int((t - self._origin) * self.max_fps + 1e-6)  # a frame exactly on a slot's start belongs to it
+        if slot <= self._slot:
+            self.capped += 1
+            return False
+        self._slot = slot
+        return True
 
 
 @dataclass
@@ -197,6 +229,7 @@ class Camera:
     scheduler: DetectionScheduler
     cadence: Cadence
     counters: Counters
+    cap: FpsCap = field(default_factory=FpsCap)
     pause: PauseGate = field(default_factory=PauseGate)
     anchor: Anchor = field(default_factory=Anchor)
     search: asyncio.Future[list[FaceBox]] | None = None  # the full detection running beside the stream (live)
@@ -229,6 +262,7 @@ class Camera:
             frames_processed=c.processed,
             frames_dropped=src.frames_dropped,
             frames_skipped=c.skipped,
+            frames_capped=self.cap.capped,
             frames_failed=c.failed,
             frames_detected=c.detected,
             frames_full=counts.full,

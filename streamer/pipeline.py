@@ -42,7 +42,7 @@ from core.types import FaceBox, FaceResult, FrameResult, TimedFrame
 from detectors.motion import in_frame
 from detectors.schedule import DetectionScheduler, DetectJob
 from streamer.analysis import NO_PROBS
-from streamer.camera_state import Analysis, Cadence, Camera, CameraStats, Counters
+from streamer.camera_state import Analysis, Cadence, Camera, CameraStats, Counters, FpsCap
 from streamer.stages import Stages
 
 __all__ = ["CameraStats", "Pipeline"]
@@ -134,7 +134,9 @@ class Pipeline:
 
     # --- sources and sinks at runtime ---
 
-    def add_source(self, source: FrameSource) -> None:
+    def add_source(self, source: FrameSource, max_analysed_fps: float | None = None) -> None:
+        """A new camera; ``max_analysed_fps``: its own cap on analysed frames a second (None: the pipeline's
+        ``pipeline.max_analysed_fps``; 0: no cap)."""
         if source.camera_id in self._cameras:
             raise ValueError(f"camera id {source.camera_id!r} is already in use")
         s = self.settings
@@ -143,7 +145,8 @@ class Pipeline:
                                        beside=source.live and s.gating.full_beside_live, confirm=s.tracker.min_hits - 1)
         cam = Camera(source, tracker, asyncio.Queue(source.max_in_flight or s.pipeline.max_in_flight), scheduler,
                      Cadence(s.detector.detect_every),
-                     Counters(deque(maxlen=s.pipeline.latency_samples), s.pipeline.stats_window_s))
+                     Counters(deque(maxlen=s.pipeline.latency_samples), s.pipeline.stats_window_s),
+                     cap=FpsCap(s.pipeline.max_analysed_fps if max_analysed_fps is None else max_analysed_fps))
         self._cameras[source.camera_id] = cam
         if self._running:
             self._start_camera(cam)
@@ -173,6 +176,10 @@ class Pipeline:
 
     def resume(self, camera_id: str) -> None:
         self._camera(camera_id).pause.resume()
+
+    def set_max_analysed_fps(self, camera_id: str, max_fps: float) -> None:
+        """Change a camera's cap on analysed frames a second (0: no cap), from its next frame on."""
+        self._camera(camera_id).cap.max_fps = max(0.0, float(max_fps))
 
     def add_sink(self, sink: ResultSink) -> None:
         self.sinks.append(sink)
@@ -232,6 +239,12 @@ class Pipeline:
                 if not await cam.pause.admit(cam.source.live):
                     cam.counters.skipped += 1
                     continue
+                if not cam.cap.admit(item.frame.captured_at):
+                    continue
+                if cam.counters.first_at is None:
+                    d = self.settings.detector
+                    cam.cadence.sized(item.frame.pixels.width, item.frame.pixels.height, d.max_side,
+                                      d.detect_every_large)
                 cam.counters.first_frame(item.read_at)
                 job = None
                 if cam.cadence.due(cam.anchor.boxes is not None):

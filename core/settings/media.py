@@ -31,6 +31,9 @@ class DetectorSettings(Section):
     max_side: int = Field(640, ge=64, description="Frames whose long side exceeds this are downscaled for detection.")
     detect_every: int = Field(3, ge=1, description="Run the detector on every k-th frame; boxes are carried between (3 "
                                                    "keeps one 596x336 stream at 30 fps on 2 CPU cores).")
+    detect_every_large: int = Field(1, ge=0, description="detect_every of cameras whose frames are larger than "
+                                                          "max_side (1080p): walking faces of a crowd need fresh "
+                                                          "boxes on every frame (0: detect_every).")
     batch_size: int = Field(8, ge=1, description="Frames per detector call, across all cameras.")
     haar_scale_factor: float = Field(1.1, gt=1)
     haar_min_neighbors: int = Field(5, ge=1)
@@ -40,6 +43,11 @@ class DetectorSettings(Section):
                                               "per core).")
     mtcnn_batched: bool = Field(False, description="MTCNN post-processing as whole-batch tensor ops (roi_align, "
                                                    "batched NMS): meant for GPUs; same on CPU.")
+    region_native: bool = Field(True, description="MTCNN on motion regions (gating) at the frame's own resolution, "
+                                                   "down to region_min_face_size, not at max_side's scale: finds the "
+                                                   "small faces of a 1080p crowd where they move.")
+    region_min_face_size: int = Field(20, ge=8, description="Smallest face looked for in motion regions with "
+                                                            "region_native (original pixels).")
     yunet_model: str = Field("", description="YuNet ONNX file for kind = \"yunet\" (not shipped: OpenCV model zoo's "
                                              "face_detection_yunet_2023mar.onnx); empty: not configured.")
     yunet_score_threshold: float = Field(0.6, ge=0, le=1, description="YuNet faces scored below this are dropped "
@@ -86,6 +94,10 @@ class GatingSettings(Section):
     region_pad: float = Field(0.25, ge=0, description="A motion region grows by this fraction of its size on each "
                                                       "side (at least detector.min_face_size pixels) before MTCNN "
                                                       "runs on it.")
+    full_regions_above: float = Field(0.0, ge=0, le=1, description="With detector.region_native, a full detection "
+                                                                   "also runs MTCNN natively on the motion regions "
+                                                                   "while they cover at most this fraction of the "
+                                                                   "frame (0: never).")
     full_beside_live: bool = Field(True, description="On a live camera that knows faces, a full detection runs beside "
                                                      "the stream: the frame it was planned on gets its known faces "
                                                      "refined at once, new faces it finds join from the next detected "
@@ -159,6 +171,10 @@ class PipelineSettings(Section):
     file_queue_size: int = Field(8, ge=1, description="Frames buffered per file source (no drops).")
     max_in_flight: int = Field(4, ge=1, description="Frames per camera being detected/classified at once (lets one "
                                                     "camera fill a batch).")
+    max_analysed_fps: float = Field(0.0, ge=0, description="Frames analysed per second at most, per camera (as NVRs' "
+                                                            "detect fps): every frame is decoded, the first of each "
+                                                            "1/N s of stream time analysed, the others dropped "
+                                                            "(frames_capped); 0: no cap.")
     detect_max_wait_ms: float = Field(5.0, ge=0, description="Longest a frame waits for the detector batch to fill.")
     classify_carried: bool = Field(True, description="Classify the carried boxes' crops on frames without detection "
                                                      "(else reuse the last probabilities).")

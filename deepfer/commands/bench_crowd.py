@@ -19,6 +19,7 @@ EVERY_FRAME: dict[str, dict[str, Any]] = {"gating": {"enabled": False}, "detecto
 # what each variant changes in the configured settings, by section
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "configured": {},
+    "before-i26": {"detector": {"region_native": False, "detect_every_large": 0}},  # the defaults before #26
     "max1920-min20": {"detector": FULL_RES},
     "max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {**FULL_RES, "detect_every": 1}},
     "yunet": {"detector": {"kind": "yunet"}},
