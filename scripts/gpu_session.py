@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from gpu_plan import CLIPS, CUDA_COSTS, CUDA_EPOCHS, SMALL_COSTS, SMALL_MODELS, Stage, headline, plan
+from gpu_plan import CLIPS, CUDA_COSTS, CUDA_EPOCHS, LARGE_FIRST, SMALL_COSTS, SMALL_MODELS, Stage, headline, plan
 
 REPO = Path(__file__).resolve().parents[1]
 PART_BYTES = 15 * 2**20  # one file back from the device: at most 16 MiB
@@ -162,7 +162,9 @@ class Session:
             if not names:
                 found = re.search(r"Architecture \(([^)]*)\)", self.help("train"))
                 names = [n.strip() for n in found.group(1).split(",")] if found else []
-            large = names if self.args.models else [n for n in names if n and n not in SMALL_MODELS]
+            large = names if self.args.models else sorted(
+                (n for n in names if n and n not in SMALL_MODELS),
+                key=lambda n: LARGE_FIRST.index(n) if n in LARGE_FIRST else len(LARGE_FIRST))
             if not large:
                 self.problems.append("no large model found to train (deepfer train --model)")
             self._models = large if self.args.models else large[: self.args.max_models]
