@@ -3,13 +3,13 @@
 ``train`` reads as its stages: seed and device -> data (``load_data``: decoded once, kept on the device as uint8)
 -> model (``build_training_model``: fresh, or fine-tuned from one of our checkpoints) -> optimizer and schedule
 (``build_optimisation``) -> epochs (``train_one_epoch``: on-device augmentation, mixed precision on GPU,
-channels-last; ``evaluate`` on the validation faces; best/last checkpoints, log and curves) -> early stop -> the
-final metrics (``TrainResult``).
+channels-last, a teacher's soft labels with ``teacher``; ``evaluate`` on the validation faces; best/last checkpoints,
+log and curves) -> early stop, or the end of ``time_budget_s`` (``classifier.budget``) -> the final metrics
+(``TrainResult``, also in ``result.json``).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -25,23 +25,15 @@ import torch
 from torch import nn
 
 from classifier.augment import AugmentConfig, augment_batch, mixup
+from classifier.budget import BUDGET, EPOCHS, PATIENCE, EpochPlan
 from classifier.data import FaceDataset, class_weights
+from classifier.distill import Teacher
 from classifier.inference import load_checkpoint, predict_logits
 from classifier.models import build_model
+from classifier.train_log import EpochRecord, write_logs
 from core.device import pick_device
 from core.settings import TrainSettings
 from core.types import EMOTIONS
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    lr: float
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    seconds: float
 
 
 @dataclass
@@ -53,6 +45,8 @@ class TrainResult:
     seconds: float
     out_dir: Path
     history: list[EpochRecord] = field(default_factory=list)
+    planned_epochs: int = 0  # the schedule's length: train.epochs, or fewer where train.time_budget_s is shorter
+    stop_reason: str = EPOCHS  # "epochs" (the plan ran), "time_budget" (the budget planned or cut it), "early_stop"
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -88,28 +82,6 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def save_curves(history: list[EpochRecord], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r.epoch for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(ep, [r.train_loss for r in history], label="train")
-    ax1.plot(ep, [r.val_loss for r in history], label="validation")
-    ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax2.plot(ep, [r.train_acc for r in history], label="train")
-    ax2.plot(ep, [r.val_acc for r in history], label="validation")
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 @dataclass
@@ -209,9 +181,10 @@ def train_one_epoch(
     order: torch.Tensor,
     gen: torch.Generator,
     step: int,
+    teacher: Teacher | None = None,
 ) -> tuple[float, float, int]:
-    """One pass over the batches in ``order``: on-device augmentation, mixup, mixed precision on GPU.
-    Returns (mean loss, accuracy, the step after the last)."""
+    """One pass over the batches in ``order``: on-device augmentation, mixup, mixed precision on GPU, and the
+    teacher's soft labels beside the hard ones when there is one. Returns (mean loss, accuracy, the step after)."""
     device = data.x_train.device
     use_amp = device.type == "cuda"
     aug = AugmentConfig(erase_prob=cfg.random_erasing, degrade_prob=cfg.degrade)
@@ -227,13 +200,13 @@ def train_one_epoch(
             for g in opt.optimizer.param_groups:
                 g["lr"] = _lr_at(step, opt.total_steps, cfg.warmup_epochs * opt.steps_per_epoch, cfg.lr)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            target: torch.Tensor = y
             if cfg.mixup_alpha > 0:
                 x, target = mixup(x, nn.functional.one_hot(y, len(EMOTIONS)).float(), cfg.mixup_alpha)
-                logits = net.forward(x)
-                loss = criterion(logits.float(), target)
-            else:
-                logits = net.forward(x)
-                loss = criterion(logits.float(), y)
+            logits = net.forward(x)
+            loss = criterion(logits.float(), target)
+            if teacher is not None:
+                loss = teacher.loss(logits.float(), loss, x, net.mean, net.std)
         opt.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         opt.optimizer.step()
@@ -260,9 +233,10 @@ class _Checkpoints:
         self.out_dir, self.net, self.opt, self.gen, self.train_args = out_dir, net, opt, gen, train_args
         self.meta = {"model": net.name, "classes": list(EMOTIONS), "image_size": 48, "mean": net.mean, "std": net.std}
 
-    def resume(self, path: Path, device: torch.device) -> _Progress:
-        """Model, optimizer, schedule, history and random state of an interrupted run."""
+    def resume(self, path: Path, device: torch.device, plan: EpochPlan) -> _Progress:
+        """Model, optimizer, schedule (and its planned length), history and random state of an interrupted run."""
         state = torch.load(path, map_location=device, weights_only=False)
+        plan.restore(state)
         self.net.model.load_state_dict(state["state_dict"])
         self.opt.optimizer.load_state_dict(state["optimizer"])
         if self.opt.plateau is not None and state.get("plateau"):
@@ -274,7 +248,7 @@ class _Checkpoints:
         torch.set_rng_state(state["torch_rng"])
         return progress
 
-    def save(self, name: str, epoch: int, progress: _Progress, full: bool) -> None:
+    def save(self, name: str, epoch: int, progress: _Progress, full: bool, plan: EpochPlan) -> None:
         payload = {
             **self.meta,
             "state_dict": self.net.model.state_dict(),
@@ -291,6 +265,7 @@ class _Checkpoints:
                 history=[asdict(r) for r in progress.history],
                 generator=self.gen.get_state(),
                 torch_rng=torch.get_rng_state(),
+                **plan.state(),
             )
         path = self.out_dir / name
         tmp = path.with_suffix(".tmp")
@@ -298,11 +273,11 @@ class _Checkpoints:
         os.replace(tmp, path)
 
 
-def _train_args(cfg: TrainSettings, data: _Data, init: Path | None) -> dict[str, Any]:
-    """The settings and data of the run, as the checkpoints record them."""
+def _train_args(cfg: TrainSettings, data: _Data, init: Path | None, teacher: Teacher | None) -> dict[str, Any]:
+    """The settings and data of the run (and its teachers), as the checkpoints record them."""
     args: dict[str, Any] = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.model_dump().items()}
     args.update(train_data=data.train_set.source, val_data=data.val_set.source if data.val_set else None,
-                init=str(init) if init else None)
+                init=str(init) if init else None, teacher=[str(p) for p in teacher.paths] if teacher else None)
     return args
 
 
@@ -322,9 +297,13 @@ def train(
     init: Path | None = None,
     resume: Path | None = None,
     on_epoch: Callable[[EpochRecord, int], None] | None = None,
+    teachers: list[Path] | None = None,
+    started: float | None = None,
 ) -> TrainResult:
-    """Train ``cfg.model`` and write ``best.pt``, ``last.pt``, ``log.csv``, ``log.json`` and ``curves.png``."""
-    started = time.time()
+    """Train ``cfg.model`` and write ``best.pt``, ``last.pt``, ``log.csv``, ``log.json``, ``curves.png`` and
+    ``result.json``. ``teachers``: checkpoints to distil from; ``started``: the time.time() ``cfg.time_budget_s``
+    counts from (default: now; the CLI passes its own start, so data loading counts too)."""
+    started = time.time() if started is None else started
     out_dir.mkdir(parents=True, exist_ok=True)
 
     # 1. seed and device
@@ -342,17 +321,23 @@ def train(
         weight=weights if cfg.class_balance == "weights" else None, label_smoothing=cfg.label_smoothing
     )
     opt = build_optimisation(cfg, net.model, len(data.train_set))
+    teacher = Teacher(teachers, device, cfg.distill_alpha, cfg.distill_temperature) if teachers else None
     sample_weights = torch.from_numpy(class_weights(labels)[labels]).to(device)
-    checkpoints = _Checkpoints(out_dir, net, opt, gen, _train_args(cfg, data, init))
-    progress = checkpoints.resume(resume, device) if resume is not None else _Progress()
+    checkpoints = _Checkpoints(out_dir, net, opt, gen, _train_args(cfg, data, init, teacher))
+    plan = EpochPlan(cfg.epochs, cfg.epochs, cfg.time_budget_s, started)
+    progress = checkpoints.resume(resume, device, plan) if resume is not None else _Progress()
 
-    # 5. epochs: train, validate, checkpoint, log, stop early
-    stopped_early = False
-    for epoch in range(progress.start_epoch, cfg.epochs):
+    # 5. epochs: train, validate, checkpoint, log; stop early, or when the budget's plan is done or cut
+    reason, epoch, epoch_s = EPOCHS, progress.start_epoch, 0.0
+    while epoch < plan.epochs:
+        if epoch_s and not plan.another_fits(epoch_s):
+            reason = BUDGET
+            break
         t0 = time.time()
+        opt.total_steps = plan.epochs * opt.steps_per_epoch
         order = _epoch_order(cfg, data, sample_weights, gen)
         train_loss, train_acc, progress.step = train_one_epoch(cfg, net, criterion, opt, data, order, gen,
-                                                               progress.step)
+                                                               progress.step, teacher)
         val_loss, val_acc = float("nan"), float("nan")
         if data.x_val is not None and data.y_val is not None:
             val_loss, val_acc = evaluate(net.model, data.x_val, data.y_val, net.mean, net.std)
@@ -364,26 +349,25 @@ def train(
             opt.plateau.step(score)
         if score > progress.best_acc:
             progress.best_acc, progress.best_epoch = score, epoch + 1
-            checkpoints.save("best.pt", epoch + 1, progress, full=False)
-        checkpoints.save("last.pt", epoch + 1, progress, full=True)
-        _write_logs(progress.history, out_dir)
+            checkpoints.save("best.pt", epoch + 1, progress, full=False, plan=plan)
+        write_logs(progress.history, out_dir)
+        epoch += 1
+        epoch_s = time.time() - t0
+        plan.after_epoch(epoch, epoch_s, cfg.warmup_epochs)
+        checkpoints.save("last.pt", epoch, progress, full=True, plan=plan)
         if on_epoch is not None:
-            on_epoch(record, cfg.epochs)
-        if epoch + 1 - progress.best_epoch >= cfg.patience:
-            stopped_early = True
+            on_epoch(record, plan.epochs)
+        if epoch - progress.best_epoch >= cfg.patience:
+            reason = PATIENCE
             break
+    if reason == EPOCHS and plan.epochs < cfg.epochs:
+        reason = BUDGET  # the budget planned fewer epochs than train.epochs
 
     # 6. final metrics
     history = progress.history
-    return TrainResult(progress.best_epoch, progress.best_acc, len(history), stopped_early, time.time() - started,
-                       out_dir, history)
-
-
-def _write_logs(history: list[EpochRecord], out_dir: Path) -> None:
-    rows = [asdict(r) for r in history]
-    with (out_dir / "log.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (out_dir / "log.json").write_text(json.dumps(rows, indent=1))
-    save_curves(history, out_dir / "curves.png")
+    result = TrainResult(progress.best_epoch, progress.best_acc, len(history), reason == PATIENCE,
+                         time.time() - started, out_dir, history, plan.epochs, reason)
+    summary = {k: v for k, v in asdict(result).items() if k != "history"}
+    (out_dir / "result.json").write_text(json.dumps({**summary, "out_dir": str(out_dir),
+                                                     "time_budget_s": cfg.time_budget_s}, indent=1))
+    return result

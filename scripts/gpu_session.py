@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from gpu_plan import CLIPS, CUDA_COSTS, CUDA_EPOCHS, SMALL_COSTS, SMALL_MODELS, Stage, headline, plan
+from gpu_plan import CLIPS, CUDA_COSTS, CUDA_EPOCHS, LARGE_FIRST, SMALL_COSTS, SMALL_MODELS, Stage, headline, plan
 
 REPO = Path(__file__).resolve().parents[1]
 PART_BYTES = 15 * 2**20  # one file back from the device: at most 16 MiB
@@ -162,7 +162,9 @@ class Session:
             if not names:
                 found = re.search(r"Architecture \(([^)]*)\)", self.help("train"))
                 names = [n.strip() for n in found.group(1).split(",")] if found else []
-            large = names if self.args.models else [n for n in names if n and n not in SMALL_MODELS]
+            large = names if self.args.models else sorted(
+                (n for n in names if n and n not in SMALL_MODELS),
+                key=lambda n: LARGE_FIRST.index(n) if n in LARGE_FIRST else len(LARGE_FIRST))
             if not large:
                 self.problems.append("no large model found to train (deepfer train --model)")
             self._models = large if self.args.models else large[: self.args.max_models]
@@ -295,7 +297,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--costs", type=Path, help="JSON {stage or kind: seconds} replacing the estimates.")
     p.add_argument("--epochs", type=int, default=CUDA_EPOCHS, help="Epochs per large model (no --time-budget-s).")
     p.add_argument("--models", help="Comma-separated large models to train (default: every one offered).")
-    p.add_argument("--max-models", type=int, default=2, help="Without --models: at most this many, in order.")
+    p.add_argument("--max-models", type=int, default=1,
+                   help="Without --models: at most this many, in order. One fits a models call and the pack: a large "
+                        "model's best.pt is 40-45 MB, and two pass the 60 MiB the device returns.")
     p.add_argument("--pipeline-seconds", type=int, default=12, help="Seconds per pipeline run (the clip is 18 s).")
     p.add_argument("--show-plan", action="store_true", help="Print the stages and their estimates, run nothing.")
     p.add_argument("--small-train", type=int, default=40, help="Dry run: training faces per class.")

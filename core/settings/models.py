@@ -58,6 +58,14 @@ class TrainSettings(Section):
         False, description="torch.compile the training step: deepfer_resnet trains about 25% faster on a 2-core CPU "
                            "after a one-minute compile."
     )
+    time_budget_s: float = Field(
+        0.0, ge=0, description="Wall-clock budget of a run (0: none): the epochs that fit are planned from the "
+                               "measured epoch time, the cosine is planned for them, and the run stops in time."
+    )
+    distill_alpha: float = Field(0.7, ge=0, le=1, description="With --teacher: weight of the teacher's soft labels "
+                                                              "(KL divergence) against the hard labels' loss.")
+    distill_temperature: float = Field(4.0, gt=0, description="With --teacher: softmax temperature of teacher and "
+                                                              "student in the soft-label loss (scaled by T^2).")
 
 
 class ExportModelSettings(Section):

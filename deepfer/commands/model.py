@@ -31,7 +31,9 @@ def train(
     val: Path | None = typer.Option(
         None, help="Validation data (same forms as --data); else train.val_fraction of --data."
     ),
-    model: str | None = typer.Option(None, help="Architecture (baseline_cnn, deepfer_resnet, deepfer_resnet_wide)."),
+    model: str | None = typer.Option(
+        None, help="Architecture (baseline_cnn, deepfer_resnet, deepfer_resnet_wide, deepfer_resnet18, deepfer_vgg)."
+    ),
     epochs: int | None = typer.Option(None, min=1),
     batch_size: int | None = typer.Option(None, min=1),
     lr: float | None = typer.Option(None),
@@ -46,8 +48,20 @@ def train(
     compile: bool | None = typer.Option(
         None, "--compile/--no-compile", help="torch.compile the training step (train.compile)."
     ),
+    time_budget_s: float | None = typer.Option(
+        None, min=0, help="Wall-clock budget in seconds, data loading included: plan the cosine for the epochs that "
+        "fit (measured on the first ones), then stop with a finished best.pt (train.time_budget_s)."
+    ),
+    teacher: list[Path] | None = typer.Option(
+        None, help="Distil from this checkpoint (or shipped model name); repeat for an ensemble of teachers."
+    ),
+    distill_alpha: float | None = typer.Option(None, min=0, max=1, help="Weight of the teacher's soft labels."),
+    distill_temperature: float | None = typer.Option(None, min=0.01, help="Softmax temperature of distillation."),
 ) -> None:
-    """Train an emotion classifier."""
+    """Train an emotion classifier (optionally distilled from a teacher, within a time budget)."""
+    import time
+
+    began = time.time()
     from classifier.data import load_training_data
     from classifier.inference import resolve_weights
     from classifier.train import train as run_training
@@ -65,17 +79,22 @@ def train(
             seed=seed,
             device=device,
             compile=compile,
+            time_budget_s=time_budget_s,
+            distill_alpha=distill_alpha,
+            distill_temperature=distill_temperature,
         ),
     )
     if resume is not None and not resume.is_file():
         raise UserError(f"checkpoint to resume not found: {resume}")
     init_path = resolve_weights(str(init)) if init is not None else None
+    teachers = [resolve_weights(str(t)) for t in teacher or []]
     train_set, val_set = load_training_data(
         data, val, settings.paths.data_dir / "cache", limit_per_class, settings.train.seed
     )
     say(
         f"training {init_path and 'from ' + str(init_path) or settings.train.model} on {len(train_set)} faces"
         + (f", validating on {len(val_set)}" if val_set else "")
+        + (f", distilled from {', '.join(map(str, teachers))}" if teachers else "")
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -90,14 +109,16 @@ def train(
 
         def on_epoch(r, total):
             bar.update(
-                task, completed=r.epoch, info=f"loss {r.train_loss:.3f} acc {r.train_acc:.3f} val {r.val_acc:.3f}"
+                task, completed=r.epoch, total=total,
+                info=f"loss {r.train_loss:.3f} acc {r.train_acc:.3f} val {r.val_acc:.3f}",
             )
 
-        result = run_training(settings.train, train_set, val_set, out, init=init_path, resume=resume, on_epoch=on_epoch)
+        result = run_training(settings.train, train_set, val_set, out, init=init_path, resume=resume,
+                              on_epoch=on_epoch, teachers=teachers, started=began)
     say(
         f"best validation accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch}"
-        f" ({result.epochs_run} epochs, {result.seconds:.0f} s{', stopped early' if result.stopped_early else ''});"
-        f" weights: {out / 'best.pt'}"
+        f" ({result.epochs_run} of {result.planned_epochs} planned epochs, {result.seconds:.0f} s, stopped by"
+        f" {result.stop_reason.replace('_', ' ')}); weights: {out / 'best.pt'}"
     )
 
 
