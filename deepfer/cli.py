@@ -9,11 +9,22 @@ from pathlib import Path
 
 import typer
 
-from deepfer.commands import bench_crowd, bench_live, bench_quality, bench_speed, data, images, model, serve, stream
+from deepfer.commands import (
+    bench_crowd,
+    bench_live,
+    bench_quality,
+    bench_speed,
+    data,
+    images,
+    model,
+    serve,
+    stream,
+    weights,
+)
 from deepfer.common import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DeepFER: real-time facial emotion analytics.")
-for commands in (model, images, stream, data, serve):
+for commands in (model, weights, images, stream, data, serve):
     app.add_typer(commands.app)
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
