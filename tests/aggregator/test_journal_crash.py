@@ -19,7 +19,7 @@ from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
 from tests.redis_helpers import RedisServer, redis_settings
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.e2e]  # redis-servers of its own
 REPO = Path(__file__).resolve().parents[2]
 
 # The child: a RedisSink fed frames on command ("A B" on stdin: frames A..B-1, 'gap' seconds apart in real time);

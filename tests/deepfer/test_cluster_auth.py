@@ -22,7 +22,7 @@ from tests.deepfer.test_cluster_cli import _listens, stop
 from tests.redis_helpers import free_port
 
 pytest.importorskip("ray", reason="the cluster extra is not installed (pip install 'deepfer[cluster]')")
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.e2e]  # real Ray heads
 
 
 def head(token: str | None) -> tuple[subprocess.Popen, int, str]:

@@ -287,6 +287,7 @@ def test_bench_events_measures_the_share_of_the_pipeline(broker, media: Path):
     assert r["process_cpu_s"] > 0 and 0 <= r["events_share_pct"] < 2
 
 
+@pytest.mark.e2e  # serve finds Redis (or starts redis-server) before it checks the hooks
 def test_deepfer_serve_refuses_a_metadata_webhook_in_one_line(tmp_path: Path, free_port: int):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | {
         "DEEPFER_WEBHOOKS__HOOKS": json.dumps([{"url": "http://169.254.169.254/latest/meta-data/", "secret": SECRET}]),
