@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from facenet_pytorch.models.utils.detect_face import generateBoundingBox, imresample
-from torchvision.ops import batched_nms, roi_align
+from torchvision.ops import batched_nms
 
 from detectors.mtcnn import MtcnnDetector
 
@@ -38,19 +38,47 @@ def _regress(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
     return boxes + reg * torch.cat([w, h, w, h], dim=1)
 
 
+def integral(imgs: torch.Tensor) -> torch.Tensor:
+    """Summed-area table ``[N, H + 1, W + 1, C]`` of uint8 frames ``[N, C, H, W]``, in integers (exact: int32 while
+    255 * H * W fits, else int64), zero first row and column."""
+    n, c, h, w = imgs.shape
+    dtype = torch.int32 if 255 * h * w < 2**31 else torch.int64
+    table = torch.zeros((n, h + 1, w + 1, c), dtype=dtype, device=imgs.device)
+    table[:, 1:, 1:] = imgs.permute(0, 2, 3, 1).to(dtype).cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)
+    return table
+
+
+def _bins(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and one-past-last pixel of each of ``size`` bins over ``length`` pixels from ``start``, as adaptive
+    average pooling (``F.interpolate(mode="area")``) cuts them: floor(i * L / size) to ceil((i + 1) * L / size)."""
+    i = torch.arange(size, device=start.device, dtype=start.dtype)
+    lo = start[:, None] + (i * length[:, None]).div(size, rounding_mode="floor")
+    hi = start[:, None] - ((-(i + 1)) * length[:, None]).div(size, rounding_mode="floor")
+    return lo, hi
+
+
 def _crops(
-    imgs: torch.Tensor, boxes: torch.Tensor, image_inds: torch.Tensor, size: int
+    table: torch.Tensor, boxes: torch.Tensor, image_inds: torch.Tensor, size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` x ``size`` patches of every box, clipped to its frame as facenet does, in one call; and which boxes
-    had any."""
-    h, w = imgs.shape[2:]
-    x1 = boxes[:, 0].trunc().clamp(min=1) - 1
-    y1 = boxes[:, 1].trunc().clamp(min=1) - 1
-    x2 = boxes[:, 2].trunc().clamp(max=w)
-    y2 = boxes[:, 3].trunc().clamp(max=h)
+    """``size`` x ``size`` float patches ``[K, C, size, size]`` of every valid box, and which boxes were valid.
+
+    Exactly stock facenet's crops: the box truncated and clipped to the frame (``pad``), the pixels from
+    (x1 - 1, y1 - 1) to (x2, y2) area-resized (``imresample``), but every box at once: each output pixel is its
+    bin's sum read from the summed-area table ``table`` (``integral``) in four lookups, divided by the bin's pixel
+    count, as adaptive average pooling divides it. A box with no pixel in the frame has no patch, as in stock."""
+    h, w = table.shape[1] - 1, table.shape[2] - 1
+    xyxy = boxes[:, :4].trunc().long()
+    x1, y1 = xyxy[:, 0].clamp(min=1) - 1, xyxy[:, 1].clamp(min=1) - 1
+    x2, y2 = xyxy[:, 2].clamp(max=w), xyxy[:, 3].clamp(max=h)
     valid = (x2 > x1) & (y2 > y1)
-    rois = torch.stack([image_inds.to(boxes.dtype), x1, y1, x2, y2], dim=1)[valid]
-    return roi_align(imgs, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True), valid
+    x1, y1, x2, y2, n = x1[valid], y1[valid], x2[valid], y2[valid], image_inds[valid]
+    r0, r1 = _bins(y1, y2 - y1, size)  # [K, size] row bins
+    c0, c1 = _bins(x1, x2 - x1, size)  # [K, size] column bins
+    n, r0, r1, c0, c1 = n[:, None, None], r0[:, :, None], r1[:, :, None], c0[:, None, :], c1[:, None, :]
+    sums = table[n, r1, c1] - table[n, r0, c1] - table[n, r1, c0] + table[n, r0, c0]  # [K, size, size, C]
+    kh, kw = (r1 - r0).float()[..., None], (c1 - c0).float()[..., None]
+    patches = sums.float() / kh / kw  # stock's kernel divides by the bin's height, then by its width
+    return patches.permute(0, 3, 1, 2).contiguous(), valid
 
 
 def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, image_inds: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -81,7 +109,8 @@ class BatchedMtcnnDetector(MtcnnDetector):
     def _call(self, smalls: list[np.ndarray]) -> list[np.ndarray]:
         m = self.mtcnn
         t0, t1, t2 = m.thresholds
-        imgs = torch.from_numpy(np.stack(smalls)).to(self.device).permute(0, 3, 1, 2).float()
+        frames = torch.from_numpy(np.stack(smalls)).to(self.device).permute(0, 3, 1, 2)  # uploaded once, as uint8
+        imgs = frames.float()
         n, _, h, w = imgs.shape
         empty = [np.zeros((0, 5), np.float32) for _ in smalls]
 
@@ -107,7 +136,8 @@ class BatchedMtcnnDetector(MtcnnDetector):
         boxes = _square(boxes[:, :4] + boxes[:, 5:9] * torch.cat([rw, rh, rw, rh], dim=1))
 
         # Stage 2: R-Net on 24x24 crops of every candidate at once.
-        crops, valid = _crops(imgs, boxes, image_inds, 24)
+        table = integral(frames)
+        crops, valid = _crops(table, boxes, image_inds, 24)
         if len(crops) == 0:
             return empty
         boxes, image_inds = boxes[valid], image_inds[valid]
@@ -119,7 +149,7 @@ class BatchedMtcnnDetector(MtcnnDetector):
         image_inds = image_inds[pick]
 
         # Stage 3: O-Net on 48x48 crops, regression, NMS over the smaller box.
-        crops, valid = _crops(imgs, boxes, image_inds, 48)
+        crops, valid = _crops(table, boxes, image_inds, 48)
         if len(crops) == 0:
             return empty
         boxes, image_inds = boxes[valid], image_inds[valid]
