@@ -20,6 +20,7 @@ import torch
 from facenet_pytorch.models.utils.detect_face import generateBoundingBox, imresample
 from torchvision.ops import batched_nms
 
+from core.settings import DetectorSettings
 from detectors.mtcnn import MtcnnDetector
 
 
@@ -112,9 +113,27 @@ def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, image_inds: torch.Tensor
 
 
 class BatchedMtcnnDetector(MtcnnDetector):
-    """``MtcnnDetector`` whose batch call keeps every stage as whole-batch tensor operations."""
+    """``MtcnnDetector`` whose batch call keeps every stage as whole-batch tensor operations; with
+    ``detector.mtcnn_precision`` float16 or bfloat16 the three networks run under autocast on channels-last inputs
+    (the box arithmetic stays float32)."""
 
     name = "mtcnn"
+
+    def __init__(self, settings: DetectorSettings):
+        super().__init__(settings)
+        self.autocast = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[
+            settings.mtcnn_precision]
+        if self.autocast is not None:  # on CPU the nets are channels-last already (MtcnnDetector)
+            for net in (self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet):
+                net.to(memory_format=torch.channels_last)
+
+    def _net(self, net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One network on a whole batch, outputs in float32 for the box arithmetic that follows."""
+        if self.autocast is None:
+            return tuple(net(x))
+        with torch.autocast(self.device.type, dtype=self.autocast):
+            out = net(x.contiguous(memory_format=torch.channels_last))
+        return tuple(o.float() for o in out)
 
     @torch.inference_mode()
     def _call(self, smalls: list[np.ndarray]) -> list[np.ndarray]:
@@ -130,7 +149,7 @@ class BatchedMtcnnDetector(MtcnnDetector):
         side = min(h, w) * scale
         found, inds = [], []
         while side >= 12:
-            reg, probs = m.pnet(_normalize(imresample(imgs, (int(h * scale + 1), int(w * scale + 1)))))
+            reg, probs = self._net(m.pnet, _normalize(imresample(imgs, (int(h * scale + 1), int(w * scale + 1)))))
             boxes, image_inds = generateBoundingBox(reg, probs[:, 1], scale, t0)
             pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.5)
             found.append(boxes[pick])
@@ -152,7 +171,7 @@ class BatchedMtcnnDetector(MtcnnDetector):
         if len(crops) == 0:
             return empty
         boxes, image_inds = boxes[valid], image_inds[valid]
-        reg, probs = m.rnet(_normalize(crops))
+        reg, probs = self._net(m.rnet, _normalize(crops))
         keep = probs[:, 1] > t1
         boxes, image_inds, reg, scores = boxes[keep], image_inds[keep], reg[keep], probs[keep, 1]
         pick = batched_nms(boxes, scores, image_inds, 0.7)
@@ -164,7 +183,7 @@ class BatchedMtcnnDetector(MtcnnDetector):
         if len(crops) == 0:
             return empty
         boxes, image_inds = boxes[valid], image_inds[valid]
-        reg, _landmarks, probs = m.onet(_normalize(crops))
+        reg, _landmarks, probs = self._net(m.onet, _normalize(crops))
         keep = probs[:, 1] > t2
         boxes, image_inds, scores = _regress(boxes[keep], reg[keep]), image_inds[keep], probs[keep, 1]
         pick = _nms_min(boxes, scores, image_inds, 0.7)

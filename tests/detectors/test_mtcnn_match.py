@@ -79,6 +79,11 @@ def pair():
             build_detector(DetectorSettings(device="cpu")))
 
 
+@pytest.fixture(scope="module")
+def shared_sets(media: Path) -> dict[str, list[np.ndarray]]:
+    return media_frames(media)
+
+
 def _assert_matches(result: dict, faces_at_least: int) -> None:
     assert result["stock_faces"] >= faces_at_least, result
     assert result["mean_iou"] >= MEAN_IOU and result["recall"] >= RECALL and result["precision"] >= PRECISION, result
@@ -86,9 +91,9 @@ def _assert_matches(result: dict, faces_at_least: int) -> None:
 
 
 @pytest.mark.parametrize("name, faces", [("photos", 3), ("woman2.mp4", 7), ("fer_test.mp4", 5)])
-def test_batched_matches_stock_on_shared_media(pair, media: Path, name: str, faces: int) -> None:
+def test_batched_matches_stock_on_shared_media(pair, shared_sets, name: str, faces: int) -> None:
     ours, stock = pair
-    _assert_matches(compare(ours, stock, media_frames(media)[name]), faces)
+    _assert_matches(compare(ours, stock, shared_sets[name]), faces)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +112,24 @@ def test_batched_matches_stock_on_the_crowd(crowd: list[np.ndarray], max_side: i
     ours = build_detector(DetectorSettings(device="cpu", max_side=max_side, mtcnn_batched=True))
     stock = build_detector(DetectorSettings(device="cpu", max_side=max_side))
     _assert_matches(compare(ours, stock, crowd, batch=4), 20)
+
+
+def test_float16_nets_keep_stocks_faces(pair, shared_sets, crowd: list[np.ndarray]) -> None:
+    """detector.mtcnn_precision = "float16" (autocast, channels-last: GPU tensor cores) still meets the bar on the
+    shared media and the crowd: the networks' rounding moves boxes by a pixel or so, not which faces are found."""
+    ours = build_detector(DetectorSettings(device="cpu", mtcnn_batched=True, mtcnn_precision="float16"))
+    stock = pair[1]
+    for name, faces in (("photos", 3), ("woman2.mp4", 7), ("fer_test.mp4", 5)):
+        result = compare(ours, stock, shared_sets[name])
+        assert result["stock_faces"] >= faces and result["mean_iou"] >= MEAN_IOU, (name, result)
+        assert result["recall"] >= RECALL and result["precision"] >= PRECISION, (name, result)
+    result = compare(ours, stock, crowd, batch=4)
+    assert result["mean_iou"] >= MEAN_IOU and result["recall"] >= RECALL and result["precision"] >= PRECISION, result
+
+
+def test_bfloat16_nets_find_the_photos_faces(pair, shared_sets) -> None:
+    """bfloat16 runs and finds the photos' faces, near stock's boxes; it is not held to the bar (measured on the crowd:
+    mean IoU 0.92, precision 95%), so it is not the one to use where stock's boxes matter."""
+    ours = build_detector(DetectorSettings(device="cpu", mtcnn_batched=True, mtcnn_precision="bfloat16"))
+    result = compare(ours, pair[1], shared_sets["photos"])
+    assert result["recall"] == result["precision"] == 1.0 and result["mean_iou"] >= 0.85, result
