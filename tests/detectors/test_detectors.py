@@ -133,5 +133,5 @@ def test_batched_mtcnn_matches_stock(mtcnn, media: Path, justin, no_face) -> Non
     ours, stock = batched.detect(frames), mtcnn.detect(frames)
     assert [len(r) for r in ours] == [len(r) for r in stock] == [2, 1, 0, 1, 0]
     for mine, theirs in zip(ours, stock):
-        for a, b in zip(mine, theirs):  # same order (largest first), nearly the same boxes and scores
-            assert iou(a, b) > 0.85 and a.score == pytest.approx(b.score, abs=0.01)
+        for a, b in zip(mine, theirs):  # same order (largest first), the same boxes and scores (stock's crops)
+            assert iou(a, b) >= 0.9 and a.score == pytest.approx(b.score, abs=1e-3)
