@@ -1,6 +1,6 @@
 """Benchmarks that write JSON: what each part and the whole pipeline cost, with the machine they ran on.
 
-Figures go to ``bench/results/``. Nothing here is asserted in timed tests; the README quotes the JSON.
+Figures go to ``bench/results/``. Nothing here is asserted in timed tests; docs/ quote the JSON.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ private redis-server so its write load per camera can be measured.
 On one machine every worker shares the same cores: with W workers the machine's CPUs are split into W nodes
 (``ray.cluster_utils.Cluster``), each worker reserving and using its node's share. The figures say what splitting a box
 into workers costs or gains, and what each camera asks of Redis (points/s, bytes/s, commands/s), which is what the
-README's sizing table for N GPU nodes is built from.
+the sizing table in docs/cluster.md for N GPU nodes is built from.
 """
 
 from __future__ import annotations

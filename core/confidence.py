@@ -3,7 +3,7 @@
 A face below ``confidence.min_face_px`` (the longer side of its detector box, in frame pixels) or whose calibrated
 top probability is below ``confidence.min_probability`` is shown as ``uncertain``: still tracked and counted as a
 person, but kept out of the emotion mix and the satisfaction indicator. The thresholds come from the robustness
-measurements in the model card (README, "Small faces").
+measurements in the model card (docs/model.md, "Small faces").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Detect only where and when needed: every figure of README's "Motion gating and refinement" in one run.
+# Detect only where and when needed: every figure of "Motion gating and refinement" in docs/performance.md in one run.
 #  1. detection fps and faces kept, gated vs a full detection on every frame, on the capacity clips and woman2.mp4
 #     (bench/results/gating.json),
 #  2. 8 live woman2.mp4 cameras through the whole pipeline, gated and not (bench/results/pipeline_8streams_*.json),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Small boxes, every figure of README's "Small boxes" section in one run:
+# Small boxes, every figure of docs/onnx.md in one run:
 #  1. export the shipped classifier to ONNX fp32 and int8 (int8 calibrated on training faces) under runs/onnx/,
 #  2. PublicTest accuracy of both (bench/results/eval_onnx_{fp32,int8}.json),
 #  3. PyTorch vs ONNX fp32 vs ONNX int8 faces/s at batch 1, 32, 256 in the same interleaved rounds, with each

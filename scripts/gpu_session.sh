@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the lent GPU machine, from the repository root: the whole GPU session in one command (see README, "GPU session").
+# On the lent GPU machine, from the repository root: the whole GPU session in one command (see docs/gpu.md).
 # Passes whatever scripts/gpu_bundle.sh carried (gpu_carry/wheels, gpu_carry/av, gpu_carry/data, gpu_carry/media) to
 # scripts/gpu_session.py; extra arguments (--budget-s S, --device cpu --small ...) go through. Output: gpu_out/ and,
 # packed, $OUT.

@@ -1,5 +1,5 @@
 """Real parts for the events-out tests: tracked frames made up, a Mosquitto of a test's own (stop and start it: a
-broker restart), an MQTT subscriber on it, and a webhook receiver on loopback that checks signatures the way README
+broker restart), an MQTT subscriber on it, and a webhook receiver on loopback that checks signatures the way docs/events.md
 tells receivers to."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Subscriber:
 
 
 def verify(secret: bytes, headers, body: bytes, max_age_s: float = 300) -> bool:
-    """README's receiver check: the timestamp is recent and the signature is HMAC-SHA256(secret, ts + '.' + body)."""
+    """docs/events.md's receiver check: the timestamp is recent and the signature is HMAC-SHA256(secret, ts + '.' + body)."""
     ts = headers["X-DeepFER-Timestamp"]
     if abs(time.time() - int(ts)) > max_age_s:
         return False

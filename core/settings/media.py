@@ -68,7 +68,7 @@ class DetectorSettings(Section):
 
 
 class GatingSettings(Section):
-    """Detect only where and when it is needed: motion gating and track-guided refinement (see README, Performance).
+    """Detect only where and when it is needed: motion gating and track-guided refinement (see docs/performance.md).
 
     On each frame the detector would look at (every ``detector.detect_every``-th), a small grey copy is compared with
     the last frame the detector ran on. Nothing moved: no detection, boxes and emotions are carried. Motion only on

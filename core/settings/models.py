@@ -23,14 +23,14 @@ class ClassifierSettings(Section):
 
 class ConfidenceSettings(Section):
     """When an emotion is shown: smaller or less sure faces are ``uncertain`` (tracked and counted as people, kept
-    out of the emotion mix and satisfaction). Defaults from the robustness curves in the model card (README)."""
+    out of the emotion mix and satisfaction). Defaults from the robustness curves in the model card (docs/model.md)."""
 
     enabled: bool = Field(True, description="false: every face gets an emotion, however small or unsure.")
     min_face_px: float = Field(20.0, ge=0, description="Least face box side (its longer side, in frame pixels) whose "
                                                        "emotion is shown.")
     min_probability: float = Field(0.0, ge=0, le=1, description="Least calibrated top probability (smoothed, for a "
                                                                 "tracked face) whose emotion is shown; 0: size "
-                                                                "alone decides (README, 'Small faces').")
+                                                                "alone decides (docs/model.md, 'Small faces').")
 
 
 class TrainSettings(Section):

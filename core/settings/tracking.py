@@ -26,5 +26,5 @@ class SmoothingSettings(Section):
     half_life_s: float = Field(2.0, gt=0, description="EMA half-life of the emotion probabilities, in seconds. 2 s "
                                                       "with switch_margin 0.05: no label change on woman2.mp4 (0.5 s: "
                                                       "15.7 a minute), and a held change of expression shows after "
-                                                      "2.3 s (deepfer bench tracking, README).")
+                                                      "2.3 s (deepfer bench tracking, docs/people.md).")
     switch_margin: float = Field(0.05, ge=0, lt=1, description="A new label must beat the shown one by this much.")

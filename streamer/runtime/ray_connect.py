@@ -86,7 +86,7 @@ def check_auth(settings: Settings, timeout_s: float = 20.0) -> bool:
         return False
     message = (f"the Ray cluster at {address} lets in clients without a token: anyone who reaches its ports can run "
                "code on every node. Start its head and nodes with RAY_AUTH_MODE=token and the token in "
-               "~/.ray/auth_token (README, Beyond one machine), or set cluster.allow_unauthenticated = true")
+               "~/.ray/auth_token (docs/cluster.md), or set cluster.allow_unauthenticated = true")
     if not settings.cluster.allow_unauthenticated:
         raise ClusterError(message)
     log.warning("SECURITY: %s (it is: running anyway)", message.split(". Start")[0])

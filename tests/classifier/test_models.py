@@ -9,7 +9,7 @@ import torch
 from classifier.models import MODELS, build_model
 from core.settings import TrainSettings
 
-PARAMETERS = {  # README, "The emotion model"
+PARAMETERS = {  # docs/model.md, "The emotion model"
     "baseline_cnn": 3_487_975,
     "deepfer_resnet": 1_518_839,
     "deepfer_resnet_wide": 6_360_039,

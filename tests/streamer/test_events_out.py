@@ -277,7 +277,7 @@ def test_control_topic_pauses_and_resumes_only_known_cameras(broker):
 
 
 def test_bench_events_measures_the_share_of_the_pipeline(broker, media: Path):
-    """``deepfer bench events``: the events' CPU is a small share of the process's (README: under 2% on 8 cameras)."""
+    """``deepfer bench events``: the events' CPU is a small share of the process's (docs/events.md: under 2% on 8 cameras)."""
     from bench.events_cost import bench_events
 
     s = Settings(mqtt={"enabled": True, "port": broker.port}, classifier={"device": "cpu"},
