@@ -298,3 +298,55 @@ def test_deepfer_serve_refuses_a_metadata_webhook_in_one_line(tmp_path: Path, fr
     assert proc.returncode == 2, out
     assert "webhooks.hooks[0] (http://169.254.169.254:80) refused by the network policy" in out
     assert "Traceback" not in out and SECRET not in out and "meta-data" not in out
+
+
+def test_uncertain_faces_are_people_but_no_emotion_in_mix_satisfaction_or_alerts(broker, free_port):
+    """Issue 32: one happy face and three uncertain ones (their probabilities peaked on sad). Counted, the uncertain
+    ones would make satisfaction -0.5 and the negative share 0.75 and fire both emotion rules; they must only count
+    as people (the crowd rule fires), on MQTT and on the webhook alike."""
+    hook_port = free_port + 1 if free_port < 65000 else free_port - 1
+    receiver = Receiver(hook_port, SECRET.encode()).start()
+    sub = Subscriber(broker.port, ["deepfer/#"], client_id="deepfer-uncertain")
+    rules = [{"name": "unhappy", "kind": "satisfaction_below", "threshold": 0.0, "window_s": 60, "min_points": 5,
+              "cooldown_s": 0},
+             {"name": "negative", "kind": "negative_share_above", "threshold": 0.5, "window_s": 60, "min_points": 5,
+              "cooldown_s": 0},
+             {"name": "crowd", "kind": "people_above", "threshold": 3, "cooldown_s": 0}]
+    s = Settings(mqtt={"enabled": True, "port": broker.port}, events={"leave_after_s": 2.0, "stats_every_s": 60},
+                 alerts={"rules": rules},
+                 webhooks={"hooks": [{"url": f"http://127.0.0.1:{hook_port}/h", "secret": SECRET,
+                                      "events": ["leave", "alert", "state"]}]})
+    mqtt, hooks_ = MqttPublisher(s.mqtt), WebhookPublisher(s.webhooks)
+    sink = EventsSink(s, [mqtt, hooks_])
+    sink.start()
+    try:
+        t = time.time()
+        for i in range(10):
+            asyncio.run(sink.handle(frame(t + i / 10, {1: "happy", 2: "uncertain", 3: "uncertain", 4: "uncertain"},
+                                          camera="tills")))
+        fired = sink.tick()
+        assert [(a.rule, a.state) for a in fired] == [("crowd", "firing")]
+        w = sink.cameras["tills"].window(sink.now("tills"), 60)
+        assert w.points == 10 and w.uncertain == 30 and w.satisfaction == 1.0 and w.negative_share == 0.0
+        time.sleep(2.1)
+        sink.tick()  # all four left
+        wait_for(lambda: len(sub.json_on("deepfer/events")) == 8, what="enter/leave")
+        leaves = {e["person"]: e for e in sub.json_on("deepfer/events") if e["type"] == "leave"}
+        assert leaves[1]["emotion"] == "happy" and leaves[1]["confident_frames"] == 10
+        assert leaves[1]["mean"]["happy"] > 0.9
+        assert leaves[2]["emotion"] == "uncertain" and "mean" not in leaves[2] and leaves[2]["frames"] == 10
+        assert leaves[2]["confident_frames"] == 0
+        state = sub.json_on("deepfer/tills/state")[0]
+        assert state["people_now"] == 4 and state["points"] == 10 and state["uncertain"] == 30
+        assert state["mix"]["happy"] == 1.0 and state["mix"]["sad"] == 0.0 and state["satisfaction"] == 1.0
+        assert state["dominant"] == "happy"
+        wait_for(lambda: any(k == "state" for k, _, _ in receiver.got), what="webhook state")
+        hooked = next(b for k, b, _ in receiver.got if k == "state")
+        assert hooked["mix"] == state["mix"] and hooked["satisfaction"] == 1.0 and hooked["uncertain"] == 30
+        wait_for(lambda: len(sub.json_on("deepfer/alerts")) >= 1, what="alerts")
+        assert {a["rule"] for a in sub.json_on("deepfer/alerts")} == {"crowd"}
+        assert not sub.on("deepfer/tills/alert/unhappy") and not sub.on("deepfer/tills/alert/negative")
+    finally:
+        asyncio.run(sink.close())
+        sub.close()
+        receiver.stop()
