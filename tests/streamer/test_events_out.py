@@ -350,3 +350,63 @@ def test_uncertain_faces_are_people_but_no_emotion_in_mix_satisfaction_or_alerts
         asyncio.run(sink.close())
         sub.close()
         receiver.stop()
+
+
+def vanish(pub: MqttPublisher) -> None:
+    """The process dies: no DISCONNECT, no reconnect; the broker sends the client's last will."""
+    pub.client.loop_stop()
+    sock = pub.client.socket()
+    assert sock is not None
+    sock.close()
+
+
+def test_one_available_topic_for_all_cluster_workers(broker):
+    """Cluster mode: each worker has p/workers/<name>/available with its last will; the head keeps p/available
+    online while any worker is. One worker vanishing leaves it online; all gone: offline; the head gone: its will."""
+    sub = Subscriber(broker.port, ["shop/available", "shop/workers/#"], client_id="deepfer-avail")
+
+    def pub(name: str, role: str) -> MqttPublisher:
+        s = Settings(mqtt={"enabled": True, "port": broker.port, "prefix": "shop", "client_id": name,
+                           "keepalive_s": 5, "homeassistant": True})
+        return MqttPublisher(s.mqtt, role=role, worker=name)  # type: ignore[arg-type]
+
+    head, w1, w2, w3 = pub("head", "head"), pub("w1", "worker"), pub("w2", "worker"), pub("w3", "worker")
+    started = [head]
+    try:
+        head.start()
+        wait_for(lambda: sub.on("shop/available") == [b"offline"], what="no worker yet: offline")
+        for w in (w1, w2):
+            w.start()
+            started.append(w)
+        wait_for(lambda: sub.on("shop/available") == [b"offline", b"online"], what="online with workers")
+        wait_for(lambda: head.counters()["workers_online"] == 2, what="the head hears both workers")
+        assert w1.availability == "shop/workers/w1/available"
+        vanish(w1)
+        wait_for(lambda: sub.on("shop/workers/w1/available")[-1:] == [b"offline"], what="w1's last will")
+        wait_for(lambda: head.counters()["workers_online"] == 1, what="the head hears w1 gone")
+        time.sleep(0.5)
+        assert sub.on("shop/available") == [b"offline", b"online"]  # stayed online: w2 is up
+        vanish(w2)
+        wait_for(lambda: sub.on("shop/available")[-1:] == [b"offline"], what="all workers gone: offline")
+        assert sub.on("shop/available") == [b"offline", b"online", b"offline"]
+        w3.start()
+        started.append(w3)
+        wait_for(lambda: sub.on("shop/available")[-1:] == [b"online"], what="a worker back: online")
+        config = json.loads(w3.discovery("tills")[0][1])
+        assert config["availability_mode"] == "all" and config["availability"] == [
+            {"topic": "shop/available"}, {"topic": "shop/workers/w3/available"}]
+        assert "availability_topic" not in config
+        vanish(head)
+        started.remove(head)
+        wait_for(lambda: sub.on("shop/available")[-1:] == [b"offline"], what="the head's last will")
+        assert sub.on("shop/workers/w3/available")[-1:] == [b"online"]  # workers never write p/available
+    finally:
+        for p in started:
+            if p not in (w1, w2):
+                p.close(2)
+        for p in (w1, w2):
+            p.client.disconnect()
+        sub.c.publish("shop/workers/w1/available", b"", qos=1, retain=True)  # clear what this test retained
+        for t in ("shop/workers/w2/available", "shop/workers/w3/available", "shop/available"):
+            sub.c.publish(t, b"", qos=1, retain=True).wait_for_publish(5)
+        sub.close()
