@@ -29,7 +29,9 @@ def test_serve_on_a_fresh_machine_starts_embedded_redis_and_prints_its_address(t
            "DEEPFER_CLASSIFIER__DEVICE": "cpu", "DEEPFER_DETECTOR__DEVICE": "cpu"}
     with served_process(["--weights", str(tiny_checkpoint)], env, port, tmp_path / "serve.log", cwd=tmp_path) as s:
         lines = s.output().splitlines()
-        address = re.search(r"http://\S+", next(line for line in lines if "DeepFER dashboard on" in line)).group(0)
+        found = re.search(r"http://\S+", next(line for line in lines if "DeepFER dashboard on" in line))
+        assert found is not None, s.output()
+        address = found.group(0)
         assert address == f"http://127.0.0.1:{port}/"
         health = httpx.get(f"{address}health", timeout=5)
         assert health.status_code == 200 and health.json() == {
