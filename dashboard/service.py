@@ -147,7 +147,9 @@ class Service:
         self._store = CameraStore(ts.r, s.redis.key_prefix)
         if self._models is None:
             self._models = await asyncio.to_thread(load_models, s)
-        stored = build_stored_pipeline(s, self._models, self.redis_url, preview=self.preview)
+        # with a cluster this process is its head: it owns MQTT's p/available (online while any worker is)
+        stored = build_stored_pipeline(s, self._models, self.redis_url, preview=self.preview,
+                                       mqtt_role="head" if s.cluster.address else "service")
         self._pipeline = pipeline = stored.pipeline
         self.redis_sink = stored.redis_sink
         self.events = stored.events  # MQTT, webhooks, alert rules (None when not configured)

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aggregator.redis_sink import RedisSink
 from aggregator.tracker import FaceTracker
@@ -25,6 +26,9 @@ from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import CameraStats, Pipeline
 from streamer.preview import PreviewSink
 from streamer.publish.sink import EventsSink
+
+if TYPE_CHECKING:
+    from streamer.publish.mqtt import Role
 from streamer.sources import SourceError, VideoSource, default_camera_id, open_source
 
 log = logging.getLogger(__name__)
@@ -187,8 +191,12 @@ def check_events_out(settings: Settings, redis_url: str | None) -> None:
         checked_address(policy, url.host, url.port, f"webhooks.hooks[{i}] ({url.display})")
 
 
-def build_events_sink(settings: Settings, redis_url: str | None) -> EventsSink | None:
+def build_events_sink(settings: Settings, redis_url: str | None, mqtt_role: Role = "service",
+                      worker: str = "") -> EventsSink | None:
     """MQTT, webhooks and alert rules (``[mqtt]``, ``[webhooks]``, ``[alerts]``); None when none is configured.
+
+    ``mqtt_role`` and ``worker``: who owns the one ``{prefix}/available`` topic (``streamer.publish.mqtt``):
+    ``service`` (a single process), ``head`` (the cluster's dashboard) or ``worker`` (a Ray worker, named ``worker``).
 
     Broker and hook addresses are checked with the cameras' network policy here, at start-up (``EventsConfigError``:
     one line). With Redis, alerts are kept there (``aggregator.alert_log``) and the rules added through the API are
@@ -205,7 +213,7 @@ def build_events_sink(settings: Settings, redis_url: str | None) -> EventsSink |
     if settings.mqtt.enabled or settings.webhooks.hooks:
         policy = network_policy(settings, redis_url_in_use=redis_url or "")
         if settings.mqtt.enabled:
-            publishers.append(MqttPublisher(settings.mqtt, policy))
+            publishers.append(MqttPublisher(settings.mqtt, policy, role=mqtt_role, worker=worker))
         if settings.webhooks.hooks:
             publishers.append(WebhookPublisher(settings.webhooks, policy))
     if redis_url is None:
@@ -222,17 +230,20 @@ def build_stored_pipeline(
     redis_url: str | None,
     preview: PreviewSink | None = None,
     track: bool = True,
+    mqtt_role: Role = "service",
+    worker: str = "",
 ) -> StoredPipeline:
     """A pipeline whose results are kept: the one composition point for a new sink.
 
     ``redis_url``: tracked people go to Redis (``RedisSink``, its outage journal under ``paths.data_dir``); None:
     nothing stored. ``preview``: the live preview gets every result. Events out (MQTT, webhooks, alert rules) get
-    every tracked result when configured (``build_events_sink``). ``deepfer run``, ``deepfer serve``, each Ray
+    every tracked result when configured (``build_events_sink``; ``mqtt_role``, ``worker``: its availability topic).
+    ``deepfer run``, ``deepfer serve``, each Ray
     worker and the cluster benchmark build their pipeline here; sinks of one use (video file, summary, WebRTC) are
     added to the pipeline afterwards.
     """
     redis_sink = RedisSink(settings.redis, redis_url, settings.paths.data_dir) if redis_url is not None else None
-    events = build_events_sink(settings, redis_url) if track else None
+    events = build_events_sink(settings, redis_url, mqtt_role, worker) if track else None
     sinks: list[ResultSink] = [s for s in (redis_sink, preview, events) if s is not None]
     pipeline = build_pipeline(settings, models, sinks=sinks, track=track)
     if events is not None:

@@ -1,11 +1,20 @@
-"""The dashboard under a real uvicorn, and the headless Chromium the page tests drive (shared by the page tests)."""
+"""The dashboard under a real uvicorn, ``deepfer serve`` in a process of its own, and the headless Chromium the page
+tests drive (shared by the page and server tests)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from core.settings import Settings
@@ -68,6 +77,57 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(60)
         assert not self.thread.is_alive(), "the dashboard did not stop within 60 s"
+
+
+@dataclass
+class ServedProcess:
+    url: str  # http(s)://127.0.0.1:<port>, no trailing slash
+    port: int
+    proc: subprocess.Popen
+    log: Path  # its stdout and stderr together
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def served_process(args: Sequence[str], env: dict[str, str], port: int, log: Path, cwd: Path | None = None,
+                   tls: bool = False, start_timeout_s: float = 120, stop_timeout_s: float = 60,
+                   ) -> Iterator[ServedProcess]:
+    """``deepfer serve --port PORT *args`` in its own process, in an environment without the caller's
+    ``DEEPFER_*`` (plus ``env``), its output in ``log``; yields once ``/health`` answers 200. A process that exits
+    or does not answer within ``start_timeout_s`` fails the test with the tail of its output. At the end: SIGINT
+    (Ctrl-C, a clean stop: ``proc.returncode`` is then the exit status), killed if still running after
+    ``stop_timeout_s``, always reaped."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | {"PYTHONUNBUFFERED": "1"} | env
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "deepfer", "serve", "--port", str(port), *args], cwd=cwd,
+                                env=environ, stdout=out, stderr=subprocess.STDOUT)
+    served = ServedProcess(f"{'https' if tls else 'http'}://127.0.0.1:{port}", port, proc, log)
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            try:
+                if httpx.get(f"{served.url}/health", timeout=2, verify=not tls).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise AssertionError(f"deepfer serve exited ({proc.returncode}) before answering:\n"
+                                     f"{served.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"deepfer serve did not answer /health within {start_timeout_s:g} s:\n"
+                                     f"{served.output()[-3000:]}")
+            time.sleep(0.3)
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 CHROMIUM = "/usr/bin/chromium"

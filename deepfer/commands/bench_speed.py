@@ -150,11 +150,15 @@ def events(
     seconds: float = typer.Option(10.0, min=1, help="Measuring window."),
     mqtt: str = typer.Option("127.0.0.1:1883", help="The MQTT broker HOST:PORT events go to."),
     webhook: list[str] = typer.Option([], help="Also POST the events to this URL (repeatable)."),
+    repeats: int = typer.Option(3, min=1, help="Runs with events and as many without (alternating); medians."),
+    loopback_webhook: bool = typer.Option(True, help="POST every payload to a webhook receiver of the bench's own "
+                                                     "on loopback (a separate process)."),
     json_out: JsonOut,
     detect_every: int | None = typer.Option(None, min=1),
     device: Device = None,
 ) -> None:
-    """CPU of events out (the events sink, MQTT and webhook threads) as a share of the whole process."""
+    """CPU of events out (the events sink, MQTT and webhook threads) as a share of the whole process, and the
+    process's CPU per frame with and without events (medians of --repeats runs; load average in the JSON)."""
     from bench.events_cost import bench_events
 
     host, _, port = mqtt.rpartition(":")
@@ -167,10 +171,12 @@ def events(
         mqtt=dict(enabled=True, host=host, port=int(port)),
         webhooks=dict(hooks=[{"url": u, "secret": "bench"} for u in webhook] or None),
     )
-    result = bench_events(settings, source, streams, seconds, say)
+    result = bench_events(settings, source, streams, seconds, say, repeats=repeats, loopback_webhook=loopback_webhook)
     write_json(json_out, result)
-    say(f"{streams} stream(s), {result['frames_processed']} frames: events {result['events_cpu_s']} s CPU of "
-        f"{result['process_cpu_s']} s = {result['events_share_pct']}% of the process")
+    m, load = result["median"], result["load_average"]
+    say(f"{streams} stream(s), median of {repeats}: events {m['events_share_pct']}% of the process; CPU per frame "
+        f"{m['cpu_ms_per_frame_with_events']} ms with events, {m['cpu_ms_per_frame_without_events']} ms without "
+        f"({m['difference_pct']:+}%); load average {load['before'][0]} before, {load['after'][0]} after")
 
 
 @app.command()

@@ -3,7 +3,14 @@ service stats and, when asked, Home Assistant discovery.
 
 Topics (``p`` = ``mqtt.prefix``; ids pass through ``segment``):
 
-- ``p/available``: ``online`` / ``offline`` (retained; ``offline`` is the last will)
+- ``p/available``: ``online`` / ``offline`` (retained): the service's one availability topic. A single process
+  (``role="service"``: ``deepfer run``, ``deepfer serve`` without a cluster) says ``online`` and has ``offline`` as
+  its last will. In cluster mode the head (``role="head"``, the ``deepfer serve`` that runs the ``ClusterRunner``)
+  owns it: ``online`` while at least one worker's topic below says ``online``, ``offline`` when none does (or as the
+  head's last will); workers never write it, so one worker's death cannot turn the whole service ``offline``.
+- ``p/workers/<worker>/available``: ``online`` / ``offline`` (retained; ``offline`` is the worker's last will): one
+  per cluster worker (``role="worker"``, each Ray ``CameraWorker``). Home Assistant discovery of a worker's cameras
+  lists both topics with ``availability_mode: all``: a camera is unavailable when its worker is gone.
 - ``p/<camera>/state``: the camera's ``CameraState`` JSON (retained, every ``events.state_every_s``); a removed
   camera's ``"status": "removed"`` once, then its retained state (and discovery) cleared
 - ``p/events``: ``enter`` / ``leave`` JSON
@@ -28,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -40,6 +47,8 @@ from streamer.publish.base import checked_address, encode, segment
 log = logging.getLogger(__name__)
 
 _WINDOW = 100  # messages handed to paho and not yet acknowledged, at most
+_SETTLE_S = 0.5  # the head waits this long after subscribing for the retained worker topics before it says anything
+Role = Literal["service", "head", "worker"]
 _HA_SENSORS = {  # key: (name, value template, unit, device class)
     "people_now": ("People now", "{{ value_json.people_now }}", None, None),
     "satisfaction": ("Satisfaction", "{{ value_json.satisfaction }}", None, None),
@@ -51,12 +60,23 @@ _HA_SENSORS = {  # key: (name, value template, unit, device class)
 class MqttPublisher:
     name = "mqtt"
 
-    def __init__(self, settings: MqttSettings, policy: NetworkPolicy | None = None):
+    def __init__(self, settings: MqttSettings, policy: NetworkPolicy | None = None, role: Role = "service",
+                 worker: str = ""):
+        """``role``: who owns ``p/available`` (module docstring); ``worker``: a worker's name in its topic (default:
+        the client id)."""
         self.s = settings
         self.prefix = settings.prefix
-        self.availability = f"{self.prefix}/available"
-        self.address = checked_address(policy, settings.host, settings.port, f"mqtt broker {settings.host}")
+        self.role = role
         self.client_id = settings.client_id or f"deepfer-{segment(socket.gethostname())}-{os.getpid()}"
+        self.service_availability = f"{self.prefix}/available"
+        self.workers_topic = f"{self.prefix}/workers/+/available"
+        # the topic this client's last will turns offline: a worker's own, else the service's
+        self.availability = (f"{self.prefix}/workers/{segment(worker or self.client_id)}/available"
+                             if role == "worker" else self.service_availability)
+        self.workers: dict[str, bool] = {}  # head: worker topic level -> online
+        self._said: bytes | None = None  # head: what it last published on p/available (None: not yet, this connection)
+        self._settled = False
+        self.address = checked_address(policy, settings.host, settings.port, f"mqtt broker {settings.host}")
         self._queue: deque[tuple[str, bytes, bool]] = deque()
         self._pending: deque[mqtt.MQTTMessageInfo] = deque()
         self._cond = threading.Condition()
@@ -150,7 +170,8 @@ class MqttPublisher:
     def counters(self) -> dict[str, int]:
         return {"published": self.published, "dropped": self.dropped, "too_large": self.too_large,
                 "queued": len(self._queue) + len(self._pending), "connected": int(self._connected.is_set()),
-                "connects": self.connects, "commands": self.commands, "refused_commands": self.refused_commands}
+                "connects": self.connects, "commands": self.commands, "refused_commands": self.refused_commands,
+                "workers_online": sum(self.workers.values())}
 
     def discovery(self, camera: str) -> list[tuple[str, bytes]]:
         """Home Assistant MQTT discovery: the camera as a device with its sensors (retained configs)."""
@@ -158,8 +179,12 @@ class MqttPublisher:
 
         oid = f"{segment(self.prefix.replace('/', '_'))}_{camera}"
         device = {"identifiers": [oid], "name": f"DeepFER {camera}", "manufacturer": "DeepFER", "model": "camera"}
-        common = {"state_topic": f"{self.prefix}/{camera}/state", "availability_topic": self.availability,
-                  "device": device}
+        common: dict[str, Any] = {"state_topic": f"{self.prefix}/{camera}/state", "device": device}
+        if self.role == "worker":  # available while the service is and this camera's worker is
+            common["availability"] = [{"topic": self.service_availability}, {"topic": self.availability}]
+            common["availability_mode"] = "all"
+        else:
+            common["availability_topic"] = self.service_availability
         out = []
         if self.s.control:
             out.append((f"{self.s.discovery_prefix}/switch/{oid}/paused/config", json.dumps({
@@ -185,7 +210,15 @@ class MqttPublisher:
             log.warning("mqtt broker %s:%d refused the connection: %s", self.s.host, self.s.port, reason)
             return
         self.connects += 1
-        client.publish(self.availability, "online", qos=1, retain=True)
+        if self.role == "head":  # p/available follows the workers' topics (retained ones come after the subscribe)
+            with self._cond:
+                self._said, self._settled = None, False
+            client.subscribe(self.workers_topic, qos=1)
+            timer = threading.Timer(_SETTLE_S, self._settle)
+            timer.daemon = True
+            timer.start()
+        else:
+            client.publish(self.availability, "online", qos=1, retain=True)
         if self.s.control:
             client.subscribe(f"{self.prefix}/+/paused/set", qos=1)
         if self.connects > 1:
@@ -195,9 +228,37 @@ class MqttPublisher:
                     client.publish(topic, config, qos=1, retain=True)
         self._connected.set()
 
+    def _settle(self) -> None:
+        with self._cond:
+            self._settled = True
+        self._announce()
+
+    def _announce(self) -> None:
+        """Head: ``online`` on ``p/available`` while any worker is, else ``offline``; published on a change only."""
+        with self._cond:
+            if not self._settled or not self._connected.is_set() or self._closing:
+                return
+            want = b"online" if any(self.workers.values()) else b"offline"
+            if want == self._said:
+                return
+            self._said = want
+        self.client.publish(self.service_availability, want, qos=1, retain=True)
+
+    def _on_worker(self, level: str, payload: bytes) -> None:
+        with self._cond:
+            if payload:
+                self.workers[level] = payload == b"online"
+            else:  # a cleared retained topic: that worker is forgotten
+                self.workers.pop(level, None)
+        self._announce()
+
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         """``p/<camera>/paused/set``: ``ON`` or ``OFF``; anything else (or a retained command) is counted and
-        ignored."""
+        ignored. The head also hears ``p/workers/<worker>/available``."""
+        levels = msg.topic[len(self.prefix) + 1:].split("/")
+        if self.role == "head" and len(levels) == 3 and levels[0] == "workers" and levels[2] == "available":
+            self._on_worker(levels[1], bytes(msg.payload[:16]))
+            return
         camera = msg.topic[len(self.prefix) + 1:].split("/", 1)[0]
         word = msg.payload[:8].strip().upper()
         if msg.retain or word not in (b"ON", b"OFF") or len(msg.payload) > 8 or self.on_control is None:

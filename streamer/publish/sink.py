@@ -235,4 +235,4 @@ def gone_state(camera: str, now: float) -> dict[str, Any]:
     """The last state of a camera removed from the pipeline (retained, so readers see it went away)."""
     return {"type": "state", "camera": camera, "at": round(now, 3), "status": "removed", "up": False,
             "people_now": 0, "dominant": None, "mix": {}, "satisfaction": None, "points": 0, "window_s": 0.0,
-            "fps": 0.0, "v": PAYLOAD_VERSION}
+            "fps": 0.0, "uncertain": 0, "v": PAYLOAD_VERSION}

@@ -69,7 +69,9 @@ class CameraWorker(PipelineCameras):
                              f"({exc.__class__.__name__}); give the dashboard a Redis URL every node can reach"}
         self.policy = await asyncio.to_thread(network_policy, s, redis_url_in_use=self.redis_url)
         models = await asyncio.to_thread(load_models, s)
-        stored = build_stored_pipeline(s, models, self.redis_url, preview=self.preview)
+        # its own p/workers/<name>/available (last will); the head owns p/available
+        stored = build_stored_pipeline(s, models, self.redis_url, preview=self.preview, mqtt_role="worker",
+                                       worker=self.name)
         assert stored.redis_sink is not None  # given a Redis URL
         self.pipeline, self.sink = stored.pipeline, stored.redis_sink
         await stored.start()

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -18,7 +14,7 @@ import pytest
 
 from dashboard.auth import LoginThrottle, throttle_key
 from dashboard.security import ForwardedFor, parse_address
-from tests.dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings
+from tests.dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings, served_process
 from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
@@ -48,33 +44,14 @@ def login(url: str, token: str, forwarded: str) -> int:
 def proxied(tiny_checkpoint, redis_url, tmp_path_factory):
     """``deepfer serve`` as behind a proxy on this machine: trusted_proxies = 127.0.0.1, 3 failures per 30 s."""
     root = tmp_path_factory.mktemp("proxied")
-    port = free_port()
     with unique_prefix(redis_url, "test-xff") as prefix:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | {
-            "DEEPFER_DASHBOARD__TOKEN": TOKEN, "DEEPFER_DASHBOARD__TRUSTED_PROXIES": '["127.0.0.1/32"]',
-            "DEEPFER_DASHBOARD__LOGIN_MAX_FAILURES": "3", "DEEPFER_DASHBOARD__LOGIN_WINDOW_S": "30",
-            "DEEPFER_REDIS__KEY_PREFIX": prefix, "DEEPFER_PATHS__DATA_DIR": str(root / "data"),
-            "DEEPFER_CLASSIFIER__DEVICE": "cpu", "DEEPFER_DETECTOR__DEVICE": "cpu", "DEEPFER_DETECTOR__THREADS": "1"}
-        log = root / "serve.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "deepfer", "serve", "--port", str(port), "--weights",
-                                     str(tiny_checkpoint), "--redis", redis_url],
-                                    env=env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.3)
-            yield url, log
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
+        env = {"DEEPFER_DASHBOARD__TOKEN": TOKEN, "DEEPFER_DASHBOARD__TRUSTED_PROXIES": '["127.0.0.1/32"]',
+               "DEEPFER_DASHBOARD__LOGIN_MAX_FAILURES": "3", "DEEPFER_DASHBOARD__LOGIN_WINDOW_S": "30",
+               "DEEPFER_REDIS__KEY_PREFIX": prefix, "DEEPFER_PATHS__DATA_DIR": str(root / "data"),
+               "DEEPFER_CLASSIFIER__DEVICE": "cpu", "DEEPFER_DETECTOR__DEVICE": "cpu", "DEEPFER_DETECTOR__THREADS": "1"}
+        with served_process(["--weights", str(tiny_checkpoint), "--redis", redis_url], env, free_port(),
+                            root / "serve.log") as s:
+            yield s.url, s.log
 
 
 def test_forwarded_addresses_are_validated_before_anything_reads_them(proxied):

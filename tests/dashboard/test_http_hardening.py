@@ -9,7 +9,6 @@ import http.server
 import json
 import os
 import select
-import signal
 import socket
 import struct
 import subprocess
@@ -35,6 +34,7 @@ from tests.dashboard_helpers import (
     TOKEN,
     LiveServer,
     dashboard_settings,
+    served_process,
 )
 from tests.redis_helpers import free_port, unique_prefix
 
@@ -79,32 +79,13 @@ def served(tiny_checkpoint, redis_url, tmp_path_factory):
     """``deepfer serve`` in its own process (its memory measurable alone), with a token and a private TMPDIR."""
     root = tmp_path_factory.mktemp("served")
     (root / "tmp").mkdir()
-    port = free_port()
     with unique_prefix(redis_url, "test-served") as prefix:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | {
-            "DEEPFER_DASHBOARD__TOKEN": TOKEN, "TMPDIR": str(root / "tmp"), "DEEPFER_REDIS__KEY_PREFIX": prefix,
-            "DEEPFER_PATHS__DATA_DIR": str(root / "data"), "DEEPFER_CLASSIFIER__DEVICE": "cpu",
-            "DEEPFER_DETECTOR__DEVICE": "cpu", "DEEPFER_DETECTOR__THREADS": "1"}
-        log = root / "serve.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "deepfer", "serve", "--port", str(port), "--weights",
-                                     str(tiny_checkpoint), "--redis", redis_url],
-                                    env=env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.3)
-            yield Served(url, proc, root / "tmp", log)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
+        env = {"DEEPFER_DASHBOARD__TOKEN": TOKEN, "TMPDIR": str(root / "tmp"), "DEEPFER_REDIS__KEY_PREFIX": prefix,
+               "DEEPFER_PATHS__DATA_DIR": str(root / "data"), "DEEPFER_CLASSIFIER__DEVICE": "cpu",
+               "DEEPFER_DETECTOR__DEVICE": "cpu", "DEEPFER_DETECTOR__THREADS": "1"}
+        with served_process(["--weights", str(tiny_checkpoint), "--redis", redis_url], env, free_port(),
+                            root / "serve.log") as s:
+            yield Served(s.url, s.proc, root / "tmp", s.log)
 
 
 # ----- raw HTTP: chunked bodies of any size, the answer read whenever it comes -------------------------------------

@@ -5,18 +5,14 @@ timeout, and a long answer (the event stream) that the deadlines do not cut."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings
+from tests.dashboard_helpers import AUTH, TOKEN, LiveServer, dashboard_settings, served_process
 from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
@@ -80,32 +76,14 @@ def status_of(answer: bytes) -> int | None:
 def served(tiny_checkpoint, redis_url, tmp_path_factory):
     """``deepfer serve`` with 1 s header and 2 s body deadlines set in its environment."""
     root = tmp_path_factory.mktemp("slow")
-    port = free_port()
     with unique_prefix(redis_url, "test-slow") as prefix:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | {
-            "DEEPFER_DASHBOARD__TOKEN": TOKEN, "DEEPFER_REDIS__KEY_PREFIX": prefix,
-            "DEEPFER_DASHBOARD__HEADER_TIMEOUT_S": "1", "DEEPFER_DASHBOARD__BODY_TIMEOUT_S": "2",
-            "DEEPFER_PATHS__DATA_DIR": str(root / "data"), "DEEPFER_CLASSIFIER__DEVICE": "cpu",
-            "DEEPFER_DETECTOR__DEVICE": "cpu", "DEEPFER_DETECTOR__THREADS": "1"}
-        log = root / "serve.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "deepfer", "serve", "--port", str(port), "--weights",
-                                     str(tiny_checkpoint), "--redis", redis_url],
-                                    env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.3)
-            yield port
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
+        env = {"DEEPFER_DASHBOARD__TOKEN": TOKEN, "DEEPFER_REDIS__KEY_PREFIX": prefix,
+               "DEEPFER_DASHBOARD__HEADER_TIMEOUT_S": "1", "DEEPFER_DASHBOARD__BODY_TIMEOUT_S": "2",
+               "DEEPFER_PATHS__DATA_DIR": str(root / "data"), "DEEPFER_CLASSIFIER__DEVICE": "cpu",
+               "DEEPFER_DETECTOR__DEVICE": "cpu", "DEEPFER_DETECTOR__THREADS": "1"}
+        with served_process(["--weights", str(tiny_checkpoint), "--redis", redis_url], env, free_port(),
+                            root / "serve.log") as s:
+            yield s.port
 
 
 def test_idle_slow_header_and_slow_body_sockets_are_closed_by_their_deadlines(served: int):

@@ -3,12 +3,8 @@ its address printed, /health answering, Ctrl-C stopping it cleanly; bad start-up
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,34 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from deepfer.cli import app
+from tests.dashboard_helpers import served_process
 from tests.redis_helpers import free_port
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def serve(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env
-    return subprocess.Popen([sys.executable, "-m", "deepfer", "serve", *args], cwd=cwd, env=environ, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def read_until_address(proc: subprocess.Popen, lines: list[str]) -> None:
-    """Collect serve's output until it prints its address (fails with the output if it exits first)."""
-    assert proc.stdout is not None
-    while not any("DeepFER dashboard on" in line for line in lines):
-        line = proc.stdout.readline()
-        assert line, "serve exited early:\n" + "".join(lines)
-        lines.append(line)
-
-
-def wait_for_health(url: str, proc: subprocess.Popen, lines: list[str], verify: bool = True) -> httpx.Response:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            return httpx.get(url, timeout=2, verify=verify)
-        except httpx.TransportError:
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.3)
 
 
 def test_serve_on_a_fresh_machine_starts_embedded_redis_and_prints_its_address(tiny_checkpoint: Path, tmp_path: Path):
@@ -53,15 +25,15 @@ def test_serve_on_a_fresh_machine_starts_embedded_redis_and_prints_its_address(t
         pytest.skip("needs the redis-server binary (apt-get install redis-server)")
     port, dead = free_port(), free_port()
     # no Redis answers at default_url: serve must start its own under paths.data_dir
-    proc = serve("--port", str(port), "--weights", str(tiny_checkpoint), cwd=tmp_path,
-                 DEEPFER_REDIS__DEFAULT_URL=f"redis://127.0.0.1:{dead}", DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
-                 DEEPFER_CLASSIFIER__DEVICE="cpu", DEEPFER_DETECTOR__DEVICE="cpu")
-    lines: list[str] = []
-    try:
-        read_until_address(proc, lines)
-        address = re.search(r"http://\S+", next(line for line in lines if "DeepFER dashboard on" in line)).group(0)
+    env = {"DEEPFER_REDIS__DEFAULT_URL": f"redis://127.0.0.1:{dead}", "DEEPFER_PATHS__DATA_DIR": str(tmp_path / "data"),
+           "DEEPFER_CLASSIFIER__DEVICE": "cpu", "DEEPFER_DETECTOR__DEVICE": "cpu"}
+    with served_process(["--weights", str(tiny_checkpoint)], env, port, tmp_path / "serve.log", cwd=tmp_path) as s:
+        lines = s.output().splitlines()
+        found = re.search(r"http://\S+", next(line for line in lines if "DeepFER dashboard on" in line))
+        assert found is not None, s.output()
+        address = found.group(0)
         assert address == f"http://127.0.0.1:{port}/"
-        health = wait_for_health(f"{address}health", proc, lines)
+        health = httpx.get(f"{address}health", timeout=5)
         assert health.status_code == 200 and health.json() == {
             **health.json(),
             "status": "ok",
@@ -70,10 +42,7 @@ def test_serve_on_a_fresh_machine_starts_embedded_redis_and_prints_its_address(t
         }
         assert (tmp_path / "data" / "redis" / "url").is_file()  # the embedded server is running
         assert httpx.get(f"{address}api/cameras").json() == []  # loopback without a token: open
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, "".join(lines) + out
+    assert s.proc.returncode == 0, s.output()  # Ctrl-C: a clean stop
     assert not (tmp_path / "data" / "redis" / "url").exists()  # the embedded server was stopped
 
 
@@ -127,33 +96,14 @@ def test_serve_over_https_for_the_live_demo(tiny_checkpoint: Path, tmp_path: Pat
         capture_output=True,
     )
     port = free_port()
-    proc = serve(
-        "--port",
-        str(port),
-        "--weights",
-        str(tiny_checkpoint),
-        "--tls-cert",
-        str(cert),
-        "--tls-key",
-        str(key),
-        "--redis",
-        redis_url,
-        cwd=tmp_path,
-        DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
-        DEEPFER_CLASSIFIER__DEVICE="cpu",
-        DEEPFER_DETECTOR__DEVICE="cpu",
-    )
-    lines: list[str] = []
-    try:
-        read_until_address(proc, lines)
-        assert f"https://127.0.0.1:{port}/" in "".join(lines)
-        health = wait_for_health(f"https://127.0.0.1:{port}/health", proc, lines, verify=False)
-        assert health.status_code == 200
-        assert httpx.get(f"https://127.0.0.1:{port}/demo", verify=False).status_code == 200
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, "".join(lines) + out
+    args = ["--weights", str(tiny_checkpoint), "--tls-cert", str(cert), "--tls-key", str(key), "--redis", redis_url]
+    env = {"DEEPFER_PATHS__DATA_DIR": str(tmp_path / "data"), "DEEPFER_CLASSIFIER__DEVICE": "cpu",
+           "DEEPFER_DETECTOR__DEVICE": "cpu"}
+    with served_process(args, env, port, tmp_path / "serve.log", cwd=tmp_path, tls=True) as s:
+        assert f"https://127.0.0.1:{port}/" in s.output()
+        assert httpx.get(f"{s.url}/health", verify=False).status_code == 200
+        assert httpx.get(f"{s.url}/demo", verify=False).status_code == 200
+    assert s.proc.returncode == 0, s.output()
 
 
 def test_serve_bad_tls_options_are_one_line(tmp_path: Path):

@@ -277,14 +277,21 @@ def test_control_topic_pauses_and_resumes_only_known_cameras(broker):
 
 
 def test_bench_events_measures_the_share_of_the_pipeline(broker, media: Path):
-    """``deepfer bench events``: the events' CPU is a small share of the process's (docs/events.md: under 2% on 8 cameras)."""
+    """``deepfer bench events``: the events' CPU is a small share of the process's (docs/events.md: under 2% on 8 cameras),
+    measured with MQTT and a webhook receiver on loopback, against the same pipeline without events."""
     from bench.events_cost import bench_events
 
     s = Settings(mqtt={"enabled": True, "port": broker.port}, classifier={"device": "cpu"},
                  detector={"device": "cpu", "detect_every": 3})
-    r = bench_events(s, str(media / "woman2.mp4"), 2, 3.0, say=lambda _: None)
+    r = bench_events(s, str(media / "woman2.mp4"), 2, 3.0, say=lambda _: None, repeats=1)
     assert r["frames_processed"] > 0 and r["payloads"]["state"] >= 2 and r["publishers"]["mqtt"]["published"] > 0
+    assert r["publishers"]["webhooks"]["delivered"] > 0 and r["publishers"]["webhooks"]["failed"] == 0
     assert r["process_cpu_s"] > 0 and 0 <= r["events_share_pct"] < 2
+    off = r["runs"][0]["without_events"]
+    assert off["events"] is False and off["payloads"] == {} and off["frames_processed"] > 0
+    m = r["median"]
+    assert m["cpu_ms_per_frame_with_events"] > 0 and m["cpu_ms_per_frame_without_events"] > 0
+    assert m["difference_pct"] is not None and len(r["load_average"]["before"]) == 3 and r["machine"]["cores"]
 
 
 @pytest.mark.e2e  # serve finds Redis (or starts redis-server) before it checks the hooks
@@ -298,3 +305,115 @@ def test_deepfer_serve_refuses_a_metadata_webhook_in_one_line(tmp_path: Path, fr
     assert proc.returncode == 2, out
     assert "webhooks.hooks[0] (http://169.254.169.254:80) refused by the network policy" in out
     assert "Traceback" not in out and SECRET not in out and "meta-data" not in out
+
+
+def test_uncertain_faces_are_people_but_no_emotion_in_mix_satisfaction_or_alerts(broker, free_port):
+    """Issue 32: one happy face and three uncertain ones (their probabilities peaked on sad). Counted, the uncertain
+    ones would make satisfaction -0.5 and the negative share 0.75 and fire both emotion rules; they must only count
+    as people (the crowd rule fires), on MQTT and on the webhook alike."""
+    hook_port = free_port + 1 if free_port < 65000 else free_port - 1
+    receiver = Receiver(hook_port, SECRET.encode()).start()
+    sub = Subscriber(broker.port, ["deepfer/#"], client_id="deepfer-uncertain")
+    rules = [{"name": "unhappy", "kind": "satisfaction_below", "threshold": 0.0, "window_s": 60, "min_points": 5,
+              "cooldown_s": 0},
+             {"name": "negative", "kind": "negative_share_above", "threshold": 0.5, "window_s": 60, "min_points": 5,
+              "cooldown_s": 0},
+             {"name": "crowd", "kind": "people_above", "threshold": 3, "cooldown_s": 0}]
+    s = Settings(mqtt={"enabled": True, "port": broker.port}, events={"leave_after_s": 2.0, "stats_every_s": 60},
+                 alerts={"rules": rules},
+                 webhooks={"hooks": [{"url": f"http://127.0.0.1:{hook_port}/h", "secret": SECRET,
+                                      "events": ["leave", "alert", "state"]}]})
+    mqtt, hooks_ = MqttPublisher(s.mqtt), WebhookPublisher(s.webhooks)
+    sink = EventsSink(s, [mqtt, hooks_])
+    sink.start()
+    try:
+        t = time.time()
+        for i in range(10):
+            asyncio.run(sink.handle(frame(t + i / 10, {1: "happy", 2: "uncertain", 3: "uncertain", 4: "uncertain"},
+                                          camera="tills")))
+        fired = sink.tick()
+        assert [(a.rule, a.state) for a in fired] == [("crowd", "firing")]
+        w = sink.cameras["tills"].window(sink.now("tills"), 60)
+        assert w.points == 10 and w.uncertain == 30 and w.satisfaction == 1.0 and w.negative_share == 0.0
+        time.sleep(2.1)
+        sink.tick()  # all four left
+        wait_for(lambda: len(sub.json_on("deepfer/events")) == 8, what="enter/leave")
+        leaves = {e["person"]: e for e in sub.json_on("deepfer/events") if e["type"] == "leave"}
+        assert leaves[1]["emotion"] == "happy" and leaves[1]["confident_frames"] == 10
+        assert leaves[1]["mean"]["happy"] > 0.9
+        assert leaves[2]["emotion"] == "uncertain" and "mean" not in leaves[2] and leaves[2]["frames"] == 10
+        assert leaves[2]["confident_frames"] == 0
+        state = sub.json_on("deepfer/tills/state")[0]
+        assert state["people_now"] == 4 and state["points"] == 10 and state["uncertain"] == 30
+        assert state["mix"]["happy"] == 1.0 and state["mix"]["sad"] == 0.0 and state["satisfaction"] == 1.0
+        assert state["dominant"] == "happy"
+        wait_for(lambda: any(k == "state" for k, _, _ in receiver.got), what="webhook state")
+        hooked = next(b for k, b, _ in receiver.got if k == "state")
+        assert hooked["mix"] == state["mix"] and hooked["satisfaction"] == 1.0 and hooked["uncertain"] == 30
+        wait_for(lambda: len(sub.json_on("deepfer/alerts")) >= 1, what="alerts")
+        assert {a["rule"] for a in sub.json_on("deepfer/alerts")} == {"crowd"}
+        assert not sub.on("deepfer/tills/alert/unhappy") and not sub.on("deepfer/tills/alert/negative")
+    finally:
+        asyncio.run(sink.close())
+        sub.close()
+        receiver.stop()
+
+
+def vanish(pub: MqttPublisher) -> None:
+    """The process dies: no DISCONNECT, no reconnect; the broker sends the client's last will."""
+    pub.client.loop_stop()
+    sock = pub.client.socket()
+    assert sock is not None
+    sock.close()
+
+
+def test_one_available_topic_for_all_cluster_workers(broker):
+    """Cluster mode: each worker has p/workers/<name>/available with its last will; the head keeps p/available
+    online while any worker is. One worker vanishing leaves it online; all gone: offline; the head gone: its will."""
+    sub = Subscriber(broker.port, ["shop/available", "shop/workers/#"], client_id="deepfer-avail")
+
+    def pub(name: str, role: str) -> MqttPublisher:
+        s = Settings(mqtt={"enabled": True, "port": broker.port, "prefix": "shop", "client_id": name,
+                           "keepalive_s": 5, "homeassistant": True})
+        return MqttPublisher(s.mqtt, role=role, worker=name)  # type: ignore[arg-type]
+
+    head, w1, w2, w3 = pub("head", "head"), pub("w1", "worker"), pub("w2", "worker"), pub("w3", "worker")
+    started = [head]
+    try:
+        head.start()
+        wait_for(lambda: sub.on("shop/available") == [b"offline"], what="no worker yet: offline")
+        for w in (w1, w2):
+            w.start()
+            started.append(w)
+        wait_for(lambda: sub.on("shop/available") == [b"offline", b"online"], what="online with workers")
+        wait_for(lambda: head.counters()["workers_online"] == 2, what="the head hears both workers")
+        assert w1.availability == "shop/workers/w1/available"
+        vanish(w1)
+        wait_for(lambda: sub.on("shop/workers/w1/available")[-1:] == [b"offline"], what="w1's last will")
+        wait_for(lambda: head.counters()["workers_online"] == 1, what="the head hears w1 gone")
+        time.sleep(0.5)
+        assert sub.on("shop/available") == [b"offline", b"online"]  # stayed online: w2 is up
+        vanish(w2)
+        wait_for(lambda: sub.on("shop/available")[-1:] == [b"offline"], what="all workers gone: offline")
+        assert sub.on("shop/available") == [b"offline", b"online", b"offline"]
+        w3.start()
+        started.append(w3)
+        wait_for(lambda: sub.on("shop/available")[-1:] == [b"online"], what="a worker back: online")
+        config = json.loads(w3.discovery("tills")[0][1])
+        assert config["availability_mode"] == "all" and config["availability"] == [
+            {"topic": "shop/available"}, {"topic": "shop/workers/w3/available"}]
+        assert "availability_topic" not in config
+        vanish(head)
+        started.remove(head)
+        wait_for(lambda: sub.on("shop/available")[-1:] == [b"offline"], what="the head's last will")
+        assert sub.on("shop/workers/w3/available")[-1:] == [b"online"]  # workers never write p/available
+    finally:
+        for p in started:
+            if p not in (w1, w2):
+                p.close(2)
+        for p in (w1, w2):
+            p.client.disconnect()
+        sub.c.publish("shop/workers/w1/available", b"", qos=1, retain=True)  # clear what this test retained
+        for t in ("shop/workers/w2/available", "shop/workers/w3/available", "shop/available"):
+            sub.c.publish(t, b"", qos=1, retain=True).wait_for_publish(5)
+        sub.close()
