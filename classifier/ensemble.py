@@ -174,9 +174,12 @@ def ensemble_module(models: Sequence[Any], means: Sequence[float], stds: Sequenc
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             probs = x.new_zeros(())
+            means, stds, temps, weights = self.means, self.stds, self.temperatures, self.weights
+            assert isinstance(means, torch.Tensor) and isinstance(stds, torch.Tensor)
+            assert isinstance(temps, torch.Tensor) and isinstance(weights, torch.Tensor)
             for i, model in enumerate(self.members):
-                logits = model((x - self.means[i]) / self.stds[i]).float()
-                probs = probs + self.weights[i] * torch.softmax(logits / self.temperatures[i], dim=1)
+                logits = model((x - means[i]) / stds[i]).float()
+                probs = probs + weights[i] * torch.softmax(logits / temps[i], dim=1)
             return torch.log(probs.clamp_min(1e-30))
 
     return _Ensemble().eval()

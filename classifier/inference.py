@@ -35,7 +35,7 @@ class WeightsError(ValueError):
 
 def resolve_weights(spec: str | Path) -> Path:
     """A path to a ``.pt`` checkpoint, ``.onnx`` export or ensemble manifest (``.json``/``.toml``), or the name of a
-    shipped model in ``classifier/weights``: ``<name>.pt``, else ``<name>.ensemble.toml`` or ``<name>.ensemble.json``."""
+    shipped model in ``classifier/weights``: ``<name>.pt``, else ``<name>.ensemble.toml`` or ``.ensemble.json``."""
     p = Path(spec)
     if p.suffix.lower() in WEIGHT_SUFFIXES or p.exists():
         if not p.is_file():

@@ -137,8 +137,9 @@ def source_model(source: Path) -> SourceModel:
         model, ckpt = load_checkpoint(source)
         mean, std = float(ckpt["mean"]), float(ckpt["std"])
         temperature = checkpoint_temperature(ckpt, source)
-        ref = EmotionClassifier(model, ckpt["model"], mean, std, torch.device("cpu"), source, temperature=temperature)
-        return SourceModel(model, ckpt["model"], mean, std, temperature, ref)
+        single = EmotionClassifier(model, ckpt["model"], mean, std, torch.device("cpu"), source,
+                                   temperature=temperature)
+        return SourceModel(model, ckpt["model"], mean, std, temperature, single)
     manifest = read_manifest(source)
     members = []
     for m in manifest.members:
