@@ -43,6 +43,14 @@ def describe(clf: EmotionModel) -> dict:
     """Which classifier a row is about: weights file, its size, what runs it and at which precision."""
     weights = getattr(clf, "path", None)  # the file it was loaded from, when there is one
     path = Path(weights) if weights else None
+    members = getattr(clf, "members", None)
+    if members is not None:  # an ensemble: its members' backends and precisions, their files' size in all
+        rows = [describe(m) for m in members]
+        return {"weights": str(path) if path else None, "model": clf.name,
+                "backend": "+".join(sorted({r["backend"] for r in rows})),
+                "precision": "+".join(sorted({r["precision"] for r in rows})),
+                "file_bytes": sum(r["file_bytes"] or 0 for r in rows), "device": str(clf.device),
+                "members": len(rows)}
     meta = getattr(clf, "meta", None)
     return {"weights": str(path) if path else None, "model": clf.name,
             "backend": "onnxruntime" if meta is not None else "pytorch",

@@ -63,6 +63,9 @@ class GradCam:
 
     def __init__(self, classifier: object, min_map_size: int = 6):
         model = getattr(classifier, "model", None)
+        if hasattr(classifier, "members"):
+            raise ExplainError(f"Grad-CAM explains one model: {getattr(classifier, 'name', 'this model')} is an "
+                               "ensemble; explain with one of its members' .pt checkpoints")
         if not isinstance(model, nn.Module):
             raise ExplainError(f"Grad-CAM needs PyTorch weights (.pt): {getattr(classifier, 'name', 'this model')} "
                                "runs in ONNX Runtime, which has no gradients; explain with the .pt checkpoint")

@@ -23,6 +23,9 @@ from core.device import pick_device
 from core.types import EMOTIONS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+# a checkpoint, an ONNX export, an ensemble manifest (classifier/ensemble.py)
+WEIGHT_SUFFIXES = (".pt", ".onnx", ".json", ".toml")
+SHIPPED_SUFFIXES = (".pt", ".ensemble.toml", ".ensemble.json")
 log = logging.getLogger(__name__)
 
 
@@ -31,17 +34,23 @@ class WeightsError(ValueError):
 
 
 def resolve_weights(spec: str | Path) -> Path:
-    """A path to a ``.pt`` checkpoint or ``.onnx`` export, or the name of a shipped model in ``classifier/weights``."""
+    """A path to a ``.pt`` checkpoint, ``.onnx`` export or ensemble manifest (``.json``/``.toml``), or the name of a
+    shipped model in ``classifier/weights``: ``<name>.pt``, else ``<name>.ensemble.toml`` or ``.ensemble.json``."""
     p = Path(spec)
-    if p.suffix in (".pt", ".onnx") or p.exists():
+    if p.suffix.lower() in WEIGHT_SUFFIXES or p.exists():
         if not p.is_file():
             raise WeightsError(f"weights file not found: {p}")
         return p
-    shipped = WEIGHTS_DIR / f"{spec}.pt"
-    if not shipped.is_file():
-        available = ", ".join(sorted(f.stem for f in WEIGHTS_DIR.glob("*.pt"))) or "none"
-        raise WeightsError(f"no shipped weights named {spec!r} (available: {available})")
-    return shipped
+    for shipped in (WEIGHTS_DIR / f"{spec}{suffix}" for suffix in SHIPPED_SUFFIXES):
+        if shipped.is_file():
+            return shipped
+    available = ", ".join(shipped_names()) or "none"
+    raise WeightsError(f"no shipped weights named {spec!r} (available: {available})")
+
+
+def shipped_names() -> list[str]:
+    """The names ``resolve_weights`` finds in ``classifier/weights``."""
+    return sorted({f.name[: -len(s)] for s in SHIPPED_SUFFIXES for f in WEIGHTS_DIR.glob(f"*{s}")})
 
 
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -113,6 +122,8 @@ def checkpoint_temperature(meta: dict, path: Path) -> float:
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     """Model and metadata from a DeepFER checkpoint (training ``best.pt``/``last.pt`` or a shipped file)."""
+    if path.suffix.lower() in (".json", ".toml"):
+        raise WeightsError(f"{path} is an ensemble manifest; this needs a single checkpoint (.pt), e.g. one member")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad file

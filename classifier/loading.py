@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from classifier.inference import EmotionClassifier, resolve_weights
+from classifier.inference import EmotionClassifier, WeightsError, resolve_weights
+from core.device import pick_device
 from core.protocols import EmotionModel
 from core.settings import ClassifierSettings
 
@@ -28,12 +29,17 @@ class LoadedClassifier(EmotionModel, Protocol):
 
 def load_classifier(spec: str | Path, device: str = "auto", tta: bool = False, threads: int = 0,
                     crop_margin: float | None = None) -> LoadedClassifier:
-    """The one place a classifier is loaded: a ``.onnx`` export runs in ONNX Runtime, anything else in PyTorch.
+    """The one place a classifier is loaded: a ``.onnx`` export runs in ONNX Runtime, an ensemble manifest
+    (``.json``/``.toml``) loads each member this way, anything else runs in PyTorch.
 
     ``threads`` applies to ONNX Runtime (0: its default). ``crop_margin``, the configured one, is compared with
     the margin an ONNX file was exported with, and a difference is logged: the configured margin is used.
     """
+    from classifier.ensemble import is_manifest
+
     path = resolve_weights(spec)
+    if is_manifest(path):
+        return load_ensemble(path, device, tta, threads, crop_margin)
     if path.suffix.lower() != ".onnx":
         return EmotionClassifier.load(path, device, tta)
     from classifier.onnx_runtime import OnnxClassifier
@@ -45,8 +51,52 @@ def load_classifier(spec: str | Path, device: str = "auto", tta: bool = False, t
     return clf
 
 
+def load_ensemble(path: Path, device: str = "auto", tta: bool = False, threads: int = 0,
+                  crop_margin: float | None = None) -> LoadedClassifier:
+    """The ensemble a manifest describes, each member loaded by ``load_classifier`` (members are never manifests)."""
+    from classifier.ensemble import EnsembleClassifier, read_manifest
+
+    manifest = read_manifest(path)
+    members = []
+    for m in manifest.members:
+        try:
+            members.append(load_classifier(m.path, device, tta, threads, crop_margin))
+        except WeightsError as exc:
+            raise WeightsError(f"ensemble manifest {path}: {exc}") from None
+    devices = {str(c.device) for c in members}
+    if len(devices) > 1:
+        raise WeightsError(f"ensemble manifest {path}: members run on different devices ({', '.join(devices)}); "
+                           "set classifier.device")
+    return EnsembleClassifier(members, [m.weight for m in manifest.members], manifest, tta,
+                              [c.temperature for c in members])
+
+
+def resolve_auto(settings: ClassifierSettings, device: str | None = None) -> Path:
+    """``classifier.weights = "auto"``: the first of ``classifier.auto_cuda`` (on a CUDA device) or
+    ``classifier.auto_cpu`` (otherwise) that ``resolve_weights`` finds; ``device`` (``cpu``/``cuda``) overrides
+    the one ``classifier.device`` picks. Logs its choice in one line; ``WeightsError`` when none is found."""
+    kind = device if device in ("cpu", "cuda") else pick_device(device or settings.device, "classifier.device").type
+    candidates = settings.auto_cuda if kind == "cuda" else settings.auto_cpu
+    for spec in candidates:
+        try:
+            path = resolve_weights(spec)
+        except WeightsError:
+            continue
+        log.info("classifier.weights = auto on %s: %s (first found of classifier.auto_%s: %s)", kind, path, kind,
+                 ", ".join(candidates))
+        return path
+    raise WeightsError(f"classifier.weights = auto on {kind}: none of classifier.auto_{kind} "
+                       f"({', '.join(candidates) or 'empty'}) was found")
+
+
+def configured_weights(settings: ClassifierSettings, device: str | None = None) -> str | Path:
+    """``classifier.weights``, with ``auto`` resolved for ``device`` (default: ``classifier.device``)."""
+    return resolve_auto(settings, device) if settings.weights == "auto" else settings.weights
+
+
 def build_classifier(settings: ClassifierSettings, device: str | None = None) -> LoadedClassifier:
-    """The classifier named by ``classifier.weights`` (a checkpoint or an ONNX export) on ``classifier.device`` (or
-    ``device``); ``WeightsError`` when unusable."""
-    return load_classifier(settings.weights, device or settings.device, settings.tta, settings.onnx_threads,
+    """The classifier named by ``classifier.weights`` (a checkpoint, an ONNX export, an ensemble manifest or
+    ``auto``) on ``classifier.device`` (or ``device``); ``WeightsError`` when unusable."""
+    device = device or settings.device
+    return load_classifier(configured_weights(settings, device), device, settings.tta, settings.onnx_threads,
                            settings.crop_margin)

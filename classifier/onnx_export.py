@@ -1,4 +1,5 @@
-"""PyTorch checkpoint -> a single ``.onnx`` file with its preprocessing in the metadata; optionally int8.
+"""PyTorch checkpoint (or ensemble manifest) -> a single ``.onnx`` file with its preprocessing in the metadata;
+optionally int8. An ensemble becomes one graph: every member and the weighted mean of their probabilities inside.
 
 int8 is ONNX Runtime's static quantization: activation ranges come from a few hundred training faces run
 through the fp32 graph (never test faces: the accuracy figures are measured on those). The export checks
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from classifier.data import IMAGE_SIZE, FaceDataset, load_dataset
+from classifier.ensemble import EnsembleClassifier, ensemble_module, is_manifest, read_manifest
 from classifier.inference import (
     EmotionClassifier,
     WeightsError,
@@ -25,6 +27,7 @@ from classifier.inference import (
     load_checkpoint,
     resolve_weights,
 )
+from classifier.loading import LoadedClassifier, configured_weights
 from classifier.onnx_runtime import INPUT_NAME, OUTPUT_NAME, OnnxClassifier, OnnxMetadata
 from core.settings import ExportModelSettings, Settings
 from core.types import EMOTIONS
@@ -114,6 +117,52 @@ def quantize_int8(fp32_model, faces: np.ndarray, mean: float, std: float, option
         return onnx.load(q_path)
 
 
+@dataclass(frozen=True)
+class SourceModel:
+    """What is exported: one network taking ``(gray / 255 - mean) / std``, and the PyTorch classifier it must match."""
+
+    model: torch.nn.Module
+    name: str
+    mean: float
+    std: float
+    temperature: float
+    reference: LoadedClassifier
+    ensemble: dict | None = None  # an ensemble's members, weights and temperatures (ONNX metadata)
+
+
+def source_model(source: Path) -> SourceModel:
+    """A checkpoint as it is, or an ensemble manifest as one graph: every member with its own preprocessing and
+    temperature, and the weighted mean of their probabilities inside (``ensemble_module``)."""
+    if not is_manifest(source):
+        model, ckpt = load_checkpoint(source)
+        mean, std = float(ckpt["mean"]), float(ckpt["std"])
+        temperature = checkpoint_temperature(ckpt, source)
+        single = EmotionClassifier(model, ckpt["model"], mean, std, torch.device("cpu"), source,
+                                   temperature=temperature)
+        return SourceModel(model, ckpt["model"], mean, std, temperature, single)
+    manifest = read_manifest(source)
+    members = []
+    for m in manifest.members:
+        if m.path.suffix.lower() == ".onnx":
+            raise WeightsError(f"ensemble manifest {source}: member {m.path} is an ONNX export; export-model builds "
+                               "the ensemble's graph from PyTorch checkpoints (.pt)")
+        model, ckpt = load_checkpoint(m.path)
+        members.append(EmotionClassifier(model, ckpt["model"], float(ckpt["mean"]), float(ckpt["std"]),
+                                         torch.device("cpu"), m.path,
+                                         temperature=checkpoint_temperature(ckpt, m.path)))
+    weights = [m.weight for m in manifest.members]
+    temps = [c.temperature for c in members]
+    module = ensemble_module([c.model for c in members], [c.mean for c in members], [c.std for c in members],
+                             temps, weights)
+    ref = EnsembleClassifier(members, weights, manifest, member_temperatures=temps)
+    info = {"members": [{"file": m.path.name, "model": c.name, "weight": round(m.weight, 6),
+                         "temperature": c.temperature} for m, c in zip(manifest.members, members)],
+            "combine": manifest.combine}
+    # the graph takes gray / 255 (mean 0, std 1) and normalises for each member itself; its output is the log of the
+    # mean probabilities, already calibrated (temperature 1)
+    return SourceModel(module, manifest.name, 0.0, 1.0, 1.0, ref, info)
+
+
 def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool = False,
                 calibration: FaceDataset | None = None, options: ExportModelSettings | None = None) -> ExportResult:
     """Write ``weights`` (a checkpoint path or shipped name) to ``out`` as ONNX; ``int8`` needs ``calibration``."""
@@ -131,9 +180,8 @@ def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool =
         raise WeightsError(f"{source} is already an ONNX export; export-model starts from a PyTorch checkpoint")
     if int8 and calibration is None:
         raise ValueError("int8 quantization needs calibration data (training faces)")
-    model, ckpt = load_checkpoint(source)
-    mean, std = float(ckpt["mean"]), float(ckpt["std"])
-    temperature = checkpoint_temperature(ckpt, source)
+    src = source_model(source)
+    model, name, mean, std, temperature = src.model, src.name, src.mean, src.std, src.temperature
     proto = to_onnx(model)
     faces: np.ndarray | None = None
     quant = None
@@ -144,13 +192,13 @@ def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool =
         quant = {"method": "onnxruntime static", "format": options.quant_format, "per_channel": options.per_channel,
                  "reduce_range": options.reduce_range, "activations": "uint8", "weights": "int8",
                  "calibration": "minmax", "calibration_faces": len(faces), "calibration_data": calibration.source}
-    meta = OnnxMetadata(model=ckpt["model"], classes=EMOTIONS, input_size=IMAGE_SIZE, mean=mean, std=std,
+    meta = OnnxMetadata(model=name, classes=EMOTIONS, input_size=IMAGE_SIZE, mean=mean, std=std,
                         crop_margin=crop_margin, precision="int8" if int8 else "fp32", quantization=quant,
-                        temperature=temperature)
+                        temperature=temperature, ensemble=src.ensemble)
     del proto.metadata_props[:]
     for key, value in meta.to_props().items():
         proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = (f"DeepFER emotion classifier {ckpt['model']} ({meta.precision}) from {source.name}: input "
+    proto.doc_string = (f"DeepFER emotion classifier {name} ({meta.precision}) from {source.name}: input "
                         f"{INPUT_NAME} [N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}] = (gray / 255 - mean) / std, output "
                         f"{OUTPUT_NAME} [N, {len(EMOTIONS)}], probabilities softmax({OUTPUT_NAME} / "
                         f"deepfer.temperature); see the deepfer.* metadata.")
@@ -166,13 +214,12 @@ def export_onnx(weights: str | Path, out: Path, crop_margin: float, int8: bool =
     if check is None:
         check = np.random.default_rng(0).integers(0, 256, (64, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     p_onnx = OnnxClassifier.load(out, "cpu").predict_faces(check)
-    p_torch = EmotionClassifier(model, ckpt["model"], mean, std, torch.device("cpu"),
-                                temperature=temperature).predict_faces(check)
+    p_torch = src.reference.predict_faces(check)
     return ExportResult(
         out,
         out.stat().st_size,
         meta.precision,
-        ckpt["model"],
+        name,
         source,
         len(faces) if faces is not None else 0,
         len(check),
@@ -190,7 +237,7 @@ def export_from_settings(settings: Settings, out: Path, calibration_data: Path |
         check_calibration_source(str(calibration_data))
         calibration = load_dataset(calibration_data, cache_dir=settings.paths.data_dir / "cache")
     return export_onnx(
-        settings.classifier.weights,
+        configured_weights(settings.classifier),
         out,
         settings.classifier.crop_margin,
         calibration is not None,

@@ -37,6 +37,7 @@ class OnnxMetadata:
     precision: str  # "fp32" or "int8"
     quantization: dict[str, Any] | None = None  # how an int8 file was made (format, calibration faces, ...)
     temperature: float = 1.0  # probabilities are softmax(logits / temperature); files before issue 32 lack it
+    ensemble: dict[str, Any] | None = None  # an ensemble's members (file, model, weight, temperature) and combine
 
     def to_props(self) -> dict[str, str]:
         """ONNX ``metadata_props`` (string to string), every key prefixed ``deepfer.``."""
@@ -62,6 +63,7 @@ class OnnxMetadata:
                 precision=mine["precision"],
                 quantization=json.loads(mine["quantization"]) if "quantization" in mine else None,
                 temperature=float(mine.get("temperature", 1.0)),
+                ensemble=json.loads(mine["ensemble"]) if "ensemble" in mine else None,
             )
         except KeyError as exc:
             raise WeightsError(f"{path}: DeepFER metadata lacks {META_PREFIX}{exc.args[0]}") from None

@@ -10,7 +10,8 @@ import typer
 
 Weights = Annotated[
     str | None,
-    typer.Option(help="Checkpoint (.pt), ONNX export (.onnx) or shipped model name (default: classifier.weights)."),
+    typer.Option(help="Checkpoint (.pt), ONNX export (.onnx), ensemble manifest (.json/.toml), shipped model name "
+                      "or auto (default: classifier.weights)."),
 ]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
 Detector = Annotated[

@@ -10,8 +10,17 @@ from core.settings.base import Section
 
 
 class ClassifierSettings(Section):
-    weights: str = Field("deepfer_resnet", description="A name in classifier/weights/, a path to a .pt checkpoint, or "
-                                                       "a .onnx export (run by ONNX Runtime).")
+    weights: str = Field("deepfer_resnet", description="A name in classifier/weights/, a path to a .pt checkpoint, "
+                                                       "a .onnx export (run by ONNX Runtime), an ensemble manifest "
+                                                       "(.json/.toml), or auto (auto_cuda or auto_cpu, by device).")
+    auto_cuda: list[str] = Field(
+        ["gpu_ensemble", "deepfer_resnet_wide", "deepfer_resnet18", "deepfer_vgg", "deepfer_resnet"],
+        description="weights = auto on a CUDA device: the first of these found (names in classifier/weights/ or "
+                    "paths): an ensemble manifest, then the large models, then the default.")
+    auto_cpu: list[str] = Field(
+        ["deepfer_resnet_distilled", "deepfer_resnet"],
+        description="weights = auto on the CPU: the first of these found (the distilled small model, then the "
+                    "default).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(64, ge=1, description="Most faces classified in one model call.")
     max_wait_ms: float = Field(10.0, ge=0, description="Longest a face waits for its batch to fill.")

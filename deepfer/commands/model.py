@@ -53,7 +53,8 @@ def train(
         "fit (measured on the first ones), then stop with a finished best.pt (train.time_budget_s)."
     ),
     teacher: list[Path] | None = typer.Option(
-        None, help="Distil from this checkpoint (or shipped model name); repeat for an ensemble of teachers."
+        None, help="Distil from this checkpoint, shipped model name or ensemble manifest (.json/.toml); repeat for an "
+        "ensemble of teachers."
     ),
     distill_alpha: float | None = typer.Option(None, min=0, max=1, help="Weight of the teacher's soft labels."),
     distill_temperature: float | None = typer.Option(None, min=0.01, help="Softmax temperature of distillation."),

@@ -73,6 +73,7 @@ def calibrate(
     from classifier.calibrate import calibrate as run_calibration
     from classifier.data import load_dataset
     from classifier.degrade import DegradationError, parse_conditions
+    from classifier.loading import configured_weights
 
     settings = settings_from(ctx, classifier=dict(weights=weights, device=device))
     try:
@@ -80,8 +81,9 @@ def calibrate(
     except DegradationError as exc:
         raise UserError(str(exc)) from None
     try:
-        r = run_calibration(settings.classifier.weights, load_dataset(data, settings.paths.data_dir / "cache"), out,
-                            fraction, seed, conditions, device or "cpu")
+        faces = load_dataset(data, settings.paths.data_dir / "cache")
+        r = run_calibration(configured_weights(settings.classifier), faces, out, fraction, seed, conditions,
+                            device or "cpu")
     except ValueError as exc:
         raise UserError(str(exc)) from None
     say(f"temperature {r.temperature:.4f} fitted on {r.faces} faces ({', '.join(r.conditions)}) of {r.data}: NLL "
