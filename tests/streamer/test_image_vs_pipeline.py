@@ -101,7 +101,8 @@ def test_pipeline_finds_the_faces_predict_finds(name: str, gating: bool, clips, 
     s = Settings(detector=DetectorSettings(device="cpu"), gating=GatingSettings(enabled=gating),
                  classifier=ClassifierSettings(device="cpu"))
     sink = Collect()
-    pipeline = Pipeline(s, *models, sinks=[sink])
+    detector, classifier = models
+    pipeline = Pipeline(s, detector, classifier, sinks=[sink])
     pipeline.add_source(FileSource(str(clip), name, s.sources, 8))
     asyncio.run(pipeline.run(until_idle=True))
     assert sorted(sink.boxes) == sorted(wanted), "the pipeline and ffmpeg saw different frames"
