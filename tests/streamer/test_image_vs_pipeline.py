@@ -84,7 +84,7 @@ class Collect:
 def image_faces(clip: Path, models, tmp: Path) -> dict[int, list[tuple[float, ...]]]:
     ffmpeg("-i", str(clip), str(tmp / "%05d.png"))
     detector, classifier = models
-    out = {}
+    out: dict[int, list[tuple[float, ...]]] = {}
     for i, png in enumerate(sorted(tmp.glob("*.png"))):
         faces = analyse_images([load_image(png)], detector, classifier, 0.2)[0]
         out[i] = [f.box.xyxy for f in faces
