@@ -160,7 +160,23 @@ def picture(frame, on_cpu: Callable[[float], None] | None = None) -> Pixels:
         plane = frame.planes[0]
         luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
     limited = not name.startswith("yuvj") and frame.color_range != FULL_RANGE
-    return Pixels(rgb, frame.width, frame.height, luma, limited)
+    turns = quarter_turns(frame)
+    if not turns:
+        return Pixels(rgb, frame.width, frame.height, luma, limited)
+
+    def upright() -> np.ndarray:  # a phone's portrait clip: stored sideways, its display matrix turns it upright
+        return np.ascontiguousarray(np.rot90(rgb(), turns))
+
+    if luma is not None:
+        luma = np.ascontiguousarray(np.rot90(luma, turns))
+    width, height = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+    return Pixels(upright, width, height, luma, limited)
+
+
+def quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns that show a decoded frame upright, from its display matrix (``rotation``, as
+    FFmpeg's players and ``ffmpeg -i clip frames/%d.png`` apply it): 1 for a phone's portrait clip, 0 for most."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
 
 
 def read_frames(path: str | Path, count: int | None = None) -> Iterator[tuple[np.ndarray, float]]:
