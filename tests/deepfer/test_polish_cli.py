@@ -40,3 +40,25 @@ def test_cli_warns_on_stderr_once_and_keeps_stdout_clean(tmp_path: Path):
     assert warnings == ["warning: environment variable DEEPFER_REDIS__URLL is not a DeepFER setting; "
                         "did you mean DEEPFER_REDIS__URL?"]
     assert "URLL" not in proc.stdout
+
+
+def test_run_table_shows_the_whole_camera_id_on_a_narrow_terminal(tiny_checkpoint: Path, tmp_path: Path):
+    import av
+    import numpy as np
+
+    clip = tmp_path / "noise.mp4"
+    with av.open(str(clip), "w") as c:
+        stream = c.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
+            c.mux(stream.encode(frame))
+        c.mux(stream.encode())
+    camera = "entrance-north-lobby-camera-number-07"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | {"COLUMNS": "60"}
+    proc = subprocess.run([sys.executable, "-m", "deepfer", "run", "--source", str(clip), "--camera-id", camera,
+                           "--weights", str(tiny_checkpoint), "--device", "cpu", "--no-redis"],
+                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert camera in proc.stderr, proc.stderr  # the table goes to stderr; the id whole, not "entrance-nor…"
