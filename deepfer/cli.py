@@ -53,6 +53,10 @@ def main(
     ),
 ) -> None:
     setup_logging(verbose)
+    from core.settings import unknown_env_warnings
+
+    for line in unknown_env_warnings():
+        typer.echo(line, err=True)
     ctx.obj = {"config": config}
 
 

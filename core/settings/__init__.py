@@ -53,7 +53,7 @@ __all__ = [
     "ConfigError", "DashboardSettings", "DetectorSettings", "ExplainSettings", "ExportModelSettings", "ExportSettings",
     "GatingSettings", "PathsSettings", "PipelineSettings", "RedisSettings", "Section", "Settings", "SmoothingSettings",
     "SourceSettings", "TrackerSettings", "TrainSettings", "WebRtcSettings", "load_settings", "max_cameras",
-    "resolve_config_path", "secret_values",
+    "known_env_names", "resolve_config_path", "secret_values", "unknown_env_warnings",
 ]
 
 
@@ -172,3 +172,40 @@ def load_settings(path: Path | None = None, overrides: dict[str, dict[str, Any]]
         raise ConfigError(f"{what}: {first['msg']}{origin}") from None
     finally:
         _CONFIG_FILE["path"] = None
+
+
+_ENV_PREFIX = "DEEPFER_"
+_ENV_NOT_SETTINGS = frozenset({"DEEPFER_CONFIG"})  # read by resolve_config_path, not a settings field
+
+
+def known_env_names() -> list[str]:
+    """Every ``DEEPFER_SECTION__FIELD`` name that maps to a setting (plus ``DEEPFER_CONFIG``)."""
+    names = set(_ENV_NOT_SETTINGS)
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        fields = getattr(model, "model_fields", {})
+        names.add(f"{_ENV_PREFIX}{section.upper()}")
+        names.update(f"{_ENV_PREFIX}{section.upper()}__{field.upper()}" for field in fields)
+    return sorted(names)
+
+
+def unknown_env_warnings(environ: dict[str, str] | None = None) -> list[str]:
+    """One line per ``DEEPFER_*`` variable that maps to no setting, with the closest known name when there is one
+    (a typo such as ``DEEPFER_REDIS__URLL`` is otherwise ignored silently)."""
+    import difflib
+
+    env = os.environ if environ is None else environ
+    known = known_env_names()
+    known_set = set(known)
+    lines = []
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith(_ENV_PREFIX) or upper in known_set:
+            continue
+        section_field = upper.split("__")
+        if len(section_field) > 2 and "__".join(section_field[:2]) in known_set:
+            continue  # a deeper nested key (a field inside a nested model): pydantic validates it
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"warning: environment variable {name} is not a DeepFER setting{hint}")
+    return lines

@@ -62,7 +62,10 @@ def run(
         say(f"Redis did not take {outcome.unsaved_points} points; they wait in {outcome.journal_dir} for the next run")
     table = Table(title="interrupted" if outcome.interrupted else None)
     for col in ("camera", "status", "read", "processed", "dropped", "faces", "fps", "p50 ms", "p95 ms"):
-        table.add_column(col, justify="right" if col not in ("camera", "status") else "left")
+        if col == "camera":  # ids are never ellipsized: the whole id, folded onto more lines when it must
+            table.add_column(col, overflow="fold", min_width=max(len(c) for c in [col, *outcome.stats]))
+        else:
+            table.add_column(col, justify="right" if col != "status" else "left")
     for s in outcome.stats.values():
         table.add_row(
             s.camera_id,
