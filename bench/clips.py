@@ -119,3 +119,19 @@ def standard_clips(media: Path, out_dir: Path) -> dict[str, Path]:
             make(path)
         made[name] = path
     return made
+
+
+def single_1080p(person: Path, out: Path, size: tuple[int, int] = (1920, 1080), fps: int = 25) -> Path:
+    """The clip ``person`` scaled to fit ``size`` (kept in proportion) and padded: one 1080p camera, one face."""
+    w, h = size
+    graph = (f"[0:v]scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,"
+             f"setsar=1,fps={fps}")
+    return _ffmpeg(["-i", str(person), "-filter_complex", graph], out)
+
+
+def empty_1080p(background: Path, out: Path, seconds: float = 20.0, size: tuple[int, int] = (1920, 1080),
+                fps: int = 25) -> Path:
+    """The ``background`` photo (no face) held still for ``seconds``: a 1080p camera with nobody in view."""
+    w, h = size
+    return _ffmpeg(["-loop", "1", "-framerate", str(fps), "-t", str(seconds), "-i", str(background),
+                    "-vf", f"scale={w}:{h},setsar=1"], out)

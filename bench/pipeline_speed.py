@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,8 +164,28 @@ async def run_streams(settings: Settings, models: Models, path: str, streams: in
         "utilisation": {
             "process_cores_busy": round(process_cpu_s / wall, 2) if wall > 0 else None,
             "process_cpu_s": round(process_cpu_s, 2),
+            "cpu_s_per_camera": round(process_cpu_s / streams, 2),
+            "cores_busy_per_camera": round(process_cpu_s / wall / streams, 3) if wall > 0 else None,
+            "load_average": [round(x, 2) for x in psutil.getloadavg()],
             "machine_cpu_percent": psutil.cpu_percent(None),  # all cores, every process (100 = all busy)
             "cores": psutil.cpu_count(),
             "gpu_percent_mean": round(float(np.mean(gpu_samples)), 1) if gpu_samples else None,
         },
     }
+
+
+SCENES = ("crowd", "single", "empty")
+
+
+def scene_clip(scene: str, cache: Path, media: Path, fer: Path, seconds: float = 20.0) -> str:
+    """A 1920x1080 25 fps clip for ``--scene``: the walking crowd, one person (woman2.mp4 padded), or nobody."""
+    from bench.clips import empty_1080p, single_1080p
+    from bench.crowd_clip import make_crowd_clip
+
+    if scene == "crowd":
+        return str(make_crowd_clip(cache, media, fer, seconds, 25).video)
+    if scene == "single":
+        out = cache / "single-1080p.mp4"
+        return str(out if out.is_file() else single_1080p(media / "woman2.mp4", out))
+    out = cache / f"empty-1080p-{seconds:g}.mp4"
+    return str(out if out.is_file() else empty_1080p(media / "no-faces.jpg", out, seconds))

@@ -111,19 +111,35 @@ def detector(
 def pipeline(
     ctx: typer.Context,
     *,
-    source: str = typer.Option(..., "--source", help="A video file, played as N live cameras at its own frame rate."),
-    streams: int = typer.Option(1, min=1, help="Concurrent copies of the stream."),
-    json_out: JsonOut,
+    source: str | None = typer.Option(None, "--source", help="A video file, played as N live cameras at its own "
+                                      "frame rate (or --scene)."),
+    scene: str | None = typer.Option(None, help="A generated 1080p 25 fps camera instead of --source: crowd, single "
+                                     "or empty (made from --media, cached in the temp folder)."),
+    streams: int = typer.Option(1, "--streams", "--cameras", min=1, help="Concurrent live cameras."),
+    json_out: JsonOut = Path("bench/results/pipeline_live.json"),
     seconds: float | None = typer.Option(None, min=1, help="Stop after this long (default: the file's length)."),
+    media: Path = typer.Option(Path("../shared/media"), help="Shared media folder the --scene clips are made from."),
     weights: Weights = None,
     detector: Detector = None,
     detect_every: int | None = typer.Option(None, min=1),
     device: Device = None,
 ) -> None:
     """Per-stream fps, drops, capture-to-result latency p50/p95, CPU/GPU use and the decode/detect/classify split."""
-    from bench.pipeline_speed import bench_pipeline
+    import tempfile
+
+    from bench.pipeline_speed import SCENES, bench_pipeline, scene_clip
     from streamer.media import probe_video
 
+    if (source is None) == (scene is None):
+        raise UserError("give one of --source FILE or --scene crowd|single|empty")
+    if scene is not None:
+        if scene not in SCENES:
+            raise UserError(f"--scene: {scene!r} is not one of {', '.join(SCENES)}")
+        if not media.is_dir():
+            raise UserError(f"--scene clips are made from {media} (--media): not found")
+        source = scene_clip(scene, Path(tempfile.gettempdir()) / "deepfer-crowd", media,
+                            media.parent / "datasets/fer2013/test", seconds or 20.0)
+    assert source is not None
     probe_video(source)
     settings = settings_from(
         ctx,
@@ -136,7 +152,7 @@ def pipeline(
     say(
         f"{streams} stream(s): {t['fps_per_stream_mean']} fps each (min {t['fps_per_stream_min']}), "
         f"dropped {t['frames_dropped']}/{t['frames_read']}, latency p50 {t['latency_p50_ms_max']} ms "
-        f"p95 {t['latency_p95_ms_max']} ms"
+        f"p95 {t['latency_p95_ms_max']} ms, {result['utilisation']['cores_busy_per_camera']} cores per camera"
     )
 
 
