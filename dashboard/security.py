@@ -36,8 +36,9 @@ from dashboard.auth import signed_in, unauthorized_reason
 log = logging.getLogger(__name__)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# routes that answer without the token: the sign-in flow, /health, and the pages (they redirect to /login themselves)
-OPEN_PATHS = frozenset({"/health", "/login", "/logout", "/", "/demo"})
+# routes that answer without the token: the sign-in flow, /health, the favicon, and the pages (they redirect to
+# /login themselves)
+OPEN_PATHS = frozenset({"/health", "/login", "/logout", "/", "/demo", "/favicon.svg", "/favicon.ico"})
 UPLOAD_PATHS = frozenset({"/api/predict", "/api/explain"})
 MULTIPART_ALLOWANCE = 64 * 1024  # the multipart envelope around an upload of max_upload_mb
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")

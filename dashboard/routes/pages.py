@@ -63,7 +63,21 @@ def plotly_inline_styles() -> list[str]:
 async def index(request: Request) -> Response:
     if not signed_in(request):
         return RedirectResponse("/login", status_code=303)
-    return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"})
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    if not request.app.state.settings.dashboard.token:  # no token: nobody signs in, so nobody signs out
+        page = page.replace(SIGN_OUT, "")
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+SIGN_OUT = '<form method="post" action="/logout"><button type="submit" class="link">Sign out</button></form>'
+
+
+@router.get("/favicon.svg")
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """The page's icon (a small SVG), public like the login page, so no browser logs a 404 for it."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/demo", response_class=HTMLResponse)
