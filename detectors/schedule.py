@@ -118,6 +118,8 @@ class DetectionScheduler:
         self._found: list[FaceBox] = []  # the faces it found, for the next plan
         self.confirm = confirm
         self._confirming = 0  # frames left on which known faces are refined even if nothing moved
+        self._last_known: list[FaceBox] = []  # the faces known at the last plan that asked
+        self._lost: list[tuple[FaceBox, float]] = []  # faces lost since, and when: looked for where they were
         # Cameras started together would run their periodic full detections together, in one long batch; a phase
         # drawn from the camera id (the same on every run) spreads them over the period.
         self._phase = random.Random(phase_seed).uniform(0, gating.full_every_s) if phase_seed is not None else 0.0
@@ -158,13 +160,14 @@ class DetectionScheduler:
             if not memo:
                 known = known_fn() if self.can_refine else []
                 # faces the full detection beside the stream found that nobody knew: refined from now on
-                memo.append(known + [f for f in found if not any(_overlap(f, k) > LOST_IOU for k in known)])
+                known = known + [f for f in found if not any(_overlap(f, k) > LOST_IOU for k in known)]
+                memo.append(known + self._still_lost(known, t))
             return memo[0]
 
         if self._full_due(pixels, t, motion):
             return self._full(pixels, motion, known_now)
         confirming, self._confirming = self._confirming > 0, max(0, self._confirming - 1)
-        if motion.still and not found and not (confirming and self.can_refine):
+        if motion.still and not found and not ((confirming or self._lost) and self.can_refine):
             return Plan()
         known = known_now()
         if motion.still and not known:  # confirming, but there is nothing to confirm
@@ -188,6 +191,17 @@ class DetectionScheduler:
         if plan.now is not None:
             self.gate.accept(motion)
         return plan
+
+    def _still_lost(self, known: list[FaceBox], t: float) -> list[FaceBox]:
+        """The faces known before and gone now, for ``gating.lost_search_s``: a face missed on one frame (a blink,
+        a turn) is looked for again where it was on the next frames, even if nothing moves, instead of waiting for
+        the next full detection."""
+        gone = [k for k in self._last_known if not any(_overlap(k, c) > LOST_IOU for c in known)]
+        self._last_known = known
+        keep = self.settings.lost_search_s
+        self._lost = [(b, at) for b, at in self._lost + [(g, t) for g in gone]
+                      if t - at <= keep and not any(_overlap(b, c) > LOST_IOU for c in known)]
+        return [b for b, _ in self._lost]
 
     def _full_due(self, pixels: Pixels, t: float, motion: Motion) -> bool:
         """``full_every_s`` passed since the last full detection and the picture changed since it, or

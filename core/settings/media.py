@@ -108,6 +108,10 @@ class GatingSettings(Section):
                                                      "the stream: the frame it was planned on gets its known faces "
                                                      "refined at once, new faces it finds join from the next detected "
                                                      "frame (files, and cameras knowing no face, wait for it).")
+    lost_search_s: float = Field(1.0, ge=0, description="A face the detector lost (a blink, a turn, motion blur) is "
+                                                        "looked for again where it was, on every frame the detector "
+                                                        "sees for this many seconds of stream time, even if nothing "
+                                                        "moved (0: only on the frame it was lost).")
     refine: bool = Field(True, description="Refresh known faces with R-Net + O-Net on their predicted boxes instead "
                                            "of a full pass (off: motion on faces runs a full detection).")
     classify_still: bool = Field(False, description="Classify the faces again on frames where nothing moved (off: "

@@ -258,3 +258,27 @@ def test_a_face_on_a_still_picture_becomes_a_track_at_once(detector, classifier,
     first = next(i for i, r in enumerate(results) if r.faces and r.faces[0].track_id is not None)
     assert all([f.track_id for f in r.faces] == [1] for r in results[first:])  # the same track across the cut
     assert stats.frames_still > 0.8 * stats.frames_processed  # and the still frames are still skipped
+
+
+@pytest.mark.parametrize("lost_search_s", [1.0, 0.0])
+def test_a_face_lost_on_one_frame_is_looked_for_where_it_was(detector, media: Path, lost_search_s: float) -> None:
+    """Issue 31, bug 7: a face the detector missed on one frame (a blink) was not looked for again while nothing
+    moved, so a still person vanished until the next full detection. Now it is refined where it was, on the frames
+    the detector sees for ``gating.lost_search_s``; with 0 (the old behaviour) the still picture gets nothing."""
+    from PIL import Image
+
+    from detectors.schedule import DetectionScheduler
+
+    picture = np.asarray(Image.open(media / "two_people.jpg").convert("RGB"))
+    face = detector.detect([picture])[0][0]
+    scheduler = DetectionScheduler(GatingSettings(lost_search_s=lost_search_s), FAST, detector, confirm=3)
+    assert scheduler.plan(picture, 0.0, list).kind == "full"
+    for t, known in ((0.1, [face]), (0.2, [face]), (0.3, [])):  # confirming; at 0.3 s the face was lost
+        scheduler.plan(picture, t, lambda known=known: known)
+    plans = [scheduler.plan(picture, t, list) for t in (0.4, 0.8, 1.6)]  # nothing moves; the face stays lost
+    if lost_search_s:
+        assert [p.kind for p in plans[:2]] == ["refine", "refine"]
+        assert all(p.now is not None and p.now.known == [face] for p in plans[:2])
+        assert plans[2].kind == "still"  # 1.3 s after it was lost: given up
+    else:
+        assert [p.kind for p in plans] == ["still", "still", "still"]
