@@ -115,6 +115,8 @@ def test_pipeline_finds_the_faces_predict_finds(name: str, gating: bool, clips, 
     pipeline.add_source(FileSource(str(clip), name, s.sources, 8))
     asyncio.run(pipeline.run(until_idle=True))
     assert sorted(sink.boxes) == sorted(wanted), "the pipeline and ffmpeg saw different frames"
+    stats = pipeline.stats()[name]
+    assert (stats.width, stats.height) == ((360, 640) if name.startswith("portrait") else (596, 336))
     near = {i: [b for j in range(i - SLACK, i + SLACK + 1) for b in sink.boxes.get(j, [])] for i in wanted}
     missed = [i for i, boxes in wanted.items() for box in boxes if not any(iou(box, b) >= MIN_IOU for b in near[i])]
     assert not missed, f"{name}: the pipeline missed the face predict finds on frames {missed}"
