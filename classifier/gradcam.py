@@ -5,7 +5,12 @@ headless one this project uses, and captum is a large dependency for one method.
 that keeps one layer's activations, their gradient for the chosen class, and a weighted sum; about thirty lines.
 
 The layer is the last one of ``model.features`` whose maps are still at least ``min_map_size`` pixels wide: on
-48x48 faces the last 3x3 stage is too coarse to point at an eye or a mouth, the 6x6 one is not.
+48x48 faces the last 3x3 stage is too coarse to point at an eye or a mouth, the 6x6 one is not. At 6x6 each
+activation is weighted by its own positive gradient (LayerCAM, Jiang et al., 2021, the Grad-CAM weighting for
+layers finer than the last): one gradient average per channel, Grad-CAM's, put the smile's evidence of the shipped
+ResNet on the chin (issue 31). The map is then laid on the face where its cells look: a stride-2 convolution with
+padding 1 centres cell ``i`` on pixel ``2i`` (a 2x2 pooling on ``2i + 0.5``), which ``interpolate``'s half-pixel
+convention would put ``stride / 2`` pixels lower and further right (``feature_grid``).
 """
 
 from __future__ import annotations
@@ -58,6 +63,50 @@ def target_layer(model: nn.Module, min_map_size: int) -> nn.Module:
     return features[wide[-1] if wide else 0]
 
 
+def feature_grid(model: nn.Module, layer: nn.Module) -> tuple[float, float]:
+    """Where ``layer``'s cells look on the 48x48 face: cell ``i`` is centred on pixel ``start + i * step`` (pixel
+    centres at integers), from the kernels, strides and padding of the convolutions and poolings before it. Each is
+    keyed by the size of its input, so the two branches of a residual block count once."""
+    grid: dict[int, tuple[float, float]] = {IMAGE_SIZE: (0.0, 1.0)}
+    out: list[int] = []
+
+    def seen(m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        size_in, size_out = inputs[0].shape[-1], output.shape[-1]
+        if size_in not in grid or size_out in grid:
+            return
+        k, s, p = (v if isinstance(v, int) else v[-1] for v in (m.kernel_size, m.stride, m.padding))  # type: ignore
+        if isinstance(p, str):  # padding="same" or "valid": not worth the arithmetic here
+            return
+        start, step = grid[size_in]
+        grid[size_out] = (float(start + ((k - 1) / 2 - p) * step), float(step * s))
+
+    kinds = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+    hooks = [m.register_forward_hook(seen) for m in model.modules() if isinstance(m, kinds)]
+    hooks.append(layer.register_forward_hook(lambda _m, _i, o: out.append(o.shape[-1])))
+    try:
+        with torch.no_grad():
+            p = next(model.parameters())
+            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    n = out[0]
+    # a layer past something this does not know (an adaptive pooling): the half-pixel convention of interpolate
+    return grid.get(n, ((IMAGE_SIZE / n - 1) / 2, IMAGE_SIZE / n))
+
+
+def upsample(cam: torch.Tensor, start: float, step: float) -> torch.Tensor:
+    """``[N, 1, n, n]`` maps to ``[N, 48, 48]``, bilinear, each cell's value on the pixel it is centred on (the
+    face's edges beyond the outer cells get the outer cells' values)."""
+    n = cam.shape[-1]
+    pixels = torch.arange(IMAGE_SIZE, dtype=cam.dtype, device=cam.device)
+    at = (pixels - start) / step  # in cells
+    g = at * 2 / (n - 1) - 1 if n > 1 else torch.zeros_like(at)  # grid_sample's -1..1 spans the outer cells' centres
+    grid = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1)  # [..., 0] is x (columns), [..., 1] is y (rows)
+    grid = grid[None].expand(len(cam), -1, -1, -1)
+    return nn.functional.grid_sample(cam, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+
+
 class GradCam:
     """Grad-CAM maps for uint8 grayscale faces ``[N, 48, 48]``, on a PyTorch classifier (``EmotionClassifier``)."""
 
@@ -73,6 +122,7 @@ class GradCam:
         self.mean = float(classifier.mean)  # type: ignore[attr-defined]
         self.std = float(classifier.std)  # type: ignore[attr-defined]
         self.layer = target_layer(model, min_map_size)
+        self.grid = feature_grid(model, self.layer)
         self._lock = threading.Lock()  # one explanation at a time: the hook sits on the shared layer
 
     def explain(self, faces: np.ndarray, target: int | None = None) -> Explanation:
@@ -104,9 +154,9 @@ class GradCam:
             finally:
                 hook.remove()
         acts, grads = kept["acts"].detach().float(), grads.float()
-        weights = grads.mean(dim=(2, 3), keepdim=True)  # each channel's importance for the class
-        cam = torch.relu((weights * acts).sum(1, keepdim=True))
-        cam = nn.functional.interpolate(cam, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)[:, 0]
+        # each activation weighted by its own positive gradient for the class (LayerCAM; see the module's docstring)
+        cam = torch.relu((torch.relu(grads) * acts).sum(1, keepdim=True))
+        cam = upsample(cam, *self.grid)
         peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
         maps = (cam / peak).clamp(0, 1).cpu().numpy().astype(np.float32)
         probs = torch.softmax(logits.detach(), 1).cpu().numpy().astype(np.float32)

@@ -42,6 +42,8 @@ class FileSource(VideoSource):
             for image, pts in video_pictures(container, self._count_cpu, s.max_frame_pixels, s.working_pixels):
                 if pts is None and self.fps:
                     pts = self._seq / self.fps
+                if first is None:  # the size analysed: upright (display matrix), after sources.working_pixels
+                    self.size = (image.width, image.height)
                 first = pts if first is None else first
                 offset = (pts - first) if pts is not None and first is not None else 0.0
                 if self.pace and self._stop.wait(max(0.0, mono + offset - time.monotonic())):

@@ -18,16 +18,18 @@ import pytest
 from core.settings import ClassifierSettings, DetectorSettings, GatingSettings, Settings
 from core.types import FrameResult
 from streamer.analysis import analyse_images
+from streamer.assembly import tracker_factory
 from streamer.media import load_image
 from streamer.pipeline import Pipeline
 from streamer.sources import FileSource
 
 pytestmark = pytest.mark.timeout(600)
 
-FRAMES = 60  # frames of each clip compared
+FRAMES = 24  # frames of each clip compared
 MIN_PROB = 0.9  # image-path faces checked: scored at least this ...
 MIN_SIDE = 80  # ... and at least this long a side (original pixels): clear faces
 MIN_IOU = 0.5
+Box = tuple[float, ...]  # x1, y1, x2, y2
 SLACK = 3  # a face may be found up to this many frames away (detector.detect_every = 3 carries boxes)
 
 
@@ -53,12 +55,14 @@ def clips(media: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
         made[name] = out / f"{name}.mp4"
         ffmpeg("-i", str(media / f"{name}.mp4"), "-frames:v", str(FRAMES), "-an", "-c:v", "libx264", "-crf", "18",
                str(made[name]))
-    # a phone's portrait clip: upright 720x1280 picture stored sideways (1280x720) with a 90 degree display matrix
-    sideways = out / "sideways.mp4"
-    ffmpeg("-i", str(made["woman2"]), "-vf", "crop=190:336:190:0,scale=720:1280,transpose=1", "-c:v", "libx264",
-           "-crf", "18", str(sideways))
-    made["portrait"] = out / "portrait.mp4"
-    ffmpeg("-i", str(sideways), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(made["portrait"]))
+    # a phone's portrait clip: an upright 360x640 picture stored sideways (640x360) with a display matrix that turns
+    # it upright: -90 degrees (what phones write; stored turned counter-clockwise) and +90 (stored turned clockwise)
+    for key, turn, rotate in (("portrait", "transpose=2", "270"), ("portrait_cw", "transpose=1", "90")):
+        sideways = out / f"{key}-sideways.mp4"
+        ffmpeg("-i", str(made["woman2"]), "-vf", f"crop=190:336:190:0,scale=360:640,{turn}", "-c:v", "libx264",
+               "-crf", "18", str(sideways))
+        made[key] = out / f"{key}.mp4"
+        ffmpeg("-i", str(sideways), "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}", str(made[key]))
     return made
 
 
@@ -81,31 +85,38 @@ class Collect:
         pass
 
 
-def image_faces(clip: Path, models, tmp: Path) -> dict[int, list[tuple[float, ...]]]:
-    ffmpeg("-i", str(clip), str(tmp / "%05d.png"))
+@pytest.fixture(scope="module")
+def image_path(clips, models, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[int, list[Box]]]:
+    """Per clip and frame, the clear faces ``deepfer predict`` finds on the PNGs ``ffmpeg -i clip %05d.png`` writes."""
     detector, classifier = models
-    out: dict[int, list[tuple[float, ...]]] = {}
-    for i, png in enumerate(sorted(tmp.glob("*.png"))):
-        faces = analyse_images([load_image(png)], detector, classifier, 0.2)[0]
-        out[i] = [f.box.xyxy for f in faces
-                  if f.box.score >= MIN_PROB and max(f.box.width, f.box.height) >= MIN_SIDE]
-    return out
+    found: dict[str, dict[int, list[Box]]] = {}
+    for name, clip in clips.items():
+        tmp = tmp_path_factory.mktemp(f"png-{name}")
+        ffmpeg("-i", str(clip), str(tmp / "%05d.png"))
+        found[name] = {}
+        for i, png in enumerate(sorted(tmp.glob("*.png"))):
+            faces = analyse_images([load_image(png)], detector, classifier, 0.2)[0]
+            found[name][i] = [f.box.xyxy for f in faces
+                              if f.box.score >= MIN_PROB and max(f.box.width, f.box.height) >= MIN_SIDE]
+    return found
 
 
 @pytest.mark.parametrize("gating", [True, False], ids=["gated", "ungated"])
-@pytest.mark.parametrize("name", ["portrait", "woman2", "fer_test"])
-def test_pipeline_finds_the_faces_predict_finds(name: str, gating: bool, clips, models, tmp_path: Path):
+@pytest.mark.parametrize("name", ["portrait", "portrait_cw", "woman2", "fer_test"])
+def test_pipeline_finds_the_faces_predict_finds(name: str, gating: bool, clips, models, image_path):
     clip = clips[name]
-    wanted = image_faces(clip, models, tmp_path)
+    wanted = image_path[name]
     assert sum(map(len, wanted.values())) >= FRAMES // 2, f"{name}: the image path finds too few clear faces"
     s = Settings(detector=DetectorSettings(device="cpu"), gating=GatingSettings(enabled=gating),
                  classifier=ClassifierSettings(device="cpu"))
     sink = Collect()
     detector, classifier = models
-    pipeline = Pipeline(s, detector, classifier, sinks=[sink])
+    pipeline = Pipeline(s, detector, classifier, tracker_factory(s), sinks=[sink])  # as `deepfer run` wires it
     pipeline.add_source(FileSource(str(clip), name, s.sources, 8))
     asyncio.run(pipeline.run(until_idle=True))
     assert sorted(sink.boxes) == sorted(wanted), "the pipeline and ffmpeg saw different frames"
+    stats = pipeline.stats()[name]
+    assert (stats.width, stats.height) == ((360, 640) if name.startswith("portrait") else (596, 336))
     near = {i: [b for j in range(i - SLACK, i + SLACK + 1) for b in sink.boxes.get(j, [])] for i in wanted}
     missed = [i for i, boxes in wanted.items() for box in boxes if not any(iou(box, b) >= MIN_IOU for b in near[i])]
     assert not missed, f"{name}: the pipeline missed the face predict finds on frames {missed}"
