@@ -11,7 +11,7 @@ import redis
 from redis import asyncio as aioredis
 
 from aggregator.keys import KeySchema
-from core.settings import AlertRule, RedisSettings
+from deepfer_core.settings import AlertRule, RedisSettings
 
 RULES_EVERY_S = 5.0
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from aggregator.events import PAYLOAD_VERSION, WindowStats
-from core.settings import AlertRule
+from deepfer_core.settings import AlertRule
 
 
 @dataclass(frozen=True)

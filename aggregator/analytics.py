@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aggregator.timeseries import RollupBucket
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 
 POSITIVE = ("happy", "surprise")
 NEGATIVE = ("angry", "disgust", "fear", "sad")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import redis
 
-from core.redact import redact
-from core.settings import Settings
+from deepfer_core.redact import redact
+from deepfer_core.settings import Settings
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 100  # unix socket paths are limited to 107 bytes; longer data dirs use a loopback port

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.types import EMOTIONS, UNCERTAIN, FrameResult
+from deepfer_core.types import EMOTIONS, UNCERTAIN, FrameResult
 
 PAYLOAD_VERSION = 1
 POSITIVE = ("happy", "surprise")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.types import FaceBox
+from deepfer_core.types import FaceBox
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

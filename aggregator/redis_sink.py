@@ -36,9 +36,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aggregator.journal import Journal
 from aggregator.timeseries import EmotionPoint, EmotionTimeSeries, redis_client
-from core.redact import redact
-from core.settings import RedisSettings
-from core.types import FrameResult
+from deepfer_core.redact import redact
+from deepfer_core.settings import RedisSettings
+from deepfer_core.types import FrameResult
 
 log = logging.getLogger(__name__)
 DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)

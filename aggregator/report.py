@@ -24,8 +24,8 @@ from typing import Any
 from aggregator import analytics
 from aggregator.export import check_cameras, iso
 from aggregator.timeseries import INTERVAL_S, EmotionTimeSeries, Interval
-from core.settings import Settings
-from core.types import EMOTIONS
+from deepfer_core.settings import Settings
+from deepfer_core.types import EMOTIONS
 
 COLOURS = {"angry": "#e63946", "disgust": "#6a994e", "fear": "#9b5de5", "happy": "#ffc828", "neutral": "#c8c8c8",
            "sad": "#3a86ff", "surprise": "#ff7800"}

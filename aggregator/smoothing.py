@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.settings import SmoothingSettings
-from core.types import EMOTIONS
+from deepfer_core.settings import SmoothingSettings
+from deepfer_core.types import EMOTIONS
 
 
 class EmotionSmoother:

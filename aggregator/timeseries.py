@@ -4,7 +4,7 @@ Every key and channel is named by ``aggregator.keys.KeySchema`` (the table of th
 
 A person id is ``{run}-{track_id}``: the writer's run id (base-36 start time in
 ms) and the tracker's id, so ids stay unique across restarts. Probabilities are
-7 comma-separated numbers in ``core.types.EMOTIONS`` order. Only numbers and ids
+7 comma-separated numbers in ``deepfer_core.types.EMOTIONS`` order. Only numbers and ids
 are stored, never images. Retention: stream entries older than
 ``retention_days`` are trimmed on every write (XADD MINID), every other key
 expires ``retention_days`` after its last write (or after its bucket ends).
@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from redis.asyncio.client import PubSub
 
 from aggregator.keys import KeySchema
-from core.settings import RedisSettings
-from core.types import EMOTIONS
+from deepfer_core.settings import RedisSettings
+from deepfer_core.types import EMOTIONS
 
 log = logging.getLogger(__name__)
 Interval = Literal["minute", "hour", "day"]

@@ -30,9 +30,9 @@ from scipy.optimize import linear_sum_assignment
 
 from aggregator.kalman import BoxKalman, iou_matrix
 from aggregator.smoothing import EmotionSmoother
-from core.confidence import is_confident
-from core.settings import ConfidenceSettings, SmoothingSettings, TrackerSettings
-from core.types import UNCERTAIN, FaceBox, FaceResult, FrameResult
+from deepfer_core.confidence import is_confident
+from deepfer_core.settings import ConfidenceSettings, SmoothingSettings, TrackerSettings
+from deepfer_core.types import UNCERTAIN, FaceBox, FaceResult, FrameResult
 
 
 @dataclass

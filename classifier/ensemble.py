@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from classifier.inference import WeightsError, resolve_weights
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 
 MANIFEST_SUFFIXES = (".json", ".toml")
 COMBINE_MODES = ("mean_probs",)

@@ -13,8 +13,8 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from classifier.data import FaceDataset, load_dataset
 from classifier.degrade import Degradation
 from classifier.loading import LoadedClassifier, build_classifier
-from core.settings import ClassifierSettings
-from core.types import EMOTIONS
+from deepfer_core.settings import ClassifierSettings
+from deepfer_core.types import EMOTIONS
 
 
 @dataclass

@@ -25,7 +25,7 @@ from torch import nn
 
 from classifier.data import IMAGE_SIZE
 from classifier.inference import normalize
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 
 COLOURMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO,
               "viridis": cv2.COLORMAP_VIRIDIS}

@@ -19,8 +19,8 @@ from torch import nn
 
 from classifier.data import IMAGE_SIZE
 from classifier.models import build_model
-from core.device import pick_device
-from core.types import EMOTIONS
+from deepfer_core.device import pick_device
+from deepfer_core.types import EMOTIONS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # a checkpoint, an ONNX export, an ensemble manifest (classifier/ensemble.py)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Protocol
 
 from classifier.inference import EmotionClassifier, WeightsError, resolve_weights
-from core.device import pick_device
-from core.protocols import EmotionModel
-from core.settings import ClassifierSettings
+from deepfer_core.device import pick_device
+from deepfer_core.protocols import EmotionModel
+from deepfer_core.settings import ClassifierSettings
 
 log = logging.getLogger(__name__)
 

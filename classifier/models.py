@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 
 NUM_CLASSES = len(EMOTIONS)
 

@@ -29,8 +29,8 @@ from classifier.inference import (
 )
 from classifier.loading import LoadedClassifier, configured_weights
 from classifier.onnx_runtime import INPUT_NAME, OUTPUT_NAME, OnnxClassifier, OnnxMetadata
-from core.settings import ExportModelSettings, Settings
-from core.types import EMOTIONS
+from deepfer_core.settings import ExportModelSettings, Settings
+from deepfer_core.types import EMOTIONS
 
 OPSET = 20
 # The exporter's and quantizer's step-by-step INFO lines say nothing a user of export-model needs.

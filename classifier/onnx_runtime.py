@@ -17,7 +17,7 @@ import numpy as np
 
 from classifier.data import IMAGE_SIZE
 from classifier.inference import WeightsError
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 
 META_PREFIX = "deepfer."
 INPUT_NAME = "faces"

@@ -31,9 +31,9 @@ from classifier.distill import Teacher
 from classifier.inference import load_checkpoint, predict_logits
 from classifier.models import build_model
 from classifier.train_log import EpochRecord, write_logs
-from core.device import pick_device
-from core.settings import TrainSettings
-from core.types import EMOTIONS
+from deepfer_core.device import pick_device
+from deepfer_core.settings import TrainSettings
+from deepfer_core.types import EMOTIONS
 
 
 @dataclass

@@ -22,7 +22,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from redis.exceptions import RedisError
 
-from core.settings import Settings
 from dashboard.auth import LoginThrottle, require_token
 from dashboard.routes import (
     alerts,
@@ -46,6 +45,7 @@ from dashboard.security import (
 )
 from dashboard.service import Service
 from dashboard.uploads import UploadPool
+from deepfer_core.settings import Settings
 from streamer.assembly import Models
 
 log = logging.getLogger(__name__)

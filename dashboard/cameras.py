@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from core.settings import SourceSettings
+from deepfer_core.settings import SourceSettings
 from streamer.netpolicy import NetworkPolicy
 from streamer.source_url import SourceError, parse_camera_url, source_kind
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from aggregator.timeseries import Person, SeriesPoint
-from core.types import FaceBox
+from deepfer_core.types import FaceBox
 from streamer.pipeline import CameraStats
 from streamer.runtime.camera_store import CameraOptions
 

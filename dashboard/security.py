@@ -30,8 +30,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.settings import DashboardSettings
 from dashboard.auth import signed_in, unauthorized_reason
+from deepfer_core.settings import DashboardSettings
 
 log = logging.getLogger(__name__)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

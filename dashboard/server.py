@@ -8,9 +8,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from core.redact import RedactFilter, redact
-from core.settings import Settings, secret_values
 from dashboard.slow_clients import uvicorn_options
+from deepfer_core.redact import RedactFilter, redact
+from deepfer_core.settings import Settings, secret_values
 
 
 class ServeError(ValueError):

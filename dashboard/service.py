@@ -12,10 +12,10 @@ from redis.exceptions import RedisError
 
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
-from core.redact import redact
-from core.settings import Settings, max_cameras
 from dashboard.cameras import checked_source
 from dashboard.schemas import Camera
+from deepfer_core.redact import redact
+from deepfer_core.settings import Settings, max_cameras
 from streamer.assembly import Models, build_stored_pipeline, load_models, network_policy, preview_sink
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline

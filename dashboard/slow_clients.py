@@ -22,7 +22,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from core.settings import DashboardSettings
+from deepfer_core.settings import DashboardSettings
 
 log = logging.getLogger(__name__)
 

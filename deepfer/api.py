@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from core.types import EMOTIONS, FaceResult, FrameResult
+from deepfer_core.types import EMOTIONS, FaceResult, FrameResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from core.settings import Settings
+    from deepfer_core.settings import Settings
     from streamer.assembly import Models
 
 ImageInput = str | Path | np.ndarray
@@ -129,7 +129,7 @@ _lock = threading.Lock()
 def _settings(settings: Settings | None, weights: str | Path | None, device: str | None) -> Settings:
     """``settings`` as given, else the command line's (``$DEEPFER_CONFIG`` or ./config.toml, ``DEEPFER_*``), with
     ``weights`` and ``device`` (both models) on top."""
-    from core.settings import load_settings
+    from deepfer_core.settings import load_settings
 
     over: dict[str, dict[str, Any]] = {"classifier": {"weights": str(weights) if weights else None, "device": device},
                                        "detector": {"device": device}}

@@ -53,7 +53,7 @@ def main(
     ),
 ) -> None:
     setup_logging(verbose)
-    from core.settings import unknown_env_warnings
+    from deepfer_core.settings import unknown_env_warnings
 
     for line in unknown_env_warnings():
         typer.echo(line, err=True)

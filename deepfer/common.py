@@ -14,8 +14,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from core.redact import install_log_redaction, redact
-from core.settings import ConfigError, Settings, load_settings, secret_values
+from deepfer_core.redact import install_log_redaction, redact
+from deepfer_core.settings import ConfigError, Settings, load_settings, secret_values
 
 console = Console(stderr=True)
 
@@ -65,7 +65,7 @@ def stdout_console() -> Console:
 
 
 def write_json(path: Path, data: Any) -> None:
-    from bench import write_json as write
+    from deepfer_bench import write_json as write
 
     write(path, data)
     say(f"wrote {path}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.protocols import FaceDetector
-from core.settings import DetectorSettings
+from deepfer_core.protocols import FaceDetector
+from deepfer_core.settings import DetectorSettings
 
 __all__ = ["build_detector"]
 

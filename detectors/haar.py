@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.settings import DetectorSettings
-from core.types import FaceBox
+from deepfer_core.settings import DetectorSettings
+from deepfer_core.types import FaceBox
 from detectors.scaling import check_frame, downscale, to_original
 
 CASCADE = "haarcascade_frontalface_default.xml"

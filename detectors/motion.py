@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from core.settings import GatingSettings
-from core.types import FaceBox, Pixels
+from deepfer_core.settings import GatingSettings
+from deepfer_core.types import FaceBox, Pixels
 
 
 @dataclass(frozen=True)

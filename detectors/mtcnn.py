@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import torch
 
-from core.device import pick_device
-from core.settings import DetectorSettings
-from core.types import FaceBox
+from deepfer_core.device import pick_device
+from deepfer_core.settings import DetectorSettings
+from deepfer_core.types import FaceBox
 from detectors.scaling import check_frame, dedupe, downscale, to_original
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ The 24 and 48 px crops are stock's pixels exactly: stock area-resizes (adaptive 
 here every output pixel of every box is its pooling bin's sum, read in four lookups from one summed-area table of the
 batch (``integral``), divided by the bin's size. ``roi_align`` (bilinear samples) was used before: on the walking-crowd
 clip its crops moved the scores by up to 0.04 and the boxes to a mean IoU of 0.92 with stock's, with 5% of stock's
-faces missed and 14% extra; with the exact crops the boxes and scores are stock's (bench/mtcnn_match.py).
+faces missed and 14% extra; with the exact crops the boxes and scores are stock's (deepfer_bench/mtcnn_match.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from facenet_pytorch.models.utils.detect_face import generateBoundingBox, imresample
 from torchvision.ops import batched_nms
 
-from core.settings import DetectorSettings
+from deepfer_core.settings import DetectorSettings
 from detectors.mtcnn import MtcnnDetector
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.types import FaceBox
+from deepfer_core.types import FaceBox
 
 
 def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.protocols import FaceDetector, PartialDetector
-from core.settings import DetectorSettings, GatingSettings
-from core.types import FaceBox, Pixels
+from deepfer_core.protocols import FaceDetector, PartialDetector
+from deepfer_core.settings import DetectorSettings, GatingSettings
+from deepfer_core.types import FaceBox, Pixels
 from detectors.motion import Motion, MotionGate, grow, inside, merge
 from detectors.scaling import dedupe
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.settings import DetectorSettings
-from core.types import FaceBox
+from deepfer_core.settings import DetectorSettings
+from deepfer_core.types import FaceBox
 from detectors.scaling import check_frame, dedupe, downscale, to_original
 
 NMS_THRESHOLD = 0.3  # OpenCV's sample value: boxes overlapping more are one face

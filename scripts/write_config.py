@@ -1,6 +1,7 @@
 """Regenerate config.toml from the settings schema, so the file always lists every key with its default.
 
-Usage: python scripts/write_config.py   (tests/core/test_config.py fails if config.toml drifts from the defaults)
+Usage: python scripts/write_config.py   (tests/deepfer_core/test_config.py fails if config.toml drifts from the
+defaults)
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.settings import Section, Settings
+from deepfer_core.settings import Section, Settings
 
 HEADER = """# DeepFER settings. Every key is listed with its built-in default; DeepFER also runs with no file.
 # Override per key with DEEPFER_<SECTION>__<KEY> environment variables (e.g. DEEPFER_REDIS__URL)

@@ -16,10 +16,10 @@ import numpy as np
 
 from classifier.gradcam import ExplainError, GradCam, overlay
 from classifier.inference import crop_faces, crop_patch
-from core.confidence import is_confident
-from core.protocols import EmotionModel, FaceDetector
-from core.settings import ConfidenceSettings, ExplainSettings
-from core.types import EMOTIONS, FaceBox, FaceResult
+from deepfer_core.confidence import is_confident
+from deepfer_core.protocols import EmotionModel, FaceDetector
+from deepfer_core.settings import ConfidenceSettings, ExplainSettings
+from deepfer_core.types import EMOTIONS, FaceBox, FaceResult
 from streamer.media import check_image, load_image
 
 NO_PROBS = np.zeros((0, len(EMOTIONS)), dtype=np.float32)

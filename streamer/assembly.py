@@ -19,8 +19,8 @@ from aggregator.redis_sink import RedisSink
 from aggregator.tracker import FaceTracker
 from classifier.gradcam import GradCam
 from classifier.loading import build_classifier
-from core.protocols import EmotionModel, FaceDetector, ResultSink, TrackerFactory
-from core.settings import Settings
+from deepfer_core.protocols import EmotionModel, FaceDetector, ResultSink, TrackerFactory
+from deepfer_core.settings import Settings
 from detectors import build_detector
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import CameraStats, Pipeline

@@ -13,9 +13,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.protocols import FrameSource, Tracker
-from core.stats import percentile_ms
-from core.types import FaceBox, FrameResult
+from deepfer_core.protocols import FrameSource, Tracker
+from deepfer_core.stats import percentile_ms
+from deepfer_core.types import FaceBox, FrameResult
 from detectors.schedule import DetectionScheduler, ScheduleCounts
 
 # (result, latency in seconds, detected): what one frame's analysis answers

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.types import EMOTIONS, FaceResult
+from deepfer_core.types import EMOTIONS, FaceResult
 
 # One colour per emotion (RGB), in EMOTIONS order.
 COLOURS: dict[str, tuple[int, int, int]] = dict(zip(EMOTIONS, [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from core.settings import SourceSettings
+from deepfer_core.settings import SourceSettings
 from streamer.media import MediaError, limit_options, local_path, probe_video, video_pictures
 from streamer.source_base import VideoSource
 from streamer.source_url import SourceError

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from core.redact import redact
-from core.settings import SourceSettings
-from core.types import Pixels
+from deepfer_core.redact import redact
+from deepfer_core.settings import SourceSettings
+from deepfer_core.types import Pixels
 from streamer.media import FrameTooLarge, limit_options, stream_info, too_large, video_pictures, working_size
 from streamer.netpolicy import HostUnresolved, NetworkPolicy, PolicyRefused
 from streamer.source_base import VideoSource

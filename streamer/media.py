@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from core.types import Pixels
+from deepfer_core.types import Pixels
 
 # 8-bit YUV layouts whose first plane is the luma (Y) picture the motion gate reads without any conversion.
 LUMA_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"})

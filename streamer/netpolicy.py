@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from streamer.source_url import SourceError
 
 if TYPE_CHECKING:
-    from core.settings import SourceSettings
+    from deepfer_core.settings import SourceSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

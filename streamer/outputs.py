@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from core.settings import PipelineSettings
-from core.types import EMOTIONS, UNCERTAIN, FrameResult
+from deepfer_core.settings import PipelineSettings
+from deepfer_core.types import EMOTIONS, UNCERTAIN, FrameResult
 from streamer.drawing import draw_faces
 
 log = logging.getLogger(__name__)

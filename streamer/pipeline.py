@@ -30,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from core.protocols import (
+from deepfer_core.protocols import (
     EmotionModel,
     FaceDetector,
     FrameSource,
     ResultSink,
     TrackerFactory,
 )
-from core.settings import Settings
-from core.types import FaceBox, FaceResult, FrameResult, TimedFrame
+from deepfer_core.settings import Settings
+from deepfer_core.types import FaceBox, FaceResult, FrameResult, TimedFrame
 from detectors.motion import in_frame
 from detectors.schedule import DetectionScheduler, DetectJob
 from streamer.analysis import NO_PROBS

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
-from core.types import FrameResult
+from deepfer_core.types import FrameResult
 from streamer.drawing import draw_faces
 
 

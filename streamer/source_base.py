@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from core.redact import redact
-from core.settings import SourceSettings
-from core.types import Frame, Pixels, TimedFrame
+from deepfer_core.redact import redact
+from deepfer_core.settings import SourceSettings
+from deepfer_core.types import Frame, Pixels, TimedFrame
 from streamer.media import FrameTooLarge
 from streamer.source_url import source_kind
 

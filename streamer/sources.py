@@ -7,7 +7,7 @@ against the network policy) in ``streamer.live_source``; they are re-exported he
 
 from __future__ import annotations
 
-from core.settings import PipelineSettings, SourceSettings
+from deepfer_core.settings import PipelineSettings, SourceSettings
 from streamer.file_source import FileSource
 from streamer.live_source import CAMERA_UNREACHABLE, LiveSource, RtspSource, WebcamSource
 from streamer.netpolicy import NetworkPolicy

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from core.protocols import EmotionModel, FaceDetector
-from core.settings import Settings
-from core.types import FaceBox, Pixels
+from deepfer_core.protocols import EmotionModel, FaceDetector
+from deepfer_core.settings import Settings
+from deepfer_core.types import FaceBox, Pixels
 from detectors.schedule import DetectJob, run_jobs
 from streamer.analysis import classify_faces
 from streamer.batching import Batcher, BatchStats

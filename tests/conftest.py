@@ -50,7 +50,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_root: Path) ->
     """A real but barely trained checkpoint (1 epoch, 20 faces per class) for plumbing tests."""
     from classifier.data import load_folder
     from classifier.train import train
-    from core.settings import TrainSettings
+    from deepfer_core.settings import TrainSettings
 
     data = load_folder(fer_root / "test", cache_dir=tmp_path_factory.mktemp("cache"))
     keep = [i for c in range(7) for i in (data.labels == c).nonzero()[0][:20]]
@@ -61,9 +61,9 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, fer_root: Path) ->
 
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory, media: Path) -> dict[str, Path]:
-    """The capacity clips made with ffmpeg from ../shared/media (bench/clips.py): static_scene, still_person,
+    """The capacity clips made with ffmpeg from ../shared/media (deepfer_bench/clips.py): static_scene, still_person,
     mosaic_1080p."""
-    from bench.clips import standard_clips
+    from deepfer_bench.clips import standard_clips
 
     return standard_clips(media, tmp_path_factory.mktemp("clips"))
 

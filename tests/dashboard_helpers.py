@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from core.settings import Settings
 from dashboard.slow_clients import uvicorn_options
+from deepfer_core.settings import Settings
 from tests.conftest import MEDIA
 
 TOKEN = "test-token-5f2c-9a7e1d"  # dashboard.token needs at least 16 characters

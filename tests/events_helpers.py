@@ -1,6 +1,6 @@
 """Real parts for the events-out tests: tracked frames made up, a Mosquitto of a test's own (stop and start it: a
-broker restart), an MQTT subscriber on it, and a webhook receiver on loopback that checks signatures the way docs/events.md
-tells receivers to."""
+broker restart), an MQTT subscriber on it, and a webhook receiver on loopback that checks signatures the way
+docs/events.md tells receivers to."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core.types import EMOTIONS, UNCERTAIN, FaceBox, FaceResult, Frame, FrameResult
+from deepfer_core.types import EMOTIONS, UNCERTAIN, FaceBox, FaceResult, Frame, FrameResult
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -124,7 +124,8 @@ class Subscriber:
 
 
 def verify(secret: bytes, headers, body: bytes, max_age_s: float = 300) -> bool:
-    """docs/events.md's receiver check: the timestamp is recent and the signature is HMAC-SHA256(secret, ts + '.' + body)."""
+    """docs/events.md's receiver check: the timestamp is recent and the signature is HMAC-SHA256(secret, ts + '.' +
+    body)."""
     ts = headers["X-DeepFER-Timestamp"]
     if abs(time.time() - int(ts)) > max_age_s:
         return False

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import redis
 
-from core.settings import RedisSettings
-from core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
+from deepfer_core.settings import RedisSettings
+from deepfer_core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
 

@@ -16,7 +16,7 @@ from aggregator.export.query import ALL_CAMERAS, ExportQuery, check_cameras
 from aggregator.export.reading import empty_frame, iter_frames
 from aggregator.export.timerange import time_range
 from aggregator.timeseries import EmotionTimeSeries
-from core.settings import ExportSettings, Settings
+from deepfer_core.settings import ExportSettings, Settings
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from aggregator.export.query import ExportQuery
 from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS, Interval
-from core.settings import ExportSettings
+from deepfer_core.settings import ExportSettings
 
 if TYPE_CHECKING:
     from aggregator.timeseries import EmotionTimeSeries

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aggregator.export.timerange import iso
 from aggregator.timeseries import INTERVAL_S
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 
 if TYPE_CHECKING:
     from aggregator.timeseries import EmotionTimeSeries

@@ -25,8 +25,8 @@ from aggregator.export.query import (
     check_cameras,
 )
 from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS, EmotionTimeSeries, Interval
-from core.settings import ExportSettings
-from core.types import EMOTIONS
+from deepfer_core.settings import ExportSettings
+from deepfer_core.types import EMOTIONS
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel
 
 from aggregator.alert_log import active, api_rules, delete_rule, recent_alerts, save_rule
-from core.settings import AlertRule
 from dashboard.deps import get_service
 from dashboard.service import Service
+from deepfer_core.settings import AlertRule
 
 router = APIRouter(tags=["alerts"])
 

@@ -26,10 +26,10 @@ from aggregator.export import (
 )
 from aggregator.export.limits import check_size
 from aggregator.report import REPORT_CSP, report_html
-from core.settings import ExportSettings
 from dashboard.deps import get_service, known_camera
 from dashboard.routes.people import PERSON_ID
 from dashboard.service import Service
+from deepfer_core.settings import ExportSettings
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["export"])

@@ -10,11 +10,11 @@ import cv2
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 
 from classifier.gradcam import ExplainError, GradCam
-from core.types import EMOTIONS
 from dashboard.deps import get_service
 from dashboard.schemas import Explanation, Prediction, Problem
 from dashboard.service import Service
 from dashboard.uploads import ImageRefused, PoolFull, UploadPool, decode
+from deepfer_core.types import EMOTIONS
 from streamer.analysis import analyse_images, emotion_index, explain_image
 from streamer.assembly import build_explainer
 

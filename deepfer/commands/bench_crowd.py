@@ -35,7 +35,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
 def crowd(
     ctx: typer.Context,
     *,
-    json_out: JsonOut = Path("bench/results/crowd_1080p.json"),
+    json_out: JsonOut = Path("deepfer_bench/results/crowd_1080p.json"),
     media: Path = typer.Option(Path("../shared/media"), help="The shared media folder the faces are cut from."),
     fer: Path = typer.Option(Path("../shared/datasets/fer2013/test"), help="FER2013 folder (class sub-folders)."),
     cache: Path = typer.Option(Path(tempfile.gettempdir()) / "deepfer-crowd",
@@ -50,8 +50,8 @@ def crowd(
                                                       "detector.yunet_model)."),
 ) -> None:
     """Fps, faces, share of stock MTCNN's faces, true recall and precision by face size, tracks per person."""
-    from bench.crowd import bench_crowd
-    from bench.crowd_clip import make_crowd_clip
+    from deepfer_bench.crowd import bench_crowd
+    from deepfer_bench.crowd_clip import make_crowd_clip
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
     unknown = [n for n in names if n not in VARIANTS]

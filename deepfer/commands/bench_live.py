@@ -25,7 +25,7 @@ def cluster(
     detect_every: int | None = typer.Option(None, min=1),
 ) -> None:
     """The same cameras on 1..N Ray workers of a local test cluster: fps, drops, latency, and Redis load per camera."""
-    from bench.ray_scaling import bench_cluster
+    from deepfer_bench.ray_scaling import bench_cluster
     from streamer.media import probe_video
 
     try:
@@ -62,7 +62,7 @@ def webrtc(
     device: Device = None,
 ) -> None:
     """Live-demo path over loopback WebRTC: arrival-to-send latency p50/p95, fps in/processed/back, drops, CPU."""
-    from bench.webrtc import bench_webrtc
+    from deepfer_bench.webrtc import bench_webrtc
     from streamer.media import probe_video
 
     probe_video(source)

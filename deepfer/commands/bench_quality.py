@@ -26,7 +26,7 @@ app = typer.Typer()
 def export(
     ctx: typer.Context,
     *,
-    json_out: JsonOut = Path("bench/results/export_memory.json"),
+    json_out: JsonOut = Path("deepfer_bench/results/export_memory.json"),
     points: int = typer.Option(1_000_000, min=1, help="Points written under a throwaway key prefix (deleted after)."),
     people: int = typer.Option(1000, min=1, help="People they belong to (about ten in view at once)."),
     chunk: int | None = typer.Option(None, min=100, help="Rows per chunk (default: export.chunk_points)."),
@@ -38,7 +38,7 @@ def export(
     import tempfile
 
     from aggregator.embedded_redis import redis_for
-    from bench.export_speed import bench_export
+    from deepfer_bench.export_speed import bench_export
 
     settings = settings_from(ctx, redis=dict(url=redis_url), export=dict(chunk_points=chunk))
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
@@ -59,7 +59,7 @@ def stock(
     min_iou: float = typer.Option(0.5, min=0, max=1, help="A pipeline face matches a stock face from this IoU."),
 ) -> None:
     """The whole pipeline (defaults) against stock facenet-pytorch MTCNN on the same frames: fps ratio and recall."""
-    from bench.stock import bench_stock
+    from deepfer_bench.stock import bench_stock
     from streamer.media import probe_video
 
     probe_video(source)
@@ -77,7 +77,7 @@ def clips(
     out: Path = typer.Option(Path(".deepfer/clips"), "--out", help="Folder for the clips (kept ones are reused)."),
 ) -> None:
     """Make the capacity clips with ffmpeg: static_scene, still_person, mosaic_1080p, expression_change (.mp4)."""
-    from bench.clips import standard_clips
+    from deepfer_bench.clips import standard_clips
 
     if not media.is_dir():
         raise UserError(f"no media folder at {media} (--media)")
@@ -105,15 +105,15 @@ def tracking(
     ),
     max_frames: int | None = typer.Option(None, min=1, help="Stop after this many frames."),
     cut_s: float | None = typer.Option(
-        None, "--cut-s", min=0, help="The clip's held expression changes at this second (bench.clips."
+        None, "--cut-s", min=0, help="The clip's held expression changes at this second (deepfer_bench.clips."
         "expression_change: 6): also report how long the change takes to show."
     ),
 ) -> None:
     """Tracks found, and shown-label changes per minute raw (per-frame argmax) vs smoothed, on one video."""
     from pydantic import ValidationError
 
-    from bench.tracking import bench_tracking
-    from core.settings import SmoothingSettings
+    from deepfer_bench.tracking import bench_tracking
+    from deepfer_core.settings import SmoothingSettings
     from streamer.media import probe_video
 
     probe_video(source)

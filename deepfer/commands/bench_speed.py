@@ -39,7 +39,7 @@ def classifier(
     --weights, each one's speed-up over the first."""
     import torch
 
-    from bench.classifier import bench_classifier
+    from deepfer_bench.classifier import bench_classifier
 
     settings = settings_from(ctx, classifier=dict(onnx_threads=threads))
     sizes = int_list(batch_sizes, "--batch-sizes")
@@ -86,7 +86,7 @@ def detector(
     ),
 ) -> None:
     """Detection frames/s and faces found per max_side and batch size, on real video frames."""
-    from bench.detector import bench_detector
+    from deepfer_bench.detector import bench_detector
     from streamer.media import probe_video
 
     probe_video(source)
@@ -116,7 +116,7 @@ def pipeline(
     scene: str | None = typer.Option(None, help="A generated 1080p 25 fps camera instead of --source: crowd, single "
                                      "or empty (made from --media, cached in the temp folder)."),
     streams: int = typer.Option(1, "--streams", "--cameras", min=1, help="Concurrent live cameras."),
-    json_out: JsonOut = Path("bench/results/pipeline_live.json"),
+    json_out: JsonOut = Path("deepfer_bench/results/pipeline_live.json"),
     seconds: float | None = typer.Option(None, min=1, help="Stop after this long (default: the file's length)."),
     media: Path = typer.Option(Path("../shared/media"), help="Shared media folder the --scene clips are made from."),
     weights: Weights = None,
@@ -127,7 +127,7 @@ def pipeline(
     """Per-stream fps, drops, capture-to-result latency p50/p95, CPU/GPU use and the decode/detect/classify split."""
     import tempfile
 
-    from bench.pipeline_speed import SCENES, bench_pipeline, scene_clip
+    from deepfer_bench.pipeline_speed import SCENES, bench_pipeline, scene_clip
     from streamer.media import probe_video
 
     if (source is None) == (scene is None):
@@ -175,7 +175,7 @@ def events(
 ) -> None:
     """CPU of events out (the events sink, MQTT and webhook threads) as a share of the whole process, and the
     process's CPU per frame with and without events (medians of --repeats runs; load average in the JSON)."""
-    from bench.events_cost import bench_events
+    from deepfer_bench.events_cost import bench_events
 
     host, _, port = mqtt.rpartition(":")
     if not host or not port.isdigit():
@@ -209,7 +209,7 @@ def gating(
     device: Device = None,
 ) -> None:
     """Detection fps and faces kept with motion gating and refinement against a full detection on every frame."""
-    from bench.gating import bench_gating
+    from deepfer_bench.gating import bench_gating
 
     settings = settings_from(ctx, detector=dict(detect_every=detect_every, device=device))
     names = [c.strip() for c in clips.split(",") if c.strip()]

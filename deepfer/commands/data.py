@@ -36,7 +36,7 @@ def people(
     """The people a camera has seen: time span, dominant emotion and the emotion shown last."""
     from aggregator.embedded_redis import redis_for
     from aggregator.timeseries import people_of
-    from core.redact import redact
+    from deepfer_core.redact import redact
 
     settings = settings_from(ctx, redis=dict(url=redis_url))
     window = parse_duration(since, "--since") if since else None

@@ -26,7 +26,7 @@ def predict(
     tta: Tta = False,
 ) -> None:
     """Find the faces in still images and print each one's emotion and the 7 probabilities."""
-    from core.types import EMOTIONS
+    from deepfer_core.types import EMOTIONS
     from streamer.analysis import analyse_files
     from streamer.assembly import load_models
     from streamer.media import check_image

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core.settings import MqttSettings
+from deepfer_core.settings import MqttSettings
 from streamer.netpolicy import NetworkPolicy
 from streamer.publish.base import checked_address, encode, segment
 

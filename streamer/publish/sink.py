@@ -17,8 +17,8 @@ from typing import Any
 
 from aggregator.alerts import Alert, AlertEngine
 from aggregator.events import DOWN_STATUSES, PAYLOAD_VERSION, CameraEvents
-from core.settings import AlertRule, Settings
-from core.types import FrameResult
+from deepfer_core.settings import AlertRule, Settings
+from deepfer_core.types import FrameResult
 from streamer.publish.base import Publisher
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.settings import WebhookSettings, WebhooksSettings
+from deepfer_core.settings import WebhookSettings, WebhooksSettings
 from streamer.netpolicy import NetworkPolicy
 from streamer.publish.base import EventsConfigError, checked_address, encode
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.settings import Settings
+from deepfer_core.settings import Settings
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline
 from streamer.preview import PreviewSink

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.settings import Settings
+from deepfer_core.settings import Settings
 from streamer.pipeline import CameraStats
 from streamer.runtime.camera_store import StoredCamera
 from streamer.runtime.runner import CameraState

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-from core.settings import Settings
+from deepfer_core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any, cast
 import redis
 
 from aggregator.keys import KeySchema
-from core.redact import redact
-from core.settings import Settings
+from deepfer_core.redact import redact
+from deepfer_core.settings import Settings
 from streamer.preview import PreviewSink
 from streamer.runtime.camera_store import StoredCamera
 from streamer.runtime.placement import Placement, Worker

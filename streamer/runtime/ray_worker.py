@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from aggregator.keys import KeySchema
 from aggregator.redis_sink import RedisSink
-from core.redact import redact
-from core.settings import Settings
+from deepfer_core.redact import redact
+from deepfer_core.settings import Settings
 from streamer.assembly import build_stored_pipeline, load_models, network_policy, preview_sink
 from streamer.netpolicy import NetworkPolicy
 from streamer.pipeline import Pipeline

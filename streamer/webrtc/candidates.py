@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from core.settings import Settings
+from deepfer_core.settings import Settings
 from streamer.netpolicy import (
     REDIS_DEFAULT_PORT,
     IPAddress,

@@ -9,8 +9,8 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from core.settings import Settings
-from core.types import FrameResult
+from deepfer_core.settings import Settings
+from deepfer_core.types import FrameResult
 from streamer.pipeline import Pipeline
 from streamer.webrtc.candidates import CandidateError, CandidatePolicy
 from streamer.webrtc.session import SessionStats, WebRtcSession

@@ -7,9 +7,9 @@ import json
 import time
 from dataclasses import dataclass
 
-from core.settings import Settings
-from core.stats import percentile_ms
-from core.types import FrameResult
+from deepfer_core.settings import Settings
+from deepfer_core.stats import percentile_ms
+from deepfer_core.types import FrameResult
 from streamer.webrtc.source import WebRtcSource
 from streamer.webrtc.track import AnnotatedTrack, annotated_frame
 

@@ -10,8 +10,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from core.redact import redact
-from core.types import Frame, TimedFrame
+from deepfer_core.redact import redact
+from deepfer_core.types import Frame, TimedFrame
 from streamer.media import FrameTooLarge, picture, too_large
 
 if TYPE_CHECKING:

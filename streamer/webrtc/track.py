@@ -9,7 +9,7 @@ from fractions import Fraction
 
 from aiortc import MediaStreamTrack
 
-from core.types import FrameResult
+from deepfer_core.types import FrameResult
 from streamer.drawing import draw_faces
 
 VIDEO_CLOCK = 90_000  # RTP video clock rate: pts of the returned frames are in 1/90000 s

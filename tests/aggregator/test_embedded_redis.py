@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from aggregator.embedded_redis import RedisUnavailable, answers, connect_or_start
-from core.settings import PathsSettings, RedisSettings, Settings
+from deepfer_core.settings import PathsSettings, RedisSettings, Settings
 from tests.redis_helpers import free_port
 
 pytestmark = pytest.mark.timeout(60)

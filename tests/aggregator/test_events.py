@@ -7,8 +7,8 @@ import pytest
 
 from aggregator.alerts import AlertEngine
 from aggregator.events import PAYLOAD_VERSION, CameraEvents, WindowStats
-from core.settings import AlertRule, AlertSettings, ConfigError, load_settings
-from core.types import FaceResult
+from deepfer_core.settings import AlertRule, AlertSettings, ConfigError, load_settings
+from deepfer_core.types import FaceResult
 from tests.events_helpers import frame
 
 
@@ -108,7 +108,7 @@ def test_alert_rules_from_toml(tmp_path):
 
 
 def test_event_secrets_are_masked_in_logs():
-    from core.settings import Settings, secret_values
+    from deepfer_core.settings import Settings, secret_values
 
     s = Settings(mqtt={"password": "mqtt-pass-123"},
                  webhooks={"hooks": [{"url": "http://127.0.0.1:9/", "secret": "hook-secret-456"}]})

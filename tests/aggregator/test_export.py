@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from aggregator import analytics
 from aggregator.export import BUCKET_COLUMNS, POINT_COLUMNS, read_buckets, read_points
 from aggregator.redis_sink import RedisSink
-from core.settings import Settings
-from core.types import EMOTIONS
 from deepfer.cli import app
+from deepfer_core.settings import Settings
+from deepfer_core.types import EMOTIONS
 from tests.conftest import MEDIA, SHIPPED_WEIGHTS
 from tests.dashboard_helpers import (
     ARTIFACTS,

@@ -55,7 +55,7 @@ async def test_a_restarted_camera_gets_new_person_ids(redis_url, key_prefix, tmp
 
 
 async def test_the_pipeline_tells_its_sinks_when_a_camera_is_removed(media):
-    from core.settings import Settings
+    from deepfer_core.settings import Settings
     from streamer.pipeline import Pipeline
     from streamer.sources import FileSource
 

@@ -1,5 +1,6 @@
 """Stable labels with the shipped model and the default smoothing: woman2.mp4's mostly steady expression shows at
-most 2 label changes a minute, and a real, held change of expression (bench.clips.expression_change) still shows,
+most 2 label changes a minute, and a real, held change of expression (deepfer_bench.clips.expression_change) still
+shows,
 within a few seconds. Both through the real pipeline (bench tracking)."""
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.clips import expression_change
-from bench.tracking import bench_tracking
-from core.settings import Settings, SmoothingSettings
+from deepfer_bench.clips import expression_change
+from deepfer_bench.tracking import bench_tracking
+from deepfer_core.settings import Settings, SmoothingSettings
 from tests.conftest import SHIPPED_WEIGHTS, need
 
 pytestmark = pytest.mark.timeout(600)

@@ -11,7 +11,7 @@ import redis
 from aggregator.keys import KeySchema
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 from tests.redis_helpers import redis_settings, tracked_frame
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,8 +7,8 @@ import pytest
 
 from aggregator.smoothing import EmotionSmoother
 from aggregator.tracker import FaceTracker
-from core.settings import SmoothingSettings, TrackerSettings
-from core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
+from deepfer_core.settings import SmoothingSettings, TrackerSettings
+from deepfer_core.types import EMOTIONS, FaceBox, FaceResult, Frame, FrameResult
 
 IMAGE = np.zeros((4, 4, 3), np.uint8)  # the tracker never looks at pixels
 NEUTRAL = np.eye(7, dtype=np.float32)[EMOTIONS.index("neutral")]

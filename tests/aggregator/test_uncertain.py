@@ -11,9 +11,9 @@ from aggregator import analytics
 from aggregator.redis_sink import RedisSink
 from aggregator.timeseries import EmotionTimeSeries
 from aggregator.tracker import FaceTracker
-from core.confidence import is_confident
-from core.settings import ConfidenceSettings, SmoothingSettings, TrackerSettings
-from core.types import EMOTIONS, UNCERTAIN, FaceBox, FaceResult, Frame, FrameResult
+from deepfer_core.confidence import is_confident
+from deepfer_core.settings import ConfidenceSettings, SmoothingSettings, TrackerSettings
+from deepfer_core.types import EMOTIONS, UNCERTAIN, FaceBox, FaceResult, Frame, FrameResult
 from tests.redis_helpers import redis_settings
 
 pytestmark = pytest.mark.timeout(60)

@@ -20,9 +20,9 @@ from classifier.data import (
     load_dataset,
     load_folder,
 )
-from core.settings import TrainSettings
-from core.types import EMOTIONS
 from deepfer.cli import app
+from deepfer_core.settings import TrainSettings
+from deepfer_core.types import EMOTIONS
 
 runner = CliRunner()
 

@@ -15,9 +15,9 @@ from torch.nn import functional as F
 from typer.testing import CliRunner
 
 from classifier.distill import Teacher
-from core.settings import TrainSettings
-from core.types import EMOTIONS
 from deepfer.cli import app
+from deepfer_core.settings import TrainSettings
+from deepfer_core.types import EMOTIONS
 from tests.classifier.test_training_budget import synthetic_faces
 
 TINY = dict(batch_size=16, device="cpu", threads=1, warmup_epochs=0, random_erasing=0)

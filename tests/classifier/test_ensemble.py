@@ -26,9 +26,9 @@ from classifier.inference import WEIGHTS_DIR, EmotionClassifier, WeightsError
 from classifier.loading import build_classifier, load_classifier, resolve_auto
 from classifier.models import build_model
 from classifier.onnx_runtime import OnnxClassifier
-from core.settings import ClassifierSettings
-from core.types import EMOTIONS
 from deepfer.cli import app
+from deepfer_core.settings import ClassifierSettings
+from deepfer_core.types import EMOTIONS
 from tests.dashboard_helpers import AUTH, LiveServer, dashboard_settings
 from tests.redis_helpers import free_port, unique_prefix
 
@@ -267,7 +267,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fer_root: Path) -> dict[st
     T = 2), their ensemble's manifest (weights 1 and 2), and a 5-per-class test tree."""
     from classifier.data import load_folder
     from classifier.train import train
-    from core.settings import TrainSettings
+    from deepfer_core.settings import TrainSettings
 
     data = load_folder(fer_root / "test", cache_dir=tmp_path_factory.mktemp("cache"))
     keep = np.concatenate([(data.labels == c).nonzero()[0][:20] for c in range(7)])

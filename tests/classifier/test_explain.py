@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from classifier.gradcam import ExplainError, GradCam
 from classifier.inference import EmotionClassifier
 from classifier.models import build_model
-from core.types import EMOTIONS
 from deepfer.cli import app
+from deepfer_core.types import EMOTIONS
 from tests.conftest import SHIPPED_WEIGHTS, need
 from tests.dashboard_helpers import (
     ARTIFACTS,

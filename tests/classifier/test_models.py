@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from classifier.models import MODELS, build_model
-from core.settings import TrainSettings
+from deepfer_core.settings import TrainSettings
 
 PARAMETERS = {  # docs/model.md, "The emotion model"
     "baseline_cnn": 3_487_975,

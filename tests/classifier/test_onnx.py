@@ -22,9 +22,9 @@ from classifier.evaluate import evaluate
 from classifier.inference import EmotionClassifier, WeightsError
 from classifier.loading import load_classifier
 from classifier.onnx_runtime import OnnxClassifier, OnnxMetadata
-from core.settings import ClassifierSettings
-from core.types import EMOTIONS
 from deepfer.cli import app
+from deepfer_core.settings import ClassifierSettings
+from deepfer_core.types import EMOTIONS
 from tests.conftest import SHIPPED_WEIGHTS
 
 pytestmark = pytest.mark.timeout(600)

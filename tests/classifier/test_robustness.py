@@ -15,7 +15,7 @@ from classifier.degrade import SWEEP, Degradation, DegradationError, parse_condi
 from classifier.evaluate import expected_calibration_error
 from classifier.inference import EmotionClassifier, predict_logits
 from classifier.models import build_model
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 
 
 def faces(n: int = 8, seed: int = 0) -> np.ndarray:
@@ -159,7 +159,7 @@ def test_onnx_fp32_and_int8_apply_the_same_temperature(calibrated, tmp_path: Pat
 
     from classifier.onnx_export import export_onnx
     from classifier.onnx_runtime import OnnxClassifier
-    from core.settings import ExportModelSettings
+    from deepfer_core.settings import ExportModelSettings
 
     out, r = calibrated
     torch_clf = EmotionClassifier.load(out, "cpu")

@@ -14,7 +14,7 @@ import torch
 from classifier.budget import BUDGET, EpochPlan
 from classifier.data import FaceDataset
 from classifier.inference import load_checkpoint
-from core.settings import TrainSettings
+from deepfer_core.settings import TrainSettings
 
 
 def synthetic_faces(n_per_class: int = 20, seed: int = 0) -> FaceDataset:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.settings import Settings
+from deepfer_core.settings import Settings
 from tests.dashboard_helpers import AUTH, TOKEN, LiveServer
 from tests.events_helpers import Mosquitto, Receiver, Subscriber, wait_for
 from tests.redis_helpers import free_port, unique_prefix

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from core.settings import Settings
-from core.types import EMOTIONS
+from deepfer_core.settings import Settings
+from deepfer_core.types import EMOTIONS
 from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,

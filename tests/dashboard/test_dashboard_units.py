@@ -8,7 +8,7 @@ import numpy as np
 
 from aggregator import analytics
 from aggregator.timeseries import RollupBucket
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 from streamer.preview import PreviewSink
 from tests.redis_helpers import tracked_frame
 

@@ -9,7 +9,6 @@ import threading
 import pytest
 from starlette.datastructures import Headers
 
-from core.settings import DashboardSettings
 from dashboard.auth import LoginThrottle
 from dashboard.security import (
     HostNames,
@@ -19,6 +18,7 @@ from dashboard.security import (
     sha256_source,
 )
 from dashboard.uploads import PoolFull, UploadPool
+from deepfer_core.settings import DashboardSettings
 
 
 @pytest.mark.parametrize("header, name", [

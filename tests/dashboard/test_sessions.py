@@ -105,7 +105,7 @@ def test_a_weak_token_is_a_one_line_start_up_error(weak, tmp_path):
 def test_random_tokens_pass_the_strength_check():
     import secrets
 
-    from core.settings.service import token_weakness
+    from deepfer_core.settings.service import token_weakness
 
     assert token_weakness(TOKEN) is None
     assert not [t for t in (secrets.token_urlsafe(24) for _ in range(2000)) if token_weakness(t)]

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from core.settings import Settings
-from core.types import EMOTIONS
+from deepfer_core.settings import Settings
+from deepfer_core.types import EMOTIONS
 from tests.conftest import REPO, SHIPPED_WEIGHTS, need
 
 pytestmark = pytest.mark.timeout(600)

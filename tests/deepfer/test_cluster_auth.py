@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import Settings
+from deepfer_core.settings import Settings
 from streamer.runtime.ray_connect import ClusterError, check_auth
 from tests.deepfer.test_cluster_cli import _listens, stop
 from tests.redis_helpers import free_port

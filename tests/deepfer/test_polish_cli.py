@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import known_env_names, unknown_env_warnings
+from deepfer_core.settings import known_env_names, unknown_env_warnings
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from core.types import EMOTIONS
 from deepfer.cli import app
+from deepfer_core.types import EMOTIONS
 
 pytestmark = pytest.mark.timeout(240)
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_haar_detector(media: Path, tiny_checkpoint: Path) -> None:
 def test_analyze_image_matches_cli(media: Path, tiny_checkpoint: Path) -> None:
     """The function the dashboard upload calls gives the same probabilities as the CLI."""
     from classifier.inference import EmotionClassifier
-    from core.settings import DetectorSettings
+    from deepfer_core.settings import DetectorSettings
     from detectors import build_detector
     from streamer.analysis import analyse_images
     from streamer.media import load_image

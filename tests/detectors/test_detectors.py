@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.settings import DetectorSettings
-from core.types import FaceBox
+from deepfer_core.settings import DetectorSettings
+from deepfer_core.types import FaceBox
 from detectors import build_detector
 
 pytestmark = pytest.mark.timeout(180)

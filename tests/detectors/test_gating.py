@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from aggregator.kalman import iou_matrix
-from core.settings import DetectorSettings, GatingSettings, Settings
-from core.types import FaceBox, FrameResult
+from deepfer_core.settings import DetectorSettings, GatingSettings, Settings
+from deepfer_core.types import FaceBox, FrameResult
 from streamer.assembly import tracker_factory
 from streamer.media import read_frames
 from streamer.pipeline import Pipeline

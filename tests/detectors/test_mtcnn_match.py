@@ -11,9 +11,9 @@ import pytest
 import torch
 from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, imresample, pad
 
-from bench.mtcnn_match import compare, crowd_frames, match_faces, media_frames
-from core.settings import DetectorSettings
-from core.types import FaceBox
+from deepfer_bench.mtcnn_match import compare, crowd_frames, match_faces, media_frames
+from deepfer_core.settings import DetectorSettings
+from deepfer_core.types import FaceBox
 from detectors import build_detector
 from detectors.mtcnn_batched import _crops, _nms_min, integral
 
@@ -98,8 +98,8 @@ def test_batched_matches_stock_on_shared_media(pair, shared_sets, name: str, fac
 
 @pytest.fixture(scope="module")
 def crowd(tmp_path_factory: pytest.TempPathFactory, media: Path, fer_root: Path) -> list[np.ndarray]:
-    """A few 1080p frames of a short walking-crowd clip (bench/crowd_clip.py), made for the test."""
-    from bench.crowd_clip import make_crowd_clip
+    """A few 1080p frames of a short walking-crowd clip (deepfer_bench/crowd_clip.py), made for the test."""
+    from deepfer_bench.crowd_clip import make_crowd_clip
 
     clip = make_crowd_clip(tmp_path_factory.mktemp("crowd"), media, fer_root / "test", seconds=2, fps=25, seed=3,
                            people=12)

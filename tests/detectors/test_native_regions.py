@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from core.settings import DetectorSettings
-from core.types import FaceBox
+from deepfer_core.settings import DetectorSettings
+from deepfer_core.types import FaceBox
 from detectors.mtcnn import MtcnnDetector
 
 

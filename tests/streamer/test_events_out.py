@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import Settings
+from deepfer_core.settings import Settings
 from streamer.assembly import build_events_sink
 from streamer.publish.base import EventsConfigError, segment
 from streamer.publish.mqtt import MqttPublisher
@@ -277,9 +277,9 @@ def test_control_topic_pauses_and_resumes_only_known_cameras(broker):
 
 
 def test_bench_events_measures_the_share_of_the_pipeline(broker, media: Path):
-    """``deepfer bench events``: the events' CPU is a small share of the process's (docs/events.md: under 2% on 8 cameras),
-    measured with MQTT and a webhook receiver on loopback, against the same pipeline without events."""
-    from bench.events_cost import bench_events
+    """``deepfer bench events``: the events' CPU is a small share of the process's (docs/events.md: under 2% on 8
+    cameras), measured with MQTT and a webhook receiver on loopback, against the same pipeline without events."""
+    from deepfer_bench.events_cost import bench_events
 
     s = Settings(mqtt={"enabled": True, "port": broker.port}, classifier={"device": "cpu"},
                  detector={"device": "cpu", "detect_every": 3})

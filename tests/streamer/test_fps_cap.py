@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.settings import PipelineSettings, Settings, SourceSettings
-from core.types import FaceBox, FrameResult
+from deepfer_core.settings import PipelineSettings, Settings, SourceSettings
+from deepfer_core.types import FaceBox, FrameResult
 from streamer.camera_state import Cadence, FpsCap
 from streamer.pipeline import Pipeline
 from streamer.sources import FileSource

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.settings import DetectorSettings, GatingSettings, PipelineSettings, Settings, SourceSettings
+from deepfer_core.settings import DetectorSettings, GatingSettings, PipelineSettings, Settings, SourceSettings
 from streamer.pipeline import Pipeline
 from streamer.preview import PreviewSink
 from streamer.sources import SourceError, open_source

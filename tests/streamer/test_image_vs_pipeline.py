@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import ClassifierSettings, DetectorSettings, GatingSettings, Settings
-from core.types import FrameResult
+from deepfer_core.settings import ClassifierSettings, DetectorSettings, GatingSettings, Settings
+from deepfer_core.types import FrameResult
 from streamer.analysis import analyse_images
 from streamer.assembly import tracker_factory
 from streamer.media import load_image

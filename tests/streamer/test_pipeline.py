@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.settings import DetectorSettings, PipelineSettings, Settings, SourceSettings
-from core.types import FrameResult
+from deepfer_core.settings import DetectorSettings, PipelineSettings, Settings, SourceSettings
+from deepfer_core.types import FrameResult
 from streamer.assembly import tracker_factory
 from streamer.pipeline import Pipeline
 from streamer.sources import FileSource, RtspSource

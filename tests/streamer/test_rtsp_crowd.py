@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.crowd_clip import CrowdTruth, make_crowd_clip
-from bench.crowd_score import Found, score
-from core.settings import DetectorSettings, Settings, SourceSettings
-from core.types import FrameResult
+from deepfer_bench.crowd_clip import CrowdTruth, make_crowd_clip
+from deepfer_bench.crowd_score import Found, score
+from deepfer_core.settings import DetectorSettings, Settings, SourceSettings
+from deepfer_core.types import FrameResult
 from streamer.assembly import tracker_factory
 from streamer.pipeline import Pipeline
 from streamer.sources import RtspSource
@@ -20,7 +20,8 @@ from tests.rtsp_server import RtspServer, available
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.e2e]
 
-# Measured on the loaded 2-core VM (load average 9-11; see docs/performance.md, Crowds at 1080p): 36 of the 200 frames analysed
+# Measured on the loaded 2-core VM (load average 9-11; see docs/performance.md, Crowds at 1080p): 36 of the 200 frames
+# analysed
 # (the rest dropped as the camera ran ahead), recall from 32 px 0.73 and 0.79 in two runs, precision 1.0; the floor
 # leaves room for a slower or busier machine (fewer analysed frames, larger jumps between them)
 MIN_RECALL_32_UP = 0.6

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from core.redact import RedactFilter, redact
-from core.settings import DashboardSettings, Settings, SourceSettings, max_cameras
+from deepfer_core.redact import RedactFilter, redact
+from deepfer_core.settings import DashboardSettings, Settings, SourceSettings, max_cameras
 from streamer.netpolicy import (
     HostUnresolved,
     NetworkPolicy,

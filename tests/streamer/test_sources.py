@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.redact import redact
-from core.settings import SourceSettings
+from deepfer_core.redact import redact
+from deepfer_core.settings import SourceSettings
 from streamer.source_url import source_kind
 from streamer.sources import (
     CAMERA_UNREACHABLE,

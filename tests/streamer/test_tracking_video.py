@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from aggregator.embedded_redis import connect_or_start
 from aggregator.timeseries import EmotionTimeSeries
-from core.settings import PathsSettings, RedisSettings, Settings
 from deepfer.cli import app
+from deepfer_core.settings import PathsSettings, RedisSettings, Settings
 from tests.redis_helpers import free_port
 
 # Small detector work so the clip runs in well under a minute on 2 cores; the face is ~110 px wide.

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.visitor import VisitorProcess, WebRtcClient
-from core.types import EMOTIONS
+from deepfer_bench.visitor import VisitorProcess, WebRtcClient
+from deepfer_core.types import EMOTIONS
 from tests.conftest import SHIPPED_WEIGHTS
 from tests.dashboard_helpers import (
     ARTIFACTS,

@@ -12,8 +12,8 @@ import threading
 import httpx
 import pytest
 
-from bench.visitor import WebRtcClient
-from core.settings import Settings
+from deepfer_bench.visitor import WebRtcClient
+from deepfer_core.settings import Settings
 from streamer.netpolicy import local_addresses
 from streamer.webrtc.candidates import CandidateError, CandidatePolicy, machine_networks
 from tests.conftest import SHIPPED_WEIGHTS

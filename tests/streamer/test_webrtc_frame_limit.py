@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from bench.visitor import VisitorProcess
+from deepfer_bench.visitor import VisitorProcess
 from tests.conftest import SHIPPED_WEIGHTS
 from tests.dashboard_helpers import AUTH, LiveServer, dashboard_settings
 from tests.redis_helpers import free_port, unique_prefix
