@@ -286,6 +286,65 @@ async function refreshAlerts() {
 
 $("#range").onchange = () => refreshMetrics().catch(console.error);
 
+// ----- visits: who came when, for how long, in what mood (GET /api/visits) ---------------------------------------
+// Times in the browser's own time zone; the title of each shows it in UTC. A visitor is "Visitor 12 · door" (the
+// tracker's number and the camera, from the API); the stored person id is in its title.
+const visitCameras = new Set();
+const utc = (t) => new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+const localTime = (t) => new Date(t * 1000).toLocaleString([], {dateStyle: "medium", timeStyle: "medium"});
+const duration = (s) => s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
+  : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+
+function visitsRange() {
+  const choice = $("#visits-range").value, until = Date.now() / 1000;
+  if (choice === "today") {
+    const midnight = new Date();
+    midnight.setHours(0, 0, 0, 0);  // the browser's midnight, not UTC's
+    return {since: midnight.getTime() / 1000, until};
+  }
+  return {since: until - Number(choice), until};
+}
+
+function visitsCameraOptions() {
+  const select = $("#visits-camera"), have = new Set([...select.options].map(o => o.value));
+  for (const id of [...Object.keys(cameras), ...visitCameras].sort()) {
+    if (!have.has(id)) { select.append(el("option", {value: id}, id)); have.add(id); }
+  }
+}
+
+async function refreshVisits() {
+  const r = visitsRange(), camera = $("#visits-camera").value;
+  // no limit: the server's dashboard.max_visits
+  const q = new URLSearchParams({since: r.since.toFixed(3), until: r.until.toFixed(3)});
+  if (camera) q.set("camera", camera);
+  const data = await api(`/api/visits?${q}`);
+  const tbody = $("#visits table.visits tbody");
+  tbody.replaceChildren(...data.visits.map(v => {
+    visitCameras.add(v.camera_id);
+    return el("tr", {class: "visit", "data-person": v.person_id, "data-camera": v.camera_id},
+      el("td", {class: "visitor", title: `person id ${v.person_id}`}, v.visitor),
+      el("td", {class: "came", title: utc(v.first_seen)}, localTime(v.first_seen)),
+      el("td", {class: "in-view", title: `seen from ${utc(v.first_seen)} to ${utc(v.last_seen)}`}, duration(v.time_in_view_s)),
+      el("td", {class: "mood"}, v.mood ?? "–"),
+      el("td", {class: "satisfaction"}, v.satisfaction === null ? "–" : v.satisfaction.toFixed(2)),
+      el("td", {}, v.camera_id));
+  }));
+  const note = $("#visits-empty");
+  note.hidden = data.visits.length > 0 && !data.truncated;
+  note.textContent = data.truncated ? `The newest ${data.limit} visits of the range only.` : "No visit in this range.";
+  visitsCameraOptions();
+}
+
+$("#visits-zone").textContent = `times in ${Intl.DateTimeFormat().resolvedOptions().timeZone || "local time"}`;
+function showVisits() {
+  refreshVisits().catch((e) => {
+    const note = $("#visits-empty");
+    note.hidden = false;
+    note.textContent = `Visits unavailable: ${e.message}`;
+  });
+}
+$("#visits-camera").onchange = $("#visits-range").onchange = showVisits;
+
 // ----- live updates (Server-Sent Events) -------------------------------------------------------------------------
 function connectEvents() {
   const source = new EventSource("/api/events");
@@ -310,4 +369,6 @@ connectEvents();
 previewLoop();
 setInterval(() => { refreshMetrics().catch(console.error); refreshPerson().catch(console.error); }, 3000);
 refreshAlerts().catch(console.error);
+showVisits();
+setInterval(showVisits, 10000);
 setInterval(() => refreshAlerts().catch(console.error), 10000);
