@@ -76,7 +76,9 @@ function cameraCard(cam) {
   report.onclick = () => { report.href = reportUrl(cam.id); };
   const right = el("div", {},
     el("div", {class: "head"}, el("strong", {}, cam.id), el("span", {class: "status"}, ""), el("span", {class: "muted url"}, cam.url), save, report, pause, remove),
-    el("p", {class: "muted counters"}),
+    el("p", {class: "error camera-error"}),
+    // engineering counters (frames, fps, drops, latency) for whoever runs the cameras, folded away for everyone else
+    el("details", {class: "engineering"}, el("summary", {class: "muted"}, "details"), el("p", {class: "muted counters"})),
     el("p", {class: "live-faces"}, ""),
     el("div", {class: "chart camera-chart", id: `chart-${cam.id}`, "data-points": "0"}),
     el("h3", {class: "muted"}, "People in range (click for a timeline)"),
@@ -130,8 +132,9 @@ function showCamera(cam) {
   status.className = `status ${cam.status}`;
   $(".head button.pause", card).textContent = cam.paused ? "Resume" : "Pause";
   const s = cam.stats;
-  $(".counters", card).textContent = (cam.error ? `error: ${cam.error} · ` : "") + (s ?
-    `${s.frames_processed} frames · ${s.recent_fps} fps · ${s.faces} faces · dropped ${s.frames_dropped} · latency p50 ${s.latency_p50_ms ?? "–"} ms` : "");
+  $(".camera-error", card).textContent = cam.error ? `error: ${cam.error}` : "";
+  $(".counters", card).textContent = s ? `${s.frames_processed} frames · ${s.recent_fps} fps · ${s.faces} faces · ` +
+    `dropped ${s.frames_dropped} · latency p50 ${s.latency_p50_ms ?? "–"} ms, p95 ${s.latency_p95_ms ?? "–"} ms` : "no counters yet";
 }
 
 async function refreshCameras(list) {
@@ -223,7 +226,7 @@ async function refreshPerson() {
 $("#add-camera").onsubmit = async (ev) => {
   ev.preventDefault();
   const f = ev.target, msg = $("#add-camera-message");
-  const body = {id: f.id.value.trim(), url: f.url.value.trim(), options: {realtime: f.realtime.checked, snapshots: f.snapshots.checked}};
+  const body = {id: f.id.value.trim(), url: f.url.value.trim(), options: {realtime: f.realtime.checked, snapshots: !!(f.snapshots && f.snapshots.checked)}};
   try {
     const cam = await api("/api/cameras", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
     msg.textContent = `Added ${cam.id}.`; msg.className = "message";
