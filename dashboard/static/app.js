@@ -203,9 +203,9 @@ async function refreshPeople(id, r) {
   tbody.innerHTML = "";
   for (const p of data.people) {
     const row = el("tr", {class: "person", "data-person": p.person_id},
-      el("td", {}, p.person_id), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
+      el("td", {class: "visitor", title: `person id ${p.person_id}`}, `Visitor ${p.track_id}`), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
       el("td", {}, new Date(p.last_seen * 1000).toLocaleTimeString()), el("td", {class: "dwell", title: `in view ${p.dwell_s.toFixed(1)} s between ${new Date(p.first_seen * 1000).toLocaleTimeString()} and ${new Date(p.last_seen * 1000).toLocaleTimeString()}`}, `${p.dwell_s.toFixed(1)} s`));
-    row.onclick = () => { selectedPerson = {camera: id, person: p.person_id}; refreshPerson(); };
+    row.onclick = () => { selectedPerson = {camera: id, person: p.person_id, visitor: `Visitor ${p.track_id} · ${id}`}; refreshPerson(); };
     tbody.append(row);
   }
 }
@@ -214,7 +214,7 @@ async function refreshPerson() {
   if (!selectedPerson) return;
   const {camera, person} = selectedPerson;
   const data = await api(`/api/cameras/${encodeURIComponent(camera)}/people/${encodeURIComponent(person)}/series`);
-  $("#person-hint").textContent = `${person} on ${camera}: ${data.points.length} points (smoothed probabilities)`;
+  $("#person-hint").textContent = `${selectedPerson.visitor ?? person} (${person}): ${data.points.length} points (smoothed probabilities)`;
   const x = data.points.map(p => new Date(p.t * 1000));
   const traces = EMOTIONS.map(e => ({type: "scatter", mode: "lines", name: e, x, y: data.points.map(p => p.smoothed[e]), line: {color: COLOURS[e]}}));
   plot("chart-person", traces, {...PLOT_LAYOUT, barmode: undefined, yaxis: {title: "probability", range: [0, 1]}},
@@ -324,13 +324,15 @@ async function refreshVisits() {
   const tbody = $("#visits table.visits tbody");
   tbody.replaceChildren(...data.visits.map(v => {
     visitCameras.add(v.camera_id);
-    return el("tr", {class: "visit", "data-person": v.person_id, "data-camera": v.camera_id},
+    const row = el("tr", {class: "visit person", "data-person": v.person_id, "data-camera": v.camera_id},
       el("td", {class: "visitor", title: `person id ${v.person_id}`}, v.visitor),
       el("td", {class: "came", title: utc(v.first_seen)}, localTime(v.first_seen)),
       el("td", {class: "in-view", title: `seen from ${utc(v.first_seen)} to ${utc(v.last_seen)}`}, duration(v.time_in_view_s)),
       el("td", {class: "mood"}, v.mood ?? "–"),
       el("td", {class: "satisfaction"}, v.satisfaction === null ? "–" : v.satisfaction.toFixed(2)),
       el("td", {}, v.camera_id));
+    row.onclick = () => { selectedPerson = {camera: v.camera_id, person: v.person_id, visitor: v.visitor}; refreshPerson().catch(console.error); };
+    return row;
   }));
   const note = $("#visits-empty");
   note.hidden = data.visits.length > 0 && !data.truncated;

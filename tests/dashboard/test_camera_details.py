@@ -67,6 +67,12 @@ def test_counters_behind_details_and_the_form_without_snapshots(server, media):
             text = counters.inner_text()
             for word in ("frames", "fps", "dropped", "latency p50", "p95"):
                 assert word in text, text
+            # the people table names visitors readably, the stored id in the title
+            wait_for_js(page, "!!document.querySelector('#camera-hall tr.person')", timeout=60_000)
+            cell = page.locator("#camera-hall tr.person td.visitor").first
+            person = page.locator("#camera-hall tr.person").first.get_attribute("data-person")
+            assert person and cell.inner_text() == f"Visitor {person.rsplit('-', 1)[1]}", cell.inner_text()
+            assert cell.get_attribute("title") == f"person id {person}"
             # the form without its snapshots box still adds (here: refuses a missing file with the server's reason)
             assert page.locator("#add-camera [name=snapshots]").count() == 0
             page.fill("#add-camera [name=id]", "ghost")

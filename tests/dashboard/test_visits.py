@@ -174,6 +174,10 @@ def test_page_lists_the_visits_in_the_browsers_time_zone(server):
             assert first.locator("td.mood").inner_text() == "happy"
             assert rows.nth(1).locator("td.satisfaction").inner_text() == "-0.67"
             assert "Asia/Kat" in page.inner_text("#visits-zone")  # ICU still says Katmandu
+            # a visit opens its person's timeline
+            first.click()
+            wait_for_js(page, "document.getElementById('chart-person').dataset.points === '5'", timeout=15_000)
+            assert page.inner_text("#person-hint").startswith(f"Visitor 1 · door ({RUN}-1): 5 points")
             # the camera filter
             wait_for_js(page, "[...document.querySelectorAll('#visits-camera option')].some(o => o.value === 'till')")
             page.select_option("#visits-camera", "till")
