@@ -34,6 +34,7 @@ from dashboard.routes import (
     people,
     predict,
     prometheus,
+    visits,
     webrtc,
 )
 from dashboard.schemas import Problem
@@ -117,7 +118,7 @@ def create_app(
               404: {"model": Problem, "description": "Unknown camera or person"},
               413: {"model": Problem, "description": "Body over dashboard.max_json_kb (max_upload_mb for uploads)"},
               503: {"model": Problem, "description": "Redis is unavailable"}}
-    for module in (predict, cameras, people, metrics, downloads, live, prometheus, webrtc, alerts):
+    for module in (predict, cameras, people, metrics, downloads, live, prometheus, webrtc, alerts, visits):
         app.include_router(module.router, dependencies=protected, responses=errors)
     # plain ASGI, outermost last: the headers go on every answer, Gate's refusals included
     app.add_middleware(Gate, settings=d)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from aggregator.timeseries import Person, SeriesPoint
-from deepfer_core.types import FaceBox
+from aggregator.visits import Visit
+from core.types import FaceBox
 from streamer.pipeline import CameraStats
 from streamer.runtime.camera_store import CameraOptions
 
@@ -100,6 +101,15 @@ class PeopleInRange(BaseModel):
     start: float
     end: float
     people: list[Person]
+
+
+class Visits(BaseModel):
+    camera: str | None = Field(description="The camera asked for; null: every camera.")
+    since: float
+    until: float
+    limit: int
+    truncated: bool = Field(description="True when limit cut the answer (more visits are in the range).")
+    visits: list[Visit] = Field(description="Newest (latest first_seen) first.")
 
 
 class Series(BaseModel):

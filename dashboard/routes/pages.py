@@ -66,9 +66,13 @@ async def index(request: Request) -> Response:
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     if not request.app.state.settings.dashboard.token:  # no token: nobody signs in, so nobody signs out
         page = page.replace(SIGN_OUT, "")
+    if not request.app.state.settings.dashboard.snapshots:  # the server refuses them: not offered
+        page = page.replace(SNAPSHOTS_OPTION, "")
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
+SNAPSHOTS_OPTION = ('<label class="check"><input type="checkbox" name="snapshots"> Keep face snapshots (in memory)'
+                    '</label>')
 SIGN_OUT = '<form method="post" action="/logout"><button type="submit" class="link">Sign out</button></form>'
 
 

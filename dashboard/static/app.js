@@ -76,7 +76,9 @@ function cameraCard(cam) {
   report.onclick = () => { report.href = reportUrl(cam.id); };
   const right = el("div", {},
     el("div", {class: "head"}, el("strong", {}, cam.id), el("span", {class: "status"}, ""), el("span", {class: "muted url"}, cam.url), save, report, pause, remove),
-    el("p", {class: "muted counters"}),
+    el("p", {class: "error camera-error"}),
+    // engineering counters (frames, fps, drops, latency) for whoever runs the cameras, folded away for everyone else
+    el("details", {class: "engineering"}, el("summary", {class: "muted"}, "details"), el("p", {class: "muted counters"})),
     el("p", {class: "live-faces"}, ""),
     el("div", {class: "chart camera-chart", id: `chart-${cam.id}`, "data-points": "0"}),
     el("h3", {class: "muted"}, "People in range (click for a timeline)"),
@@ -130,8 +132,9 @@ function showCamera(cam) {
   status.className = `status ${cam.status}`;
   $(".head button.pause", card).textContent = cam.paused ? "Resume" : "Pause";
   const s = cam.stats;
-  $(".counters", card).textContent = (cam.error ? `error: ${cam.error} · ` : "") + (s ?
-    `${s.frames_processed} frames · ${s.recent_fps} fps · ${s.faces} faces · dropped ${s.frames_dropped} · latency p50 ${s.latency_p50_ms ?? "–"} ms` : "");
+  $(".camera-error", card).textContent = cam.error ? `error: ${cam.error}` : "";
+  $(".counters", card).textContent = s ? `${s.frames_processed} frames · ${s.recent_fps} fps · ${s.faces} faces · ` +
+    `dropped ${s.frames_dropped} · latency p50 ${s.latency_p50_ms ?? "–"} ms, p95 ${s.latency_p95_ms ?? "–"} ms` : "no counters yet";
 }
 
 async function refreshCameras(list) {
@@ -200,9 +203,9 @@ async function refreshPeople(id, r) {
   tbody.innerHTML = "";
   for (const p of data.people) {
     const row = el("tr", {class: "person", "data-person": p.person_id},
-      el("td", {}, p.person_id), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
+      el("td", {class: "visitor", title: `person id ${p.person_id}`}, `Visitor ${p.track_id}`), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
       el("td", {}, new Date(p.last_seen * 1000).toLocaleTimeString()), el("td", {class: "dwell", title: `in view ${p.dwell_s.toFixed(1)} s between ${new Date(p.first_seen * 1000).toLocaleTimeString()} and ${new Date(p.last_seen * 1000).toLocaleTimeString()}`}, `${p.dwell_s.toFixed(1)} s`));
-    row.onclick = () => { selectedPerson = {camera: id, person: p.person_id}; refreshPerson(); };
+    row.onclick = () => { selectedPerson = {camera: id, person: p.person_id, visitor: `Visitor ${p.track_id} · ${id}`}; refreshPerson(); };
     tbody.append(row);
   }
 }
@@ -211,7 +214,7 @@ async function refreshPerson() {
   if (!selectedPerson) return;
   const {camera, person} = selectedPerson;
   const data = await api(`/api/cameras/${encodeURIComponent(camera)}/people/${encodeURIComponent(person)}/series`);
-  $("#person-hint").textContent = `${person} on ${camera}: ${data.points.length} points (smoothed probabilities)`;
+  $("#person-hint").textContent = `${selectedPerson.visitor ?? person} (${person}): ${data.points.length} points (smoothed probabilities)`;
   const x = data.points.map(p => new Date(p.t * 1000));
   const traces = EMOTIONS.map(e => ({type: "scatter", mode: "lines", name: e, x, y: data.points.map(p => p.smoothed[e]), line: {color: COLOURS[e]}}));
   plot("chart-person", traces, {...PLOT_LAYOUT, barmode: undefined, yaxis: {title: "probability", range: [0, 1]}},
@@ -223,7 +226,7 @@ async function refreshPerson() {
 $("#add-camera").onsubmit = async (ev) => {
   ev.preventDefault();
   const f = ev.target, msg = $("#add-camera-message");
-  const body = {id: f.id.value.trim(), url: f.url.value.trim(), options: {realtime: f.realtime.checked, snapshots: f.snapshots.checked}};
+  const body = {id: f.id.value.trim(), url: f.url.value.trim(), options: {realtime: f.realtime.checked, snapshots: !!(f.snapshots && f.snapshots.checked)}};
   try {
     const cam = await api("/api/cameras", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
     msg.textContent = `Added ${cam.id}.`; msg.className = "message";
@@ -286,6 +289,67 @@ async function refreshAlerts() {
 
 $("#range").onchange = () => refreshMetrics().catch(console.error);
 
+// ----- visits: who came when, for how long, in what mood (GET /api/visits) ---------------------------------------
+// Times in the browser's own time zone; the title of each shows it in UTC. A visitor is "Visitor 12 · door" (the
+// tracker's number and the camera, from the API); the stored person id is in its title.
+const visitCameras = new Set();
+const utc = (t) => new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+const localTime = (t) => new Date(t * 1000).toLocaleString([], {dateStyle: "medium", timeStyle: "medium"});
+const duration = (s) => s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
+  : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+
+function visitsRange() {
+  const choice = $("#visits-range").value, until = Date.now() / 1000;
+  if (choice === "today") {
+    const midnight = new Date();
+    midnight.setHours(0, 0, 0, 0);  // the browser's midnight, not UTC's
+    return {since: midnight.getTime() / 1000, until};
+  }
+  return {since: until - Number(choice), until};
+}
+
+function visitsCameraOptions() {
+  const select = $("#visits-camera"), have = new Set([...select.options].map(o => o.value));
+  for (const id of [...Object.keys(cameras), ...visitCameras].sort()) {
+    if (!have.has(id)) { select.append(el("option", {value: id}, id)); have.add(id); }
+  }
+}
+
+async function refreshVisits() {
+  const r = visitsRange(), camera = $("#visits-camera").value;
+  // no limit: the server's dashboard.max_visits
+  const q = new URLSearchParams({since: r.since.toFixed(3), until: r.until.toFixed(3)});
+  if (camera) q.set("camera", camera);
+  const data = await api(`/api/visits?${q}`);
+  const tbody = $("#visits table.visits tbody");
+  tbody.replaceChildren(...data.visits.map(v => {
+    visitCameras.add(v.camera_id);
+    const row = el("tr", {class: "visit person", "data-person": v.person_id, "data-camera": v.camera_id},
+      el("td", {class: "visitor", title: `person id ${v.person_id}`}, v.visitor),
+      el("td", {class: "came", title: utc(v.first_seen)}, localTime(v.first_seen)),
+      el("td", {class: "in-view", title: `seen from ${utc(v.first_seen)} to ${utc(v.last_seen)}`}, duration(v.time_in_view_s)),
+      el("td", {class: "mood"}, v.mood ?? "–"),
+      el("td", {class: "satisfaction"}, v.satisfaction === null ? "–" : v.satisfaction.toFixed(2)),
+      el("td", {}, v.camera_id));
+    row.onclick = () => { selectedPerson = {camera: v.camera_id, person: v.person_id, visitor: v.visitor}; refreshPerson().catch(console.error); };
+    return row;
+  }));
+  const note = $("#visits-empty");
+  note.hidden = data.visits.length > 0 && !data.truncated;
+  note.textContent = data.truncated ? `The newest ${data.limit} visits of the range only.` : "No visit in this range.";
+  visitsCameraOptions();
+}
+
+$("#visits-zone").textContent = `times in ${Intl.DateTimeFormat().resolvedOptions().timeZone || "local time"}`;
+function showVisits() {
+  refreshVisits().catch((e) => {
+    const note = $("#visits-empty");
+    note.hidden = false;
+    note.textContent = `Visits unavailable: ${e.message}`;
+  });
+}
+$("#visits-camera").onchange = $("#visits-range").onchange = showVisits;
+
 // ----- live updates (Server-Sent Events) -------------------------------------------------------------------------
 function connectEvents() {
   const source = new EventSource("/api/events");
@@ -310,4 +374,6 @@ connectEvents();
 previewLoop();
 setInterval(() => { refreshMetrics().catch(console.error); refreshPerson().catch(console.error); }, 3000);
 refreshAlerts().catch(console.error);
+showVisits();
+setInterval(showVisits, 10000);
 setInterval(() => refreshAlerts().catch(console.error), 10000);

@@ -114,6 +114,10 @@ class DashboardSettings(Section):
     present_window_s: float = Field(5.0, gt=0, description="A person seen within this many seconds is 'in view now'.")
     max_series_points: int = Field(5000, ge=1, description="Most points one person's time series answer holds.")
     max_people: int = Field(500, ge=1, description="Most people one people answer holds (most recent first).")
+    max_visits: int = Field(
+        1000, ge=1, description="Most visits one /api/visits answer holds (its limit's default; a larger limit gets "
+                                "400)."
+    )
     max_cameras: int = Field(
         0,
         ge=0,
