@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aggregator.analytics import satisfaction
 from aggregator.timeseries import EmotionTimeSeries
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 
 PAGE = 200  # person ids read per round from a camera's people ZSET
 

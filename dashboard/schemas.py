@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from aggregator.timeseries import Person, SeriesPoint
 from aggregator.visits import Visit
-from core.types import FaceBox
+from deepfer_core.types import FaceBox
 from streamer.pipeline import CameraStats
 from streamer.runtime.camera_store import CameraOptions
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from aggregator.timeseries import EmotionPoint, EmotionTimeSeries
-from core.types import EMOTIONS
+from deepfer_core.types import EMOTIONS
 from tests.dashboard_helpers import AUTH, LiveServer, dashboard_settings
 from tests.redis_helpers import free_port, redis_settings, unique_prefix
 
