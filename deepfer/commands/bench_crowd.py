@@ -21,6 +21,9 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "configured": {},
     "before-i26": {"detector": {"region_native": False, "detect_every_large": 0}},  # the defaults before #26
     "max1920-min20": {"detector": FULL_RES},
+    "every2": {"detector": {"detect_every_large": 2, "refine_between": False}},  # 1080p: every other frame, carried
+    "every2-refine": {"detector": {"detect_every_large": 2, "refine_between": True}},  # refined in between
+    "every3-refine": {"detector": {"detect_every_large": 3, "refine_between": True}},
     "max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {**FULL_RES, "detect_every": 1}},
     "yunet": {"detector": {"kind": "yunet"}},
     "yunet-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {"kind": "yunet", "detect_every": 1}},
