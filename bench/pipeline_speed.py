@@ -111,7 +111,8 @@ def detector_in_effect(settings: Settings) -> dict[str, Any]:
     """The detector and gating settings a run used (the keys that decide what is found at 1080p)."""
     d, g = settings.detector, settings.gating
     return {"kind": d.kind, "detect_every": d.detect_every, "detect_every_large": d.detect_every_large,
-            "region_native": d.region_native, "region_min_face_size": d.region_min_face_size,
+            "refine_between": d.refine_between, "region_native": d.region_native,
+            "region_min_face_size": d.region_min_face_size,
             "max_side": d.max_side, "min_face_size": d.min_face_size, "min_confidence": d.min_confidence,
             "gating": g.enabled, "gating_refine": g.refine, "full_every_s": g.full_every_s,
             "full_min_interval_s": g.full_min_interval_s, "full_beside_live": g.full_beside_live}

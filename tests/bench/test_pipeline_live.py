@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.settings import DetectorSettings
 from deepfer.cli import app
 
 MEDIA = Path(__file__).resolve().parents[2].parent / "shared" / "media"
@@ -62,7 +63,10 @@ def test_pipeline_crowd_scene_scores_the_analysed_frames(tmp_path: Path, tiny_ch
     for key in ("detect_every", "detect_every_large", "region_native", "region_min_face_size", "max_side",
                 "min_face_size", "gating"):
         assert key in eff
-    assert eff["detect_every_large"] == 1 and eff["gating"] is True  # the defaults, as config.toml has them
+    defaults = DetectorSettings()  # what the run used: the defaults, as config.toml has them
+    assert (eff["detect_every_large"], eff["refine_between"], eff["region_native"]) == (
+        defaults.detect_every_large, defaults.refine_between, defaults.region_native)
+    assert eff["gating"] is True
 
 
 def test_score_reported_scores_only_the_reported_frames() -> None:
