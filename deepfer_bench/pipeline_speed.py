@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 import psutil
 
+from deepfer_bench.crowd_clip import CrowdTruth
+from deepfer_bench.crowd_score import BUCKETS, Found, score
 from deepfer_bench.machine import machine_info
 from deepfer_core.protocols import EmotionModel, FaceDetector
 from deepfer_core.settings import Settings
+from deepfer_core.types import FrameResult
 from streamer.assembly import Models, build_pipeline, load_models
 from streamer.media import probe_video, read_frames
 from streamer.sources import FileSource
@@ -50,27 +53,94 @@ def _gpu_sampler(samples: list[float]):
     return asyncio.create_task(sample())
 
 
+class ReportedFaces:
+    """A ``ResultSink`` keeping the boxes (and track ids) each camera reported, by frame number (no pixels)."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, dict[int, list[Found]]] = {}
+
+    async def handle(self, result: FrameResult) -> None:
+        self.frames.setdefault(result.camera_id, {})[result.frame.seq] = [
+            Found(*f.box.xyxy, f.track_id) for f in result.faces]
+
+    async def close(self) -> None:
+        pass
+
+
+def score_reported(truth: CrowdTruth, reported: dict[int, list[Found]], min_iou: float = 0.5) -> dict[str, Any]:
+    """``deepfer_bench/crowd_score.score`` over the frames a camera reported (its analysed frames, in clip order): a live
+    camera drops the frames the pipeline had no time for, and those are not scored."""
+    seqs = sorted(i for i in reported if 0 <= i < len(truth.frames))
+    sub = CrowdTruth(truth.fps, truth.width, truth.height, truth.seed, truth.people, [truth.frames[i] for i in seqs])
+    scored = score(sub, [reported[i] for i in seqs], min_iou)
+    scored["frames_scored"] = len(seqs)
+    scored["clip_frames"] = len(truth.frames)
+    return scored
+
+
+def _pooled(per_camera: dict[str, dict[str, Any]], buckets: list[str]) -> float | None:
+    """Recall over ``buckets`` with every camera's hits and misses added up (each camera plays the same clip)."""
+    hits = sum(s["by_size"][b]["found"] for s in per_camera.values() for b in buckets)
+    faces = sum(s["by_size"][b]["faces"] for s in per_camera.values() for b in buckets)
+    return round(hits / faces, 4) if faces else None
+
+
+def _accuracy(truth: CrowdTruth, reported: dict[str, dict[int, list[Found]]], cameras: list[str]) -> dict[str, Any]:
+    per_camera = {cam: score_reported(truth, reported.get(cam, {})) for cam in cameras}
+    buckets = [name for name, _, _ in BUCKETS]
+    found = sum(s["found"] for s in per_camera.values())
+    false = sum(s["false"] for s in per_camera.values())
+    return {
+        "note": "scored only on the frames each camera analysed (those the pipeline reported a result for; a live "
+                "camera drops the frames it has no time for, and they are not scored): frame = the decoder's frame "
+                "number in the clip (the source's seq), matched to the clip's ground truth with "
+                "deepfer_bench/crowd_score.py (IoU >= 0.5, one-to-one); sizes are the true face's long side; all cameras "
+                "pooled, per_camera for each",
+        "frames_scored": sum(s["frames_scored"] for s in per_camera.values()),
+        "clip_frames": len(truth.frames),
+        "recall": _pooled(per_camera, buckets),
+        "recall_32_up": _pooled(per_camera, buckets[1:]),
+        "precision": round(found / (found + false), 4) if found + false else None,
+        "recall_by_size": {b: _pooled(per_camera, [b]) for b in buckets},
+        "faces_by_size": {b: sum(s["by_size"][b]["faces"] for s in per_camera.values()) for b in buckets},
+        "per_camera": per_camera,
+    }
+
+
+def detector_in_effect(settings: Settings) -> dict[str, Any]:
+    """The detector and gating settings a run used (the keys that decide what is found at 1080p)."""
+    d, g = settings.detector, settings.gating
+    return {"kind": d.kind, "detect_every": d.detect_every, "detect_every_large": d.detect_every_large,
+            "refine_between": d.refine_between, "region_native": d.region_native,
+            "region_min_face_size": d.region_min_face_size,
+            "max_side": d.max_side, "min_face_size": d.min_face_size, "min_confidence": d.min_confidence,
+            "gating": g.enabled, "gating_refine": g.refine, "full_every_s": g.full_every_s,
+            "full_min_interval_s": g.full_min_interval_s, "full_beside_live": g.full_beside_live}
+
+
 def bench_pipeline(settings: Settings, path: str, streams: int, seconds: float | None = None,
-                   say: Callable[[str], None] = print) -> dict[str, Any]:
-    """``deepfer bench pipeline``: ``streams`` live copies of ``path`` for ``seconds`` (default: the file's length)."""
+                   say: Callable[[str], None] = print, truth: CrowdTruth | None = None) -> dict[str, Any]:
+    """``deepfer bench pipeline``: ``streams`` live copies of ``path`` for ``seconds`` (default: the file's length);
+    with ``truth`` (the crowd clip's), recall and precision of the boxes each camera reported."""
     probe_video(path)
     models = load_models(settings)
     say(f"benchmarking {streams} live stream(s) of {path} with {models.detector.name} (detect every "
         f"{settings.detector.detect_every}) + {models.classifier.name} on {models.classifier.device}")
-    result = asyncio.run(run_streams(settings, models, path, streams, seconds))
+    result = asyncio.run(run_streams(settings, models, path, streams, seconds, truth))
     result["machine"] = machine_info()
     return result
 
 
 async def run_streams(settings: Settings, models: Models, path: str, streams: int,
-                      seconds: float | None = None) -> dict[str, Any]:
+                      seconds: float | None = None, truth: CrowdTruth | None = None) -> dict[str, Any]:
     info = probe_video(path)
     fps, size = info.fps, info.size
     classifier = models.classifier
     await asyncio.to_thread(warm_up, path, models.detector, classifier)
     live_q = settings.pipeline.live_queue_size
     sources = [FileSource(path, f"stream-{i}", settings.sources, live_q, live=True) for i in range(streams)]
-    pipeline = build_pipeline(settings, models)
+    reported = ReportedFaces()
+    pipeline = build_pipeline(settings, models, [reported] if truth is not None else ())
     for s in sources:
         pipeline.add_source(s)
     proc = psutil.Process()
@@ -96,7 +166,7 @@ async def run_streams(settings: Settings, models: Models, path: str, streams: in
     detect_s, classify_s = timing["detect"]["busy_s"], timing["classify"]["busy_s"]
     lat50 = [s["latency_p50_ms"] for s in stats if s["latency_p50_ms"] is not None]
     lat95 = [s["latency_p95_ms"] for s in stats if s["latency_p95_ms"] is not None]
-    return {
+    result: dict[str, Any] = {
         "benchmark": "pipeline",
         "source": path,
         "source_fps": fps,
@@ -115,6 +185,7 @@ async def run_streams(settings: Settings, models: Models, path: str, streams: in
             "classify_carried": settings.pipeline.classify_carried,
             "max_in_flight": settings.pipeline.max_in_flight,
             "device": str(classifier.device),
+            "in_effect": detector_in_effect(settings),
         },
         "per_stream": [
             {
@@ -172,20 +243,26 @@ async def run_streams(settings: Settings, models: Models, path: str, streams: in
             "gpu_percent_mean": round(float(np.mean(gpu_samples)), 1) if gpu_samples else None,
         },
     }
+    if truth is not None:
+        result["accuracy"] = _accuracy(truth, reported.frames, [src.camera_id for src in sources])
+    return result
 
 
 SCENES = ("crowd", "single", "empty")
 
 
-def scene_clip(scene: str, cache: Path, media: Path, fer: Path, seconds: float = 20.0) -> str:
-    """A 1920x1080 25 fps clip for ``--scene``: the walking crowd, one person (woman2.mp4 padded), or nobody."""
+def scene_clip(scene: str, cache: Path, media: Path, fer: Path, seconds: float = 20.0
+               ) -> tuple[str, CrowdTruth | None]:
+    """A 1920x1080 25 fps clip for ``--scene``: the walking crowd (with its ground truth), one person (woman2.mp4
+    padded), or nobody; the clip's path and the truth (None but for the crowd)."""
     from deepfer_bench.clips import empty_1080p, single_1080p
     from deepfer_bench.crowd_clip import make_crowd_clip
 
     if scene == "crowd":
-        return str(make_crowd_clip(cache, media, fer, seconds, 25).video)
+        clip = make_crowd_clip(cache, media, fer, seconds, 25)
+        return str(clip.video), clip.truth
     if scene == "single":
         out = cache / "single-1080p.mp4"
-        return str(out if out.is_file() else single_1080p(media / "woman2.mp4", out))
+        return str(out if out.is_file() else single_1080p(media / "woman2.mp4", out)), None
     out = cache / f"empty-1080p-{seconds:g}.mp4"
-    return str(out if out.is_file() else empty_1080p(media / "no-faces.jpg", out, seconds))
+    return str(out if out.is_file() else empty_1080p(media / "no-faces.jpg", out, seconds)), None

@@ -99,11 +99,15 @@ class Cadence:
     every: int
     since_detect: int = 0
     still: bool = False
+    refine_between: bool = False  # the frames between looks refine the known faces (large cameras only)
 
-    def sized(self, width: int, height: int, max_side: int, large_every: int) -> None:
-        """A camera whose frames are larger than ``max_side`` looks every ``large_every`` frames (0: ``every``)."""
-        if large_every and max(width, height) > max_side:
-            self.every = large_every
+    def sized(self, width: int, height: int, max_side: int, large_every: int, refine_between: bool = False) -> None:
+        """A camera whose frames are larger than ``max_side`` looks every ``large_every`` frames (0: ``every``),
+        and refines its known faces on the frames between with ``refine_between``."""
+        if max(width, height) > max_side:
+            if large_every:
+                self.every = large_every
+            self.refine_between = refine_between and self.every > 1
 
     def due(self, anchored: bool) -> bool:
         """Look at this frame: no detection yet, or ``every`` frames since the last one."""

@@ -244,13 +244,16 @@ class Pipeline:
                 if cam.counters.first_at is None:
                     d = self.settings.detector
                     cam.cadence.sized(item.frame.pixels.width, item.frame.pixels.height, d.max_side,
-                                      d.detect_every_large)
+                                      d.detect_every_large, d.refine_between and cam.scheduler.can_refine)
                 cam.counters.first_frame(item.read_at)
                 job = None
-                if cam.cadence.due(cam.anchor.boxes is not None):
+                looked = cam.cadence.due(cam.anchor.boxes is not None)
+                if looked:
                     job = await self._plan(cam, item)
                     cam.cadence.looked(job is not None)
-                await cam.inflight.put(self._start_analysis(cam, item, job))
+                elif cam.cadence.refine_between and not cam.cadence.still:  # the last look saw motion
+                    job = await self._refine_between(cam, item)
+                await cam.inflight.put(self._start_analysis(cam, item, job, looked))
         finally:
             await cam.inflight.put(None)
 
@@ -264,8 +267,21 @@ class Pipeline:
             self._search(cam, plan.beside, cam.source.batch_wait_s)
         return plan.now
 
-    def _start_analysis(self, cam: Camera, item: TimedFrame, job: DetectJob | None) -> asyncio.Future[Analysis]:
-        """The frame's analysis: on its own detection (it becomes the anchor), or on the anchor's carried boxes."""
+    @staticmethod
+    async def _refine_between(cam: Camera, item: TimedFrame) -> DetectJob | None:
+        """``detector.refine_between``: R-Net + O-Net on the anchor's faces for a frame between two looks (None:
+        no face known, carry)."""
+        frame = item.frame
+        known = in_frame(await cam.anchor.known(), frame.shape)
+        if not known:
+            return None
+        cam.scheduler.counts.refined += 1
+        return DetectJob(frame.pixels, full=False, known=known)
+
+    def _start_analysis(self, cam: Camera, item: TimedFrame, job: DetectJob | None,
+                        looked: bool = True) -> asyncio.Future[Analysis]:
+        """The frame's analysis: on its own detection (it becomes the anchor), or on the anchor's carried boxes.
+        ``looked``: the scheduler planned the job (a refinement between looks does not restart the cadence)."""
         wait_s = cam.source.batch_wait_s
         anchor = cam.anchor
         if job is not None:
@@ -275,7 +291,7 @@ class Pipeline:
                                                    still=cam.cadence.still))
         if job is not None:
             anchor.result = task
-        cam.cadence.advance(job is not None)
+        cam.cadence.advance(job is not None and looked)
         return task
 
     def _detect_frame(self, job: DetectJob, wait_s: float | None) -> asyncio.Future[list[FaceBox]]:

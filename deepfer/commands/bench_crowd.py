@@ -19,8 +19,12 @@ EVERY_FRAME: dict[str, dict[str, Any]] = {"gating": {"enabled": False}, "detecto
 # what each variant changes in the configured settings, by section
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "configured": {},
-    "before-i26": {"detector": {"region_native": False, "detect_every_large": 0}},  # the defaults before #26
+    "before-i26": {"detector": {"region_native": False, "detect_every_large": 0, "refine_between": False}},  # pre-#26
     "max1920-min20": {"detector": FULL_RES},
+    "every1": {"detector": {"detect_every_large": 1, "refine_between": False}},  # 1080p: every frame looked at
+    "every2": {"detector": {"detect_every_large": 2, "refine_between": False}},  # 1080p: every other frame, carried
+    "every2-refine": {"detector": {"detect_every_large": 2, "refine_between": True}},  # refined in between
+    "every3-refine": {"detector": {"detect_every_large": 3, "refine_between": True}},
     "max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {**FULL_RES, "detect_every": 1}},
     "yunet": {"detector": {"kind": "yunet"}},
     "yunet-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {"kind": "yunet", "detect_every": 1}},

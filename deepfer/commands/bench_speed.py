@@ -127,18 +127,20 @@ def pipeline(
     """Per-stream fps, drops, capture-to-result latency p50/p95, CPU/GPU use and the decode/detect/classify split."""
     import tempfile
 
+    from deepfer_bench.crowd_clip import CrowdTruth
     from deepfer_bench.pipeline_speed import SCENES, bench_pipeline, scene_clip
     from streamer.media import probe_video
 
     if (source is None) == (scene is None):
         raise UserError("give one of --source FILE or --scene crowd|single|empty")
+    truth: CrowdTruth | None = None  # the crowd clip's: recall and precision in the JSON
     if scene is not None:
         if scene not in SCENES:
             raise UserError(f"--scene: {scene!r} is not one of {', '.join(SCENES)}")
         if not media.is_dir():
             raise UserError(f"--scene clips are made from {media} (--media): not found")
-        source = scene_clip(scene, Path(tempfile.gettempdir()) / "deepfer-crowd", media,
-                            media.parent / "datasets/fer2013/test", seconds or 20.0)
+        source, truth = scene_clip(scene, Path(tempfile.gettempdir()) / "deepfer-crowd", media,
+                                   media.parent / "datasets/fer2013/test", seconds or 20.0)
     assert source is not None
     probe_video(source)
     settings = settings_from(
@@ -146,7 +148,7 @@ def pipeline(
         classifier=dict(weights=weights, device=device),
         detector=dict(kind=detector, detect_every=detect_every, device=device),
     )
-    result = bench_pipeline(settings, source, streams, seconds, say)
+    result = bench_pipeline(settings, source, streams, seconds, say, truth)
     write_json(json_out, result)
     t = result["total"]
     say(
@@ -154,6 +156,10 @@ def pipeline(
         f"dropped {t['frames_dropped']}/{t['frames_read']}, latency p50 {t['latency_p50_ms_max']} ms "
         f"p95 {t['latency_p95_ms_max']} ms, {result['utilisation']['cores_busy_per_camera']} cores per camera"
     )
+    if "accuracy" in result:
+        a = result["accuracy"]
+        say(f"ground truth, on the {a['frames_scored']} analysed frames: recall {a['recall']} (>= 32 px "
+            f"{a['recall_32_up']}), precision {a['precision']}, by size {a['recall_by_size']}")
 
 
 @app.command()
