@@ -68,8 +68,8 @@ class ReportedFaces:
 
 
 def score_reported(truth: CrowdTruth, reported: dict[int, list[Found]], min_iou: float = 0.5) -> dict[str, Any]:
-    """``deepfer_bench/crowd_score.score`` over the frames a camera reported (its analysed frames, in clip order): a live
-    camera drops the frames the pipeline had no time for, and those are not scored."""
+    """``deepfer_bench/crowd_score.score`` over the frames a camera reported (its analysed frames, in clip order): a
+    live camera drops the frames the pipeline had no time for, and those are not scored."""
     seqs = sorted(i for i in reported if 0 <= i < len(truth.frames))
     sub = CrowdTruth(truth.fps, truth.width, truth.height, truth.seed, truth.people, [truth.frames[i] for i in seqs])
     scored = score(sub, [reported[i] for i in seqs], min_iou)
@@ -94,8 +94,8 @@ def _accuracy(truth: CrowdTruth, reported: dict[str, dict[int, list[Found]]], ca
         "note": "scored only on the frames each camera analysed (those the pipeline reported a result for; a live "
                 "camera drops the frames it has no time for, and they are not scored): frame = the decoder's frame "
                 "number in the clip (the source's seq), matched to the clip's ground truth with "
-                "deepfer_bench/crowd_score.py (IoU >= 0.5, one-to-one); sizes are the true face's long side; all cameras "
-                "pooled, per_camera for each",
+                "deepfer_bench/crowd_score.py (IoU >= 0.5, one-to-one); sizes are the true face's long side; all "
+                "cameras pooled, per_camera for each",
         "frames_scored": sum(s["frames_scored"] for s in per_camera.values()),
         "clip_frames": len(truth.frames),
         "recall": _pooled(per_camera, buckets),
