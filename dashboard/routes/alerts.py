@@ -27,6 +27,7 @@ class AlertOut(BaseModel):
     at: float
     since: float
     chart: str  # the camera's per-minute metrics from 30 min before to 10 min after the alert
+    page: str  # the dashboard page at that camera and moment: its charts over the same window
 
 
 class Alerts(BaseModel):
@@ -40,8 +41,9 @@ def _out(a: dict) -> AlertOut | None:
         at = float(a["at"])
         chart = (f"/api/cameras/{quote(str(a['camera']), safe='')}/metrics?interval=minute"
                  f"&start={int(at) - 1800}&end={int(at) + 600}")
+        page = f"/?camera={quote(str(a['camera']), safe='')}&at={int(at)}"
         return AlertOut(**{k: a[k] for k in ("state", "rule", "kind", "camera", "value", "threshold", "since")},
-                        at=at, chart=chart)
+                        at=at, chart=chart, page=page)
     except (KeyError, TypeError, ValueError):
         return None  # an entry written by something else: skipped
 

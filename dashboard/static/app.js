@@ -24,7 +24,15 @@ async function api(path, options = {}) {
   return body;
 }
 
+// An alert's "chart then" opens the page at ?camera=ID&at=T: every chart, table and download then covers 30 min
+// before to 10 min after T (the same window as the alert's metrics link) until "back to live".
+const focus = (() => {
+  const q = new URLSearchParams(location.search), at = Number(q.get("at"));
+  return q.has("at") && Number.isFinite(at) && at > 0 ? {at, camera: q.get("camera")} : null;
+})();
+
 function range() {
+  if (focus) return {start: focus.at - 1800, end: focus.at + 600, interval: "minute"};
   const [seconds, interval] = $("#range").value.split(",");
   const end = Date.now() / 1000;
   return {start: end - Number(seconds), end, interval};
@@ -183,6 +191,7 @@ async function refreshMetrics() {
   $("#kpi-people").textContent = t.unique_people;
   $("#kpi-satisfaction").textContent = t.satisfaction === null ? "–" : t.satisfaction.toFixed(2);
   $("#kpi-dwell").textContent = `${t.mean_dwell_s.toFixed(1)} s`;
+  $("#chart-overall").dataset.start = r.start;  // the window shown (tests read it)
   const overall = m.overall.buckets.filter(b => b.points);
   plot("chart-overall", mixTraces(overall), PLOT_LAYOUT, overall.length > 0);
   for (const [id, data] of Object.entries(m.cameras)) {
@@ -272,8 +281,10 @@ function alertRow(a) {
   return el("tr", {class: `alert ${a.state}`}, el("td", {}, a.state), el("td", {}, a.rule),
     el("td", {}, el("a", {class: "link", href: `#camera-${a.camera}`}, a.camera)),
     el("td", {}, `${a.value} (threshold ${a.threshold})`), el("td", {}, new Date(a.at * 1000).toLocaleString()),
-    el("td", {}, el("a", {class: "link", href: a.chart, target: "_blank", rel: "noopener",
-      title: "The camera's per-minute metrics from 30 min before to 10 min after"}, "metrics then")));
+    el("td", {}, el("a", {class: "link chart-then", href: a.page,
+      title: "This page with the camera's charts from 30 min before to 10 min after"}, "chart then"), " · ",
+      el("a", {class: "link", href: a.chart, target: "_blank", rel: "noopener",
+        title: "The camera's per-minute metrics from 30 min before to 10 min after, as JSON"}, "metrics")));
 }
 
 async function refreshAlerts() {
@@ -369,7 +380,16 @@ function connectEvents() {
   source.onerror = () => { $("#live-status").textContent = "reconnecting…"; };
 }
 
-refreshCameras().then(refreshMetrics).catch(console.error);
+if (focus) {
+  const note = $("#focus-note");
+  note.hidden = false;
+  $("#focus-when").textContent = `${focus.camera ? focus.camera + " " : ""}around ${new Date(focus.at * 1000).toLocaleString()}`;
+  $("#range").disabled = true;
+}
+refreshCameras().then(() => {
+  if (focus && focus.camera) { const card = document.getElementById(`camera-${focus.camera}`); if (card) card.scrollIntoView(); }
+  return refreshMetrics();
+}).catch(console.error);
 connectEvents();
 previewLoop();
 setInterval(() => { refreshMetrics().catch(console.error); refreshPerson().catch(console.error); }, 3000);

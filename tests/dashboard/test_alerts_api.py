@@ -84,6 +84,7 @@ def test_camera_down_alert_end_to_end(redis_url, tmp_path):
                 (alert,) = body["active"]
                 assert alert["rule"] == "tills-down" and alert["camera"] == "tills" and alert["value"] > 1.5
                 assert alert["chart"].startswith("/api/cameras/tills/metrics?interval=minute&start=")
+                assert alert["page"] == f"/?camera=tills&at={int(alert['at'])}"  # the page's charts at that moment
                 assert body["rules"] == ["tills-down"]
                 wait_for(lambda: receiver.got, 10, "the webhook")
                 kind, payload, signed = receiver.got[0]
