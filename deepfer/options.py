@@ -18,6 +18,10 @@ Detector = Annotated[
     str | None, typer.Option(help="mtcnn, haar or yunet (default: detector.kind; yunet needs detector.yunet_model).")
 ]
 Tta = Annotated[bool, typer.Option("--tta", help="Average each face with its mirror image.")]
+# every --json that is a flag says the same: JSON on stdout, the human-readable text (and progress) on stderr or gone
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the results as JSON on stdout instead of tables; messages go to stderr.")
+]
 Images = Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, ...).")]
 DetectEvery = Annotated[
     int | None, typer.Option(min=1, help="Detect on every k-th frame, carrying boxes between.")
