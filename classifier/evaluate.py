@@ -155,12 +155,16 @@ def save_confusion_png(report: EvalReport, path: Path) -> None:
     plt.close(fig)
 
 
-def evaluate_to_files(settings: ClassifierSettings, data: str | Path, json_out: Path, png: Path | None = None,
-                      cache_dir: Path | None = None) -> tuple[EvalReport, Path]:
-    """``deepfer evaluate``: the report of the configured classifier on ``data``, as JSON and a confusion PNG."""
+def evaluate_to_files(settings: ClassifierSettings, data: str | Path, json_out: Path | None, png: Path | None = None,
+                      cache_dir: Path | None = None) -> tuple[EvalReport, Path | None]:
+    """``deepfer evaluate``: the report of the configured classifier on ``data``, as JSON (when ``json_out`` is
+    given) and a confusion PNG (``png``, else next to ``json_out``, else none)."""
     report = evaluate(build_classifier(settings), load_dataset(data, cache_dir=cache_dir))
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(report.to_json())
-    png = png or json_out.with_suffix(".png")
-    save_confusion_png(report, png)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(report.to_json())
+    png = png or (json_out.with_suffix(".png") if json_out is not None else None)
+    if png is not None:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        save_confusion_png(report, png)
     return report, png

@@ -19,7 +19,7 @@ deepfer export-model --out runs/onnx/deepfer_resnet_fp32.onnx
 deepfer export-model --int8 --calibration-data "$FER/train" --out runs/onnx/deepfer_resnet_int8.onnx
 for p in fp32 int8; do
   deepfer evaluate --data "$FER/test" --weights runs/onnx/deepfer_resnet_$p.onnx --device cpu \
-    --json bench/results/eval_onnx_$p.json --confusion-png runs/onnx/eval_onnx_$p.png
+    --report bench/results/eval_onnx_$p.json --confusion-png runs/onnx/eval_onnx_$p.png
 done
 W=(--weights deepfer_resnet --weights runs/onnx/deepfer_resnet_fp32.onnx --weights runs/onnx/deepfer_resnet_int8.onnx)
 deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --json bench/results/classifier_onnx_cpu.json

@@ -154,7 +154,7 @@ def evaluate_argvs(s: Session, model: str) -> list[list[str]] | str:
         return f"no trained weights for {model}"
     folder = s.stage_dir(f"evaluate_{model}")
     return [s.deepfer("evaluate", "--data", str(s.fer / "test"), "--weights", str(weights), "--device",
-                      s.args.device, *tta, "--json", str(folder / f"{name}.json"))
+                      s.args.device, *tta, report_flag(s), str(folder / f"{name}.json"))
             for tta, name in (((), "plain"), (("--tta",), "tta"))]
 
 
@@ -167,7 +167,12 @@ def distill_argvs(s: Session) -> list[list[str]] | str:
     student = s.stage_dir("distill") / "run" / "best.pt"
     return [train_argv(s, "deepfer_resnet", teacher=teachers[0], name="distill"),
             s.deepfer("evaluate", "--data", str(s.fer / "test"), "--weights", str(student), "--device",
-                      s.args.device, "--json", str(s.stage_dir("distill") / "evaluate.json"))]
+                      s.args.device, report_flag(s), str(s.stage_dir("distill") / "evaluate.json"))]
+
+
+def report_flag(s: Session) -> str:
+    """``deepfer evaluate``'s report file: --report since --json became the stdout flag (older checkouts: --json)."""
+    return "--report" if "--report" in s.help("evaluate") else "--json"
 
 
 def bench_classifier_argv(s: Session) -> list[list[str]]:

@@ -303,7 +303,7 @@ def test_predict_and_evaluate_cli_with_a_manifest(trained: dict[str, Path], medi
             want = (fa["probabilities"][e] + 2 * fb["probabilities"][e]) / 3
             assert fe["probabilities"][e] == pytest.approx(want, abs=2e-4)
     report = tmp_path / "eval.json"
-    res = runner.invoke(app, ["evaluate", "--data", str(trained["tree"]), "--json", str(report), "--weights",
+    res = runner.invoke(app, ["evaluate", "--data", str(trained["tree"]), "--report", str(report), "--weights",
                               str(trained["manifest"]), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     got = json.loads(report.read_text())
