@@ -22,6 +22,10 @@ Tta = Annotated[bool, typer.Option("--tta", help="Average each face with its mir
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print the results as JSON on stdout instead of tables; messages go to stderr.")
 ]
+ShowProgress = Annotated[
+    bool | None, typer.Option("--progress/--no-progress",
+                              help="Progress bar on stderr (default: when stderr is a terminal; never with --json).")
+]
 Images = Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, ...).")]
 DetectEvery = Annotated[
     int | None, typer.Option(min=1, help="Detect on every k-th frame, carrying boxes between.")

@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from deepfer.common import UserError, console, say, settings_from, user_errors
-from deepfer.options import Device, JsonFlag, Tta, Weights
+from deepfer.options import Device, JsonFlag, ShowProgress, Tta, Weights
 
 app = typer.Typer()
 
@@ -146,19 +146,28 @@ def evaluate(
         None, help="Measure on degraded faces instead: size=24 (shrunk to 24 px and back), blur=1.5 (Gaussian "
         "sigma), jpeg=30 (quality), noise=8, combined with commas; repeat for several conditions, or 'sweep'.",
     ),
+    progress: ShowProgress = None,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, macro and weighted F1, calibration error (ECE) and the confusion
     matrix; with --degrade, accuracy, macro F1 and ECE per degradation. --report writes the report to a file,
     --json prints it on stdout."""
-    settings = settings_from(ctx, classifier=dict(weights=weights, device=device, tta=tta or None))
-    if degrade:
-        _evaluate_degraded(settings, data, report_path, degrade, as_json)
-        return
-    from classifier.evaluate import evaluate_to_files
+    from deepfer.progress import bar, wanted
 
-    report, png = evaluate_to_files(
-        settings.classifier, data, report_path, confusion_png, settings.paths.data_dir / "cache"
-    )
+    settings = settings_from(ctx, classifier=dict(weights=weights, device=device, tta=tta or None))
+    with bar("faces/s", wanted(progress, as_json)) as shown:
+        task = shown.add_task("faces", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            shown.update(task, completed=done, total=total)
+
+        if degrade:
+            _evaluate_degraded(settings, data, report_path, degrade, as_json, on_progress)
+            return
+        from classifier.evaluate import evaluate_to_files
+
+        report, png = evaluate_to_files(
+            settings.classifier, data, report_path, confusion_png, settings.paths.data_dir / "cache", on_progress
+        )
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:
@@ -176,7 +185,8 @@ def evaluate(
         say("  ".join(written))
 
 
-def _evaluate_degraded(settings, data: Path, report_path: Path | None, degrade: list[str], as_json: bool) -> None:
+def _evaluate_degraded(settings, data: Path, report_path: Path | None, degrade: list[str], as_json: bool,
+                       on_progress) -> None:
     import json
 
     from classifier.data import load_dataset
@@ -189,7 +199,7 @@ def _evaluate_degraded(settings, data: Path, report_path: Path | None, degrade: 
     except DegradationError as exc:
         raise UserError(str(exc)) from None
     result = robustness(build_classifier(settings.classifier), load_dataset(data, settings.paths.data_dir / "cache"),
-                        conditions)
+                        conditions, on_progress)
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps(result, indent=1))
