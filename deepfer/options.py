@@ -34,10 +34,7 @@ RedisUrl = Annotated[
     str | None, typer.Option("--redis", help="Redis URL (default: redis.url, else the local or embedded one).")
 ]
 Cameras = Annotated[list[str] | None, typer.Option("--camera", help="Camera id (repeat for several).")]
-# the benchmarks write their results to one JSON file; required, so with no default: the commands take their flags
-# keyword-only (``ctx, *, ...``) to keep --json in its place among the flags that have one
-# (a benchmark's --json is a file, not the stdout flag of predict, people and evaluate: its help says so)
-JsonOut = Annotated[
-    Path, typer.Option("--json", help="Write the results to this JSON file (a path: not the --json flag of predict, "
-                                      "people and evaluate, which prints on stdout).")
-]
+# the benchmarks write their results to one JSON file, --out (--json is the stdout flag of the commands that print
+# results); required, so with no default: the commands take their flags keyword-only (``ctx, *, ...``) to keep --out
+# in its place among the flags that have one
+JsonOut = Annotated[Path, typer.Option("--out", help="Write the results to this JSON file.")]

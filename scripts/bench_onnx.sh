@@ -22,7 +22,7 @@ for p in fp32 int8; do
     --report bench/results/eval_onnx_$p.json --confusion-png runs/onnx/eval_onnx_$p.png
 done
 W=(--weights deepfer_resnet --weights runs/onnx/deepfer_resnet_fp32.onnx --weights runs/onnx/deepfer_resnet_int8.onnx)
-deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --json bench/results/classifier_onnx_cpu.json
-deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --threads 1 --json bench/results/classifier_onnx_cpu_1thread.json
-"$PY" -m bench.mtcnn_onnx --source "$MEDIA/woman2.mp4" --json bench/results/mtcnn_onnx_cpu.json
-"$PY" -m bench.mtcnn_onnx --source "$MEDIA/woman2.mp4" --threads 1 --json bench/results/mtcnn_onnx_cpu_1thread.json
+deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --out bench/results/classifier_onnx_cpu.json
+deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --threads 1 --out bench/results/classifier_onnx_cpu_1thread.json
+"$PY" -m bench.mtcnn_onnx --source "$MEDIA/woman2.mp4" --out bench/results/mtcnn_onnx_cpu.json
+"$PY" -m bench.mtcnn_onnx --source "$MEDIA/woman2.mp4" --threads 1 --out bench/results/mtcnn_onnx_cpu_1thread.json

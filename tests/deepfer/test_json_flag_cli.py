@@ -1,5 +1,5 @@
-"""``--json`` means one thing in every command that has it as a flag: JSON on stdout (parsed here), nothing else
-there. The benchmarks' ``--json PATH`` is a file and says so."""
+"""``--json`` means one thing in every command that has it: a flag, JSON on stdout (parsed here), nothing else
+there. Result files are ``--out PATH`` (the benchmarks) or ``--report PATH`` (evaluate)."""
 
 from __future__ import annotations
 
@@ -24,31 +24,32 @@ pytestmark = pytest.mark.timeout(240)
 FLAG_COMMANDS = {"predict", "people", "evaluate"}
 
 
-def json_options() -> dict[str, Any]:
-    """Every command's --json option, by its command path (``bench classifier``); typer's own click types, so
+def options_named(name: str) -> dict[str, Any]:
+    """Every command's ``name`` option, by its command path (``bench classifier``); typer's own click types, so
     duck-typed."""
     found = {}
 
     def walk(cmd: Any, path: str) -> None:
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, f"{path} {name}".strip())
+        for sub_name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {sub_name}".strip())
         for p in cmd.params:
-            if "--json" in getattr(p, "opts", ()):
+            if name in getattr(p, "opts", ()):
                 found[path] = p
 
     walk(typer.main.get_command(app), "")
     return found
 
 
-def test_every_json_flag_is_the_same_flag_and_every_json_path_says_file():
-    options = json_options()
-    flags = {path: o for path, o in options.items() if o.is_flag}
-    assert set(flags) == FLAG_COMMANDS
-    (help_text,) = {o.help for o in flags.values()}
+def test_every_json_is_the_same_stdout_flag_and_result_files_are_out():
+    options = options_named("--json")
+    assert set(options) == FLAG_COMMANDS and all(o.is_flag for o in options.values())
+    (help_text,) = {o.help for o in options.values()}
     assert help_text == JsonFlag.__metadata__[0].help and "stdout" in help_text
-    files = {path: o for path, o in options.items() if not o.is_flag}
-    assert files and all(p.startswith("bench ") for p in files)  # the benchmarks write result files
-    assert all("file" in (o.help or "") and "stdout" in (o.help or "") for o in files.values())
+    outs = options_named("--out")
+    benches = {p for p in outs if p.startswith("bench ")}
+    assert {"bench classifier", "bench pipeline", "bench crowd", "bench tracking"} <= benches
+    assert {outs[p].help for p in benches} - {"Folder for the clips (kept ones are reused)."} == {
+        "Write the results to this JSON file."}
 
 
 def test_predict_json_is_json_on_stdout(media: Path):
