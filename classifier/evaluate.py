@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,14 +58,30 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
+Progress = Callable[[int, int], None]  # (faces done, faces in all)
+
+
+def predict_in_chunks(clf: LoadedClassifier, images: np.ndarray, batch_size: int,
+                      on_progress: Progress | None = None, done: int = 0, total: int | None = None) -> np.ndarray:
+    """``clf.predict_faces`` one batch at a time (the same batches it would make), saying how far it got."""
+    total = len(images) if total is None else total
+    if on_progress is None:
+        return clf.predict_faces(images, batch_size=batch_size)
+    parts = []
+    for start in range(0, len(images), batch_size):
+        parts.append(clf.predict_faces(images[start:start + batch_size], batch_size=batch_size))
+        on_progress(done + min(start + batch_size, len(images)), total)
+    return np.concatenate(parts) if parts else clf.predict_faces(images, batch_size=batch_size)
+
+
 def evaluate(clf: LoadedClassifier, data: FaceDataset, batch_size: int = 512,
-             degradation: Degradation | None = None) -> EvalReport:
+             degradation: Degradation | None = None, on_progress: Progress | None = None) -> EvalReport:
     """Works for any classifier loaded from a file (PyTorch or ONNX Runtime): it predicts with ``predict_faces``
     and names the file, model and test-time augmentation in the report. ``degradation`` is applied to the faces
-    first."""
+    first; ``on_progress(done, total)`` after each batch."""
     started = time.time()
     degradation = degradation or Degradation()
-    probs = clf.predict_faces(degradation.apply(data.images), batch_size=batch_size)
+    probs = predict_in_chunks(clf, degradation.apply(data.images), batch_size, on_progress)
     return report_of(clf, data, probs, degradation, started)
 
 
@@ -114,12 +131,15 @@ def selective(probs: np.ndarray, labels: np.ndarray, thresholds=SELECTIVE_THRESH
     return out
 
 
-def robustness(clf: LoadedClassifier, data: FaceDataset, conditions: list[Degradation]) -> dict:
-    """``deepfer evaluate --degrade``: accuracy, macro F1 and ECE of each condition (and the full reports)."""
+def robustness(clf: LoadedClassifier, data: FaceDataset, conditions: list[Degradation],
+               on_progress: Progress | None = None) -> dict:
+    """``deepfer evaluate --degrade``: accuracy, macro F1 and ECE of each condition (and the full reports);
+    ``on_progress(done, total)`` counts faces over all conditions."""
     reports, kept = [], []
-    for c in conditions:
+    for i, c in enumerate(conditions):
         started = time.time()
-        probs = clf.predict_faces(c.apply(data.images), batch_size=512)
+        probs = predict_in_chunks(clf, c.apply(data.images), 512, on_progress, i * len(data),
+                                  len(conditions) * len(data))
         kept.append(selective(probs, data.labels))
         reports.append(report_of(clf, data, probs, c, started))
     return {
@@ -155,12 +175,17 @@ def save_confusion_png(report: EvalReport, path: Path) -> None:
     plt.close(fig)
 
 
-def evaluate_to_files(settings: ClassifierSettings, data: str | Path, json_out: Path, png: Path | None = None,
-                      cache_dir: Path | None = None) -> tuple[EvalReport, Path]:
-    """``deepfer evaluate``: the report of the configured classifier on ``data``, as JSON and a confusion PNG."""
-    report = evaluate(build_classifier(settings), load_dataset(data, cache_dir=cache_dir))
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(report.to_json())
-    png = png or json_out.with_suffix(".png")
-    save_confusion_png(report, png)
+def evaluate_to_files(settings: ClassifierSettings, data: str | Path, json_out: Path | None, png: Path | None = None,
+                      cache_dir: Path | None = None,
+                      on_progress: Progress | None = None) -> tuple[EvalReport, Path | None]:
+    """``deepfer evaluate``: the report of the configured classifier on ``data``, as JSON (when ``json_out`` is
+    given) and a confusion PNG (``png``, else next to ``json_out``, else none)."""
+    report = evaluate(build_classifier(settings), load_dataset(data, cache_dir=cache_dir), on_progress=on_progress)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(report.to_json())
+    png = png or (json_out.with_suffix(".png") if json_out is not None else None)
+    if png is not None:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        save_confusion_png(report, png)
     return report, png

@@ -6,8 +6,8 @@ batch and, for P-Net, free height and width) and the recorded inputs are replaye
 interleaved rounds, so outside load falls on both alike. The whole ``detect`` call is timed too, to show what
 share of detection the networks are.
 
-Usage: python -m deepfer_bench.mtcnn_onnx --source ../shared/media/woman2.mp4 --json
-deepfer_bench/results/mtcnn_onnx_cpu.json
+Usage: python -m deepfer_bench.mtcnn_onnx --source ../shared/media/woman2.mp4
+    --out deepfer_bench/results/mtcnn_onnx_cpu.json
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def export(net: torch.nn.Module, example: torch.Tensor, free: list[int], path: P
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", required=True)
-    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: each one's default)")
@@ -157,8 +157,8 @@ def main() -> None:
         "detect_s_if_nets_ran_in_onnxruntime": round(float(np.median(detect_times)) - torch_total + ort_total, 3),
         "machine": machine_info(),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name, r in per_net.items():
         print(
             f"{name}: {r['calls']} calls, torch {r['torch_s_median'] * 1000:.1f} ms, onnxruntime "

@@ -14,8 +14,8 @@ mkdir -p deepfer_bench/results .deepfer/clips
 
 deepfer bench clips --media "$MEDIA" --out .deepfer/clips
 bash scripts/bench_gating.sh
-deepfer bench stock --source .deepfer/clips/mosaic_1080p.mp4 --frames 90 --json deepfer_bench/results/stock_mosaic_1080p.json
+deepfer bench stock --source .deepfer/clips/mosaic_1080p.mp4 --frames 90 --out deepfer_bench/results/stock_mosaic_1080p.json
 sweep=(--half-lives 0.5,1,1.5,2,3 --switch-margins 0.05,0.1,0.2)
-deepfer bench tracking --source "$MEDIA/woman2.mp4" "${sweep[@]}" --json deepfer_bench/results/tracking_woman2.json
+deepfer bench tracking --source "$MEDIA/woman2.mp4" "${sweep[@]}" --out deepfer_bench/results/tracking_woman2.json
 deepfer bench tracking --source .deepfer/clips/expression_change.mp4 --cut-s 6 "${sweep[@]}" \
-  --json deepfer_bench/results/tracking_expression_change.json
+  --out deepfer_bench/results/tracking_expression_change.json

@@ -14,11 +14,11 @@ PY=${PYTHON:-.venv/bin/python}
 deepfer() { "$PY" -m deepfer "$@"; }
 mkdir -p deepfer_bench/results .deepfer/clips
 
-deepfer bench gating --media "$MEDIA" --clips-dir .deepfer/clips --json deepfer_bench/results/gating.json
+deepfer bench gating --media "$MEDIA" --clips-dir .deepfer/clips --out deepfer_bench/results/gating.json
 for on in true false; do
   name=$([ "$on" = true ] && echo gated || echo ungated)
   DEEPFER_GATING__ENABLED=$on deepfer bench pipeline --source "$MEDIA/woman2.mp4" --streams 8 --seconds 15 \
-    --json deepfer_bench/results/pipeline_8streams_$name.json
+    --out deepfer_bench/results/pipeline_8streams_$name.json
   DEEPFER_GATING__ENABLED=$on deepfer bench pipeline --source .deepfer/clips/static_scene.mp4 --streams 1 \
-    --seconds 9 --json deepfer_bench/results/pipeline_static_$name.json
+    --seconds 9 --out deepfer_bench/results/pipeline_static_$name.json
 done

@@ -19,10 +19,10 @@ deepfer export-model --out runs/onnx/deepfer_resnet_fp32.onnx
 deepfer export-model --int8 --calibration-data "$FER/train" --out runs/onnx/deepfer_resnet_int8.onnx
 for p in fp32 int8; do
   deepfer evaluate --data "$FER/test" --weights runs/onnx/deepfer_resnet_$p.onnx --device cpu \
-    --json deepfer_bench/results/eval_onnx_$p.json --confusion-png runs/onnx/eval_onnx_$p.png
+    --report deepfer_bench/results/eval_onnx_$p.json --confusion-png runs/onnx/eval_onnx_$p.png
 done
 W=(--weights deepfer_resnet --weights runs/onnx/deepfer_resnet_fp32.onnx --weights runs/onnx/deepfer_resnet_int8.onnx)
-deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --json deepfer_bench/results/classifier_onnx_cpu.json
-deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --threads 1 --json deepfer_bench/results/classifier_onnx_cpu_1thread.json
-"$PY" -m deepfer_bench.mtcnn_onnx --source "$MEDIA/woman2.mp4" --json deepfer_bench/results/mtcnn_onnx_cpu.json
-"$PY" -m deepfer_bench.mtcnn_onnx --source "$MEDIA/woman2.mp4" --threads 1 --json deepfer_bench/results/mtcnn_onnx_cpu_1thread.json
+deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --out deepfer_bench/results/classifier_onnx_cpu.json
+deepfer bench classifier "${W[@]}" --devices cpu --seconds 6 --rounds 6 --threads 1 --out deepfer_bench/results/classifier_onnx_cpu_1thread.json
+"$PY" -m deepfer_bench.mtcnn_onnx --source "$MEDIA/woman2.mp4" --out deepfer_bench/results/mtcnn_onnx_cpu.json
+"$PY" -m deepfer_bench.mtcnn_onnx --source "$MEDIA/woman2.mp4" --threads 1 --out deepfer_bench/results/mtcnn_onnx_cpu_1thread.json

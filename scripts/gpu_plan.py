@@ -91,7 +91,7 @@ def plan(s: Session) -> list[Stage]:
     def pipeline(n: int, batched: bool) -> Callable[[Session], list[list[str]]]:
         kind = "batched" if batched else "stock"
         return lambda s: [s.deepfer("bench", "pipeline", "--source", str(s.clip), "--streams", str(n), *secs,
-                                    "--device", dev, "--json", str(s.stage_dir(f"pipeline_{kind}_{n}") / "bench.json"))]
+                                    "--device", dev, "--out", str(s.stage_dir(f"pipeline_{kind}_{n}") / "bench.json"))]
 
     for n in streams:
         stages.append(Stage(f"pipeline_batched_{n}", "pipeline", ("media",), pipeline(n, True),
@@ -101,11 +101,11 @@ def plan(s: Session) -> list[Stage]:
                             {"DEEPFER_DETECTOR__MTCNN_BATCHED": "false"}))
     stages.append(Stage("bench_stock", "bench_stock", ("media",), lambda s: [s.deepfer(
         "bench", "stock", "--source", str(s.clip), "--frames", stock_frames,
-        "--json", str(s.stage_dir("bench_stock") / "bench.json"))],
+        "--out", str(s.stage_dir("bench_stock") / "bench.json"))],
         {"DEEPFER_DETECTOR__DEVICE": dev, "DEEPFER_CLASSIFIER__DEVICE": dev}))
     stages.append(Stage("detector", "detector", ("media",), lambda s: [s.deepfer(
         "bench", "detector", "--source", str(s.clip), "--frames", frames, "--device", dev,
-        "--batch-size", "1,8" if a.small else "1,8,32", flag, "--json", str(s.stage_dir("detector") / f"{name}.json"))
+        "--batch-size", "1,8" if a.small else "1,8,32", flag, "--out", str(s.stage_dir("detector") / f"{name}.json"))
         for flag, name in (("--batched", "batched"), ("--stock", "stock"))]))
 
     for i, model in enumerate(s.models()):  # each model evaluated straight after its training: a later one may not fit
@@ -154,7 +154,7 @@ def evaluate_argvs(s: Session, model: str) -> list[list[str]] | str:
         return f"no trained weights for {model}"
     folder = s.stage_dir(f"evaluate_{model}")
     return [s.deepfer("evaluate", "--data", str(s.fer / "test"), "--weights", str(weights), "--device",
-                      s.args.device, *tta, "--json", str(folder / f"{name}.json"))
+                      s.args.device, *tta, report_flag(s), str(folder / f"{name}.json"))
             for tta, name in (((), "plain"), (("--tta",), "tta"))]
 
 
@@ -167,7 +167,12 @@ def distill_argvs(s: Session) -> list[list[str]] | str:
     student = s.stage_dir("distill") / "run" / "best.pt"
     return [train_argv(s, "deepfer_resnet", teacher=teachers[0], name="distill"),
             s.deepfer("evaluate", "--data", str(s.fer / "test"), "--weights", str(student), "--device",
-                      s.args.device, "--json", str(s.stage_dir("distill") / "evaluate.json"))]
+                      s.args.device, report_flag(s), str(s.stage_dir("distill") / "evaluate.json"))]
+
+
+def report_flag(s: Session) -> str:
+    """``deepfer evaluate``'s report file: --report since --json became the stdout flag (older checkouts: --json)."""
+    return "--report" if "--report" in s.help("evaluate") else "--json"
 
 
 def bench_classifier_argv(s: Session) -> list[list[str]]:
@@ -176,4 +181,4 @@ def bench_classifier_argv(s: Session) -> list[list[str]]:
     weights += [str(student)] if student.exists() else []
     small = ["--batch-sizes", "1,8", "--seconds", "0.5"] if s.args.small else ["--batch-sizes", "1,32,256,1024"]
     return [s.deepfer("bench", "classifier", *[a for w in weights for a in ("--weights", w)], *small,
-                      "--devices", s.args.device, "--json", str(s.stage_dir("bench_classifier") / "bench.json"))]
+                      "--devices", s.args.device, "--out", str(s.stage_dir("bench_classifier") / "bench.json"))]

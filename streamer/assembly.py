@@ -281,11 +281,13 @@ def run_sources(
     track: bool = True,
     store: bool = False,
     say: Callable[[str], None] = log.info,
+    progress: Callable[[Sequence[VideoSource]], ResultSink | None] | None = None,
 ) -> RunOutcome:
     """``deepfer run``: analyse the sources until files end or Ctrl-C, writing the outputs asked for.
 
     ``store``: tracked people also go to Redis (an embedded server when none answers). ``say`` gets the few lines
-    a user should see while it starts.
+    a user should see while it starts. ``progress``: called with the sources once the models are loaded; the sink
+    it returns sees every result (the CLI's progress bar).
     """
     from aggregator.embedded_redis import connect_or_start
     from streamer.outputs import AnnotatedVideoSink, SummarySink
@@ -319,6 +321,9 @@ def run_sources(
         f"analysing {len(sources)} source(s) with {models.detector.name} + {models.classifier.name} on "
         f"{models.classifier.device}" + ("; Ctrl-C stops" if live else "")
     )
+    bar = progress(sources) if progress is not None else None
+    if bar is not None:
+        pipeline.add_sink(bar)
     async def run() -> bool:
         await stored.start()
         return await run_until_done(pipeline, until_idle=not live, log_every_s=settings.pipeline.log_every_s)

@@ -27,6 +27,7 @@ class FileSource(VideoSource):
         except MediaError as exc:
             raise SourceError(str(exc)) from None
         self.fps, self.size = info.fps, info.size
+        self.frames_total = None if live else info.frames  # for a progress bar; a looped live file never ends
         self.pace = live or settings.file_rate == "realtime"
 
     def _produce(self) -> None:

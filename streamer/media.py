@@ -54,6 +54,7 @@ class VideoInfo:
     fps: float | None  # nominal frame rate, when the container says
     width: int
     height: int
+    frames: int | None = None  # frame count, from the container or its duration; None when it says neither
 
     @property
     def size(self) -> tuple[int, int]:
@@ -69,7 +70,11 @@ def local_path(uri: str | Path) -> Path:
 def stream_info(container) -> VideoInfo:
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate
-    return VideoInfo(float(rate) if rate else None, stream.codec_context.width, stream.codec_context.height)
+    frames = int(stream.frames or 0)
+    if not frames and rate and container.duration:  # in AV_TIME_BASE (microseconds)
+        frames = int(round(container.duration / 1e6 * float(rate)))
+    return VideoInfo(float(rate) if rate else None, stream.codec_context.width, stream.codec_context.height,
+                     frames or None)
 
 
 def probe_video(path: str | Path, max_pixels: int | None = None) -> VideoInfo:

@@ -19,7 +19,7 @@ from deepfer.common import (
     stdout_console,
     user_errors,
 )
-from deepfer.options import Cameras, RedisUrl
+from deepfer.options import Cameras, JsonFlag, RedisUrl
 
 app = typer.Typer()
 
@@ -31,7 +31,7 @@ def people(
     camera: str = typer.Option(..., "--camera", help="Camera id, as deepfer run named it (--camera-id)."),
     redis_url: RedisUrl = None,
     since: str | None = typer.Option(None, help="Only people seen in the last 90s / 10m / 2h / 7d."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list on stdout instead of a table."),
+    as_json: JsonFlag = False,
 ) -> None:
     """The people a camera has seen: time span, dominant emotion and the emotion shown last."""
     from aggregator.embedded_redis import redis_for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -17,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from deepfer.common import UserError, console, say, settings_from, user_errors
-from deepfer.options import Device, Tta, Weights
+from deepfer.options import Device, JsonFlag, ShowProgress, Tta, Weights
 
 app = typer.Typer()
 
@@ -130,42 +131,62 @@ def evaluate(
     data: Path = typer.Option(
         ..., help="Labelled faces: a <class>/ folder tree, fer2013.csv or fer2013.csv:PublicTest."
     ),
-    json_out: Path = typer.Option(..., "--json", help="Write the report here (top-level 'accuracy' in [0, 1])."),
+    report_path: Path | None = typer.Option(
+        None, "--report", help="Write the JSON report to this file (top-level 'accuracy' in [0, 1]) and the "
+        "confusion matrix next to it."
+    ),
+    as_json: JsonFlag = False,
     weights: Weights = None,
     tta: Tta = False,
     confusion_png: Path | None = typer.Option(
-        None, "--confusion-png", help="Normalized confusion matrix (default: next to --json)."
+        None, "--confusion-png", help="Normalized confusion matrix (default: next to --report)."
     ),
     device: Device = None,
     degrade: list[str] | None = typer.Option(
         None, help="Measure on degraded faces instead: size=24 (shrunk to 24 px and back), blur=1.5 (Gaussian "
         "sigma), jpeg=30 (quality), noise=8, combined with commas; repeat for several conditions, or 'sweep'.",
     ),
+    progress: ShowProgress = None,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, macro and weighted F1, calibration error (ECE) and the confusion
-    matrix; with --degrade, accuracy, macro F1 and ECE per degradation."""
+    matrix; with --degrade, accuracy, macro F1 and ECE per degradation. --report writes the report to a file,
+    --json prints it on stdout."""
+    from deepfer.progress import bar, wanted
+
     settings = settings_from(ctx, classifier=dict(weights=weights, device=device, tta=tta or None))
-    if degrade:
-        _evaluate_degraded(settings, data, json_out, degrade)
-        return
-    from classifier.evaluate import evaluate_to_files
+    with bar("faces/s", wanted(progress, as_json)) as shown:
+        task = shown.add_task("faces", total=None)
 
-    report, png = evaluate_to_files(
-        settings.classifier, data, json_out, confusion_png, settings.paths.data_dir / "cache"
-    )
-    table = Table(
-        title=f"{report.model} on {report.samples} faces: accuracy {report.accuracy:.2%}, macro F1 "
-        f"{report.macro_f1:.3f}, ECE {report.ece:.3f}"
-    )
-    for col in ("class", "precision", "recall", "F1", "support"):
-        table.add_column(col, justify="right")
-    for name, m in report.per_class.items():
-        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
-    Console().print(table)
-    say(f"report: {json_out}  confusion matrix: {png}")
+        def on_progress(done: int, total: int) -> None:
+            shown.update(task, completed=done, total=total)
+
+        if degrade:
+            _evaluate_degraded(settings, data, report_path, degrade, as_json, on_progress)
+            return
+        from classifier.evaluate import evaluate_to_files
+
+        report, png = evaluate_to_files(
+            settings.classifier, data, report_path, confusion_png, settings.paths.data_dir / "cache", on_progress
+        )
+    if as_json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        table = Table(
+            title=f"{report.model} on {report.samples} faces: accuracy {report.accuracy:.2%}, macro F1 "
+            f"{report.macro_f1:.3f}, ECE {report.ece:.3f}"
+        )
+        for col in ("class", "precision", "recall", "F1", "support"):
+            table.add_column(col, justify="right")
+        for name, m in report.per_class.items():
+            table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+        Console().print(table)
+    written = [f"report: {report_path}"] * (report_path is not None) + [f"confusion matrix: {png}"] * (png is not None)
+    if written:
+        say("  ".join(written))
 
 
-def _evaluate_degraded(settings, data: Path, json_out: Path, degrade: list[str]) -> None:
+def _evaluate_degraded(settings, data: Path, report_path: Path | None, degrade: list[str], as_json: bool,
+                       on_progress) -> None:
     import json
 
     from classifier.data import load_dataset
@@ -178,13 +199,19 @@ def _evaluate_degraded(settings, data: Path, json_out: Path, degrade: list[str])
     except DegradationError as exc:
         raise UserError(str(exc)) from None
     result = robustness(build_classifier(settings.classifier), load_dataset(data, settings.paths.data_dir / "cache"),
-                        conditions)
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(result, indent=1))
-    table = Table(title=f"{result['model']} on {result['samples']} degraded faces (T = {result['temperature']:.3f})")
-    for col in ("degradation", "accuracy", "macro F1", "ECE"):
-        table.add_column(col, justify="right")
-    for c in result["conditions"]:
-        table.add_row(c["degradation"], f"{c['accuracy']:.2%}", f"{c['macro_f1']:.3f}", f"{c['ece']:.3f}")
-    Console().print(table)
-    say(f"report: {json_out}")
+                        conditions, on_progress)
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(result, indent=1))
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+    else:
+        table = Table(title=f"{result['model']} on {result['samples']} degraded faces "
+                            f"(T = {result['temperature']:.3f})")
+        for col in ("degradation", "accuracy", "macro F1", "ECE"):
+            table.add_column(col, justify="right")
+        for c in result["conditions"]:
+            table.add_row(c["degradation"], f"{c['accuracy']:.2%}", f"{c['macro_f1']:.3f}", f"{c['ece']:.3f}")
+        Console().print(table)
+    if report_path is not None:
+        say(f"report: {report_path}")

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from deepfer.common import console, say, settings_from, user_errors
-from deepfer.options import DetectEvery, Detector, Weights
+from deepfer.options import DetectEvery, Detector, ShowProgress, Weights
 
 app = typer.Typer()
 
@@ -44,8 +44,11 @@ def run(
         help="Store people and emotions in this Redis (default: redis.url, else 127.0.0.1:6379, else an embedded one).",
     ),
     no_redis: bool = typer.Option(False, "--no-redis", help="Do not store anything in Redis."),
+    progress: ShowProgress = None,
 ) -> None:
-    """Analyse cameras and video files. Files end at end of stream; live sources run until Ctrl-C (outputs flushed)."""
+    """Analyse cameras and video files. Files end at end of stream; live sources run until Ctrl-C (outputs flushed).
+    Files show a progress bar on stderr (frames done of all, fps, ETA) when it is a terminal."""
+    from deepfer.progress import RunProgress, wanted
     from streamer.assembly import run_sources
 
     settings = settings_from(
@@ -56,7 +59,8 @@ def run(
         redis=dict(url=redis_url),
     )
     outcome = run_sources(
-        settings, source, camera_id, output, summary_json, track, store=track and not no_redis, say=say
+        settings, source, camera_id, output, summary_json, track, store=track and not no_redis, say=say,
+        progress=lambda sources: RunProgress(sources, wanted(progress)),
     )
     if outcome.unsaved_points:
         say(f"Redis did not take {outcome.unsaved_points} points; they wait in {outcome.journal_dir} for the next run")

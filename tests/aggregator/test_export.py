@@ -438,7 +438,7 @@ def test_bench_export_measures_each_mode_and_deletes_its_keys(redis_url, tmp_pat
     out = tmp_path / "export_memory.json"
     client = redis_sync.Redis.from_url(redis_url)
     res = CliRunner().invoke(app, ["bench", "export", "--points", "3000", "--people", "10", "--modes",
-                                   "csv,parquet,dataframe", "--json", str(out), "--redis", redis_url])
+                                   "csv,parquet,dataframe", "--out", str(out), "--redis", redis_url])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["points"] == 3000 and [r["mode"] for r in data["results"]] == ["csv", "parquet", "dataframe"]

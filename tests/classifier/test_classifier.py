@@ -176,7 +176,7 @@ def test_cli_train_finetune_and_evaluate(fer_root, tiny_checkpoint, tmp_path):
 
     report = tmp_path / "eval" / "report.json"
     res = runner.invoke(
-        app, ["evaluate", "--data", str(user_data), "--weights", str(out / "best.pt"), "--json", str(report)]
+        app, ["evaluate", "--data", str(user_data), "--weights", str(out / "best.pt"), "--report", str(report)]
     )
     assert res.exit_code == 0, res.output
     r = json.loads(report.read_text())
@@ -194,7 +194,7 @@ def test_cli_errors_are_one_line(tmp_path):
             "evaluate",
             "--data",
             str(tmp_path),
-            "--json",
+            "--report",
             str(tmp_path / "r.json"),
             "--weights",
             str(tmp_path / "missing.pt"),
@@ -204,6 +204,6 @@ def test_cli_errors_are_one_line(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_text("nope")
     res = runner.invoke(
-        app, ["evaluate", "--data", str(tmp_path), "--json", str(tmp_path / "r.json"), "--weights", str(junk)]
+        app, ["evaluate", "--data", str(tmp_path), "--report", str(tmp_path / "r.json"), "--weights", str(junk)]
     )
     assert res.exit_code == 2 and "cannot read checkpoint" in res.output and "Traceback" not in res.output

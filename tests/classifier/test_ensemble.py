@@ -303,7 +303,7 @@ def test_predict_and_evaluate_cli_with_a_manifest(trained: dict[str, Path], medi
             want = (fa["probabilities"][e] + 2 * fb["probabilities"][e]) / 3
             assert fe["probabilities"][e] == pytest.approx(want, abs=2e-4)
     report = tmp_path / "eval.json"
-    res = runner.invoke(app, ["evaluate", "--data", str(trained["tree"]), "--json", str(report), "--weights",
+    res = runner.invoke(app, ["evaluate", "--data", str(trained["tree"]), "--report", str(report), "--weights",
                               str(trained["manifest"]), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     got = json.loads(report.read_text())
@@ -334,7 +334,7 @@ def test_int8_export_of_the_ensemble(trained: dict[str, Path], fer_root: Path, t
 def test_bench_classifier_with_a_manifest(trained: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
-    res = runner.invoke(app, ["bench", "classifier", "--json", str(out), "--weights", str(trained["a"]),
+    res = runner.invoke(app, ["bench", "classifier", "--out", str(out), "--weights", str(trained["a"]),
                               "--weights", str(trained["manifest"]), "--batch-sizes", "8", "--seconds", "0.2",
                               "--devices", "cpu", "--threads", "1"])
     torch.set_num_threads(threads)

@@ -121,7 +121,7 @@ def test_onnx_weights_work_in_predict_evaluate_and_bench(exports, media: Path, f
             (tree / cls / src.name).symlink_to(src)
     report = tmp_path / "eval.json"
     res = runner.invoke(
-        app, ["evaluate", "--data", str(tree), "--json", str(report), "--weights", str(exports["int8"])]
+        app, ["evaluate", "--data", str(tree), "--report", str(report), "--weights", str(exports["int8"])]
     )
     assert res.exit_code == 0, res.output
     assert json.loads(report.read_text())["samples"] == 35 and "onnx int8" in json.loads(report.read_text())["model"]
@@ -133,7 +133,7 @@ def test_onnx_weights_work_in_predict_evaluate_and_bench(exports, media: Path, f
         [
             "bench",
             "classifier",
-            "--json",
+            "--out",
             str(out),
             "--weights",
             "deepfer_resnet",
@@ -296,7 +296,7 @@ def test_bad_model_file_is_refused_at_load(bad_files, kind: str) -> None:
 
 
 COMMANDS = {
-    "evaluate": ["evaluate", "--data", "{fer}/test", "--json", "{tmp}/o.json", "--weights", "{w}"],
+    "evaluate": ["evaluate", "--data", "{fer}/test", "--report", "{tmp}/o.json", "--weights", "{w}"],
     "predict": ["predict", "{media}/justin.jpg", "--weights", "{w}"],
     "run": [
         "run",
@@ -312,7 +312,7 @@ COMMANDS = {
     "bench classifier": [
         "bench",
         "classifier",
-        "--json",
+        "--out",
         "{tmp}/o.json",
         "--weights",
         "deepfer_resnet",
@@ -324,7 +324,7 @@ COMMANDS = {
         "tracking",
         "--source",
         "{media}/fer_test.mp4",
-        "--json",
+        "--out",
         "{tmp}/o.json",
         "--weights",
         "{w}",
@@ -334,7 +334,7 @@ COMMANDS = {
         "pipeline",
         "--source",
         "{media}/fer_test.mp4",
-        "--json",
+        "--out",
         "{tmp}/o.json",
         "--weights",
         "{w}",
@@ -344,7 +344,7 @@ COMMANDS = {
         "webrtc",
         "--source",
         "{media}/fer_test.mp4",
-        "--json",
+        "--out",
         "{tmp}/o.json",
         "--weights",
         "{w}",

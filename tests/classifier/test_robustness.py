@@ -194,7 +194,7 @@ def test_evaluate_with_degrade_reports_each_condition(fer_root: Path, tmp_path: 
         for f in sorted((fer_root / "test" / e).iterdir())[:6]:
             (tree / e / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "robust.json"
-    res = CliRunner().invoke(app, ["evaluate", "--data", str(tree), "--json", str(out), "--device", "cpu",
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(tree), "--report", str(out), "--device", "cpu",
                                    "--degrade", "clean", "--degrade", "size=16,jpeg=30", "--degrade", "blur=1"])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
@@ -202,7 +202,7 @@ def test_evaluate_with_degrade_reports_each_condition(fer_root: Path, tmp_path: 
     assert report["samples"] == 42 and report["ece_bins"] == 15
     for c in report["conditions"]:
         assert 0 <= c["accuracy"] <= 1 and 0 <= c["ece"] <= 1 and 0 <= c["macro_f1"] <= 1
-    bad = CliRunner().invoke(app, ["evaluate", "--data", str(tree), "--json", str(out), "--degrade", "size=99"])
+    bad = CliRunner().invoke(app, ["evaluate", "--data", str(tree), "--report", str(out), "--degrade", "size=99"])
     assert bad.exit_code != 0 and "size must be" in bad.output
 
 

@@ -181,7 +181,7 @@ def test_bench_pipeline_writes_json(media: Path, tiny_checkpoint: Path, tmp_path
             "2",
             "--seconds",
             "3",
-            "--json",
+            "--out",
             str(out),
             "--weights",
             str(tiny_checkpoint),

@@ -26,7 +26,7 @@ def test_bench_classifier_json(tmp_path: Path, tiny_checkpoint: Path) -> None:
         [
             "bench",
             "classifier",
-            "--json",
+            "--out",
             str(out),
             "--weights",
             str(tiny_checkpoint),
@@ -58,7 +58,7 @@ def test_bench_detector_json(tmp_path: Path, media: Path) -> None:
             "detector",
             "--source",
             str(media / "fer_test.mp4"),
-            "--json",
+            "--out",
             str(out),
             "--frames",
             "4",
@@ -88,7 +88,7 @@ def test_bench_detector_haar(tmp_path: Path, media: Path) -> None:
             "detector",
             "--source",
             str(media / "woman2.mp4"),
-            "--json",
+            "--out",
             str(out),
             "--frames",
             "6",
@@ -112,7 +112,7 @@ def test_bench_webrtc_json(tmp_path: Path, media: Path, tiny_checkpoint: Path) -
             "webrtc",
             "--source",
             str(media / "woman2.mp4"),
-            "--json",
+            "--out",
             str(out),
             "--seconds",
             "3",
@@ -135,11 +135,11 @@ def test_bench_webrtc_json(tmp_path: Path, media: Path, tiny_checkpoint: Path) -
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["bench", "detector", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video file not found"),
-        (["bench", "detector", "--source", "{tmp}/text.mp4", "--json", "{tmp}/o.json"], "not a readable video"),
-        (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "1,x"], "--batch-sizes"),
-        (["bench", "classifier", "--json", "{tmp}/o.json", "--batch-sizes", "0"], ">= 1"),
-        (["bench", "webrtc", "--source", "{tmp}/none.mp4", "--json", "{tmp}/o.json"], "video file not found"),
+        (["bench", "detector", "--source", "{tmp}/none.mp4", "--out", "{tmp}/o.json"], "video file not found"),
+        (["bench", "detector", "--source", "{tmp}/text.mp4", "--out", "{tmp}/o.json"], "not a readable video"),
+        (["bench", "classifier", "--out", "{tmp}/o.json", "--batch-sizes", "1,x"], "--batch-sizes"),
+        (["bench", "classifier", "--out", "{tmp}/o.json", "--batch-sizes", "0"], ">= 1"),
+        (["bench", "webrtc", "--source", "{tmp}/none.mp4", "--out", "{tmp}/o.json"], "video file not found"),
     ],
 )
 def test_bench_bad_input_is_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
@@ -166,7 +166,7 @@ def test_matched_faces_is_one_to_one_at_the_iou_threshold() -> None:
 def test_bench_stock_compares_with_stock_mtcnn(clips, tmp_path) -> None:
     out = tmp_path / "stock.json"
     res = CliRunner().invoke(app, ["bench", "stock", "--source", str(clips["mosaic_1080p"]), "--frames", "3",
-                                   "--json", str(out)])
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["frames"] == 3 and report["width"] == 1920

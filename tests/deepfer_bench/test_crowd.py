@@ -203,10 +203,10 @@ def test_bench_crowd_cli(tmp_path: Path, media: Path, fer_root: Path) -> None:
 
     from deepfer.cli import app
 
-    res = CliRunner().invoke(app, ["bench", "crowd", "--variants", "configured,bogus", "--json", str(tmp_path / "x")])
+    res = CliRunner().invoke(app, ["bench", "crowd", "--variants", "configured,bogus", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "bogus" in res.output
     out = tmp_path / "crowd.json"
-    res = CliRunner().invoke(app, ["bench", "crowd", "--json", str(out), "--media", str(media), "--fer",
+    res = CliRunner().invoke(app, ["bench", "crowd", "--out", str(out), "--media", str(media), "--fer",
                                    str(fer_root / "test"), "--cache", str(tmp_path / "cache"), "--seconds", "2",
                                    "--fps", "10", "--stock-frames", "3", "--variants", "configured,yunet",
                                    "--yunet-model", str(need(YUNET))])

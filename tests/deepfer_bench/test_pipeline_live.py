@@ -19,7 +19,7 @@ def test_pipeline_single_scene_json(tmp_path: Path, tiny_checkpoint: Path) -> No
     out = tmp_path / "pipeline.json"
     res = CliRunner().invoke(app, ["bench", "pipeline", "--scene", "single", "--cameras", "1", "--seconds", "2",
                                    "--media", str(MEDIA), "--weights", str(tiny_checkpoint), "--device", "cpu",
-                                   "--json", str(out)])
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert (data["width"], data["height"], data["streams"]) == (1920, 1080, 1)
@@ -45,7 +45,7 @@ def test_pipeline_crowd_scene_scores_the_analysed_frames(tmp_path: Path, tiny_ch
     out = tmp_path / "pipeline.json"
     res = CliRunner().invoke(app, ["bench", "pipeline", "--scene", "crowd", "--cameras", "1", "--seconds", "2",
                                    "--media", str(MEDIA), "--weights", str(tiny_checkpoint), "--device", "cpu",
-                                   "--json", str(out)])
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     acc = data["accuracy"]

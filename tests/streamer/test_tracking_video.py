@@ -95,7 +95,7 @@ def test_bench_tracking_reports_tracks_and_label_changes(media, tiny_checkpoint,
             "tracking",
             "--source",
             str(media / "woman2.mp4"),
-            "--json",
+            "--out",
             str(out),
             "--weights",
             str(tiny_checkpoint),
@@ -119,6 +119,6 @@ def test_bench_tracking_reports_tracks_and_label_changes(media, tiny_checkpoint,
     assert report["machine"]["cores"] >= 1 and report["analysis_s"] > 0
 
     bad = CliRunner().invoke(
-        app, ["bench", "tracking", "--source", str(media / "woman2.mp4"), "--json", str(out), "--half-lives", "0,1"]
+        app, ["bench", "tracking", "--source", str(media / "woman2.mp4"), "--out", str(out), "--half-lives", "0,1"]
     )
     assert bad.exit_code == 2 and "greater than 0" in bad.output
