@@ -55,7 +55,7 @@ def test_readme_steps_ray_start_head_join_a_node_and_serve_with_cluster(redis_ur
     import shutil
     import tempfile
 
-    from tests.deepfer.test_serve_cli import read_until_address, serve, wait_for_health
+    from tests.dashboard_helpers import served_process
 
     token = secrets.token_hex(32)  # this cluster's own, as README says to share it with every node and the dashboard
     port = free_port()
@@ -82,51 +82,37 @@ def test_readme_steps_ray_start_head_join_a_node_and_serve_with_cluster(redis_ur
         )
         with unique_prefix(redis_url, "test-cluster-cli") as prefix:
             web = free_port()
-            proc = serve(
-                "--port",
-                str(web),
-                "--cluster",
-                f"127.0.0.1:{port}",
-                "--redis",
-                redis_url,
-                cwd=tmp_path,
-                DEEPFER_REDIS__KEY_PREFIX=prefix,
-                DEEPFER_PATHS__DATA_DIR=str(tmp_path / "data"),
-                DEEPFER_CLASSIFIER__DEVICE="cpu",
-                DEEPFER_DETECTOR__DEVICE="cpu",
-                DEEPFER_DETECTOR__DETECT_EVERY="4",
-                DEEPFER_CLUSTER__POLL_S="0.5",
-                RAY_AUTH_MODE="token",
-                RAY_AUTH_TOKEN=token,
-                DEEPFER_SOURCES__MEDIA_DIRS=json.dumps([str(media)]),
-            )
-            lines: list[str] = []
-            read_until_address(proc, lines)
-            assert any(f"Ray cluster at 127.0.0.1:{port}" in line for line in lines), lines
-            base = f"http://127.0.0.1:{web}"
-            wait_for_health(f"{base}/health", proc, lines)
-            workers = wait_for(
-                "a worker on the joined node",
-                lambda: [w for w in httpx.get(f"{base}/health").json()["workers"] if w["state"] == "ready"],
-                300,
-                1,
-            )
-            assert len(workers) == 1  # the head has no CPUs for cameras
-            res = httpx.post(f"{base}/api/cameras", json={"id": "lobby", "url": str(media / "woman2.mp4")}, timeout=60)
-            assert res.status_code == 201, res.text
-            view = wait_for(
-                "lobby analysed on the worker",
-                lambda: (
-                    (v := httpx.get(f"{base}/api/cameras/lobby").json())["stats"]
-                    and v["stats"]["frames_processed"] > 0
-                    and v
-                ),
-                120,
-            )
-            assert view["worker"] == workers[0]["name"] and view["node"] == workers[0]["node"]
-            proc.send_signal(signal.SIGINT)
-            out, _ = proc.communicate(timeout=90)
-            assert proc.returncode == 0, "".join(lines) + out
+            env = {"DEEPFER_REDIS__KEY_PREFIX": prefix, "DEEPFER_PATHS__DATA_DIR": str(tmp_path / "data"),
+                   "DEEPFER_CLASSIFIER__DEVICE": "cpu", "DEEPFER_DETECTOR__DEVICE": "cpu",
+                   "DEEPFER_DETECTOR__DETECT_EVERY": "4", "DEEPFER_CLUSTER__POLL_S": "0.5",
+                   "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+                   "DEEPFER_SOURCES__MEDIA_DIRS": json.dumps([str(media)])}
+            with served_process(["--cluster", f"127.0.0.1:{port}", "--redis", redis_url], env, web,
+                                tmp_path / "serve.log", cwd=tmp_path, start_timeout_s=180, stop_timeout_s=90) as served:
+                proc = served.proc
+                assert f"Ray cluster at 127.0.0.1:{port}" in served.output(), served.output()
+                base = served.url
+                workers = wait_for(
+                    "a worker on the joined node",
+                    lambda: [w for w in httpx.get(f"{base}/health").json()["workers"] if w["state"] == "ready"],
+                    300,
+                    1,
+                )
+                assert len(workers) == 1  # the head has no CPUs for cameras
+                res = httpx.post(f"{base}/api/cameras", json={"id": "lobby", "url": str(media / "woman2.mp4")},
+                                 timeout=60)
+                assert res.status_code == 201, res.text
+                view = wait_for(
+                    "lobby analysed on the worker",
+                    lambda: (
+                        (v := httpx.get(f"{base}/api/cameras/lobby").json())["stats"]
+                        and v["stats"]["frames_processed"] > 0
+                        and v
+                    ),
+                    120,
+                )
+                assert view["worker"] == workers[0]["name"] and view["node"] == workers[0]["node"]
+            assert proc.returncode == 0, served.output()  # Ctrl-C: a clean stop
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
