@@ -72,7 +72,7 @@ class ImageResult:
         return asdict(self)
 
     def to_pandas(self) -> pd.DataFrame:
-        """One row per face: ``face`` (0 = largest), box, emotion, confidence and the 7 probabilities."""
+        """One row per face: ``face`` (1 = largest, as ``deepfer predict`` and ``explain`` number them), box, emotion, confidence and the 7 probabilities."""
         return _frame([{"source": self.source, **_face_row(i, f)} for i, f in enumerate(self.faces)],
                       ["source", *FACE_COLUMNS])
 
@@ -98,7 +98,7 @@ class VideoResult(list[VideoFrame]):
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per face per frame (a frame without faces has no row): ``frame``, ``time_s``, ``track_id``,
-        ``face`` (its place in the frame), box, emotion, confidence and the 7 (smoothed) probabilities."""
+        ``face`` (its place in the frame, from 1), box, emotion, confidence and the 7 (smoothed) probabilities."""
         rows = [{"frame": fr.index, "time_s": fr.time_s, **_face_row(i, f)} for fr in self for i, f in
                 enumerate(fr.faces)]
         return _frame(rows, ["frame", "time_s", *FACE_COLUMNS])
@@ -109,7 +109,7 @@ FACE_COLUMNS = ["face", "track_id", "x1", "y1", "x2", "y2", "score", "emotion", 
 
 def _face_row(i: int, f: Face) -> dict[str, Any]:
     x1, y1, x2, y2 = f.box
-    return {"face": i, "track_id": f.track_id, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "score": f.score,
+    return {"face": i + 1, "track_id": f.track_id, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "score": f.score,
             "emotion": f.emotion, "confidence": f.confidence, **f.probabilities}
 
 

@@ -165,3 +165,16 @@ def test_the_tests_are_laid_out_like_the_packages():
     assert folders <= PACKAGES, f"test folders that name no package: {sorted(folders - PACKAGES)}"
     loose = sorted(p.name for p in tests.glob("test_*.py") if p.name != Path(__file__).name)
     assert not loose, f"tests outside a package folder: {loose}"
+
+
+def test_no_generic_top_level_package_is_installed():
+    """Issue 31: what ``pip install`` puts in site-packages is the design's stage folders and ``deepfer*``; never a
+    generic ``core`` or ``bench`` that other projects' modules collide with."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    found = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    top = {p.split(".")[0] for p in find_packages(str(REPO), include=found["include"])}
+    assert top == {"streamer", "detectors", "classifier", "aggregator", "dashboard", "deepfer", "deepfer_core",
+                   "deepfer_bench"}

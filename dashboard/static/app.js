@@ -375,7 +375,7 @@ function connectEvents() {
     if (!card) return;
     card.dataset.liveFaces = e.faces.map(f => `${f.person_id ?? "?"}:${f.emotion}`).join(" ");
     $(".live-faces", card).textContent = e.faces.length ? "now: " + e.faces.map(f =>
-      `${f.track_id != null ? "#" + f.track_id : "new face"} ${f.emotion}${f.confidence != null ? " " + Math.round(f.confidence * 100) + "%" : ""}`).join(" · ") : "now: nobody";
+      `${f.track_id != null ? "Visitor " + f.track_id : "new face"} ${f.emotion}${f.confidence != null ? " " + Math.round(f.confidence * 100) + "%" : ""}`).join(" · ") : "now: nobody";
   });
   source.onerror = () => { $("#live-status").textContent = "reconnecting…"; };
 }

@@ -45,7 +45,7 @@ def test_analyze_paths_arrays_and_lists(media, cpu):
     assert many[0].source == "array" and many[0].faces[0].emotion == "happy"
     assert np.allclose(list(many[0].faces[0].probabilities.values()), list(face.probabilities.values()), atol=0.02)
     frame = many[1].to_pandas()
-    assert list(frame["face"]) == [0, 1] and {"x1", "emotion", "confidence", *EMOTIONS} <= set(frame.columns)
+    assert list(frame["face"]) == [1, 2] and {"x1", "emotion", "confidence", *EMOTIONS} <= set(frame.columns)
     assert many[2].to_pandas().empty and many[1].to_dict()["faces"][0]["emotion"] in EMOTIONS
 
 
