@@ -66,8 +66,10 @@ async def stream_export(ts: EmotionTimeSeries, query: ExportQuery, fmt: str, opt
         yield tail
 
 
-def export_to_file(url: str, settings: Settings, query: ExportQuery, fmt: str, out: Path) -> ExportResult:
-    """``deepfer export``: the query's rows into ``out`` (written next to it, then renamed: never half a file)."""
+def export_to_file(url: str, settings: Settings, query: ExportQuery, fmt: str, out: Path,
+                   on_progress: Callable[[int], None] | None = None) -> ExportResult:
+    """``deepfer export``: the query's rows into ``out`` (written next to it, then renamed: never half a file).
+    ``on_progress(bytes written so far)`` after each chunk (the CLI's progress bar)."""
     out = Path(out)
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -85,6 +87,8 @@ def export_to_file(url: str, settings: Settings, query: ExportQuery, fmt: str, o
                 async for data in stream_export(ts, query, fmt, settings.export, cameras):
                     f.write(data)
                     size += len(data)
+                    if on_progress is not None:
+                        on_progress(size)
             return size, cameras
         finally:
             await ts.aclose()

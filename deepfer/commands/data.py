@@ -19,7 +19,7 @@ from deepfer.common import (
     stdout_console,
     user_errors,
 )
-from deepfer.options import Cameras, JsonFlag, RedisUrl
+from deepfer.options import Cameras, JsonFlag, RedisUrl, ShowProgress
 
 app = typer.Typer()
 
@@ -97,8 +97,10 @@ def export(
         True, "--by-camera/--combined", help="Roll-ups of several cameras: rows per camera, or combined ('all')."
     ),
     redis_url: RedisUrl = None,
+    progress: ShowProgress = None,
 ) -> None:
-    """Stored points or roll-ups of cameras to CSV, Parquet or JSON lines, read and written in chunks."""
+    """Stored points or roll-ups of cameras to CSV, Parquet or JSON lines, read and written in chunks (a progress bar
+    of the kB written on stderr when it is a terminal)."""
     from aggregator.embedded_redis import redis_for
     from aggregator.export import FORMATS, ExportQuery, export_to_file, time_range
 
@@ -113,8 +115,12 @@ def export(
     window = parse_duration(since, "--since") if since else None
     lo, hi = time_range(start, end, since_s=window, default_s=settings.export.default_range_s)
     query = ExportQuery(tuple(camera) if camera else None, lo, hi, interval, person, by_camera)
-    with redis_for(settings) as url, redis_errors_as_user_errors(url):
-        r = export_to_file(url, settings, query, fmt, out)
+    from deepfer.progress import bar, wanted
+
+    with redis_for(settings) as url, redis_errors_as_user_errors(url), bar("kB/s", wanted(progress)) as shown:
+        task = shown.add_task(f"{out.name} (kB)", total=None)
+        r = export_to_file(url, settings, query, fmt, out,
+                           on_progress=lambda size: shown.update(task, completed=size // 1000))
     what = "points" if interval == "point" else f"{interval} rows"
     say(f"wrote {r.rows} {what} of {', '.join(r.cameras) or 'no camera'} to {r.path} ({fmt}, {r.bytes / 1e6:.2f} MB)"
         f" in {r.seconds:.1f} s")

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -95,6 +96,20 @@ def settings_of(stored: dict, **export) -> Settings:
 
 
 # ----- deepfer export ----------------------------------------------------------------------------------------------
+
+
+def test_export_shows_a_progress_bar_only_when_asked_or_on_a_terminal(stored, tmp_path):
+    """Issue 31: a large export shows the kB written on stderr (``--progress``; by default only on a terminal, and
+    CliRunner's stderr is none); nothing of it reaches stdout."""
+    out = tmp_path / "door.csv"
+    shown = cli(stored, "export", "--camera", CAMERA, "--since", "2h", "--out", str(out), "--progress",
+                DEEPFER_EXPORT__CHUNK_POINTS="100")
+    assert shown.exit_code == 0, shown.output
+    bar = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.stderr)
+    assert "door.csv (kB)" in bar and "kB/s" in bar, bar[-1000:]
+    assert "kB/s" not in shown.stdout and "wrote" in shown.stderr  # the bar and the summary on stderr
+    plain = cli(stored, "export", "--camera", CAMERA, "--since", "2h", "--out", str(out))
+    assert plain.exit_code == 0 and "kB/s" not in plain.stderr
 
 
 def test_point_export_has_every_stored_point_in_time_order(stored, tmp_path):
