@@ -72,7 +72,8 @@ class ImageResult:
         return asdict(self)
 
     def to_pandas(self) -> pd.DataFrame:
-        """One row per face: ``face`` (1 = largest, as ``deepfer predict`` and ``explain`` number them), box, emotion, confidence and the 7 probabilities."""
+        """One row per face: ``face`` (1 = largest, as ``deepfer predict`` and ``explain`` number them), box,
+        emotion, confidence and the 7 probabilities."""
         return _frame([{"source": self.source, **_face_row(i, f)} for i, f in enumerate(self.faces)],
                       ["source", *FACE_COLUMNS])
 
