@@ -45,13 +45,8 @@ class Explanation:
     targets: np.ndarray
 
 
-def target_layer(model: nn.Module, min_map_size: int) -> nn.Module:
-    """The last child of ``model.features`` whose output is at least ``min_map_size`` pixels wide."""
-    features = getattr(model, "features", None)
-    if not isinstance(features, nn.Sequential):
-        raise ExplainError(f"Grad-CAM needs a model with a 'features' stack; {type(model).__name__} has none")
-    sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1])) for m in features]
+def _probe(model: nn.Module, hooks: list) -> None:
+    """One forward pass of a blank face, so the forward ``hooks`` see every layer's shapes; then they are removed."""
     try:
         with torch.no_grad():
             p = next(model.parameters())
@@ -59,6 +54,16 @@ def target_layer(model: nn.Module, min_map_size: int) -> nn.Module:
     finally:
         for h in hooks:
             h.remove()
+
+
+def target_layer(model: nn.Module, min_map_size: int) -> nn.Module:
+    """The last child of ``model.features`` whose output is at least ``min_map_size`` pixels wide."""
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential):
+        raise ExplainError(f"Grad-CAM needs a model with a 'features' stack; {type(model).__name__} has none")
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1])) for m in features]
+    _probe(model, hooks)
     wide = [i for i, s in enumerate(sizes) if s >= min_map_size]
     return features[wide[-1] if wide else 0]
 
@@ -83,13 +88,7 @@ def feature_grid(model: nn.Module, layer: nn.Module) -> tuple[float, float]:
     kinds = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
     hooks = [m.register_forward_hook(seen) for m in model.modules() if isinstance(m, kinds)]
     hooks.append(layer.register_forward_hook(lambda _m, _i, o: out.append(o.shape[-1])))
-    try:
-        with torch.no_grad():
-            p = next(model.parameters())
-            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=p.device, dtype=p.dtype))
-    finally:
-        for h in hooks:
-            h.remove()
+    _probe(model, hooks)
     n = out[0]
     # a layer past something this does not know (an adaptive pooling): the half-pixel convention of interpolate
     return grid.get(n, ((IMAGE_SIZE / n - 1) / 2, IMAGE_SIZE / n))
