@@ -29,7 +29,15 @@ export's size, known before it is read). This package re-exports their public na
 """
 
 from aggregator.export.encoders import FORMATS, MEDIA_TYPES, Encoder
-from aggregator.export.files import ExportResult, export_to_file, file_name, read_buckets, read_points, stream_export
+from aggregator.export.files import (
+    ExportProgress,
+    ExportResult,
+    export_to_file,
+    file_name,
+    read_buckets,
+    read_points,
+    stream_export,
+)
 from aggregator.export.query import (
     ALL_CAMERAS,
     BUCKET_COLUMNS,
@@ -47,7 +55,7 @@ from aggregator.export.timerange import day_range, iso, time_range, to_unix
 
 __all__ = [
     "ALL_CAMERAS", "BUCKET_COLUMNS", "FORMATS", "INTERVALS", "MEDIA_TYPES", "POINT_COLUMNS", "RAW", "Encoder",
-    "ExportQuery", "ExportResult", "UnknownCamera", "UnknownPerson", "arrow_schema", "check_cameras", "day_range",
-    "empty_frame", "export_to_file", "file_name", "iso", "iter_bucket_frames", "iter_frames", "iter_point_frames",
-    "read_buckets", "read_points", "stream_export", "time_range", "to_unix",
+    "ExportProgress", "ExportQuery", "ExportResult", "UnknownCamera", "UnknownPerson", "arrow_schema", "check_cameras",
+    "day_range", "empty_frame", "export_to_file", "file_name", "iso", "iter_bucket_frames", "iter_frames",
+    "iter_point_frames", "read_buckets", "read_points", "stream_export", "time_range", "to_unix",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aggregator.export.encoders import FORMATS, Encoder
 from aggregator.export.query import ALL_CAMERAS, ExportQuery, check_cameras
-from aggregator.export.reading import empty_frame, iter_frames
+from aggregator.export.reading import empty_frame, iter_frames, planned_rows
 from aggregator.export.timerange import time_range
 from aggregator.timeseries import EmotionTimeSeries
 from deepfer_core.settings import ExportSettings, Settings
@@ -49,9 +49,11 @@ class ExportResult:
 
 async def stream_export(ts: EmotionTimeSeries, query: ExportQuery, fmt: str, options: ExportSettings,
                         cameras: list[str] | None = None,
-                        encode_in: Callable[..., Any] | None = None) -> AsyncIterator[bytes]:
+                        encode_in: Callable[..., Any] | None = None,
+                        on_rows: Callable[[int], None] | None = None) -> AsyncIterator[bytes]:
     """The export file's bytes, chunk by chunk. ``encode_in(fn, *args)``: where building the rows and encoding them
-    run (e.g. ``asyncio.to_thread``, to keep a server's event loop free); inline by default."""
+    run (e.g. ``asyncio.to_thread``, to keep a server's event loop free); inline by default. ``on_rows(n)``: after
+    each chunk of ``n`` rows is encoded."""
     encoder = Encoder(fmt, query.columns)
 
     async def call(fn, *args):
@@ -59,6 +61,8 @@ async def stream_export(ts: EmotionTimeSeries, query: ExportQuery, fmt: str, opt
 
     async for frame in iter_frames(ts, query, options, cameras, call):
         data = await call(encoder.encode, frame)
+        if on_rows is not None:
+            on_rows(len(frame))
         if data:
             yield data
     tail = await call(encoder.finish)
@@ -66,10 +70,20 @@ async def stream_export(ts: EmotionTimeSeries, query: ExportQuery, fmt: str, opt
         yield tail
 
 
+@dataclass(frozen=True)
+class ExportProgress:
+    """Where a file export stands (the CLI's progress bar): rows written of at least ``planned``, bytes so far."""
+
+    rows: int
+    planned: int
+    bytes: int
+
+
 def export_to_file(url: str, settings: Settings, query: ExportQuery, fmt: str, out: Path,
-                   on_progress: Callable[[int], None] | None = None) -> ExportResult:
+                   on_progress: Callable[[ExportProgress], None] | None = None) -> ExportResult:
     """``deepfer export``: the query's rows into ``out`` (written next to it, then renamed: never half a file).
-    ``on_progress(bytes written so far)`` after each chunk (the CLI's progress bar)."""
+    ``on_progress`` once the rows are counted (``planned_rows``, only when asked: one more read of the people) and
+    after each chunk."""
     out = Path(out)
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -80,15 +94,23 @@ def export_to_file(url: str, settings: Settings, query: ExportQuery, fmt: str, o
 
     async def run() -> tuple[int, list[str]]:
         ts = EmotionTimeSeries.from_url(url, settings.redis)
-        size = 0
+        size, rows, planned = 0, 0, 0
+
+        def count(n: int) -> None:
+            nonlocal rows
+            rows += n
+
         try:
             cameras = await check_cameras(ts, query)
+            if on_progress is not None:
+                planned = await planned_rows(ts, query, settings.export, cameras)
+                on_progress(ExportProgress(0, planned, 0))
             with part.open("wb") as f:
-                async for data in stream_export(ts, query, fmt, settings.export, cameras):
+                async for data in stream_export(ts, query, fmt, settings.export, cameras, on_rows=count):
                     f.write(data)
                     size += len(data)
                     if on_progress is not None:
-                        on_progress(size)
+                        on_progress(ExportProgress(rows, max(planned, rows), size))
             return size, cameras
         finally:
             await ts.aclose()

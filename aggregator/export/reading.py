@@ -262,6 +262,24 @@ async def iter_frames(ts: EmotionTimeSeries, query: ExportQuery, options: Export
         yield frame
 
 
+async def planned_rows(ts: EmotionTimeSeries, query: ExportQuery, options: ExportSettings,
+                       cameras: Sequence[str]) -> int:
+    """At least the rows the query will write, for a progress bar's total: the stored points of the people in range
+    (exact unless a visit crosses an end of the range), or every bucket of the range (empty ones are skipped)."""
+    if query.interval != "point":
+        size = INTERVAL_S[query.interval]
+        buckets = math.ceil((query.end - query.start // size * size) / size)
+        return max(0, buckets) * (max(1, len(cameras)) if query.by_camera else 1)
+    streams = await _people_in_range(ts, cameras, query, options.max_people)
+    total = 0
+    for i in range(0, len(streams), 1000):
+        pipe = ts.r.pipeline(transaction=False)
+        for s in streams[i:i + 1000]:
+            pipe.xlen(s.key)
+        total += sum(int(n) for n in await pipe.execute())
+    return total
+
+
 def empty_frame(query: ExportQuery) -> pd.DataFrame:
     """A DataFrame with the query's columns and dtypes and no rows."""
     return arrow_schema(query.columns).empty_table().to_pandas()

@@ -100,9 +100,9 @@ def export(
     progress: ShowProgress = None,
 ) -> None:
     """Stored points or roll-ups of cameras to CSV, Parquet or JSON lines, read and written in chunks (a progress bar
-    of the kB written on stderr when it is a terminal)."""
+    on stderr when it is a terminal: rows written of those stored, rows/s, ETA)."""
     from aggregator.embedded_redis import redis_for
-    from aggregator.export import FORMATS, ExportQuery, export_to_file, time_range
+    from aggregator.export import FORMATS, ExportProgress, ExportQuery, export_to_file, time_range
 
     settings = settings_from(ctx, redis=dict(url=redis_url))
     if bool(camera) == all_cameras:
@@ -117,10 +117,14 @@ def export(
     query = ExportQuery(tuple(camera) if camera else None, lo, hi, interval, person, by_camera)
     from deepfer.progress import bar, wanted
 
-    with redis_for(settings) as url, redis_errors_as_user_errors(url), bar("kB/s", wanted(progress)) as shown:
-        task = shown.add_task(f"{out.name} (kB)", total=None)
-        r = export_to_file(url, settings, query, fmt, out,
-                           on_progress=lambda size: shown.update(task, completed=size // 1000))
+    with redis_for(settings) as url, redis_errors_as_user_errors(url), bar("rows/s", wanted(progress)) as shown:
+        task = shown.add_task(out.name, total=None)
+
+        def advance(p: ExportProgress) -> None:
+            shown.update(task, completed=p.rows, total=p.planned)
+
+        r = export_to_file(url, settings, query, fmt, out, on_progress=None if shown.disable else advance)
+        shown.update(task, total=shown.tasks[task].completed)  # the stored count is at least the rows written
     what = "points" if interval == "point" else f"{interval} rows"
     say(f"wrote {r.rows} {what} of {', '.join(r.cameras) or 'no camera'} to {r.path} ({fmt}, {r.bytes / 1e6:.2f} MB)"
         f" in {r.seconds:.1f} s")

@@ -26,7 +26,7 @@ from aggregator.redis_sink import RedisSink
 from deepfer.cli import app
 from deepfer_core.settings import Settings
 from deepfer_core.types import EMOTIONS
-from tests.conftest import MEDIA, SHIPPED_WEIGHTS
+from tests.conftest import MEDIA, REPO, SHIPPED_WEIGHTS
 from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,
@@ -41,6 +41,7 @@ from tests.redis_helpers import free_port, redis_settings, tracked_frame, unique
 
 pytestmark = pytest.mark.timeout(300)
 CAMERA = "door"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.fixture(scope="session")
@@ -99,17 +100,64 @@ def settings_of(stored: dict, **export) -> Settings:
 
 
 def test_export_shows_a_progress_bar_only_when_asked_or_on_a_terminal(stored, tmp_path):
-    """Issue 31: a large export shows the kB written on stderr (``--progress``; by default only on a terminal, and
-    CliRunner's stderr is none); nothing of it reaches stdout."""
+    """Issue 31: a large export shows rows written of those stored, rows/s and ETA on stderr (``--progress``; by
+    default only on a terminal, and CliRunner's stderr is none); nothing of it reaches stdout."""
     out = tmp_path / "door.csv"
+    n = stored_points(stored, CAMERA)
     shown = cli(stored, "export", "--camera", CAMERA, "--since", "2h", "--out", str(out), "--progress",
                 DEEPFER_EXPORT__CHUNK_POINTS="100")
     assert shown.exit_code == 0, shown.output
-    bar = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.stderr)
-    assert "door.csv (kB)" in bar and "kB/s" in bar, bar[-1000:]
-    assert "kB/s" not in shown.stdout and "wrote" in shown.stderr  # the bar and the summary on stderr
+    bar = ANSI.sub("", shown.stderr)
+    assert re.search(rf"door\.csv +[━╸╺ ]*━.* {n}/{n} +([\d.]+|-) rows/s .*ETA", bar), bar[-1000:]
+    assert "rows/s" not in shown.stdout and "wrote" in shown.stderr  # the bar and the summary on stderr
     plain = cli(stored, "export", "--camera", CAMERA, "--since", "2h", "--out", str(out))
-    assert plain.exit_code == 0 and "kB/s" not in plain.stderr
+    assert plain.exit_code == 0 and "rows/s" not in plain.stderr
+    off = cli(stored, "export", "--camera", CAMERA, "--since", "2h", "--out", str(out), "--no-progress")
+    assert off.exit_code == 0 and "rows/s" not in off.stderr
+    hours = cli(stored, "export", "--camera", CAMERA, "--since", "2h", "--interval", "minute", "--out", str(out),
+                "--progress")
+    rows = len(pd.read_csv(out))
+    assert hours.exit_code == 0 and f"{rows}/{rows} " in ANSI.sub("", hours.stderr)  # roll-ups: ends at the rows
+
+
+def test_export_bar_on_a_real_terminal(stored, tmp_path):
+    """``deepfer export`` with stderr a pseudo-terminal draws the bar unasked; ``--no-progress`` hides it."""
+    import pty
+    import threading
+
+    def export(*flags: str) -> str:
+        argv = [sys.executable, "-m", "deepfer", "export", "--camera", CAMERA, "--since", "2h", "--out",
+                str(tmp_path / "door.jsonl"), "--redis", stored["url"], *flags]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env_of(stored) | {
+            "COLUMNS": "150", "TERM": "xterm", "PYTHONPATH": str(REPO)}
+        env.pop("NO_COLOR", None)
+        master, slave = pty.openpty()
+        chunks: list[bytes] = []
+
+        def read() -> None:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                chunks.append(data)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120)
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+        err = ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+        assert proc.returncode == 0, err
+        assert "rows/s" not in proc.stdout
+        return err
+
+    n = stored_points(stored, CAMERA)
+    assert re.search(rf"{n}/{n} +([\d.]+|-) rows/s .*ETA", export()), "no bar on a terminal"
+    assert "rows/s" not in export("--no-progress")
 
 
 def test_point_export_has_every_stored_point_in_time_order(stored, tmp_path):
