@@ -7,9 +7,11 @@ key                                                    type    content
 =====================================================  ======  ==============================================
 ``{p}:cameras``                                        ZSET    camera id -> last seen
 ``{p}:cam:{camera}:people``                            ZSET    person id -> last seen
-``{p}:cam:{camera}:person:{person}``                   HASH    track_id, first_seen, last_seen, label,
+``{p}:cam:{camera}:person:{person}``                   HASH    track_id, visitor, first_seen, last_seen, label,
                                                                confidence, p (smoothed, 7 numbers), points,
                                                                dwell_s, n:{emotion} (points per shown label)
+``{p}:cam:{camera}:visitors``                          STRING  the camera's last visitor number (INCR, across
+                                                               runs; a person's ``visitor`` is taken from it)
 ``{p}:cam:{camera}:person:{person}:series``            STREAM  id ``<ms>-<n>`` = capture time; fields label,
                                                                raw_label, conf, p (smoothed), r (raw)
 ``{p}:cam:{camera}:{minute|hour|day}:{start}``         HASH    points, n:{emotion}, dwell_s
@@ -40,6 +42,10 @@ class KeySchema:
 
     def person(self, camera: str, person: str) -> str:
         return f"{self.p}:cam:{camera}:person:{person}"
+
+    def visitors(self, camera: str) -> str:
+        """The camera's visitor counter: every new person takes the next number, whatever run wrote them."""
+        return f"{self.p}:cam:{camera}:visitors"
 
     def series(self, camera: str, person: str) -> str:
         return f"{self.p}:cam:{camera}:person:{person}:series"

@@ -81,6 +81,7 @@ class RedisSink:
         self._events: deque[tuple[str, dict[str, Any]]] = deque(maxlen=EVENTS_KEPT)
         self._people: dict[tuple[str, int], _PersonState] = {}
         self._camera_runs: dict[str, str] = {}  # camera -> its person ids' run, once it was restarted here
+        self._visitors: dict[tuple[str, str], int] = {}  # (camera, person id) -> visitor number, once written
         self._applied: dict[str, int] = {}
         self._seq = 0
         self._wake = asyncio.Event()
@@ -144,6 +145,8 @@ class RedisSink:
             run = self.person_run(cam)
             for face in event["faces"]:
                 face["person_id"] = f"{run}-{face['track_id']}" if face["track_id"] is not None else None
+                # "Visitor N" as the tables show it; None until the person's first point is in Redis
+                face["visitor"] = self._visitors.get((cam, face["person_id"])) if face["person_id"] else None
             self._events.append((cam, event))
         self._prune(t)
         self._wake.set()
@@ -204,6 +207,8 @@ class RedisSink:
             return
         self._last_prune = t
         self._people = {k: s for k, s in self._people.items() if t - s.t < PERSON_GONE_S}
+        present = {(cam, f"{self.person_run(cam)}-{track}") for cam, track in self._people}
+        self._visitors = {k: n for k, n in self._visitors.items() if k in present}
 
     @property
     def buffer_depth(self) -> int:
@@ -341,7 +346,7 @@ class RedisSink:
         for run in {p.run_id for p in batch} - self._applied.keys():
             self._applied[run] = await self.ts.applied_seq(run)
         fresh = [p for p in batch if p.seq > self._applied[p.run_id]]
-        await self.ts.write(fresh)
+        self._visitors.update(await self.ts.write(fresh))
         for p in fresh:
             self._applied[p.run_id] = max(self._applied[p.run_id], p.seq)
         for _ in batch:

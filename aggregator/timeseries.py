@@ -3,7 +3,10 @@
 Every key and channel is named by ``aggregator.keys.KeySchema`` (the table of them is there).
 
 A person id is ``{run}-{track_id}``: the writer's run id (base-36 start time in
-ms) and the tracker's id, so ids stay unique across restarts. Probabilities are
+ms) and the tracker's id, so ids stay unique across restarts. The number a page shows
+("Visitor 12") is the person's ``visitor``: taken from the camera's counter (INCR) when
+the person is first written, so it rises across runs and restarts and never repeats on a
+camera (the tracker's ids restart at 1 with every run). Probabilities are
 7 comma-separated numbers in ``deepfer_core.types.EMOTIONS`` order. Only numbers and ids
 are stored, never images. Retention: stream entries older than
 ``retention_days`` are trimmed on every write (XADD MINID), every other key
@@ -33,6 +36,23 @@ log = logging.getLogger(__name__)
 Interval = Literal["minute", "hour", "day"]
 INTERVAL_S: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
 MAX_BUCKETS = 20000  # one roll-up read: 2 weeks of minutes
+
+
+# the person's visitor number: the camera's next one the first time the person is written, the same one after.
+# The counter expires at ARGV[1] unless it lives longer already: a replayed old point never shortens its life, so it
+# outlives every person hash of the camera and no number comes back while one still shows.
+ASSIGN_VISITOR = """
+local n = redis.call('HGET', KEYS[1], 'visitor')
+if not n then
+  n = redis.call('INCR', KEYS[2])
+  redis.call('HSET', KEYS[1], 'visitor', n)
+end
+local at = tonumber(ARGV[1])
+if redis.call('TTL', KEYS[2]) < at - tonumber(redis.call('TIME')[1]) then
+  redis.call('EXPIREAT', KEYS[2], at)
+end
+return tonumber(n)
+"""
 
 
 def _csv(values: Sequence[float]) -> str:
@@ -85,6 +105,9 @@ class Person(BaseModel):
     camera_id: str
     person_id: str
     track_id: int
+    visitor_number: int = Field(description="'Visitor N' of the page: the camera's counter when the person was first "
+                                            "stored, unique on the camera across runs (the track id for data "
+                                            "stored before visitor numbers).")
     first_seen: float
     last_seen: float
     label: str = Field(description="Current smoothed emotion.")
@@ -142,6 +165,14 @@ class RollupBucket:
         return {**asdict(self), "mean_dwell_s": round(self.mean_dwell_s, 3)}
 
 
+def visitor_number(person_id: str, h: dict[str, str]) -> int:
+    """A person hash's visitor number; a hash stored before visitor numbers has its track id (``{run}-{track}``)."""
+    for text in (h.get("visitor", ""), h.get("track_id", ""), person_id.rsplit("-", 1)[-1]):
+        if text.isdigit():
+            return int(text)
+    return 0
+
+
 def redis_client(url: str, settings: RedisSettings, decode: bool = True) -> aioredis.Redis:
     """An asyncio client that fails fast (no silent retries): the caller decides what Redis down means.
 
@@ -172,10 +203,11 @@ class EmotionTimeSeries:
 
     # ----- writing -------------------------------------------------------------------------------------------------
 
-    async def write(self, points: Sequence[EmotionPoint]) -> None:
-        """Store points (in order) in one MULTI/EXEC transaction, with the runs' applied markers."""
+    async def write(self, points: Sequence[EmotionPoint]) -> dict[tuple[str, str], int]:
+        """Store points (in order) in one MULTI/EXEC transaction, with the runs' applied markers; answers the
+        visitor number of each (camera, person id) written."""
         if not points:
-            return
+            return {}
         k, keep = self.keys, self.retention_s
         pipe = self.r.pipeline(transaction=True)
         last_seen: dict[tuple[str, str], float] = {}  # (zset key, member) -> latest time
@@ -184,6 +216,10 @@ class EmotionTimeSeries:
         counters: dict[tuple[str, str], float] = defaultdict(float)
         members: dict[str, set[str]] = defaultdict(set)
         applied: dict[str, int] = {}
+        numbered: dict[tuple[str, str], int] = {}  # (camera, person) -> index of its ASSIGN_VISITOR reply
+        latest: dict[str, float] = {}  # camera -> its latest point here: the visitor counter lives keep after it
+        for pt in points:
+            latest[pt.camera_id] = max(pt.t, latest.get(pt.camera_id, pt.t))
         for pt in points:
             cam, pid = pt.camera_id, pt.person_id
             pipe.xadd(k.series(cam, pid), {"label": pt.label, "raw_label": pt.raw_label, "conf": f"{pt.confidence:.4f}",
@@ -193,6 +229,9 @@ class EmotionTimeSeries:
             pipe.hsetnx(person, "first_seen", pt.t)
             pipe.hset(person, mapping={"track_id": pt.track_id, "last_seen": pt.t, "label": pt.label,
                                        "confidence": f"{pt.confidence:.4f}", "p": _csv(pt.smoothed)})
+            if (cam, pid) not in numbered:
+                numbered[(cam, pid)] = len(pipe)
+                pipe.eval(ASSIGN_VISITOR, 2, person, k.visitors(cam), max(1, math.ceil(latest[cam] + keep)))
             counters[(person, "points")] += 1
             counters[(person, f"n:{pt.label}")] += 1
             counters[(person, "dwell_s")] += pt.dwell_s
@@ -230,6 +269,7 @@ class EmotionTimeSeries:
         refused = [r for r in replies if isinstance(r, Exception)]
         if refused:  # e.g. a stream id below the last one; the rest of the transaction is applied
             log.warning("Redis refused %d of %d commands; first: %s", len(refused), len(replies), refused[0])
+        return {who: int(replies[i]) for who, i in numbered.items() if isinstance(replies[i], int)}
 
     async def applied_seq(self, run_id: str) -> int:
         """The highest point sequence number of ``run_id`` already stored (-1: none)."""
@@ -264,7 +304,8 @@ class EmotionTimeSeries:
                 continue
             probs = _floats(h.get("p"))
             out.append(Person(
-                camera_id=camera, person_id=pid, track_id=int(h.get("track_id", 0)), first_seen=first,
+                camera_id=camera, person_id=pid, track_id=int(h.get("track_id", 0)),
+                visitor_number=visitor_number(pid, h), first_seen=first,
                 last_seen=float(h.get("last_seen", first)), label=h.get("label", ""),
                 confidence=float(h.get("confidence", 0.0)),
                 probabilities={e: p for e, p in zip(EMOTIONS, probs)},

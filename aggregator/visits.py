@@ -1,6 +1,8 @@
 """Visits: who came when, for how long and in what mood, read from the per-person hashes a writer keeps in Redis.
 
-One visit is one person id (``{run}-{track_id}``) on one camera: ``first_seen`` is when they came, ``time_in_view_s``
+One visit is one person id (``{run}-{track_id}``) on one camera, named ``Visitor N · camera`` after the person's
+visitor number (the camera's counter when the person was first stored: it rises across runs, so two runs of a camera
+never show the same visitor; ``aggregator.timeseries``): ``first_seen`` is when they came, ``time_in_view_s``
 the sum of the seconds between their sampled points (``dwell_s`` of the hash, what the people table shows: a person
 who leaves the frame and comes back under the same id is not counted while away), the mood is the emotion shown most
 over the points that had a confident emotion (``uncertain`` points, issue 32, are left out), and satisfaction is
@@ -19,15 +21,15 @@ from typing import cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from aggregator.analytics import satisfaction
-from aggregator.timeseries import EmotionTimeSeries
+from aggregator.timeseries import EmotionTimeSeries, visitor_number
 from deepfer_core.types import EMOTIONS
 
 PAGE = 200  # person ids read per round from a camera's people ZSET
 
 
-def visitor_label(camera_id: str, track_id: int) -> str:
-    """A name a manager can read: the tracker's number of the person and the camera, e.g. ``Visitor 12 · door``."""
-    return f"Visitor {track_id} · {camera_id}"
+def visitor_label(camera_id: str, number: int) -> str:
+    """A name a manager can read: the person's visitor number and the camera, e.g. ``Visitor 12 · door``."""
+    return f"Visitor {number} · {camera_id}"
 
 
 class Visit(BaseModel):
@@ -37,8 +39,10 @@ class Visit(BaseModel):
 
     camera_id: str
     person_id: str = Field(description="The stored id, '{run}-{track_id}' (the people routes use it).")
-    visitor: str = Field(description="Readable label: 'Visitor {track_id} · {camera_id}'.")
-    visitor_number: int = Field(description="The tracker's number of the person (the numeric part of person_id).")
+    visitor: str = Field(description="Readable label: 'Visitor {visitor_number} · {camera_id}'.")
+    visitor_number: int = Field(description="The camera's visitor counter when the person was first stored: unique on "
+                                            "the camera across runs and restarts (the track id for data stored "
+                                            "before visitor numbers).")
     first_seen: float = Field(description="When they came, unix seconds.")
     last_seen: float = Field(description="Last seen, unix seconds.")
     time_in_view_s: float = Field(description="Seconds in view (sum of the gaps between sampled points), not the "
@@ -55,10 +59,9 @@ def visit_of(camera: str, person: str, h: dict[str, str]) -> Visit | None:
         return None
     counts = {e: int(h.get(f"n:{e}", 0)) for e in EMOTIONS}
     confident = sum(counts.values())
-    tail = person.rsplit("-", 1)[-1]
-    track = int(h["track_id"]) if h.get("track_id", "").isdigit() else int(tail) if tail.isdigit() else 0
+    number = visitor_number(person, h)
     first = float(h["first_seen"])
-    return Visit(camera_id=camera, person_id=person, visitor=visitor_label(camera, track), visitor_number=track,
+    return Visit(camera_id=camera, person_id=person, visitor=visitor_label(camera, number), visitor_number=number,
                  first_seen=first, last_seen=float(h.get("last_seen", first)),
                  time_in_view_s=round(float(h.get("dwell_s", 0.0)), 3),
                  mood=max(EMOTIONS, key=lambda e: counts[e]) if confident else None,

@@ -3,9 +3,10 @@
 Two kinds of rows:
 
 - ``interval="point"``: one row per stored point (one person at one sampled moment), oldest first across people and
-  cameras. Columns: ``time`` (UTC), ``t`` (unix seconds), ``camera``, ``person_id``, ``track_id``, ``label`` (the
-  shown, smoothed label), ``confidence``, the 7 smoothed probabilities named after the emotions (``angry`` ...
-  ``surprise``), ``raw_label`` and the 7 raw probabilities (``raw_angry`` ... ``raw_surprise``).
+  cameras. Columns: ``time`` (UTC), ``t`` (unix seconds), ``camera``, ``person_id``, ``track_id``, ``visitor`` (the
+  "Visitor N" of the page: unique on a camera across runs), ``label`` (the shown, smoothed label), ``confidence``,
+  the 7 smoothed probabilities named after the emotions (``angry`` ... ``surprise``), ``raw_label`` and the 7 raw
+  probabilities (``raw_angry`` ... ``raw_surprise``).
 - ``interval="minute"|"hour"|"day"``: one row per roll-up bucket with points. Columns: ``time`` / ``t`` (bucket
   start), ``camera`` (``all`` for buckets combined over cameras), ``interval_s``, ``points``, ``n_{emotion}``
   (points per shown label), ``mix_{emotion}`` (their shares), ``unique_people``, ``dwell_s``, ``mean_dwell_s``,

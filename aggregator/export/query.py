@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 INTERVALS = ("point", *INTERVAL_S)
 ALL_CAMERAS = "all"
 RAW = [f"raw_{e}" for e in EMOTIONS]
-POINT_COLUMNS = ["time", "t", "camera", "person_id", "track_id", "label", "confidence", *EMOTIONS, "raw_label", *RAW]
+POINT_COLUMNS = ["time", "t", "camera", "person_id", "track_id", "visitor", "label", "confidence", *EMOTIONS,
+                 "raw_label", *RAW]
 BUCKET_COLUMNS = ["time", "t", "camera", "interval_s", "points", *(f"n_{e}" for e in EMOTIONS),
                   *(f"mix_{e}" for e in EMOTIONS), "unique_people", "dwell_s", "mean_dwell_s", "satisfaction",
                   "confident_share"]
@@ -73,7 +74,7 @@ def arrow_schema(columns: list[str]):
     """The Parquet schema of a kind of rows: fixed, so every chunk (and an empty export) has the same types."""
     import pyarrow as pa
 
-    ints = {"track_id", "interval_s", "points", "unique_people", *(f"n_{e}" for e in EMOTIONS)}
+    ints = {"track_id", "visitor", "interval_s", "points", "unique_people", *(f"n_{e}" for e in EMOTIONS)}
     strings = {"camera", "person_id", "label", "raw_label"}
 
     def kind(name: str):

@@ -24,7 +24,7 @@ from aggregator.export.query import (
     arrow_schema,
     check_cameras,
 )
-from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS, EmotionTimeSeries, Interval
+from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS, EmotionTimeSeries, Interval, visitor_number
 from deepfer_core.settings import ExportSettings
 from deepfer_core.types import EMOTIONS
 
@@ -48,6 +48,7 @@ class _Stream:
     camera: str
     person: str
     track_id: int
+    visitor: int
     key: str
     entries: list = field(default_factory=list)
     pos: int = 0
@@ -73,11 +74,13 @@ async def _people_in_range(ts: EmotionTimeSeries, cameras: Sequence[str], query:
             batch = pids[i:i + 1000]
             pipe = ts.r.pipeline(transaction=False)
             for pid in batch:
-                pipe.hmget(ts.keys.person(cam, pid), "first_seen", "track_id")
-            for pid, (first, track) in zip(batch, await pipe.execute()):
+                pipe.hmget(ts.keys.person(cam, pid), "first_seen", "track_id", "visitor")
+            for pid, (first, track, visitor) in zip(batch, await pipe.execute()):
                 if first is None or float(first) >= query.end:
                     continue  # expired meanwhile, or first seen after the range
-                out.append(_Stream(int(float(first) * 1000), cam, pid, int(track or 0), ts.keys.series(cam, pid)))
+                number = visitor_number(pid, {"visitor": visitor or "", "track_id": track or ""})
+                out.append(_Stream(int(float(first) * 1000), cam, pid, int(track or 0), number,
+                                   ts.keys.series(cam, pid)))
     out.sort(key=lambda s: (s.first_ms, s.camera, s.person))
     return out
 
@@ -116,7 +119,7 @@ def _matrix(rows: list[tuple], name: str):
     import numpy as np
 
     n = len(EMOTIONS)
-    texts = [r[4].get(name, "") for r in rows]
+    texts = [r[5].get(name, "") for r in rows]
     values = ",".join(texts).split(",") if rows else []
     if len(values) == n * len(rows):
         try:
@@ -127,7 +130,7 @@ def _matrix(rows: list[tuple], name: str):
 
 
 def _point_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Rows of (ms, camera, person, track, fields) -> the export's DataFrame."""
+    """Rows of (ms, camera, person, track, visitor, fields) -> the export's DataFrame."""
     import numpy as np
     import pandas as pd
 
@@ -139,12 +142,13 @@ def _point_frame(rows: list[tuple]) -> pd.DataFrame:
         "camera": [r[1] for r in rows],
         "person_id": [r[2] for r in rows],
         "track_id": np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
-        "label": [r[4].get("label", "") for r in rows],
-        "confidence": _number(r[4].get("conf") for r in rows),
+        "visitor": np.fromiter((r[4] for r in rows), dtype=np.int64, count=len(rows)),
+        "label": [r[5].get("label", "") for r in rows],
+        "confidence": _number(r[5].get("conf") for r in rows),
     }
     for i, e in enumerate(EMOTIONS):
         data[e] = sm[:, i]
-    data["raw_label"] = [r[4].get("raw_label", "") for r in rows]
+    data["raw_label"] = [r[5].get("raw_label", "") for r in rows]
     for i, e in enumerate(RAW):
         data[e] = rw[:, i]
     return pd.DataFrame(data, columns=POINT_COLUMNS)
@@ -181,7 +185,7 @@ async def iter_point_frames(ts: EmotionTimeSeries, cameras: Sequence[str], query
             continue
         ms, _, s = heapq.heappop(heap)
         sid, fields = s.entries[s.pos]
-        rows.append((ms, s.camera, s.person, s.track_id, fields))
+        rows.append((ms, s.camera, s.person, s.track_id, s.visitor, fields))
         s.pos += 1
         if s.pos == len(s.entries):
             s.entries = []

@@ -212,9 +212,9 @@ async function refreshPeople(id, r) {
   tbody.innerHTML = "";
   for (const p of data.people) {
     const row = el("tr", {class: "person", "data-person": p.person_id},
-      el("td", {class: "visitor", title: `person id ${p.person_id}`}, `Visitor ${p.track_id}`), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
+      el("td", {class: "visitor", title: `person id ${p.person_id}`}, `Visitor ${p.visitor_number}`), el("td", {}, `${p.label} ${(p.confidence * 100).toFixed(0)}%`), el("td", {}, p.dominant),
       el("td", {}, new Date(p.last_seen * 1000).toLocaleTimeString()), el("td", {class: "dwell", title: `in view ${p.dwell_s.toFixed(1)} s between ${new Date(p.first_seen * 1000).toLocaleTimeString()} and ${new Date(p.last_seen * 1000).toLocaleTimeString()}`}, `${p.dwell_s.toFixed(1)} s`));
-    row.onclick = () => { selectedPerson = {camera: id, person: p.person_id, visitor: `Visitor ${p.track_id} · ${id}`}; refreshPerson(); };
+    row.onclick = () => { selectedPerson = {camera: id, person: p.person_id, visitor: `Visitor ${p.visitor_number} · ${id}`}; refreshPerson(); };
     tbody.append(row);
   }
 }
@@ -302,7 +302,8 @@ $("#range").onchange = () => refreshMetrics().catch(console.error);
 
 // ----- visits: who came when, for how long, in what mood (GET /api/visits) ---------------------------------------
 // Times in the browser's own time zone; the title of each shows it in UTC. A visitor is "Visitor 12 · door" (the
-// tracker's number and the camera, from the API); the stored person id is in its title.
+// camera's visitor number, unique across its runs, and the camera, from the API); the stored person id is in its
+// title. The live line names the same number once the person is stored ("new face" until then).
 const visitCameras = new Set();
 const utc = (t) => new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
 const localTime = (t) => new Date(t * 1000).toLocaleString([], {dateStyle: "medium", timeStyle: "medium"});
@@ -375,7 +376,7 @@ function connectEvents() {
     if (!card) return;
     card.dataset.liveFaces = e.faces.map(f => `${f.person_id ?? "?"}:${f.emotion}`).join(" ");
     $(".live-faces", card).textContent = e.faces.length ? "now: " + e.faces.map(f =>
-      `${f.track_id != null ? "Visitor " + f.track_id : "new face"} ${f.emotion}${f.confidence != null ? " " + Math.round(f.confidence * 100) + "%" : ""}`).join(" · ") : "now: nobody";
+      `${f.visitor != null ? "Visitor " + f.visitor : "new face"} ${f.emotion}${f.confidence != null ? " " + Math.round(f.confidence * 100) + "%" : ""}`).join(" · ") : "now: nobody";
   });
   source.onerror = () => { $("#live-status").textContent = "reconnecting…"; };
 }

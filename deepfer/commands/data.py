@@ -33,7 +33,8 @@ def people(
     since: str | None = typer.Option(None, help="Only people seen in the last 90s / 10m / 2h / 7d."),
     as_json: JsonFlag = False,
 ) -> None:
-    """The people a camera has seen: time span, dominant emotion and the emotion shown last."""
+    """The people a camera has seen: visitor number (as the dashboard names them), time span, dominant emotion and the
+    emotion shown last."""
     from aggregator.embedded_redis import redis_for
     from aggregator.timeseries import people_of
     from deepfer_core.redact import redact
@@ -61,12 +62,13 @@ def people(
         title=f"camera {camera}: {len(found)} {'person' if len(found) == 1 else 'people'}"
         + (f" in the last {since}" if since else "")
     )
-    for col in ("person", "track", "first seen", "last seen", "span", "dominant", "last shown"):
-        table.add_column(col, justify="right" if col in ("track", "span") else "left", no_wrap=True)
+    for col in ("visitor", "person", "track", "first seen", "last seen", "span", "dominant", "last shown"):
+        table.add_column(col, justify="right" if col in ("visitor", "track", "span") else "left", no_wrap=True)
     for p in found:
         share = p.emotion_points.get(p.dominant, 0) / p.points if p.points else 0.0
         span = f"{int(p.duration_s // 60)}m{p.duration_s % 60:04.1f}s" if p.duration_s >= 60 else f"{p.duration_s:.1f}s"
         table.add_row(
+            str(p.visitor_number),
             p.person_id,
             str(p.track_id),
             clock(p.first_seen),
