@@ -144,6 +144,11 @@ class Totals(BaseModel):
     confident_share: float | None = None
 
 
+SUMMARY = ("The metrics in plain words (aggregator.summary): the last dashboard.summary_window_s before end, e.g. "
+           "'Door, last 10 minutes: mostly neutral, 62% of readings; satisfaction +0.31, up from +0.12 in the 10 "
+           "minutes before; 3 people now; 2 of 9 visitors too far away or unclear to read.'")
+
+
 class CameraMetrics(BaseModel):
     camera_id: str
     interval: str
@@ -151,11 +156,14 @@ class CameraMetrics(BaseModel):
     end: float
     buckets: list[Bucket]
     totals: Totals
+    summary: str | None = Field(None, description=SUMMARY)
+    summary_window_s: float | None = Field(None, description="The window the summary tells, seconds.")
 
 
 class BucketsAndTotals(BaseModel):
     buckets: list[Bucket]
     totals: Totals
+    summary: str | None = Field(None, description=SUMMARY)
 
 
 class AllMetrics(BaseModel):
@@ -165,6 +173,7 @@ class AllMetrics(BaseModel):
     satisfaction_definition: str
     cameras: dict[str, BucketsAndTotals]
     overall: BucketsAndTotals
+    summary_window_s: float | None = Field(None, description="The window the summaries tell, seconds.")
 
 
 class WebRtcOffer(BaseModel):

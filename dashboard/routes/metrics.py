@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from aggregator import analytics
+from aggregator.summary import Scene, Window, camera_state, describe_camera, describe_overall
 from aggregator.timeseries import INTERVAL_S, MAX_BUCKETS
 from dashboard.deps import get_service, known_camera
 from dashboard.routes.people import time_range
 from dashboard.schemas import AllMetrics, CameraMetrics
 from dashboard.service import Service
+from deepfer_core.types import EMOTIONS
 
 router = APIRouter(tags=["metrics"])
 IntervalQuery = Query("minute", description="Bucket size.")
@@ -37,6 +40,35 @@ async def camera_metrics(service: Service, camera: str, interval: Literal["minut
     return buckets, len(people)
 
 
+async def scene(service: Service, camera: str, end: float, live: bool) -> Scene:
+    """What the summary words for one camera: the window before ``end``, the one before it, people in view now,
+    visitors never read, the camera's state (read from Redis and the running service)."""
+    cfg = service.settings.dashboard
+    w = cfg.summary_window_s
+    windows = []
+    buckets = await service.ts.rollup(camera, "minute", end - 2 * w, end)
+    people = await service.ts.people(camera, since=end - 2 * w, until=end, limit=cfg.max_people)
+    for lo, hi in ((end - w, end), (end - 2 * w, end - w)):
+        counts = {e: 0 for e in EMOTIONS}
+        points = 0
+        for b in buckets:
+            if lo <= b.start + b.interval_s / 2 < hi:  # a minute belongs to the window holding most of it
+                points += b.points
+                for e, n in b.emotion_points.items():
+                    counts[e] += n
+        seen = [p for p in people if p.last_seen >= lo and p.first_seen < hi]
+        windows.append(Window(counts, points, len(seen), sum(1 for p in seen if not sum(p.emotion_points.values()))))
+    status = service.camera_view(camera).status if camera in service.camera_ids() else None
+    present = sum(1 for p in people if p.last_seen >= end - cfg.present_window_s)
+    ever = bool(people) or await service.ts.has_camera(camera)
+    return Scene(camera, windows[0], windows[1], ever, camera_state(status), live, present)
+
+
+def is_live(end: float, service: Service) -> bool:
+    """The range ends now (the page's live view), not in the past (an alert's moment): then "now" is said."""
+    return end >= time.time() - service.settings.dashboard.present_window_s
+
+
 @router.get("/api/metrics", summary="Every camera's and the overall emotion mix per interval, people, dwell, "
                                     "satisfaction")
 async def all_metrics(
@@ -48,13 +80,16 @@ async def all_metrics(
 ) -> AllMetrics:
     lo, hi = metrics_range(start, end, interval, service.settings.dashboard.default_range_s)
     cameras = sorted({c for c, _ in await service.ts.cameras()} | set(service.camera_ids()))
-    per_camera, raw, people = {}, [], 0
+    per_camera, raw, people, scenes = {}, [], 0, []
+    cfg, live = service.settings.dashboard, is_live(hi, service)
     for cam in cameras:
         buckets, n = await camera_metrics(service, cam, interval, lo, hi)
         raw.append(buckets)
         people += n
         rows = [analytics.from_bucket(b) for b in buckets]
-        per_camera[cam] = {"buckets": rows, "totals": analytics.totals(rows, n)}
+        scenes.append(await scene(service, cam, hi, live))
+        per_camera[cam] = {"buckets": rows, "totals": analytics.totals(rows, n),
+                           "summary": describe_camera(scenes[-1], cfg.summary_window_s, cfg.summary_trend_min)}
     overall = analytics.combine(raw)
     return AllMetrics(
         interval=interval,
@@ -62,7 +97,9 @@ async def all_metrics(
         end=hi,
         satisfaction_definition=analytics.__doc__.split("\n\n")[1].strip(),
         cameras=per_camera,
-        overall={"buckets": overall, "totals": analytics.totals(overall, people)},
+        overall={"buckets": overall, "totals": analytics.totals(overall, people),
+                 "summary": describe_overall(scenes, cfg.summary_window_s, cfg.summary_trend_min, live)},
+        summary_window_s=cfg.summary_window_s,
     )
 
 
@@ -79,6 +116,8 @@ async def one_camera_metrics(
     lo, hi = metrics_range(start, end, interval, service.settings.dashboard.default_range_s)
     buckets, n = await camera_metrics(service, camera_id, interval, lo, hi)
     rows = [analytics.from_bucket(b) for b in buckets]
-    return CameraMetrics(
-        camera_id=camera_id, interval=interval, start=lo, end=hi, buckets=rows, totals=analytics.totals(rows, n)
-    )
+    cfg = service.settings.dashboard
+    words = describe_camera(await scene(service, camera_id, hi, is_live(hi, service)), cfg.summary_window_s,
+                            cfg.summary_trend_min)
+    return CameraMetrics(camera_id=camera_id, interval=interval, start=lo, end=hi, buckets=rows,
+                         totals=analytics.totals(rows, n), summary=words, summary_window_s=cfg.summary_window_s)

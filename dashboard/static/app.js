@@ -84,6 +84,7 @@ function cameraCard(cam) {
   report.onclick = () => { report.href = reportUrl(cam.id); };
   const right = el("div", {},
     el("div", {class: "head"}, el("strong", {}, cam.id), el("span", {class: "status"}, ""), el("span", {class: "muted url"}, cam.url), save, report, pause, remove),
+    el("p", {class: "summary"}),  // the metrics in words (the API's summary), set as text only
     el("p", {class: "error camera-error"}),
     // engineering counters (frames, fps, drops, latency) for whoever runs the cameras, folded away for everyone else
     el("details", {class: "engineering"}, el("summary", {class: "muted"}, "details"), el("p", {class: "muted counters"})),
@@ -188,6 +189,8 @@ async function refreshMetrics() {
   const r = range();
   const m = await api(`/api/metrics?interval=${r.interval}&start=${r.start}&end=${r.end}`);
   const t = m.overall.totals;
+  // the sentences come from the API (aggregator.summary) and are set as text, never as HTML
+  $("#summary-overall").textContent = m.overall.summary ?? "";
   $("#kpi-people").textContent = t.unique_people;
   $("#kpi-satisfaction").textContent = t.satisfaction === null ? "–" : t.satisfaction.toFixed(2);
   $("#kpi-dwell").textContent = `${t.mean_dwell_s.toFixed(1)} s`;
@@ -197,6 +200,8 @@ async function refreshMetrics() {
   for (const [id, data] of Object.entries(m.cameras)) {
     const div = document.getElementById(`chart-${id}`);
     if (!div) continue;
+    const words = $(`#camera-${CSS.escape(id)} p.summary`);
+    if (words) words.textContent = data.summary ?? "";
     const buckets = data.buckets.filter(b => b.points);
     plot(div, mixTraces(buckets), {...PLOT_LAYOUT, height: 220}, buckets.length > 0);
     div.dataset.points = data.totals.points;

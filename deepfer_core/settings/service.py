@@ -112,6 +112,12 @@ class DashboardSettings(Section):
                                "more gets 503 with Retry-After and is closed at once.")
     max_header_kb: int = Field(16, ge=1, description="Largest request line plus headers; larger gets 400.")
     present_window_s: float = Field(5.0, gt=0, description="A person seen within this many seconds is 'in view now'.")
+    summary_window_s: float = Field(
+        600.0, ge=60, description="The plain-words summary of the metrics (the page's sentence per camera and overall) "
+                                  "tells the last this many seconds, against the same time before it.")
+    summary_trend_min: float = Field(
+        0.1, ge=0, le=2, description="The summary says satisfaction went up or down only when it moved by at least "
+                                     "this much (on its -1..1 scale) against the window before.")
     max_series_points: int = Field(5000, ge=1, description="Most points one person's time series answer holds.")
     max_people: int = Field(500, ge=1, description="Most people one people answer holds (most recent first).")
     max_visits: int = Field(
