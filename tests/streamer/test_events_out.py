@@ -80,6 +80,7 @@ def test_topics_payloads_retained_state_discovery_and_alerts(broker):
     try:
         wait_for(lambda: late.on("shop/deepfer/available") == [b"offline"], what="retained offline")
         wait_for(lambda: late.on(state_topic), what="retained state")
+        wait_for(lambda: late.on("shop/deepfer/stats"), what="retained stats")  # retained ones come in any order
         assert json.loads(late.on("shop/deepfer/stats")[0])["sent"]["enter"] == 2
         assert all(retained for _, _, retained in late.messages)
     finally:
