@@ -29,7 +29,7 @@ back: the retained ``online`` would stay forever. So every ``online`` is publish
 vanishes by itself. The head counts a worker live until its ``online`` would expire (the broker tells the remaining
 lifetime), so its ``p/available`` follows the workers' within one refresh. The session expiry is the same, so a
 broker that keeps a crashed session's will sends it when the session ends. A broker that only speaks MQTT 3.1.1 gets
-today's behaviour (will only, no expiry), said in one log line.
+the 3.1.1 behaviour (will only, no expiry), said in one log line.
 
 Everything goes at QoS 1. ``offer`` only appends to a bounded deque; a thread of ours hands messages to paho in
 order, keeping at most ``_WINDOW`` unacknowledged. paho resends unacknowledged QoS 1 messages after a reconnect, so
