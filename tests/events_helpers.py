@@ -140,11 +140,13 @@ class Subscriber:
 
 
 def retained(port: int, topic: str) -> list[bytes]:
-    """What a new reader of ``topic`` is told at once: the broker's retained message (empty list: none)."""
+    """What a new reader of ``topic`` is told at once: the broker's retained message (empty list: none; messages
+    published meanwhile reach it with the retain flag cleared, so they are not counted)."""
     sub = Subscriber(port, [topic], client_id=f"deepfer-peek-{time.monotonic_ns()}")
     try:
         time.sleep(0.3)
-        return sub.on(topic)
+        with sub.lock:
+            return [p for t, p, kept in sub.messages if t == topic and kept]
     finally:
         sub.close()
 

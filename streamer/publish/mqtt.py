@@ -400,11 +400,11 @@ class MqttPublisher:
         """``p/<camera>/paused/set``: ``ON`` or ``OFF``; anything else (or a retained command) is counted and
         ignored. The head also hears ``p/workers/<worker>/available`` and ``.../stats``."""
         levels = msg.topic[len(self.prefix) + 1:].split("/")
-        if self.role == "head" and len(levels) == 3 and levels[0] == "workers":
-            if levels[2] == "available":
-                self._on_worker(levels[1], bytes(msg.payload[:16]), self._expires_at(msg))
-            elif levels[2] == "stats":
-                self._on_worker_stats(levels[1], bytes(msg.payload), self._expires_at(msg))
+        if self.role == "head" and len(levels) == 3 and levels[0] == "workers" and levels[2] == "available":
+            self._on_worker(levels[1], bytes(msg.payload[:16]), self._expires_at(msg))
+            return
+        if self.role == "head" and len(levels) == 3 and levels[0] == "workers" and levels[2] == "stats":
+            self._on_worker_stats(levels[1], bytes(msg.payload), self._expires_at(msg))
             return
         camera = levels[0]
         word = msg.payload[:8].strip().upper()

@@ -21,7 +21,7 @@ from streamer.publish.sink import EventsSink
 from tests.events_helpers import Broker311, Mosquitto, Subscriber, frame, retained, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-REFRESH_S, EXPIRY_S = 1, 5  # short: the test waits for one expiry
+REFRESH_S, EXPIRY_S = 1, 6  # short: the test waits for one expiry (with room for a loaded machine)
 ROOT = Path(__file__).resolve().parents[2]
 # a DeepFER's publisher in a process of its own, so the test can SIGKILL it (no DISCONNECT, no clean stop)
 CHILD = """
@@ -92,7 +92,7 @@ def test_online_of_a_deepfer_that_dies_while_the_broker_is_down_expires(broker, 
             assert retained(broker.port, "shop/available") == [b"online"]
         wait_for(lambda: retained(broker.port, "shop/available") in ([], [b"offline"]), 3 * EXPIRY_S,
                  "the stale online to go")
-        assert time.monotonic() - restarted < EXPIRY_S + 2
+        assert time.monotonic() - restarted < EXPIRY_S + 3
     finally:
         if proc.poll() is None:
             proc.kill()
