@@ -213,7 +213,8 @@ def build_events_sink(settings: Settings, redis_url: str | None, mqtt_role: Role
     if settings.mqtt.enabled or settings.webhooks.hooks:
         policy = network_policy(settings, redis_url_in_use=redis_url or "")
         if settings.mqtt.enabled:
-            publishers.append(MqttPublisher(settings.mqtt, policy, role=mqtt_role, worker=worker))
+            publishers.append(MqttPublisher(settings.mqtt, policy, role=mqtt_role, worker=worker,
+                                            events=settings.events))
         if settings.webhooks.hooks:
             publishers.append(WebhookPublisher(settings.webhooks, policy))
     if redis_url is None:

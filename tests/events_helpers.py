@@ -82,17 +82,31 @@ class Mosquitto:
         self.proc = None
         wait_for(lambda: not answers(self.port), 10, "mosquitto to stop")
 
+    def crash(self) -> None:
+        """SIGKILL: no wills sent, the retained messages as of the last autosave (every second) kept."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+        wait_for(lambda: not answers(self.port), 10, "mosquitto to die")
+
 
 class Subscriber:
     """Everything under ``topics``, in arrival order: (topic, payload bytes, retained). A persistent session
     (fixed id, QoS 1), so messages the broker holds for it while it is away arrive when it is back."""
 
-    def __init__(self, port: int, topics: list[str], client_id: str = "deepfer-test-sub", clean: bool = True):
+    def __init__(self, port: int, topics: list[str], client_id: str = "deepfer-test-sub", clean: bool = True,
+                 v5: bool = False):
+        """``v5``: an MQTT 5 client, which also keeps each message's remaining expiry (``expiries``)."""
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.expiries: list[tuple[str, bytes, int | None]] = []
         self.lock = threading.Lock()
         self.topics = topics
         self.connected = threading.Event()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+        if v5:
+            self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        else:
+            self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.on_disconnect = lambda *a: self.connected.clear()
@@ -110,6 +124,8 @@ class Subscriber:
     def _on_message(self, client, userdata, msg):
         with self.lock:
             self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            expiry = getattr(getattr(msg, "properties", None), "MessageExpiryInterval", None)
+            self.expiries.append((msg.topic, msg.payload, expiry))
 
     def on(self, topic: str) -> list[bytes]:
         with self.lock:
@@ -121,6 +137,102 @@ class Subscriber:
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
+
+
+def retained(port: int, topic: str) -> list[bytes]:
+    """What a new reader of ``topic`` is told at once: the broker's retained message (empty list: none; messages
+    published meanwhile reach it with the retain flag cleared, so they are not counted)."""
+    sub = Subscriber(port, [topic], client_id=f"deepfer-peek-{time.monotonic_ns()}")
+    try:
+        time.sleep(0.3)
+        with sub.lock:
+            return [p for t, p, kept in sub.messages if t == topic and kept]
+    finally:
+        sub.close()
+
+
+class Broker311:
+    """A broker that only speaks MQTT 3.1.1, just enough for one publisher: an MQTT 5 CONNECT gets CONNACK 0x01
+    (unacceptable protocol version), a 3.1.1 one is accepted; QoS 1 PUBLISHes are acknowledged and kept (topic,
+    payload, retained), SUBSCRIBE and PINGREQ answered."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.versions: list[int] = []  # the protocol level of each CONNECT
+        self.published: list[tuple[str, bytes, bool]] = []
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.server.settimeout(0.2)
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read(conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError
+            data += chunk
+        return data
+
+    def _packet(self, conn: socket.socket) -> tuple[int, bytes]:
+        header = self._read(conn, 1)[0]
+        length, shift = 0, 0
+        while True:
+            byte = self._read(conn, 1)[0]
+            length += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        return header, self._read(conn, length)
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                header, body = self._packet(conn)
+                level = body[6]  # after the protocol name "MQTT" with its 2-byte length
+                self.versions.append(level)
+                if header >> 4 != 1 or level != 4:
+                    conn.sendall(b"\x20\x02\x00\x01")
+                    return
+                conn.sendall(b"\x20\x02\x00\x00")
+                while not self._stop.is_set():
+                    header, body = self._packet(conn)
+                    kind = header >> 4
+                    if kind == 3:  # PUBLISH
+                        n = int.from_bytes(body[:2], "big")
+                        topic = body[2:2 + n].decode()
+                        qos = (header >> 1) & 3
+                        rest = body[2 + n:]
+                        if qos:
+                            conn.sendall(b"\x40\x02" + rest[:2])
+                            rest = rest[2:]
+                        self.published.append((topic, bytes(rest), bool(header & 1)))
+                    elif kind == 8:  # SUBSCRIBE: granted QoS 1 for each filter
+                        count = 0
+                        i = 2
+                        while i < len(body):
+                            i += 2 + int.from_bytes(body[i:i + 2], "big") + 1
+                            count += 1
+                        conn.sendall(bytes([0x90, 2 + count]) + body[:2] + b"\x01" * count)
+                    elif kind == 12:  # PINGREQ
+                        conn.sendall(b"\xd0\x00")
+                    elif kind == 14:  # DISCONNECT
+                        return
+            except (ConnectionError, OSError, IndexError):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.close()
 
 
 def verify(secret: bytes, headers, body: bytes, max_age_s: float = 300) -> bool:

@@ -46,6 +46,25 @@ class MqttSettings(Section):
                                                    "with sensors.")
     discovery_prefix: str = Field("homeassistant", pattern=_SEGMENTS, description="Home Assistant's discovery "
                                                                                   "prefix.")
+    availability_refresh_s: int = Field(30, ge=1, le=3600, description="The retained online is sent again this "
+                                                                       "often (MQTT 5: it expires, see below).")
+    availability_expiry_s: int = Field(0, ge=0, le=86400, description="MQTT 5 message expiry of the retained online "
+                                                                      "(0: 3 times availability_refresh_s): a DeepFER "
+                                                                      "that died unseen, e.g. while the broker was "
+                                                                      "down, stops showing online after this long.")
+
+    @property
+    def availability_expiry(self) -> int:
+        """The expiry in seconds (``availability_expiry_s``, or 3 times the refresh)."""
+        return self.availability_expiry_s or 3 * self.availability_refresh_s
+
+    @model_validator(mode="after")
+    def _expiry_after_refresh(self) -> MqttSettings:
+        if self.availability_expiry <= self.availability_refresh_s:
+            raise ValueError(f"mqtt.availability_expiry_s ({self.availability_expiry}) must be more than "
+                             f"mqtt.availability_refresh_s ({self.availability_refresh_s}), or online would blink "
+                             f"out between refreshes")
+        return self
 
 
 HookEvent = Literal["enter", "leave", "alert", "state"]

@@ -107,6 +107,15 @@ def test_alert_rules_from_toml(tmp_path):
             load_settings(None, {"mqtt": {"prefix": bad}})
 
 
+def test_mqtt_availability_expiry_is_three_refreshes_by_default_and_must_outlast_one():
+    assert load_settings(None, {}).mqtt.availability_expiry == 90
+    assert load_settings(None, {"mqtt": {"availability_refresh_s": 5}}).mqtt.availability_expiry == 15
+    assert load_settings(None, {"mqtt": {"availability_expiry_s": 40}}).mqtt.availability_expiry == 40
+    for bad in ({"availability_refresh_s": 30, "availability_expiry_s": 30}, {"availability_refresh_s": 0}):
+        with pytest.raises(ConfigError, match="mqtt"):
+            load_settings(None, {"mqtt": bad})
+
+
 def test_event_secrets_are_masked_in_logs():
     from deepfer_core.settings import Settings, secret_values
 

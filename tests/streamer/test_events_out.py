@@ -72,6 +72,7 @@ def test_topics_payloads_retained_state_discovery_and_alerts(broker):
         assert "homeassistant/binary_sensor/shop_deepfer_tills_1__/up/config" in configs
         ha = json.loads(sub.on("homeassistant/sensor/shop_deepfer_tills_1__/satisfaction/config")[0])
         assert ha["state_topic"] == state_topic and ha["availability_topic"] == "shop/deepfer/available"
+        assert ha["expire_after"] == 90  # unavailable in Home Assistant when the state stops: 3 refreshes of 30 s
     finally:
         asyncio.run(sink.close())
         sub.close()
@@ -80,6 +81,7 @@ def test_topics_payloads_retained_state_discovery_and_alerts(broker):
     try:
         wait_for(lambda: late.on("shop/deepfer/available") == [b"offline"], what="retained offline")
         wait_for(lambda: late.on(state_topic), what="retained state")
+        wait_for(lambda: late.on("shop/deepfer/stats"), what="retained stats")  # retained ones come in any order
         assert json.loads(late.on("shop/deepfer/stats")[0])["sent"]["enter"] == 2
         assert all(retained for _, _, retained in late.messages)
     finally:
