@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier.inference import WeightsError, resolve_weights
+from classifier.inference import EmotionClassifier, WeightsError, resolve_weights
 from deepfer_core.types import EMOTIONS
 
 MANIFEST_SUFFIXES = (".json", ".toml")
@@ -150,9 +150,16 @@ class EnsembleClassifier:
         if len(faces) == 0:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
         out = np.zeros((len(faces), len(EMOTIONS)), dtype=np.float64)
+        torch_members = [m for m in self.members if isinstance(m, EmotionClassifier)]
+        shared = None  # PyTorch members on one device get the faces uploaded once (each has its own preprocessing)
+        if len(torch_members) > 1 and len({str(m.device) for m in torch_members}) == 1:
+            shared = torch_members[0].upload(faces)
         for member, w in zip(self.members, self.weights):
             member.tta = self.tta
-            out += w * member.predict_faces(faces, batch_size)
+            if shared is not None and isinstance(member, EmotionClassifier):
+                out += w * member.probs_of(shared, batch_size)
+            else:
+                out += w * member.predict_faces(faces, batch_size)
         return out.astype(np.float32)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -19,7 +19,7 @@ from torch import nn
 
 from classifier.data import IMAGE_SIZE
 from classifier.models import build_model
-from deepfer_core.device import pick_device
+from deepfer_core.device import HostStaging, pick_device
 from deepfer_core.types import EMOTIONS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -92,22 +92,35 @@ class EmotionClassifier:
     path: Path | None = None
     tta: bool = False
     temperature: float = 1.0  # calibration: probabilities are softmax(logits / temperature) (deepfer calibrate)
+    pinned_upload: bool = True  # classifier.pinned_upload: crops sent from a reused (on CUDA pinned) host buffer
+    staging: HostStaging = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.staging = HostStaging(self.device, self.pinned_upload)
 
     @classmethod
-    def load(cls, spec: str | Path, device: str = "auto", tta: bool = False) -> EmotionClassifier:
+    def load(cls, spec: str | Path, device: str = "auto", tta: bool = False,
+             pinned_upload: bool = True) -> EmotionClassifier:
         """A PyTorch checkpoint only; ``load_classifier`` also takes ``.onnx`` exports."""
         path = resolve_weights(spec)
         dev = pick_device(device, "classifier.device")
         model, meta = load_checkpoint(path)
         model.to(dev).to(memory_format=torch.channels_last).eval()
         return cls(model, meta["model"], float(meta["mean"]), float(meta["std"]), dev, path, tta,
-                   checkpoint_temperature(meta, path))
+                   checkpoint_temperature(meta, path), pinned_upload)
 
     def predict_faces(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities ``[N, 7]`` for uint8 grayscale faces ``[N, 48, 48]``."""
         if len(faces) == 0:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device)
+        return self.probs_of(self.upload(faces), batch_size)
+
+    def upload(self, faces: np.ndarray) -> torch.Tensor:
+        """The faces on the model's device, through the staging buffer (an ensemble sends them once for all)."""
+        return self.staging.upload_concat([faces])
+
+    def probs_of(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """Probabilities ``[N, 7]`` of uint8 faces ``[N, 48, 48]`` already on the model's device."""
         logits = predict_logits(self.model, x, self.mean, self.std, batch_size, self.tta)
         return torch.softmax(logits / self.temperature, dim=1).cpu().numpy()
 

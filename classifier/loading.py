@@ -28,20 +28,22 @@ class LoadedClassifier(EmotionModel, Protocol):
 
 
 def load_classifier(spec: str | Path, device: str = "auto", tta: bool = False, threads: int = 0,
-                    crop_margin: float | None = None) -> LoadedClassifier:
+                    crop_margin: float | None = None, pinned_upload: bool = True) -> LoadedClassifier:
     """The one place a classifier is loaded: a ``.onnx`` export runs in ONNX Runtime, an ensemble manifest
     (``.json``/``.toml``) loads each member this way, anything else runs in PyTorch.
 
     ``threads`` applies to ONNX Runtime (0: its default). ``crop_margin``, the configured one, is compared with
     the margin an ONNX file was exported with, and a difference is logged: the configured margin is used.
+    ``pinned_upload`` (``classifier.pinned_upload``): a PyTorch model's crops go through a reused host buffer,
+    pinned on CUDA (``deepfer_core.device.HostStaging``).
     """
     from classifier.ensemble import is_manifest
 
     path = resolve_weights(spec)
     if is_manifest(path):
-        return load_ensemble(path, device, tta, threads, crop_margin)
+        return load_ensemble(path, device, tta, threads, crop_margin, pinned_upload)
     if path.suffix.lower() != ".onnx":
-        return EmotionClassifier.load(path, device, tta)
+        return EmotionClassifier.load(path, device, tta, pinned_upload)
     from classifier.onnx_runtime import OnnxClassifier
 
     clf = OnnxClassifier.load(path, device, tta, threads)
@@ -52,7 +54,7 @@ def load_classifier(spec: str | Path, device: str = "auto", tta: bool = False, t
 
 
 def load_ensemble(path: Path, device: str = "auto", tta: bool = False, threads: int = 0,
-                  crop_margin: float | None = None) -> LoadedClassifier:
+                  crop_margin: float | None = None, pinned_upload: bool = True) -> LoadedClassifier:
     """The ensemble a manifest describes, each member loaded by ``load_classifier`` (members are never manifests)."""
     from classifier.ensemble import EnsembleClassifier, read_manifest
 
@@ -60,7 +62,7 @@ def load_ensemble(path: Path, device: str = "auto", tta: bool = False, threads: 
     members = []
     for m in manifest.members:
         try:
-            members.append(load_classifier(m.path, device, tta, threads, crop_margin))
+            members.append(load_classifier(m.path, device, tta, threads, crop_margin, pinned_upload))
         except WeightsError as exc:
             raise WeightsError(f"ensemble manifest {path}: {exc}") from None
     devices = {str(c.device) for c in members}
@@ -99,4 +101,4 @@ def build_classifier(settings: ClassifierSettings, device: str | None = None) ->
     ``auto``) on ``classifier.device`` (or ``device``); ``WeightsError`` when unusable."""
     device = device or settings.device
     return load_classifier(configured_weights(settings, device), device, settings.tta, settings.onnx_threads,
-                           settings.crop_margin)
+                           settings.crop_margin, settings.pinned_upload)

@@ -107,6 +107,36 @@ def _accuracy(truth: CrowdTruth, reported: dict[str, dict[int, list[Found]]], ca
     }
 
 
+BATCH_KEYS = ("calls", "mean_batch", "batch_p50", "batch_p95", "batch_max", "max_items", "fill", "closed_full",
+              "closed_deadline", "wait_ms_mean", "wait_ms_p95", "fill_ms_mean", "fill_ms_p95")
+
+
+def batching_summary(timing: dict[str, dict[str, Any]], settings: Settings) -> dict[str, Any]:
+    """Whether the cross-camera batches fill: per batcher the batch sizes (mean, p50, p95, max, and ``fill``, the
+    mean over the capacity), how many started full or at their deadline, and the waits (``wait_ms``: submitted to
+    the call starting in the worker, queue included; ``fill_ms``: the first item's wait for the batch to close)."""
+    out: dict[str, Any] = {name: {k: stats.get(k) for k in BATCH_KEYS} for name, stats in timing.items()}
+    out["deadline_ms"] = {"detect": settings.pipeline.detect_max_wait_ms, "classify": settings.classifier.max_wait_ms}
+    return out
+
+
+def feeding_in_effect(settings: Settings, models: Models) -> dict[str, Any]:
+    """How frames and crops reach the device: decode threads, the staging buffers (pinned, non-blocking), and
+    whether torchcodec (NVDEC) could be imported (it is not used by the pipeline yet)."""
+    import importlib.util
+
+    def staging(model: object) -> dict[str, Any] | None:
+        found = getattr(model, "staging", None)
+        members = getattr(model, "members", None)
+        if found is None and members:
+            found = getattr(members[0], "staging", None)
+        return found.describe() if found is not None else None
+
+    return {"decode_threads": settings.sources.decode_threads, "detector": staging(models.detector),
+            "classifier": staging(models.classifier),
+            "torchcodec_importable": importlib.util.find_spec("torchcodec") is not None}
+
+
 def detector_in_effect(settings: Settings) -> dict[str, Any]:
     """The detector and gating settings a run used (the keys that decide what is found at 1080p)."""
     d, g = settings.detector, settings.gating
@@ -232,6 +262,8 @@ async def run_streams(settings: Settings, models: Models, path: str, streams: in
             "classify_s": round(classify_s, 2),
             "batches": timing,
         },
+        "batching": batching_summary(timing, settings),
+        "feeding": feeding_in_effect(settings, models),
         "utilisation": {
             "process_cores_busy": round(process_cpu_s / wall, 2) if wall > 0 else None,
             "process_cpu_s": round(process_cpu_s, 2),

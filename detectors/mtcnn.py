@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from deepfer_core.device import pick_device
+from deepfer_core.device import HostStaging, pick_device
 from deepfer_core.settings import DetectorSettings
 from deepfer_core.types import FaceBox
 from detectors.scaling import check_frame, dedupe, downscale, to_original
@@ -35,6 +35,7 @@ class MtcnnDetector:
         self.device = pick_device(settings.device, "detector.device")
         if settings.threads and self.device.type == "cpu":
             torch.set_num_threads(settings.threads)
+        self.staging = HostStaging(self.device, settings.pinned_upload)  # each batch stacked once, sent once
         self.mtcnn = MTCNN(keep_all=True, min_face_size=settings.min_face_size, thresholds=list(settings.thresholds),
                            factor=settings.mtcnn_scale_factor, device=self.device).eval()
         if self.device.type == "cpu":  # measured ~1.5x faster on CPU: oneDNN's NHWC convolutions and pooling
@@ -74,7 +75,7 @@ class MtcnnDetector:
             return [self._detect_group([s], min_face)[0] for s in smalls]
 
     def _call(self, smalls: list[np.ndarray]) -> list[np.ndarray]:
-        batch = torch.from_numpy(np.stack(smalls)).to(self.device)
+        batch = self.staging.upload(smalls)
         boxes, probs = self.mtcnn.detect(batch)
         out = []
         for b, p in zip(boxes, probs):

@@ -139,7 +139,7 @@ class BatchedMtcnnDetector(MtcnnDetector):
     def _call(self, smalls: list[np.ndarray]) -> list[np.ndarray]:
         m = self.mtcnn
         t0, t1, t2 = m.thresholds
-        frames = torch.from_numpy(np.stack(smalls)).to(self.device).permute(0, 3, 1, 2)  # uploaded once, as uint8
+        frames = self.staging.upload(smalls).permute(0, 3, 1, 2)  # stacked once (pinned on CUDA), sent as uint8
         imgs = frames.float()
         n, _, h, w = imgs.shape
         empty = [np.zeros((0, 5), np.float32) for _ in smalls]

@@ -40,7 +40,8 @@ class FileSource(VideoSource):
             start = time.time()
             mono = time.monotonic()
             first: float | None = None
-            for image, pts in video_pictures(container, self._count_cpu, s.max_frame_pixels, s.working_pixels):
+            for image, pts in video_pictures(container, self._count_cpu, s.max_frame_pixels, s.working_pixels,
+                                             s.decode_threads):
                 if pts is None and self.fps:
                     pts = self._seq / self.fps
                 if first is None:  # the size analysed: upright (display matrix), after sources.working_pixels

@@ -136,7 +136,8 @@ class RtspSource(LiveSource):
                 raise SourceError("no video stream")
             info = stream_info(container)
             self.fps, self.size = info.fps, info.size
-            self._pump(video_pictures(container, self._count_cpu, s.max_frame_pixels, s.working_pixels))
+            self._pump(video_pictures(container, self._count_cpu, s.max_frame_pixels, s.working_pixels,
+                                      s.decode_threads, frame_threads=False))
 
 
 class WebcamSource(LiveSource):

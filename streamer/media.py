@@ -103,7 +103,8 @@ def probe_video(path: str | Path, max_pixels: int | None = None) -> VideoInfo:
 
 
 def video_pictures(container, on_cpu: Callable[[float], None] | None = None, max_pixels: int | None = None,
-                   working_pixels: int | None = None) -> Iterator[tuple[Pixels, float | None]]:
+                   working_pixels: int | None = None, decode_threads: int = 0,
+                   frame_threads: bool = True) -> Iterator[tuple[Pixels, float | None]]:
     """The frames of an open PyAV container's first video stream as ``Pixels`` (RGB made on first use), with their
     stream time in seconds. ``on_cpu`` receives the CPU seconds of decoding (this thread) and of each conversion to
     RGB (the thread that asks for it).
@@ -111,10 +112,16 @@ def video_pictures(container, on_cpu: Callable[[float], None] | None = None, max
     ``max_pixels``: the decoder refuses a larger frame before allocating it, whatever the stream announced
     (``FrameTooLarge``); ``working_pixels``: larger frames are scaled down to about that many pixels, once, here, so
     every later copy (queue, analysis, preview) has the working size.
+
+    ``decode_threads`` (``sources.decode_threads``): FFmpeg threads of this stream's decoder, ``thread_type`` AUTO
+    (frame and slice threads), or slice threads only without ``frame_threads`` (a live camera: frame threads hold
+    back a frame per thread); 0 leaves PyAV's default (slice threads, one per core).
     """
     import av
 
     stream = container.streams.video[0]
+    if decode_threads:
+        set_decode_threads(stream, decode_threads, frame_threads)
     if max_pixels:
         if reason := too_large(stream_info(container).size, max_pixels):
             raise FrameTooLarge(reason)
@@ -141,6 +148,12 @@ def video_pictures(container, on_cpu: Callable[[float], None] | None = None, max
             on_cpu(time.thread_time() - started)
         yield pixels, pts
         started = time.thread_time()
+
+
+def set_decode_threads(stream, threads: int, frame_threads: bool = True) -> None:
+    """A PyAV video stream decoded by ``threads`` FFmpeg threads (before its first packet is decoded)."""
+    stream.thread_type = "AUTO" if frame_threads else "SLICE"
+    stream.thread_count = threads
 
 
 def working_size(width: int, height: int, working_pixels: int) -> tuple[int, int]:

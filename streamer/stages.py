@@ -28,14 +28,14 @@ class Stages:
         self.settings, self.detector, self.classifier = settings, detector, classifier
         ps, cs, ds = settings.pipeline, settings.classifier, settings.detector
         self._executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="deepfer-infer")
-        detect_wait_s = ps.detect_max_wait_ms / 1000
+        detect_wait_s, samples = ps.detect_max_wait_ms / 1000, ps.latency_samples
         self._full: Batcher[DetectJob, list[FaceBox]] = Batcher("detect_full", self._detect_batch, ds.batch_size,
-                                                                 detect_wait_s, self._executor)
+                                                                 detect_wait_s, self._executor, samples=samples)
         self._parts: Batcher[DetectJob, list[FaceBox]] = Batcher("detect_parts", self._detect_batch, ds.batch_size,
-                                                                  detect_wait_s, self._executor)
+                                                                  detect_wait_s, self._executor, samples=samples)
         self._classify: Batcher[tuple[Pixels, list[FaceBox]], np.ndarray] = Batcher(
             "classify", self._classify_batch, cs.batch_size, cs.max_wait_ms / 1000, self._executor,
-            size_of=lambda item: len(item[1]))
+            size_of=lambda item: len(item[1]), samples=samples)
 
     def start(self) -> None:
         for batcher in (self._full, self._parts, self._classify):
@@ -64,11 +64,10 @@ class Stages:
         return await self._classify.submit((pixels, boxes), wait_s)
 
     def timing(self) -> dict[str, dict[str, Any]]:
-        """Busy time and batch sizes (worker-thread seconds); ``detect`` is the detector's whole work,
+        """Busy time (worker-thread seconds), batch sizes and waits; ``detect`` is the detector's whole work,
         ``detect_full`` and ``detect_parts`` (regions, refinements) its two kinds of batch."""
         out = {b.name: b.stats.to_dict() for b in (self._full, self._parts, self._classify)}
-        a, b = self._full.stats, self._parts.stats
-        out["detect"] = BatchStats(a.calls + b.calls, a.items + b.items, a.busy_s + b.busy_s).to_dict()
+        out["detect"] = BatchStats.merged(self._full.stats, self._parts.stats).to_dict()
         return out
 
     def _detect_batch(self, jobs: list[DetectJob]) -> list[list[FaceBox]]:

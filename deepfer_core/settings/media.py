@@ -59,6 +59,10 @@ class DetectorSettings(Section):
                                "inputs (GPU tensor cores). float16 kept stock's faces on CPU (mean IoU >= 0.94, "
                                "recall and precision 100% on the shared media and the crowd clip); bfloat16 did not "
                                "(crowd: mean IoU 0.92, precision 95%).")
+    pinned_upload: bool = Field(True, description="MTCNN: each batch's frames stacked once into a reused host buffer "
+                                                   "and sent to the device from it; on CUDA the buffer is pinned "
+                                                   "and the copy non-blocking (off: a new array per batch, the "
+                                                   "plain copy).")
     region_native: bool = Field(True, description="MTCNN on motion regions (gating) at the frame's own resolution, "
                                                    "down to region_min_face_size, not at max_side's scale: finds the "
                                                    "small faces of a 1080p crowd where they move.")
@@ -152,6 +156,11 @@ class SourceSettings(Section):
         8_294_400, ge=4096, description="Decoded frames with more pixels than this are scaled down to it once, at "
                                         "decode, so that every copy the pipeline keeps (queue, analysis, preview) is "
                                         "at most this size (8.3 M: 3840x2160).")
+    decode_threads: int = Field(0, ge=0, description="FFmpeg decoding threads per camera or file (each has its own "
+                                                     "decode thread besides): files get frame and slice threads "
+                                                     "(thread_type AUTO), live cameras slice threads only (frame "
+                                                     "threads would hold back a frame each); 0: PyAV's default "
+                                                     "(slice threads, one per core).")
     allowed_networks: list[str] = Field(
         default_factory=list, description="Camera addresses (after DNS, when added and at every reconnect) must be in "
                                           "one of these CIDRs; empty: any address not denied.")

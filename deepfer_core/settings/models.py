@@ -26,6 +26,10 @@ class ClassifierSettings(Section):
     max_wait_ms: float = Field(10.0, ge=0, description="Longest a face waits for its batch to fill.")
     crop_margin: float = Field(0.2, ge=0, le=1, description="Box growth on each side before cropping, as in training.")
     tta: bool = Field(False, description="Average with the mirrored face (twice the compute).")
+    pinned_upload: bool = Field(True, description="A PyTorch model's face crops of a batch copied once into a "
+                                                  "reused host buffer and sent from it (an ensemble sends them once "
+                                                  "for all its members); on CUDA the buffer is pinned and the copy "
+                                                  "non-blocking (off: the plain copy).")
     onnx_threads: int = Field(0, ge=0, description="ONNX Runtime threads for a .onnx classifier (0: its default, one "
                                                    "per core).")
 

@@ -80,3 +80,30 @@ def test_score_reported_scores_only_the_reported_frames() -> None:
     scored = score_reported(truth, {0: [Found(10, 10, 50, 50, 1)], 2: [Found(70, 70, 95, 95, 1)]})
     assert scored["frames_scored"] == 2 and scored["faces"] == 2 and scored["found"] == 1 and scored["false"] == 1
     assert scored["recall"] == 0.5 and scored["precision"] == 0.5
+
+
+@pytest.mark.skipif(not (MEDIA / "woman2.mp4").is_file(), reason="needs ../shared/media/woman2.mp4")
+def test_pipeline_json_says_whether_cross_camera_batches_fill(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The figures a GPU run needs to see whether batches fill across cameras within their deadline, and how frames
+    were fed (decode threads, staging buffers)."""
+    out = tmp_path / "pipeline.json"
+    res = CliRunner().invoke(app, ["bench", "pipeline", "--source", str(MEDIA / "woman2.mp4"), "--cameras", "2",
+                                   "--seconds", "2", "--weights", str(tiny_checkpoint), "--device", "cpu",
+                                   "--out", str(out)], env={"DEEPFER_SOURCES__DECODE_THREADS": "2"})
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["streams"] == 2 and data["total"]["frames_processed"] > 0
+    batching = data["batching"]
+    assert batching["deadline_ms"] == {"detect": 5.0, "classify": 10.0}
+    for name in ("detect_full", "detect", "classify"):
+        b = batching[name]
+        assert set(b) >= {"mean_batch", "batch_p50", "batch_p95", "batch_max", "fill", "closed_full",
+                          "closed_deadline", "wait_ms_mean", "wait_ms_p95", "fill_ms_mean"}, name
+    full = batching["detect_full"]
+    assert full["calls"] > 0 and 1 <= full["mean_batch"] <= full["batch_max"] <= full["max_items"] == 8
+    assert full["closed_full"] + full["closed_deadline"] == full["calls"] and full["wait_ms_mean"] >= 0
+    assert 0 < full["fill"] <= 1
+    feeding = data["feeding"]
+    assert feeding["decode_threads"] == 2 and feeding["torchcodec_importable"] in (True, False)
+    assert feeding["detector"] == {"device": "cpu", "reused_buffer": True, "pinned": False, "non_blocking": False}
+    assert feeding["classifier"]["reused_buffer"] is True and feeding["classifier"]["pinned"] is False

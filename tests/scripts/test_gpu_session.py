@@ -68,9 +68,19 @@ def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp
     assert "--time-budget-s" in distill_log
     run = json.loads((tmp_path / "out" / trained[0] / "run" / "result.json").read_text())
     assert run["epochs_run"] == 1 and run["stop_reason"] == "epochs"
+    assert status["ensemble"] == "done", status  # the trained model(s) with the shipped ones, plain and TTA
+    manifest = json.loads((tmp_path / "out" / "ensemble" / "gpu_ensemble.ensemble.json").read_text())
+    members = [m["path"] for m in manifest["members"]]
+    assert members[0] == f"../{trained[0]}/run/best.pt" and "deepfer_resnet" in members, members
+    for variant in ("plain", "tta"):
+        report = json.loads((tmp_path / "out" / "ensemble" / f"{variant}.json").read_text())
+        assert 0 <= report["accuracy"] <= 1 and report["tta"] == (variant == "tta")
+        assert f"ensemble of {len(members)}" in report["model"], report["model"]
     assert status["bench_classifier"] == "done", status
+    assert "gpu_ensemble.ensemble.json" in (tmp_path / "out" / "bench_classifier" / "log.txt").read_text()
     bench = json.loads((tmp_path / "out" / "pipeline_batched_1" / "bench.json").read_text())
     assert bench["streams"] == 1 and bench["total"]["frames_processed"] > 0
+    assert bench["batching"]["detect_full"]["calls"] > 0 and bench["feeding"]["decode_threads"] == 2
     assert summary["machine"]["deepfer.cli"] == "ok" and summary["measured_costs_s"] and not summary["problems"]
     assert list((tmp_path / "scratch" / "deepfer" / "cache").glob("*.npz"))  # caches stay in the scratch folder
 
@@ -80,6 +90,7 @@ def test_dry_run_runs_every_stage_resumes_and_packs_within_the_device_limits(tmp
     assert len(files) <= 8 and max(sizes) <= 16 * 2**20 and sum(sizes) <= 64 * 2**20, list(zip(files, sizes))
     packed = unpack(tmp_path / "pack")
     assert "out/summary.json" in packed and "out/pipeline_batched_1/done.json" in packed
+    assert "out/ensemble/gpu_ensemble.ensemble.json" in packed and "out/ensemble/tta.json" in packed
     assert f"out/{trained[0]}/run/best.pt" in packed and not any(n.endswith("last.pt") for n in packed)
 
     # a second call skips every finished stage (and reruns nothing)
@@ -133,6 +144,59 @@ def new_session(tmp: Path, *args: str):
          "--pack-dir", str(tmp / "pack"), *args]))
     s.out.mkdir(parents=True, exist_ok=True)
     return s
+
+
+@pytest.mark.parametrize("part", ["bench", "models"])
+def test_every_stage_of_each_call_fits_its_budget_on_the_estimates(tmp_path, part):
+    """On the CUDA estimates, each call (docs/gpu.md: --part bench --budget-s 290, --part models --budget-s 380)
+    runs all of its stages, the ensemble included, after its set-up and before the last pack's reserve."""
+    gpu_plan, gpu_session = kit()
+    budget = gpu_plan.CALL_BUDGETS[part]
+    s = gpu_session.Session(gpu_session.parse_args(["--device", "cuda", "--part", part, "--budget-s", str(budget),
+                                                    "--out", str(tmp_path / "out"), "--scratch", str(tmp_path)]))
+    s._models = ["deepfer_resnet18"]  # --max-models 1, the default
+    s.data = tmp_path / "fer"
+    s.helps = {c: "--time-budget-s --teacher --report" for c in ("train", "evaluate")}
+    need = "media" if part == "bench" else "data"
+    stages = [st for st in gpu_plan.plan(s) if need in st.needs]
+    left = budget - gpu_plan.SETUP_COSTS[part] - gpu_session.PACK_RESERVE_S
+    for st in stages:
+        est = s.costs[st.kind]
+        reserve = s.costs[st.then] if st.then else 0.0
+        assert est + reserve <= left, (st.name, est, reserve, left)
+        left -= est
+    names = [st.name for st in stages]
+    if part == "models":
+        assert names == ["train_deepfer_resnet18", "evaluate_deepfer_resnet18", "distill", "ensemble",
+                         "bench_classifier"]
+        assert "--time-budget-s" in (argv := gpu_plan.train_argv(s, "deepfer_resnet18"))
+        assert argv[argv.index("--time-budget-s") + 1] == str(int(s.costs["train"] - gpu_plan.TRAIN_SLACK_S))
+    else:
+        assert "pipeline_batched_32" in names and "detector" in names
+
+
+def test_the_ensemble_stage_writes_a_manifest_of_the_trained_and_shipped_models(tmp_path):
+    gpu_plan, _ = kit()
+    s = new_session(tmp_path)
+    s._models = ["deepfer_resnet18"]
+    s.data = tmp_path / "fer"
+    s.helps = {"evaluate": "--report"}
+    assert gpu_plan.ensemble_argvs(s) == "no trained model for the ensemble"
+    (s.out / "train_deepfer_resnet18" / "run").mkdir(parents=True)
+    (s.out / "train_deepfer_resnet18" / "run" / "best.pt").write_bytes(b"x")
+    (s.out / "train_deepfer_vgg" / "run").mkdir(parents=True)  # from an earlier session's models call
+    (s.out / "train_deepfer_vgg" / "run" / "best.pt").write_bytes(b"x")
+    argvs = gpu_plan.ensemble_argvs(s)
+    manifest = s.out / "ensemble" / "gpu_ensemble.ensemble.json"
+    body = json.loads(manifest.read_text())
+    paths = [m["path"] for m in body["members"]]
+    assert paths[:2] == ["../train_deepfer_resnet18/run/best.pt", "../train_deepfer_vgg/run/best.pt"]
+    assert "deepfer_resnet" in paths and body["kind"] == "ensemble" and body["combine"] == "mean_probs"
+    assert all((manifest.parent / p).exists() for p in paths[:2])  # relative to the manifest: unpacked anywhere
+    assert [a[a.index("--weights") + 1] for a in argvs] == [str(manifest)] * 2
+    assert "--tta" not in argvs[0] and "--tta" in argvs[1]
+    assert argvs[1][-1].endswith("ensemble/tta.json")
+    assert str(manifest) in gpu_plan.bench_classifier_argv(s)[0]
 
 
 def test_a_stage_past_the_budget_is_stopped_and_not_marked_done(tmp_path):

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from streamer.batching import Batcher
+from streamer.batching import Batcher, BatchStats
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -81,3 +81,22 @@ async def test_a_request_with_its_own_shorter_wait_starts_its_batch_at_once():
         await batcher.stop()
     assert urgent < 0.2 and patient >= 0.45
     assert together < 0.2 and calls[-1] == [3, 4]
+
+
+async def test_stats_say_whether_batches_filled_or_met_their_deadline():
+    """The figures `deepfer bench pipeline` reports per batcher: sizes (mean, p50, p95, max, fill), how many batches
+    started full or at the deadline, and how long items waited."""
+    with ThreadPoolExecutor(1) as pool:
+        batcher = Batcher("fill", lambda items: items, max_items=4, max_wait_s=0.1, executor=pool, samples=64)
+        batcher.start()
+        assert await asyncio.gather(*(batcher.submit(i) for i in range(8))) == list(range(8))  # two full batches
+        assert await batcher.submit(8) == 8  # alone: waits for the deadline
+        stats = batcher.stats.to_dict()
+        await batcher.stop()
+    assert (stats["calls"], stats["closed_full"], stats["closed_deadline"]) == (3, 2, 1), stats
+    assert stats["mean_batch"] == 3.0 and stats["batch_max"] == 4 and stats["batch_p50"] == 4.0
+    assert stats["max_items"] == 4 and stats["fill"] == 0.75
+    assert stats["fill_ms_p95"] >= 90 and max(batcher.stats.waits_s) >= 0.09  # the lone item waited its 100 ms
+    assert 0 <= stats["wait_ms_mean"] < stats["wait_ms_p95"] and len(batcher.stats.waits_s) == 9
+    merged = BatchStats.merged(batcher.stats, batcher.stats).to_dict()
+    assert merged["calls"] == 6 and merged["batch_max"] == 4 and merged["max_items"] is None
