@@ -29,6 +29,12 @@ SHIPPED_SUFFIXES = (".pt", ".ensemble.toml", ".ensemble.json")
 log = logging.getLogger(__name__)
 
 
+def shown_name(path: Path, architecture: str) -> str:
+    """Shipped weights go by their name (``deepfer_resnet_robust`` and ``deepfer_resnet`` share one architecture, so
+    the architecture alone would not say which runs); any other checkpoint (``runs/x/best.pt``) by its architecture."""
+    return path.stem if path.resolve().parent == WEIGHTS_DIR.resolve() else architecture
+
+
 class WeightsError(ValueError):
     """A checkpoint that cannot be used; the message names the file."""
 
@@ -106,7 +112,7 @@ class EmotionClassifier:
         dev = pick_device(device, "classifier.device")
         model, meta = load_checkpoint(path)
         model.to(dev).to(memory_format=torch.channels_last).eval()
-        return cls(model, meta["model"], float(meta["mean"]), float(meta["std"]), dev, path, tta,
+        return cls(model, shown_name(path, meta["model"]), float(meta["mean"]), float(meta["std"]), dev, path, tta,
                    checkpoint_temperature(meta, path), pinned_upload)
 
     def predict_faces(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FER = SHARED / "datasets" / "fer2013"
 MEDIA = SHARED / "media"
-SHIPPED_WEIGHTS = REPO / "classifier" / "weights" / "deepfer_resnet.pt"
+SHIPPED_WEIGHTS = REPO / "classifier" / "weights" / "deepfer_resnet_robust.pt"  # the default (classifier.weights)
+FORMER_WEIGHTS = REPO / "classifier" / "weights" / "deepfer_resnet.pt"  # the default before issue 32, kept beside it
 
 
 # A test that uses one of these (directly or through another fixture) needs more than the venv: ../shared, a real

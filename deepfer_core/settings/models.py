@@ -10,15 +10,16 @@ from deepfer_core.settings.base import Section
 
 
 class ClassifierSettings(Section):
-    weights: str = Field("deepfer_resnet", description="A name in classifier/weights/, a path to a .pt checkpoint, "
-                                                       "a .onnx export (run by ONNX Runtime), an ensemble manifest "
-                                                       "(.json/.toml), or auto (auto_cuda or auto_cpu, by device).")
+    weights: str = Field("deepfer_resnet_robust",
+                         description="A name in classifier/weights/, a path to a .pt checkpoint, a .onnx export (run "
+                                     "by ONNX Runtime), an ensemble manifest (.json/.toml), or auto (auto_cuda or "
+                                     "auto_cpu, by device).")
     auto_cuda: list[str] = Field(
-        ["gpu_ensemble", "deepfer_resnet_wide", "deepfer_resnet18", "deepfer_vgg", "deepfer_resnet"],
+        ["gpu_ensemble", "deepfer_resnet_wide", "deepfer_resnet18", "deepfer_vgg", "deepfer_resnet_robust"],
         description="weights = auto on a CUDA device: the first of these found (names in classifier/weights/ or "
                     "paths): an ensemble manifest, then the large models, then the default.")
     auto_cpu: list[str] = Field(
-        ["deepfer_resnet_distilled", "deepfer_resnet"],
+        ["deepfer_resnet_distilled", "deepfer_resnet_robust"],
         description="weights = auto on the CPU: the first of these found (the distilled small model, then the "
                     "default).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -39,11 +40,13 @@ class ConfidenceSettings(Section):
     out of the emotion mix and satisfaction). Defaults from the robustness curves in the model card (docs/model.md)."""
 
     enabled: bool = Field(True, description="false: every face gets an emotion, however small or unsure.")
-    min_face_px: float = Field(20.0, ge=0, description="Least face box side (its longer side, in frame pixels) whose "
-                                                       "emotion is shown.")
+    min_face_px: float = Field(16.0, ge=0, description="Least face box side (its longer side, in frame pixels) whose "
+                                                       "emotion is shown: 16 px makes a 22 px crop, where the default "
+                                                       "model reads 60% of faces right (docs/model.md).")
     min_probability: float = Field(0.0, ge=0, le=1, description="Least calibrated top probability (smoothed, for a "
                                                                 "tracked face) whose emotion is shown; 0: size "
-                                                                "alone decides (docs/model.md, 'Small faces').")
+                                                                "alone decides (smoothing flattens a changing "
+                                                                "face's probabilities; docs/model.md, 'Small faces').")
 
 
 class TrainSettings(Section):

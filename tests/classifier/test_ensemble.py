@@ -215,12 +215,13 @@ def test_onnx_export_is_one_graph_matching_pytorch(untrained: Path, faces: np.nd
 def test_auto_on_cpu_picks_the_small_default(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "classifier.loading")
     settings = ClassifierSettings(weights="auto", device="cpu")
-    assert resolve_auto(settings) == WEIGHTS_DIR / "deepfer_resnet.pt"  # no deepfer_resnet_distilled shipped yet
+    default = WEIGHTS_DIR / "deepfer_resnet_robust.pt"
+    assert resolve_auto(settings) == default  # no deepfer_resnet_distilled shipped yet
     lines = [r.getMessage() for r in caplog.records if "auto" in r.getMessage()]
-    assert lines == [f"classifier.weights = auto on cpu: {WEIGHTS_DIR / 'deepfer_resnet.pt'} (first found of "
-                     "classifier.auto_cpu: deepfer_resnet_distilled, deepfer_resnet)"]
+    assert lines == [f"classifier.weights = auto on cpu: {default} (first found of "
+                     "classifier.auto_cpu: deepfer_resnet_distilled, deepfer_resnet_robust)"]
     clf = build_classifier(settings)
-    assert isinstance(clf, EmotionClassifier) and clf.path == WEIGHTS_DIR / "deepfer_resnet.pt"
+    assert isinstance(clf, EmotionClassifier) and clf.path == default
 
 
 def test_auto_takes_the_first_candidate_found_for_the_device(untrained: Path, tmp_path: Path,

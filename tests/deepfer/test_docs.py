@@ -111,7 +111,7 @@ def test_readme_starts_with_the_quick_start_and_links_every_page():
     lines = readme.splitlines()
     assert len(lines) <= 250, f"README.md has {len(lines)} lines: move reference material to docs/"
     first_screen = "\n".join(lines[:60])
-    for step in ("make run", "deepfer predict", "happy 85%", "deepfer run --source", "--output annotated.mp4",
+    for step in ("make run", "deepfer predict", "justin.jpg: 1 face", "deepfer run --source", "--output annotated.mp4",
                  "deepfer serve"):
         assert step in first_screen, f"the quick start's first screen lacks {step!r}"
     for command in ("make run", "make test"):  # the two set-up commands; .ci/run runs the second
@@ -120,6 +120,27 @@ def test_readme_starts_with_the_quick_start_and_links_every_page():
     linked = {(REPO / t.partition("#")[0]).resolve() for t in links(REPO / "README.md") if t.startswith("docs/")}
     orphans = sorted(p.name for p in DOCS.glob("*.md") if p.resolve() not in linked)
     assert not orphans, f"docs pages README does not link: {orphans}"
+
+
+def test_the_quick_starts_predict_output_is_what_predict_prints_now(media: Path) -> None:
+    """README shows `deepfer predict justin.jpg`'s real output: its face row must match the default model's answer
+    (regenerate the block after changing the default weights)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from deepfer.cli import app
+
+    readme = (REPO / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("│    1 │"))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    res = CliRunner().invoke(app, ["predict", str(media / "justin.jpg"), "--json"])
+    assert res.exit_code == 0, res.output
+    (face,) = json.loads(res.stdout)[0]["faces"]
+    box = face["box"]
+    assert cells[1] == ",".join(str(round(box[k])) for k in ("x1", "y1", "x2", "y2"))
+    assert cells[2] == f"{face['emotion']} {face['confidence']:.0%}"
+    assert [float(c) for c in cells[3:]] == pytest.approx(list(face["probabilities"].values()), abs=0.0015)
 
 
 def python_blocks(page: Path) -> list[str]:
