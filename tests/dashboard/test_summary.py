@@ -18,7 +18,6 @@ from tests.dashboard_helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveSe
 from tests.redis_helpers import free_port, redis_settings, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
-NOW = time.time()
 RUN = "sumrun"
 
 
@@ -35,11 +34,16 @@ def person(track: int, times: list[float], labels: list[str], seq: int) -> list[
 
 # the last 10 minutes: visitor 1 neutral 6, happy 4 (satisfaction +0.40); visitor 2 too small: every point uncertain;
 # the 10 minutes before: visitor 3 neutral 9, happy 1 (+0.10)
-POINTS = [
-    *person(3, [NOW - 900 + i for i in range(10)], ["neutral"] * 9 + ["happy"], 0),
-    *person(1, [NOW - 300 + 29 * i for i in range(10)], ["neutral"] * 6 + ["happy"] * 4, 100),
-    *person(2, [NOW - 40 + 3 * i for i in range(3)], ["uncertain"] * 3, 200),
-]
+def points(now: float) -> list[EmotionPoint]:
+    """Relative to when the module's server starts, not to import time: a full suite imports it long before."""
+    return [
+        *person(3, [now - 900 + i for i in range(10)], ["neutral"] * 9 + ["happy"], 0),
+        *person(1, [now - 300 + 29 * i for i in range(10)], ["neutral"] * 6 + ["happy"] * 4, 100),
+        *person(2, [now - 40 + 3 * i for i in range(3)], ["uncertain"] * 3, 200),
+    ]
+
+
+POINTS_WRITTEN = len(points(0.0))
 DOOR = ("Door, last 10 minutes: camera down, no new readings; mostly neutral, 60% of readings; satisfaction +0.40, up "
         "from +0.10 in the 10 minutes before; 2 people now; 1 of 2 visitors too far away or unclear to read.")
 YARD = "No faces seen yet on yard (camera down, no new readings)."
@@ -51,10 +55,11 @@ OVERALL = ("All cameras, last 10 minutes: mostly neutral, 60% of readings; satis
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint, redis_url, tmp_path_factory):
     with unique_prefix(redis_url, "test-summary") as prefix:
+        live_since = time.time()
         async def write() -> None:
             ts = EmotionTimeSeries.from_url(redis_url, redis_settings(prefix))
             try:
-                await ts.write(POINTS)
+                await ts.write(points(live_since))
             finally:
                 await ts.aclose()
 
@@ -83,11 +88,12 @@ def test_the_metrics_answer_says_it_in_words(server):
         assert m["cameras"]["yard"]["summary"] == YARD
         assert m["overall"]["summary"] == OVERALL
         # the numbers are still there: the summary is one more field, nothing renamed
-        assert m["overall"]["totals"]["points"] == len(POINTS) and "buckets" in m["cameras"]["door"]
+        assert m["overall"]["totals"]["points"] == POINTS_WRITTEN and "buckets" in m["cameras"]["door"]
         one = api.get("/api/cameras/door/metrics").json()
-        assert one["summary"] == DOOR and one["totals"]["points"] == len(POINTS)
+        assert one["summary"] == DOOR and one["totals"]["points"] == POINTS_WRITTEN
         # a past range (an alert's moment) speaks of its own end, not of "now" nor of the cameras' state now
-        past = api.get("/api/metrics", params={"start": NOW - 7200, "end": NOW - 3000}).json()
+        now = time.time()
+        past = api.get("/api/metrics", params={"start": now - 7200, "end": now - 3000}).json()
         assert past["cameras"]["door"]["summary"] == "Door, the 10 minutes to the end of the range: nobody seen."
         assert past["overall"]["summary"] == "All cameras, the 10 minutes to the end of the range: nobody seen."
 

@@ -176,3 +176,14 @@ def test_bench_stock_compares_with_stock_mtcnn(clips, tmp_path) -> None:
     pipeline_fps = report["pipeline"]["frames"] / report["pipeline"]["seconds"]
     assert report["speedup"] == pytest.approx(pipeline_fps / stock_fps, rel=0.02)
     assert report["machine"]["cores"] >= 1
+
+
+def test_uncertain_share_counts_the_readings_below_each_threshold():
+    """The measurement behind confidence.min_probability's default (issue 32): shares strictly below each threshold."""
+    import numpy as np
+
+    from deepfer_bench.uncertain_share import shares
+
+    got = shares(np.array([0.2, 0.35, 0.4, 0.45, 0.9]), "smoothed")
+    assert got == {"smoothed<0.3": 0.2, "smoothed<0.4": 0.4, "smoothed<0.5": 0.8}
+    assert shares(np.array([]), "raw") == {"raw<0.3": 0.0, "raw<0.4": 0.0, "raw<0.5": 0.0}
