@@ -73,10 +73,11 @@ class DetectorSettings(Section):
                             "pyramid, or YuNet (detector.yunet_model, at yunet_proposal_max_side, scores from "
                             "yunet_proposal_threshold), each candidate then checked and moved by R-Net + O-Net on "
                             "the full-resolution frame.")
-    region_proposals: Literal["pnet", "yunet"] = Field(
+    region_proposals: Literal["pnet", "yunet", "yunet_else_pnet"] = Field(
         "pnet", description="With proposals = \"yunet\": the candidates in motion regions: P-Net (the whole MTCNN, "
                             "natively with region_native: finds the small faces YuNet misses where things move), "
-                            "or YuNet (at native resolution with region_native), then R-Net + O-Net.")
+                            "YuNet (at native resolution with region_native), or YuNet and then P-Net in the "
+                            "regions where YuNet's leave no face; checked by R-Net + O-Net.")
     yunet_proposal_threshold: float = Field(0.1, ge=0, le=1, description="YuNet candidates scored below this are "
                                                                           "not proposed to R-Net + O-Net (low: "
                                                                           "they filter).")

@@ -84,7 +84,7 @@ def test_landmarks_lie_on_the_face(proposals, media: Path) -> None:
     assert xs[0] < xs[1] and max(ys[0], ys[1]) < ys[2] < min(ys[3], ys[4])  # eyes, then nose, then mouth
 
 
-@pytest.mark.parametrize("region_proposals", ["pnet", "yunet"])
+@pytest.mark.parametrize("region_proposals", ["pnet", "yunet", "yunet_else_pnet"])
 def test_regions_and_known_faces(media: Path, region_proposals: str) -> None:
     detector = build_detector(settings(region_proposals=region_proposals))
     assert isinstance(detector, PartialDetector)  # motion gating gives it parts, as it gives MTCNN
@@ -108,3 +108,36 @@ def test_needs_its_model_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="region_proposals"):
         load_settings(None, {"detector": {"region_proposals": "tiles"}})
     assert DetectorSettings().proposals == "pnet"  # the default needs no YuNet file
+
+
+def test_p_net_looks_where_yunet_leaves_no_face(media: Path) -> None:
+    """``yunet_else_pnet``: a region where YuNet's candidates give no face (here YuNet proposes nothing at all, its
+    threshold at 1) is searched by P-Net; ``yunet`` alone finds nothing there."""
+    image = rgb(media / "justin.jpg")
+    region = FaceBox(60, 40, 320, 340)
+    blind = build_detector(settings(region_proposals="yunet", yunet_proposal_threshold=1.0))
+    assert blind.detect_regions([image], [[region]]) == [[]]
+    fallback = build_detector(settings(region_proposals="yunet_else_pnet", yunet_proposal_threshold=1.0))
+    (face,) = fallback.detect_regions([image], [[region]])[0]
+    (reference,) = build_detector(DetectorSettings(device="cpu")).detect([image])[0]
+    assert iou(face, reference) > 0.7
+
+
+def test_non_finite_yunet_rows_are_dropped(media: Path) -> None:
+    """OpenCV's YuNet has returned NaN rows on the crowd clip: they are neither proposed nor reported."""
+    detector = build_detector(settings())
+    assert isinstance(detector, YunetProposalDetector)
+    good = [10, 10, 50, 60, *([30.0] * 10), 0.9]
+
+    class Net:
+        def setInputSize(self, size: tuple[int, int]) -> None:
+            pass
+
+        def detect(self, image: np.ndarray) -> tuple[int, np.ndarray]:
+            return 1, np.array([good, [np.nan, 10, 50, 60, *([30.0] * 10), 0.9]], np.float32)
+
+    detector.yunet.net = Net()
+    image = rgb(media / "justin.jpg")
+    (row,) = detector.yunet.candidates(image, None, 1.0)
+    assert row.tolist() == pytest.approx([10, 10, 60, 70, 0.9])
+    assert len(detector.yunet.detect([image])[0]) == 1
