@@ -69,7 +69,9 @@ class YunetDetector:
                 self.net.setInputSize((w, h))
                 self._size = (w, h)
             _, rows = self.net.detect(bgr)
-        return np.zeros((0, 15), np.float32) if rows is None else rows
+        if rows is None:
+            return np.zeros((0, 15), np.float32)
+        return rows[np.isfinite(rows[:, :15]).all(axis=1)]  # OpenCV's network has given NaN rows on a crowd clip
 
     def _boxes(self, rows: np.ndarray, scale: float, x0: int, y0: int, shape: tuple[int, ...]) -> list[FaceBox]:
         boxes = []
