@@ -10,6 +10,10 @@ __all__ = ["build_detector"]
 
 def build_detector(settings: DetectorSettings) -> FaceDetector:
     """A ready detector; imports are lazy so a Haar-only user never loads facenet."""
+    if settings.kind == "mtcnn" and settings.proposals == "yunet":
+        from detectors.proposals import YunetProposalDetector
+
+        return YunetProposalDetector(settings)
     if settings.kind == "mtcnn":
         if settings.mtcnn_batched:
             from detectors.mtcnn_batched import BatchedMtcnnDetector

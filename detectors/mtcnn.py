@@ -146,39 +146,55 @@ class MtcnnDetector:
                     results[i] += self._boxes(rows, scale, frames[i].shape, floor)
         return [dedupe(found) for found in results]
 
-    @torch.inference_mode()
     def refine(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[FaceBox]]) -> list[list[FaceBox]]:
         """R-Net then O-Net on each given box (where a known face is expected), as MTCNN's second and third stages
         run on P-Net's candidates: a box comes back moved onto the face and scored, or not at all when no face is
         there any more. A few 24 and 48 pixel crops instead of an image pyramid."""
+        for frame in frames:
+            check_frame(frame)
+        owners = [i for i, bs in enumerate(boxes) for _ in bs]
+        candidates = torch.tensor([[*b.xyxy, b.score] for bs in boxes for b in bs], dtype=torch.float32)
+        rows = self.verify(frames, owners, candidates.reshape(-1, 5))
+        return [dedupe(self._boxes(r[:, :5], 1.0, f.shape, self._floor(f))) for f, r in zip(frames, rows)]
+
+    @torch.inference_mode()
+    def verify(self, frames: Sequence[np.ndarray], owners: Sequence[int], candidates: torch.Tensor
+               ) -> list[np.ndarray]:
+        """MTCNN's second and third stages on candidate boxes ``[K, 5]`` (x1, y1, x2, y2, score in original pixels;
+        ``owners[k]`` is the frame of box k), whatever proposed them: one R-Net and one O-Net call for all frames.
+        Per frame, rows of (x1, y1, x2, y2, p, 5 landmark x, 5 landmark y) in original pixels for the boxes O-Net
+        passed (``thresholds``), before ``min_confidence``, floors and NMS."""
         from facenet_pytorch.models.utils.detect_face import bbreg, rerec
 
-        results: list[list[FaceBox]] = [[] for _ in frames]
-        pairs = list(zip(frames, boxes))
-        for frame, _ in pairs:
-            check_frame(frame)
-        owners = [i for i, (_, bs) in enumerate(pairs) for _ in bs]
-        if not owners:
+        results = [np.zeros((0, 15), np.float32) for _ in frames]
+        owner_list = list(owners)
+        if not owner_list:
             return results
         m = self.mtcnn
-        candidates = torch.tensor([[*b.xyxy, b.score] for bs in boxes for b in bs], dtype=torch.float32)
-        candidates = rerec(candidates)
+        candidates = rerec(candidates.clone())
+        landmarks = torch.zeros((0, 10))
         for net, size, threshold in ((m.rnet, 24, m.thresholds[1]), (m.onet, 48, m.thresholds[2])):
-            crops, kept = self._crops(frames, owners, candidates, size)
+            crops, kept = self._crops(frames, owner_list, candidates, size)
             if not kept:
                 return results
-            candidates, owners = candidates[kept], [owners[k] for k in kept]
+            candidates, owner_list = candidates[kept], [owner_list[k] for k in kept]
             out = net(((torch.cat(crops) - 127.5) * 0.0078125).to(self.device))
             reg, probs = out[0].cpu(), out[-1].cpu()
             passed = probs[:, 1] > threshold
             candidates[:, 4] = probs[:, 1]
+            if net is m.onet:  # facenet's landmarks: fractions of the box O-Net saw, before its regression
+                seen = candidates[passed]
+                w = (seen[:, 2] - seen[:, 0] + 1)[:, None]
+                h = (seen[:, 3] - seen[:, 1] + 1)[:, None]
+                points = out[1].cpu()[passed]
+                landmarks = torch.cat([w * points[:, :5] + seen[:, :1] - 1, h * points[:, 5:] + seen[:, 1:2] - 1], 1)
             candidates = bbreg(candidates[passed], reg[passed])
-            owners = [o for o, p in zip(owners, passed.tolist()) if p]
+            owner_list = [o for o, p in zip(owner_list, passed.tolist()) if p]
             if net is m.rnet:
                 candidates = rerec(candidates)
-        for i, row in zip(owners, candidates.numpy()):
-            results[i] += self._boxes(row[None, :], 1.0, frames[i].shape, self._floor(frames[i]))
-        return [dedupe(found) for found in results]
+        rows = torch.cat([candidates[:, :5], landmarks], 1).numpy().astype(np.float32)
+        owned = np.asarray(owner_list)
+        return [rows[owned == i] for i in range(len(frames))]
 
     @staticmethod
     def _crops(frames: Sequence[np.ndarray], owners: list[int], boxes: torch.Tensor,

@@ -69,7 +69,9 @@ class YunetDetector:
                 self.net.setInputSize((w, h))
                 self._size = (w, h)
             _, rows = self.net.detect(bgr)
-        return np.zeros((0, 15), np.float32) if rows is None else rows
+        if rows is None:
+            return np.zeros((0, 15), np.float32)
+        return rows[np.isfinite(rows[:, :15]).all(axis=1)]  # OpenCV's network has given NaN rows on a crowd clip
 
     def _boxes(self, rows: np.ndarray, scale: float, x0: int, y0: int, shape: tuple[int, ...]) -> list[FaceBox]:
         boxes = []
@@ -84,6 +86,13 @@ class YunetDetector:
         """YuNet on one region of the frame (original pixels), at the frame's detection scale."""
         h, w = frame.shape[:2]
         scale = min(1.0, self.settings.max_side / max(h, w))
+        crop, x1, y1 = self._crop(frame, r, scale)
+        return self._boxes(self._run(crop), scale, x1, y1, frame.shape)
+
+    def _crop(self, frame: np.ndarray, r: FaceBox, scale: float) -> tuple[np.ndarray, int, int]:
+        """The region grown to whole ``REGION_STEP``s at ``scale`` (so input sizes repeat), resized by ``scale``,
+        and its top-left corner in original pixels."""
+        h, w = frame.shape[:2]
         cw = min(w, round(math.ceil(max(r.width, 1.0) * scale / REGION_STEP) * REGION_STEP / scale))
         ch = min(h, round(math.ceil(max(r.height, 1.0) * scale / REGION_STEP) * REGION_STEP / scale))
         x1 = int(min(max(round((r.x1 + r.x2 - cw) / 2), 0), w - cw))
@@ -92,7 +101,26 @@ class YunetDetector:
         if scale < 1.0:
             crop = cv2.resize(crop, (max(1, round(cw * scale)), max(1, round(ch * scale))),
                               interpolation=cv2.INTER_AREA)
-        return self._boxes(self._run(np.ascontiguousarray(crop)), scale, x1, y1, frame.shape)
+        return np.ascontiguousarray(crop), x1, y1
+
+    def candidates(self, frame: np.ndarray, region: FaceBox | None = None, scale: float | None = None
+                   ) -> np.ndarray:
+        """YuNet's rows (x1, y1, x2, y2, score) in original pixels, unfiltered by size, on the whole frame or one
+        region of it, at ``scale`` (default: the frame's ``max_side`` scale): candidates for another stage."""
+        h, w = frame.shape[:2]
+        if scale is None:
+            scale = min(1.0, self.settings.max_side / max(h, w))
+        if region is None:
+            region = FaceBox(0.0, 0.0, float(w), float(h))
+        image, x0, y0 = self._crop(frame, region, scale)
+        rows = self._run(image)
+        out = np.empty((len(rows), 5), np.float32)
+        out[:, 0] = rows[:, 0] / scale + x0
+        out[:, 1] = rows[:, 1] / scale + y0
+        out[:, 2] = (rows[:, 0] + rows[:, 2]) / scale + x0
+        out[:, 3] = (rows[:, 1] + rows[:, 3]) / scale + y0
+        out[:, 4] = rows[:, 14]
+        return out
 
     def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]
                        ) -> list[list[FaceBox]]:

@@ -31,6 +31,13 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "yunet-max1920-min20": {"detector": {"kind": "yunet", **FULL_RES}},
     "yunet-max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"],
                                         "detector": {"kind": "yunet", **FULL_RES, "detect_every": 1}},
+    # MTCNN's R-Net + O-Net on YuNet's proposals (full passes); motion regions by P-Net natively, or by YuNet too
+    "yunet-mtcnn": {"detector": {"proposals": "yunet"}},
+    "yunet-mtcnn-native": {"detector": {"proposals": "yunet", "yunet_proposal_max_side": 1920}},
+    "yunet-mtcnn-regions": {"detector": {"proposals": "yunet", "region_proposals": "yunet"}},
+    "yunet-mtcnn-else-pnet": {"detector": {"proposals": "yunet", "region_proposals": "yunet_else_pnet"}},
+    "yunet-mtcnn-regions-native": {"detector": {"proposals": "yunet", "region_proposals": "yunet",
+                                                "yunet_proposal_max_side": 1920}},
 }
 
 
@@ -67,7 +74,7 @@ def crowd(
     for name in names:
         sections = {k: dict(v) for k, v in VARIANTS[name].items()}
         detector = sections.setdefault("detector", {})
-        if detector.get("kind") == "yunet" and yunet_model:
+        if (detector.get("kind") == "yunet" or detector.get("proposals") == "yunet") and yunet_model:
             detector["yunet_model"] = yunet_model
         chosen.append((name, settings_from(ctx, **sections, sources=dict(file_rate="asap"))))
     say(f"making (or reusing) a {seconds:g} s {fps} fps 1920x1080 crowd clip in {cache}")

@@ -72,11 +72,31 @@ class DetectorSettings(Section):
                                              "face_detection_yunet_2023mar.onnx); empty: not configured.")
     yunet_score_threshold: float = Field(0.6, ge=0, le=1, description="YuNet faces scored below this are dropped "
                                                                       "(its scores run lower than MTCNN's).")
+    proposals: Literal["pnet", "yunet"] = Field(
+        "pnet", description="kind = \"mtcnn\": where a full detection's candidate faces come from: P-Net's image "
+                            "pyramid, or YuNet (detector.yunet_model, at yunet_proposal_max_side, scores from "
+                            "yunet_proposal_threshold), each candidate then checked and moved by R-Net + O-Net on "
+                            "the full-resolution frame.")
+    region_proposals: Literal["pnet", "yunet", "yunet_else_pnet"] = Field(
+        "pnet", description="With proposals = \"yunet\": the candidates in motion regions: P-Net (the whole MTCNN, "
+                            "natively with region_native: finds the small faces YuNet misses where things move), "
+                            "YuNet (at native resolution with region_native), or YuNet and then P-Net in the "
+                            "regions where YuNet's leave no face; checked by R-Net + O-Net.")
+    yunet_proposal_threshold: float = Field(0.1, ge=0, le=1, description="YuNet candidates scored below this are "
+                                                                          "not proposed to R-Net + O-Net (low: "
+                                                                          "they filter).")
+    yunet_proposal_max_side: int = Field(0, ge=0, description="With proposals = \"yunet\": frames are shrunk to "
+                                                              "this long side for YuNet's full-frame proposals (0: "
+                                                              "max_side; 1920: a 1080p frame natively, its small "
+                                                              "faces too, at several times the cost).")
 
     @model_validator(mode="after")
     def _yunet_needs_model(self) -> DetectorSettings:
         if self.kind == "yunet" and not self.yunet_model.strip():
             raise ValueError('detector.kind = "yunet" needs detector.yunet_model, the path of a YuNet ONNX file '
+                             "(download face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        if self.kind == "mtcnn" and self.proposals == "yunet" and not self.yunet_model.strip():
+            raise ValueError('detector.proposals = "yunet" needs detector.yunet_model, the path of a YuNet ONNX file '
                              "(download face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
         return self
 

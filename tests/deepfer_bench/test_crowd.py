@@ -208,11 +208,13 @@ def test_bench_crowd_cli(tmp_path: Path, media: Path, fer_root: Path) -> None:
     out = tmp_path / "crowd.json"
     res = CliRunner().invoke(app, ["bench", "crowd", "--out", str(out), "--media", str(media), "--fer",
                                    str(fer_root / "test"), "--cache", str(tmp_path / "cache"), "--seconds", "2",
-                                   "--fps", "10", "--stock-frames", "3", "--variants", "configured,yunet",
+                                   "--fps", "10", "--stock-frames", "3",
+                                   "--variants", "configured,yunet,yunet-mtcnn-else-pnet",
                                    "--yunet-model", str(need(YUNET))])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
-    assert [r["name"] for r in data["runs"]] == ["stock", "configured", "yunet"]
+    assert [r["name"] for r in data["runs"]] == ["stock", "configured", "yunet", "yunet-mtcnn-else-pnet"]
+    assert data["runs"][3]["detector"] == "mtcnn+yunet"  # --yunet-model reaches the proposal variants too
     assert data["clip"]["frames"] == 20 and data["machine"]["cores"] >= 1
     for r in data["runs"]:
         assert r["fps"] > 0 and set(r["truth"]["by_size"]) == {"<32", "32-64", "64-128", ">=128"}
