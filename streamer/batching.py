@@ -99,10 +99,16 @@ class _Request(Generic[T, R]):
 
 
 class Batcher(Generic[T, R]):
-    """``await submit(item)`` returns ``fn([... item ...])[i]``; ``fn`` runs in ``executor``, one call at a time."""
+    """``await submit(item)`` returns ``fn([... item ...])[i]``; ``fn`` runs in ``executor``, at most ``concurrency``
+    calls at a time (each from its own loop on the one queue: on a CPU one call at a time left a core idle while a
+    batch's Python and small tensor ops ran, docs/performance.md)."""
 
     def __init__(self, name: str, fn: Callable[[list[T]], Sequence[R]], max_items: int, max_wait_s: float,
-                 executor: Executor, size_of: Callable[[T], int] = lambda _: 1, samples: int = 2048):
+                 executor: Executor, size_of: Callable[[T], int] = lambda _: 1, samples: int = 2048,
+                 concurrency: int = 1):
+        if concurrency < 1:
+            raise ValueError(f"{name} batcher: concurrency must be at least 1, not {concurrency}")
+        self.concurrency = concurrency
         self.name = name
         self.fn = fn
         self.max_items = max_items
@@ -111,21 +117,23 @@ class Batcher(Generic[T, R]):
         self.size_of = size_of
         self.stats = BatchStats(max_items=max_items, samples=samples)
         self._queue: asyncio.Queue[_Request[T, R]] | None = None
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        if self._task is None:
+        if not self._tasks:
             self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._loop(), name=f"batcher-{self.name}")
+            self._tasks = [asyncio.create_task(self._loop(), name=f"batcher-{self.name}-{i}")
+                           for i in range(self.concurrency)]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
-            self._task = None
+        self._tasks = []
         while self._queue is not None and not self._queue.empty():
             req = self._queue.get_nowait()
             if not req.future.done():

@@ -28,14 +28,16 @@ class Stages:
         self.settings, self.detector, self.classifier = settings, detector, classifier
         ps, cs, ds = settings.pipeline, settings.classifier, settings.detector
         self._executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="deepfer-infer")
-        detect_wait_s, samples = ps.detect_max_wait_ms / 1000, ps.latency_samples
+        detect_wait_s, samples, n = ps.detect_max_wait_ms / 1000, ps.latency_samples, ps.batch_concurrency
         self._full: Batcher[DetectJob, list[FaceBox]] = Batcher("detect_full", self._detect_batch, ds.batch_size,
-                                                                 detect_wait_s, self._executor, samples=samples)
+                                                                 detect_wait_s, self._executor, samples=samples,
+                                                                 concurrency=n)
         self._parts: Batcher[DetectJob, list[FaceBox]] = Batcher("detect_parts", self._detect_batch, ds.batch_size,
-                                                                  detect_wait_s, self._executor, samples=samples)
+                                                                  detect_wait_s, self._executor, samples=samples,
+                                                                  concurrency=n)
         self._classify: Batcher[tuple[Pixels, list[FaceBox]], np.ndarray] = Batcher(
             "classify", self._classify_batch, cs.batch_size, cs.max_wait_ms / 1000, self._executor,
-            size_of=lambda item: len(item[1]), samples=samples)
+            size_of=lambda item: len(item[1]), samples=samples, concurrency=n)
 
     def start(self) -> None:
         for batcher in (self._full, self._parts, self._classify):

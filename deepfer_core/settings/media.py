@@ -225,6 +225,11 @@ class PipelineSettings(Section):
                                                             "1/N s of stream time analysed, the others dropped "
                                                             "(frames_capped); 0: no cap.")
     detect_max_wait_ms: float = Field(5.0, ge=0, description="Longest a frame waits for the detector batch to fill.")
+    batch_concurrency: int = Field(2, ge=1, le=8, description="Batched calls in flight per stage (full detections, "
+                                                              "detector parts, classification) on the stages' 3 "
+                                                              "worker threads: 2 used the second core (4 live 1080p "
+                                                              "crowd cameras 0.8 -> 1.6 fps each, docs/performance.md)"
+                                                              "; 1: one call at a time.")
     classify_carried: bool = Field(True, description="Classify the carried boxes' crops on frames without detection "
                                                      "(else reuse the last probabilities).")
     stats_window_s: float = Field(5.0, gt=0, description="Window of the recent-fps figure in stats.")

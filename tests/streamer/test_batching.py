@@ -100,3 +100,24 @@ async def test_stats_say_whether_batches_filled_or_met_their_deadline():
     assert 0 <= stats["wait_ms_mean"] < stats["wait_ms_p95"] and len(batcher.stats.waits_s) == 9
     merged = BatchStats.merged(batcher.stats, batcher.stats).to_dict()
     assert merged["calls"] == 6 and merged["batch_max"] == 4 and merged["max_items"] is None
+
+
+async def test_with_concurrency_two_batches_run_at_once_and_every_answer_reaches_its_caller():
+    """``pipeline.batch_concurrency``: a slow call no longer holds the next batch back (two worker threads busy at
+    once), results still go to the requests they belong to, and stop() ends every loop."""
+    both_running = threading.Barrier(2, timeout=5)
+
+    def slow_double(items: list[int]) -> list[int]:
+        both_running.wait()  # passes only while two calls run at the same time
+        return [2 * x for x in items]
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = Batcher("two", slow_double, max_items=2, max_wait_s=0.01, executor=pool, concurrency=2)
+        batcher.start()
+        assert len(batcher._tasks) == 2
+        outputs = await asyncio.gather(*(batcher.submit(x) for x in range(4)))
+        await batcher.stop()
+    assert outputs == [0, 2, 4, 6] and batcher.stats.calls == 2
+    assert batcher._tasks == []
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
+        Batcher("none", slow_double, 2, 0.01, ThreadPoolExecutor(1), concurrency=0)
