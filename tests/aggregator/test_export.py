@@ -38,10 +38,10 @@ from tests.dashboard_helpers import (
     wait_for_js,
 )
 from tests.redis_helpers import free_port, redis_settings, tracked_frame, unique_prefix
+from tests.tty_helpers import ANSI, run_on_a_terminal
 
 pytestmark = pytest.mark.timeout(300)
 CAMERA = "door"
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.fixture(scope="session")
@@ -122,35 +122,13 @@ def test_export_shows_a_progress_bar_only_when_asked_or_on_a_terminal(stored, tm
 
 def test_export_bar_on_a_real_terminal(stored, tmp_path):
     """``deepfer export`` with stderr a pseudo-terminal draws the bar unasked; ``--no-progress`` hides it."""
-    import pty
-    import threading
-
     def export(*flags: str) -> str:
         argv = [sys.executable, "-m", "deepfer", "export", "--camera", CAMERA, "--since", "2h", "--out",
                 str(tmp_path / "door.jsonl"), "--redis", stored["url"], *flags]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")} | env_of(stored) | {
             "COLUMNS": "150", "TERM": "xterm", "PYTHONPATH": str(REPO)}
         env.pop("NO_COLOR", None)
-        master, slave = pty.openpty()
-        chunks: list[bytes] = []
-
-        def read() -> None:
-            while True:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                chunks.append(data)
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120)
-        os.close(slave)
-        reader.join(10)
-        os.close(master)
-        err = ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+        proc, err = run_on_a_terminal(argv, env, timeout=120)
         assert proc.returncode == 0, err
         assert "rows/s" not in proc.stdout
         return err

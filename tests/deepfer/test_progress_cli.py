@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +17,9 @@ from typer.testing import CliRunner
 from deepfer.cli import app
 from deepfer_core.types import EMOTIONS
 from tests.conftest import REPO, SHIPPED_WEIGHTS
+from tests.tty_helpers import ANSI, run_on_a_terminal
 
 pytestmark = pytest.mark.timeout(300)
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BAR = re.compile(r"(noise|faces) +[━╸╺ ]*━")  # a bar's description and track (not the final table's rules)
 
 
@@ -52,27 +50,7 @@ def deepfer_run(clip: Path, tmp_path: Path, *flags: str, tty: bool) -> tuple[str
         proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout, ANSI.sub("", proc.stderr)
-    master, slave = pty.openpty()
-    chunks: list[bytes] = []
-
-    def read() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    proc = subprocess.run(argv, cwd=tmp_path, env=env | {"TERM": "xterm"}, stdout=subprocess.PIPE, stderr=slave,
-                          text=True, timeout=240)
-    os.close(slave)
-    reader.join(10)
-    os.close(master)
-    err = ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+    proc, err = run_on_a_terminal(argv, env | {"TERM": "xterm"}, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, err
     return proc.stdout, err
 
