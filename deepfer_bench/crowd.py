@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,17 +62,30 @@ def run_pipeline(settings: Settings, clip: CrowdClip) -> tuple[list[list[Found]]
     return found.in_order(len(clip.truth.frames)), timing
 
 
-def run_stock(clip: CrowdClip, frames: int, min_prob: float = 0.9) -> tuple[list[list[Found]], dict]:
-    """Stock ``facenet_pytorch.MTCNN()`` (its defaults: min face 20, full resolution), frame by frame; only the
-    detection is timed (decoding is not)."""
+def stock_frame_indices(total: int, count: int, spread: bool = True) -> list[int]:
+    """The frames stock MTCNN runs on: ``count`` spread evenly over the clip (its first second is a start, where
+    every face is new at once, not the clip's typical frame), or the first ``count``."""
+    count = min(count, total)
+    if not spread or count >= total:
+        return list(range(count))
+    return sorted({round(i * (total - 1) / max(count - 1, 1)) for i in range(count)})
+
+
+def run_stock(clip: CrowdClip, frames: int | Sequence[int], min_prob: float = 0.9) -> tuple[list[list[Found]], dict]:
+    """Stock ``facenet_pytorch.MTCNN()`` (its defaults: min face 20, full resolution) on the first ``frames`` frames
+    or on the frames numbered in ``frames``, frame by frame; only the detection is timed (decoding is not)."""
     import torch
     from facenet_pytorch import MTCNN
 
     mtcnn = MTCNN(device=torch.device("cpu"))
+    wanted = range(frames) if isinstance(frames, int) else frames
+    chosen, last = set(wanted), max(wanted, default=-1)
     out: list[list[Found]] = []
     seconds = 0.0
-    for i, (image, _) in enumerate(read_frames(clip.video, frames)):
-        if i == 0:
+    for n, (image, _) in enumerate(read_frames(clip.video, last + 1)):
+        if n not in chosen:
+            continue
+        if not out:
             mtcnn.detect(image)  # first-call overhead out of the timing
         started = time.perf_counter()
         boxes, probs = mtcnn.detect(image)
@@ -94,29 +108,36 @@ def _brief(scored: dict) -> dict:
 
 
 def bench_crowd(variants: Sequence[tuple[str, Settings]], clip: CrowdClip, stock_frames: int | None = None,
-                min_iou: float = 0.5, say: Callable[[str], None] = print) -> dict:
-    """Stock MTCNN on the first ``stock_frames`` frames (all when None), then each named setting on the whole clip;
-    each run scored against the truth; share of stock's faces on the frames stock saw."""
+                min_iou: float = 0.5, say: Callable[[str], None] = print, stock_spread: bool = True) -> dict:
+    """Stock MTCNN on ``stock_frames`` frames (all when None; spread over the clip, or its first ones), then each
+    named setting on the whole clip; each run scored against the truth; share of stock's faces on the frames stock
+    saw."""
     total = len(clip.truth.frames)
-    count = total if stock_frames is None else min(stock_frames, total)
-    say(f"stock facenet-pytorch MTCNN on {count} frames of {clip.video.name} ({clip.truth.width}x{clip.truth.height})")
-    stock, stock_timing = run_stock(clip, count)
+    picked = stock_frame_indices(total, total if stock_frames is None else stock_frames, stock_spread)
+    count = len(picked)
+    on_stock = replace(clip.truth, frames=[clip.truth.frames[i] for i in picked])  # the truth of those frames
+    where = "spread over" if picked != list(range(count)) else "at the start of"
+    say(f"stock facenet-pytorch MTCNN on {count} frames {where} {clip.video.name} "
+        f"({clip.truth.width}x{clip.truth.height})")
+    stock, stock_timing = run_stock(clip, picked)
     stock_faces = sum(len(f) for f in stock)
     rows = [{"name": "stock", **stock_timing, "faces": stock_faces, "share_of_stock": 1.0,
-             "truth": score(clip.truth, stock, min_iou), "truth_on_stock_frames": _brief(score(clip.truth, stock))}]
+             "truth": score(on_stock, stock, min_iou), "truth_on_stock_frames": _brief(score(on_stock, stock))}]
     for name, settings in variants:
         say(f"{name}: the pipeline on {total} frames")
         found, timing = run_pipeline(settings, clip)
-        matched = sum(matched_faces(_boxes(s), _boxes(o), min_iou) for s, o in zip(stock, found[:count]))
+        seen = [found[i] for i in picked]
+        matched = sum(matched_faces(_boxes(s), _boxes(o), min_iou) for s, o in zip(stock, seen))
         rows.append({"name": name, **timing, "faces": sum(len(f) for f in found),
-                     "faces_on_stock_frames": sum(len(f) for f in found[:count]),
+                     "faces_on_stock_frames": sum(len(f) for f in seen),
                      "share_of_stock": round(matched / stock_faces, 4) if stock_faces else None,
                      "speedup_vs_stock": round(timing["fps"] / stock_timing["fps"], 2) if stock_timing["fps"] else None,
                      "settings": {"detector": settings.detector.model_dump(mode="json"),
                                   "gating": settings.gating.model_dump(mode="json")},
                      "truth": score(clip.truth, found, min_iou),
-                     "truth_on_stock_frames": _brief(score(clip.truth, found[:count], min_iou))})
+                     "truth_on_stock_frames": _brief(score(on_stock, seen, min_iou))})
     return {"benchmark": "crowd", "clip": {"video": clip.video.name, "frames": total, "fps": clip.truth.fps,
                                            "width": clip.truth.width, "height": clip.truth.height,
                                            "seed": clip.truth.seed, "people": len(clip.truth.people)},
-            "stock_frames": count, "min_iou": min_iou, "runs": rows, "machine": machine_info()}
+            "stock_frames": count, "stock_frame_numbers": picked, "min_iou": min_iou, "runs": rows,
+            "machine": machine_info()}

@@ -5,7 +5,9 @@ A ``DetectionScheduler`` (one per camera) looks at each frame the detector would
 * nothing moved since the detector last ran (``MotionGate``): nothing, the boxes and emotions are carried;
 * motion only on or around known faces: refine those faces (R-Net + O-Net on their last boxes); a face refinement
   loses is looked for again by the whole MTCNN in a region three times its size around where it was;
-* motion elsewhere, in small regions: MTCNN on those regions only, and the known faces refined;
+* motion elsewhere, in small regions: MTCNN on those regions only, and the known faces refined; with
+  ``gating.discover_every_s``, at most that often: the frames between get their known faces refined, and the next
+  search covers everything that changed since the last one (a face that walked in and stopped is not missed);
 * motion over more than ``gating.full_above`` of the frame away from known faces: a full detection, at most every
   ``gating.full_min_interval_s`` (known faces are refined in between);
 * ``gating.full_every_s`` since the last full detection: a full detection, so a face that stands still or was missed
@@ -120,6 +122,9 @@ class DetectionScheduler:
         self._confirming = 0  # frames left on which known faces are refined even if nothing moved
         self._last_known: list[FaceBox] = []  # the faces known at the last plan that asked
         self._lost: list[tuple[FaceBox, float]] = []  # faces lost since, and when: looked for where they were
+        self._last_discovery: float | None = None  # when motion regions were last searched for new faces
+        self._discovery_reference: np.ndarray | None = None  # the grey copy that search (or a full detection) saw
+        self._deferred = False  # motion away from known faces waits for the next search
         # Cameras started together would run their periodic full detections together, in one long batch; a phase
         # drawn from the camera id (the same on every run) spreads them over the period.
         self._phase = random.Random(phase_seed).uniform(0, gating.full_every_s) if phase_seed is not None else 0.0
@@ -155,26 +160,31 @@ class DetectionScheduler:
         motion = self.gate.check(pixels)
         found, self._found = self._found, []
         memo: list[list[FaceBox]] = []
+        discover = self._discovery_due(t)  # new faces may be searched for on this frame
 
         def known_now() -> list[FaceBox]:  # asked at most once, and only when needed
             if not memo:
                 known = known_fn() if self.can_refine else []
                 # faces the full detection beside the stream found that nobody knew: refined from now on
                 known = known + [f for f in found if not any(_overlap(f, k) > LOST_IOU for k in known)]
-                memo.append(known + self._still_lost(known, t))
+                lost = self._still_lost(known, t)  # looked for again where they were, at the searches' pace
+                memo.append(known + (lost if discover else []))
             return memo[0]
 
         if self._full_due(pixels, t, motion):
-            return self._full(pixels, motion, known_now)
+            return self._full(pixels, t, motion, known_now)
         confirming, self._confirming = self._confirming > 0, max(0, self._confirming - 1)
-        if motion.still and not found and not ((confirming or self._lost) and self.can_refine):
+        catch_up = discover and self._deferred  # the motion deferred since the last search is searched now
+        look_again = (confirming or (self._lost and discover)) and self.can_refine
+        if motion.still and not found and not catch_up and not look_again:
             return Plan()
         known = known_now()
-        if motion.still and not known:  # confirming, but there is nothing to confirm
+        if motion.still and not known and not catch_up:  # confirming, but there is nothing to confirm
             return Plan()
         w, h = pixels.width, pixels.height
         zones = [grow(k, s.track_margin, 0.0, w, h) for k in known]
-        outside = [r for r in motion.regions if not any(inside(r, z) for z in zones)]
+        changed = self._since_discovery(motion, w, h) if catch_up else motion
+        outside = [r for r in changed.regions if not any(inside(r, z) for z in zones)]
         plan = Plan()
         if not outside:  # all of it on known faces (or only faces just found, on a still picture)
             plan = Plan(DetectJob(pixels, full=False, known=known))
@@ -182,15 +192,39 @@ class DetectionScheduler:
             regions = merge([grow(r, s.region_pad, self.min_face, w, h) for r in outside])
             since_full = float("inf") if self.last_full_at is None else t - self.last_full_at
             if self.can_regions and sum(r.width * r.height for r in regions) <= s.full_above * w * h:
-                plan = Plan(DetectJob(pixels, full=False, regions=regions, known=known))
-                self._confirming = self.confirm
+                if discover:
+                    plan = Plan(DetectJob(pixels, full=False, regions=regions, known=known))
+                    self._confirming = self.confirm
+                else:  # searched at the next search, with whatever else changed by then
+                    self._deferred = True
+                    plan = Plan(DetectJob(pixels, full=False, known=known)) if known else Plan()
             elif since_full >= s.full_min_interval_s and not self._searching:
-                return self._full(pixels, motion, known_now)
+                return self._full(pixels, t, motion, known_now)
             elif known:
                 plan = Plan(DetectJob(pixels, full=False, known=known))
         if plan.now is not None:
             self.gate.accept(motion)
+            if discover:
+                self._discovered(t, motion)
         return plan
+
+    def _discovery_due(self, t: float) -> bool:
+        every = self.settings.discover_every_s
+        return every <= 0 or self._last_discovery is None or t - self._last_discovery >= every - 1e-3
+
+    def _discovered(self, t: float, motion: Motion) -> None:
+        self._last_discovery, self._deferred = t, False
+        if self.settings.discover_every_s > 0:
+            self._discovery_reference = motion.small
+
+    def _since_discovery(self, motion: Motion, width: int, height: int) -> Motion:
+        """What changed since the last search for new faces (the gate compares with the last frame the detector
+        ran on, and the frames between were refined only)."""
+        ref, small = self._discovery_reference, motion.small
+        if ref is None or small is None or ref.shape != small.shape:
+            return motion
+        assert self.gate is not None  # only gated plans get here
+        return self.gate.compare(small, ref, width, height)
 
     def _still_lost(self, known: list[FaceBox], t: float) -> list[FaceBox]:
         """The faces known before and gone now, for ``gating.lost_search_s``: a face missed on one frame (a blink,
@@ -216,12 +250,13 @@ class DetectionScheduler:
         assert self.gate is not None  # only gated plans get here
         return not self.gate.compare(small, ref, pixels.width, pixels.height).still
 
-    def _full(self, pixels: Pixels, motion: Motion, known_now: Callable[[], list[FaceBox]]) -> Plan:
+    def _full(self, pixels: Pixels, t: float, motion: Motion, known_now: Callable[[], list[FaceBox]]) -> Plan:
         """A full detection: awaited, or beside the stream while the known faces are refined for this frame."""
         assert self.gate is not None  # only gated plans get here
         self.gate.accept(motion)
         self._full_reference = motion.small
         self._confirming = self.confirm
+        self._discovered(t, motion)
         job = DetectJob(pixels, regions=self._native_regions(pixels, motion))
         known = known_now() if self.beside else []
         if not known:  # awaited: a file, or a camera knowing no face (the frame has nothing better to wait for)

@@ -25,6 +25,12 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "every2": {"detector": {"detect_every_large": 2, "refine_between": False}},  # 1080p: every other frame, carried
     "every2-refine": {"detector": {"detect_every_large": 2, "refine_between": True}},  # refined in between
     "every3-refine": {"detector": {"detect_every_large": 3, "refine_between": True}},
+    # new faces searched for (motion regions away from known faces) at most every N s; known faces refined between
+    "discover-0": {"gating": {"discover_every_s": 0.0}},  # every frame the detector sees (before the setting)
+    "discover-0.12": {"gating": {"discover_every_s": 0.12}},
+    "discover-0.2": {"gating": {"discover_every_s": 0.2}},
+    "discover-0.32": {"gating": {"discover_every_s": 0.32}},
+    "discover-0.5": {"gating": {"discover_every_s": 0.5}},
     "max1920-min20-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {**FULL_RES, "detect_every": 1}},
     "yunet": {"detector": {"kind": "yunet"}},
     "yunet-every-frame": {"gating": EVERY_FRAME["gating"], "detector": {"kind": "yunet", "detect_every": 1}},
@@ -55,6 +61,9 @@ def crowd(
     fps: int = typer.Option(25, min=1, help="Frame rate of the clip."),
     seed: int = typer.Option(0, help="The clip's random seed (same seed, same clip)."),
     stock_frames: int = typer.Option(100, min=1, help="Frames stock MTCNN runs on (it is slow at 1080p)."),
+    stock_spread: bool = typer.Option(True, "--stock-spread/--stock-first",
+                                      help="Stock's frames spread evenly over the clip, or its first ones (where "
+                                           "every face is new at once)."),
     variants: str = typer.Option("configured,max1920-min20,yunet",
                                  help=f"Comma-separated settings to compare: {', '.join(VARIANTS)}."),
     yunet_model: str | None = typer.Option(None, help="YuNet ONNX file for the yunet variants (default: "
@@ -79,7 +88,7 @@ def crowd(
         chosen.append((name, settings_from(ctx, **sections, sources=dict(file_rate="asap"))))
     say(f"making (or reusing) a {seconds:g} s {fps} fps 1920x1080 crowd clip in {cache}")
     clip = make_crowd_clip(cache, media, fer, seconds, fps, seed=seed)
-    result = bench_crowd(chosen, clip, stock_frames, say=say)
+    result = bench_crowd(chosen, clip, stock_frames, say=say, stock_spread=stock_spread)
     write_json(json_out, result)
     for row in result["runs"]:
         truth = row["truth"]

@@ -143,9 +143,18 @@ class GatingSettings(Section):
                                                      "refined at once, new faces it finds join from the next detected "
                                                      "frame (files, and cameras knowing no face, wait for it).")
     lost_search_s: float = Field(1.0, ge=0, description="A face the detector lost (a blink, a turn, motion blur) is "
-                                                        "looked for again where it was, on every frame the detector "
-                                                        "sees for this many seconds of stream time, even if nothing "
-                                                        "moved (0: only on the frame it was lost).")
+                                                        "looked for again where it was, for this many seconds of "
+                                                        "stream time, even if nothing moved, on every frame the "
+                                                        "detector sees at most every discover_every_s (0: only on "
+                                                        "the frame it was lost).")
+    discover_every_s: float = Field(0.12, ge=0, description="Motion away from known faces is searched for new faces "
+                                                           "(MTCNN on those regions) at most this often, in seconds "
+                                                           "of stream time; the known faces are refined on every "
+                                                           "frame between, everything that changed meanwhile is "
+                                                           "searched at the next search, and faces the detector lost "
+                                                           "are looked for again at the same pace (0: on every frame "
+                                                           "the detector sees; 0.12 measured on a 1080p crowd: 1.8x "
+                                                           "the fps, recall from 32 px 0.97 -> 0.96).")
     refine: bool = Field(True, description="Refresh known faces with R-Net + O-Net on their predicted boxes instead "
                                            "of a full pass (off: motion on faces runs a full detection).")
     classify_still: bool = Field(False, description="Classify the faces again on frames where nothing moved (off: "

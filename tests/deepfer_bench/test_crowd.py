@@ -219,3 +219,13 @@ def test_bench_crowd_cli(tmp_path: Path, media: Path, fer_root: Path) -> None:
     for r in data["runs"]:
         assert r["fps"] > 0 and set(r["truth"]["by_size"]) == {"<32", "32-64", "64-128", ">=128"}
     assert data["runs"][1]["share_of_stock"] is not None and data["runs"][1]["truth"]["identity"]["people"] >= 1
+
+
+def test_stock_runs_on_frames_spread_over_the_clip_or_on_its_first_ones() -> None:
+    """The share of stock's faces is measured over the whole clip, not its start, where every face is new at once."""
+    from deepfer_bench.crowd import stock_frame_indices
+
+    assert stock_frame_indices(250, 5) == [0, 62, 124, 187, 249]
+    assert stock_frame_indices(250, 5, spread=False) == [0, 1, 2, 3, 4]
+    assert stock_frame_indices(4, 10) == [0, 1, 2, 3]  # more than the clip has: every frame
+    assert stock_frame_indices(250, 1) == [0]
