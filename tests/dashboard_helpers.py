@@ -9,17 +9,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 import uvicorn
 
 from dashboard.slow_clients import uvicorn_options
 from deepfer_core.settings import Settings
 from tests.conftest import MEDIA
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ConsoleMessage, Page
 
 TOKEN = "test-token-5f2c-9a7e1d"  # dashboard.token needs at least 16 characters
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -135,6 +141,62 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]
 
 
+def require_chromium() -> ModuleType:
+    """``playwright.sync_api``, or skip the test: without Playwright, or without Debian's chromium at ``CHROMIUM``.
+    (The browser helpers below check too; a test with costly set-up first calls this before it.)"""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    return playwright
+
+
+@contextmanager
+def chromium_page(*, console: Callable[[ConsoleMessage], str | None] | None = None,
+                  **context: Any) -> Iterator[tuple[Page, list[str]]]:
+    """A page in a fresh headless Chromium (``CHROMIUM_ARGS``), in a context made with ``context`` (Playwright's
+    ``new_context`` options: ``viewport``, ``timezone_id``, ``locale``, ``accept_downloads``; ``page.context`` is
+    that context), and the list its errors go to: every uncaught page error, and the console messages ``console``
+    turns into text (``None``: not one). The browser is closed at the end. Skips as ``require_chromium``."""
+    playwright = require_chromium()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_context(**context).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            if console is not None:
+                describe = console
+
+                def record(message: ConsoleMessage) -> None:
+                    if (text := describe(message)) is not None:
+                        errors.append(text)
+
+                page.on("console", record)
+            yield page, errors
+        finally:
+            browser.close()
+
+
+def sign_in(page: Page, url: str) -> None:
+    """Sign in through ``url``/login with ``TOKEN`` and wait for the dashboard page at ``url``/."""
+    page.goto(f"{url}/login")
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+
+
+@contextmanager
+def signed_in_page(url: str, *, before: Callable[[Page], object] | None = None,
+                   console: Callable[[ConsoleMessage], str | None] | None = None,
+                   **context: Any) -> Iterator[tuple[Page, list[str]]]:
+    """``chromium_page(console=console, **context)`` signed in to the dashboard at ``url`` (``url`` without a
+    trailing slash) with ``TOKEN``, on the dashboard page; ``before(page)`` runs first, before the page's first
+    request (to listen from the start)."""
+    with chromium_page(console=console, **context) as (page, errors):
+        if before is not None:
+            before(page)
+        sign_in(page, url)
+        yield page, errors
 
 
 def wait_for_js(page, expression: str, timeout: float = 30_000) -> None:

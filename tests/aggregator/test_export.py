@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -30,11 +29,10 @@ from tests.conftest import MEDIA, REPO, SHIPPED_WEIGHTS
 from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TOKEN,
     LiveServer,
     dashboard_settings,
+    require_chromium,
+    signed_in_page,
     wait_for_js,
 )
 from tests.redis_helpers import free_port, redis_settings, tracked_frame, unique_prefix
@@ -414,61 +412,47 @@ def test_openapi_fuzz_of_the_export_and_report_routes(server):
 
 
 def test_page_downloads_and_opens_the_report_in_headless_chromium(stored, server):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     ARTIFACTS.mkdir(exist_ok=True)
     expected = stored_points(stored, CAMERA)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{server.url}/login")
-            page.fill("#token", TOKEN)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/")
-            page.select_option("#range", "86400,hour")
-            with page.expect_download(timeout=60_000) as info:
-                page.click("#download-overall")
-            overall = info.value
-            assert overall.suggested_filename.startswith("deepfer-all-hour-") and overall.suggested_filename.endswith(
-                ".csv")
-            rows = pd.read_csv(overall.path())
-            assert set(rows["camera"]) == {"all"} and rows["points"].sum() >= expected
-            # the camera cards are the configured cameras: add woman2 under the id 'door' (its history is door's)
-            page.fill("#add-camera [name=id]", CAMERA)
-            page.fill("#add-camera [name=url]", str(MEDIA / "woman2.mp4"))
-            page.click("#add-camera button[type=submit]")
-            page.wait_for_selector(f"#camera-{CAMERA} button.download", timeout=30_000)
-            page.select_option("#export-format", "parquet")
-            with page.expect_download(timeout=60_000) as info:
-                page.click(f"#camera-{CAMERA} button.download")
-            cam = info.value
-            assert cam.suggested_filename.startswith("deepfer-door-point-") and cam.suggested_filename.endswith(
-                ".parquet")
-            points = pd.read_parquet(cam.path())
-            assert list(points.columns) == POINT_COLUMNS and len(points) >= expected
-            page.screenshot(path=str(ARTIFACTS / "dashboard-export.png"), full_page=True)
-            # the report link opens the selected range's report in a new tab; no CSP violation, charts drawn
-            with context.expect_page(timeout=30_000) as opened:
-                page.click("#report-link")
-            report = opened.value
-            report_errors: list[str] = []
-            report.on("console", lambda m: report_errors.append(m.text) if m.type == "error" else None)
-            report.wait_for_load_state()
-            report.wait_for_selector("#chart-mix svg", timeout=30_000)
-            assert "DeepFER report: all cameras" in report.title()
-            wait_for_js(report, "document.querySelectorAll('svg').length === 4", timeout=10_000)
-            assert report.evaluate("document.querySelector('#chart-mix svg').getBoundingClientRect().width") > 300
-            report.screenshot(path=str(ARTIFACTS / "export-report.png"), full_page=True)
-            assert not report_errors, report_errors
-            assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
-        finally:
-            browser.close()
+    with signed_in_page(server.url, viewport={"width": 1400, "height": 1400}, accept_downloads=True,
+                        console=lambda m: m.text if m.type == "error" else None) as (page, errors):
+        page.select_option("#range", "86400,hour")
+        with page.expect_download(timeout=60_000) as info:
+            page.click("#download-overall")
+        overall = info.value
+        assert overall.suggested_filename.startswith("deepfer-all-hour-") and overall.suggested_filename.endswith(
+            ".csv")
+        rows = pd.read_csv(overall.path())
+        assert set(rows["camera"]) == {"all"} and rows["points"].sum() >= expected
+        # the camera cards are the configured cameras: add woman2 under the id 'door' (its history is door's)
+        page.fill("#add-camera [name=id]", CAMERA)
+        page.fill("#add-camera [name=url]", str(MEDIA / "woman2.mp4"))
+        page.click("#add-camera button[type=submit]")
+        page.wait_for_selector(f"#camera-{CAMERA} button.download", timeout=30_000)
+        page.select_option("#export-format", "parquet")
+        with page.expect_download(timeout=60_000) as info:
+            page.click(f"#camera-{CAMERA} button.download")
+        cam = info.value
+        assert cam.suggested_filename.startswith("deepfer-door-point-") and cam.suggested_filename.endswith(
+            ".parquet")
+        points = pd.read_parquet(cam.path())
+        assert list(points.columns) == POINT_COLUMNS and len(points) >= expected
+        page.screenshot(path=str(ARTIFACTS / "dashboard-export.png"), full_page=True)
+        # the report link opens the selected range's report in a new tab; no CSP violation, charts drawn
+        with page.context.expect_page(timeout=30_000) as opened:
+            page.click("#report-link")
+        report = opened.value
+        report_errors: list[str] = []
+        report.on("console", lambda m: report_errors.append(m.text) if m.type == "error" else None)
+        report.wait_for_load_state()
+        report.wait_for_selector("#chart-mix svg", timeout=30_000)
+        assert "DeepFER report: all cameras" in report.title()
+        wait_for_js(report, "document.querySelectorAll('svg').length === 4", timeout=10_000)
+        assert report.evaluate("document.querySelector('#chart-mix svg').getBoundingClientRect().width") > 300
+        report.screenshot(path=str(ARTIFACTS / "export-report.png"), full_page=True)
+        assert not report_errors, report_errors
+        assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
     assert (ARTIFACTS / "export-report.png").stat().st_size > 10_000
 
 

@@ -23,11 +23,9 @@ from tests.conftest import SHIPPED_WEIGHTS, need
 from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TOKEN,
     LiveServer,
     dashboard_settings,
+    signed_in_page,
     wait_for_js,
 )
 from tests.redis_helpers import free_port, unique_prefix
@@ -197,38 +195,24 @@ def test_api_explain_with_onnx_weights_is_409(redis_url: str, onnx_export: Path,
 
 
 def test_page_shows_the_heat_map_on_each_face(server: LiveServer, media: Path) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-            page.goto(f"{server.url}/login")
-            page.fill("#token", TOKEN)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/")
-            page.set_input_files("#predict-file", str(media / "two_people.jpg"))
-            page.click("#predict-form button[type=submit]")
-            page.wait_for_selector("#predict-result img.heatmap", timeout=60_000)
-            assert page.locator("#predict-result .face").count() == 2
-            assert page.locator("#predict-result img.heatmap").count() == 2
-            # the pictures decoded (a CSP refusing data: images would leave them 0 px wide)
-            wait_for_js(page, "[...document.querySelectorAll('#predict-result img.heatmap')]"
-                              ".every(i => i.complete && i.naturalWidth === 192)", timeout=10_000)
-            widths = page.eval_on_selector_all("#predict-result img.heatmap", "els => els.map(e => e.naturalWidth)")
-            assert widths == [192, 192]
-            page.locator("#predict-result").screenshot(path=str(ARTIFACTS / "explain-heatmaps.png"))
-            # unticked: the plain answer, no pictures
-            page.uncheck("#predict-explain")
-            page.click("#predict-form button[type=submit]")
-            wait_for_js(page, "document.querySelectorAll('#predict-result .face-emotion').length === 2 && "
-                              "document.querySelectorAll('#predict-result img.heatmap').length === 0", timeout=60_000)
-            assert not errors, errors
-        finally:
-            browser.close()
+    with signed_in_page(server.url, viewport={"width": 1400, "height": 1400},
+                        console=lambda m: m.text if "Content Security Policy" in m.text else None) as (page, errors):
+        page.set_input_files("#predict-file", str(media / "two_people.jpg"))
+        page.click("#predict-form button[type=submit]")
+        page.wait_for_selector("#predict-result img.heatmap", timeout=60_000)
+        assert page.locator("#predict-result .face").count() == 2
+        assert page.locator("#predict-result img.heatmap").count() == 2
+        # the pictures decoded (a CSP refusing data: images would leave them 0 px wide)
+        wait_for_js(page, "[...document.querySelectorAll('#predict-result img.heatmap')]"
+                          ".every(i => i.complete && i.naturalWidth === 192)", timeout=10_000)
+        widths = page.eval_on_selector_all("#predict-result img.heatmap", "els => els.map(e => e.naturalWidth)")
+        assert widths == [192, 192]
+        page.locator("#predict-result").screenshot(path=str(ARTIFACTS / "explain-heatmaps.png"))
+        # unticked: the plain answer, no pictures
+        page.uncheck("#predict-explain")
+        page.click("#predict-form button[type=submit]")
+        wait_for_js(page, "document.querySelectorAll('#predict-result .face-emotion').length === 2 && "
+                          "document.querySelectorAll('#predict-result img.heatmap').length === 0", timeout=60_000)
+        assert not errors, errors
     assert (ARTIFACTS / "explain-heatmaps.png").stat().st_size > 5_000

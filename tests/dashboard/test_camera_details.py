@@ -4,12 +4,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 
-from tests.dashboard_helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings, wait_for_js
+from tests.dashboard_helpers import (
+    AUTH,
+    LiveServer,
+    dashboard_settings,
+    require_chromium,
+    signed_in_page,
+    wait_for_js,
+)
 from tests.redis_helpers import free_port, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,46 +47,33 @@ def test_counters_behind_details_and_the_form_without_snapshots(server, media):
     allowed, live = server
     if allowed:
         pytest.skip("one browser run is enough: the page without the snapshots box")
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     res = httpx.post(f"{live.url}/api/cameras", headers=AUTH, timeout=60,
                      json={"id": "hall", "url": str(media / "woman2.mp4")})
     assert res.status_code == 201, res.text
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{live.url}/login")
-            page.fill("#token", TOKEN)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{live.url}/")
-            wait_for_js(page, "/frames/.test(document.querySelector('#camera-hall .counters')?.textContent || '')",
-                        timeout=60_000)
-            counters = page.locator("#camera-hall details.engineering .counters")
-            assert not counters.is_visible()  # folded away
-            page.click("#camera-hall details.engineering summary")
-            assert counters.is_visible()
-            text = counters.inner_text()
-            for word in ("frames", "fps", "dropped", "latency p50", "p95"):
-                assert word in text, text
-            # the people table names visitors readably, the stored id in the title
-            wait_for_js(page, "!!document.querySelector('#camera-hall tr.person')", timeout=60_000)
-            cell = page.locator("#camera-hall tr.person td.visitor").first
-            person = page.locator("#camera-hall tr.person").first.get_attribute("data-person")
-            people = httpx.get(f"{live.url}/api/cameras/hall/people", headers=AUTH, timeout=30).json()["people"]
-            number = {p["person_id"]: p["visitor_number"] for p in people}  # the camera's count, not the track id
-            assert person and cell.inner_text() == f"Visitor {number[person]}", cell.inner_text()
-            assert cell.get_attribute("title") == f"person id {person}"
-            # the form without its snapshots box still adds (here: refuses a missing file with the server's reason)
-            assert page.locator("#add-camera [name=snapshots]").count() == 0
-            page.fill("#add-camera [name=id]", "ghost")
-            page.fill("#add-camera [name=url]", "/nonexistent/video.mp4")
-            page.click("#add-camera button[type=submit]")
-            page.wait_for_selector("#add-camera-message.error", timeout=15_000)
-            assert page.inner_text("#add-camera-message")
-            assert not errors, errors
-        finally:
-            browser.close()
+    with signed_in_page(live.url, viewport={"width": 1400, "height": 900}) as (page, errors):
+        wait_for_js(page, "/frames/.test(document.querySelector('#camera-hall .counters')?.textContent || '')",
+                    timeout=60_000)
+        counters = page.locator("#camera-hall details.engineering .counters")
+        assert not counters.is_visible()  # folded away
+        page.click("#camera-hall details.engineering summary")
+        assert counters.is_visible()
+        text = counters.inner_text()
+        for word in ("frames", "fps", "dropped", "latency p50", "p95"):
+            assert word in text, text
+        # the people table names visitors readably, the stored id in the title
+        wait_for_js(page, "!!document.querySelector('#camera-hall tr.person')", timeout=60_000)
+        cell = page.locator("#camera-hall tr.person td.visitor").first
+        person = page.locator("#camera-hall tr.person").first.get_attribute("data-person")
+        people = httpx.get(f"{live.url}/api/cameras/hall/people", headers=AUTH, timeout=30).json()["people"]
+        number = {p["person_id"]: p["visitor_number"] for p in people}  # the camera's count, not the track id
+        assert person and cell.inner_text() == f"Visitor {number[person]}", cell.inner_text()
+        assert cell.get_attribute("title") == f"person id {person}"
+        # the form without its snapshots box still adds (here: refuses a missing file with the server's reason)
+        assert page.locator("#add-camera [name=snapshots]").count() == 0
+        page.fill("#add-camera [name=id]", "ghost")
+        page.fill("#add-camera [name=url]", "/nonexistent/video.mp4")
+        page.click("#add-camera button[type=submit]")
+        page.wait_for_selector("#add-camera-message.error", timeout=15_000)
+        assert page.inner_text("#add-camera-message")
+        assert not errors, errors

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,10 +17,9 @@ from tests.dashboard_helpers import (
     ARTIFACTS,
     AUTH,
     CAMERA,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     TOKEN,
     LiveServer,
+    chromium_page,
     dashboard_settings,
     wait_for_js,
 )
@@ -339,70 +337,60 @@ def test_token_required_off_loopback():
 
 
 def test_page_in_headless_chromium(server, woman2, media):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{server.url}/")
-            assert page.url.endswith("/login")
-            page.fill("#token", "wrong")
-            page.click("button[type=submit]")
-            assert "Wrong token" in page.content()
-            page.fill("#token", TOKEN)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/")
-            # the camera added through the API is listed, with its chart filled from Redis roll-ups
-            page.wait_for_selector(f"#camera-{CAMERA} .status.ended", timeout=30_000)
-            wait_for_js(page, f"Number(document.getElementById('chart-{CAMERA}').dataset.points) > 0", timeout=30_000)
-            page.wait_for_selector(f"#chart-{CAMERA} .main-svg", timeout=10_000)  # plotly drew it
-            assert page.locator(f"#camera-{CAMERA} tr.person").count() >= 1
-            # the annotated MJPEG preview shows a frame (the camera has ended: its last frame)
-            wait_for_js(page, f"document.querySelector('#camera-{CAMERA} img').naturalWidth === 596", timeout=15_000)
-            # upload justin.jpg and see the predicted emotion
-            page.set_input_files("#predict-file", str(media / "justin.jpg"))
-            page.click("#predict-form button[type=submit]")
-            page.wait_for_selector("#predict-result .face-emotion", timeout=60_000)
-            emotion = page.inner_text("#predict-result .face-emotion")
-            assert emotion in EMOTIONS
-            # a person's timeline
-            page.click(f"#camera-{CAMERA} tr.person")
-            wait_for_js(page, "Number(document.getElementById('chart-person').dataset.points) > 0", timeout=15_000)
-            wait_for_js(page, "document.getElementById('live-status').textContent === 'live'", timeout=15_000)
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-            # the add-camera form: a bad source shows the API's reason; a good one appears live, then is removed
-            page.fill("#add-camera [name=id]", "ghost")
-            page.fill("#add-camera [name=url]", "/nonexistent/video.mp4")
-            page.click("#add-camera button[type=submit]")
-            page.wait_for_selector("#add-camera-message.error", timeout=10_000)
-            assert "cannot open the source" in page.inner_text("#add-camera-message")
-            page.fill("#add-camera [name=id]", "lobby2")
-            page.fill("#add-camera [name=url]", str(media / "woman2.mp4"))
-            page.check("#add-camera [name=realtime]")
-            page.click("#add-camera button[type=submit]")
-            page.wait_for_selector("#camera-lobby2 .status.connected", timeout=15_000)
-            # live faces arrive by Server-Sent Events while the camera plays
-            wait_for_js(
-                page,
-                "document.querySelector('#camera-lobby2 .live-faces').textContent.startsWith('now: ')",
-                timeout=15_000,
-            )
-            page.on("dialog", lambda dialog: dialog.accept())
-            page.click("#camera-lobby2 button.danger")
-            page.wait_for_selector("#camera-lobby2", state="detached", timeout=15_000)
-            # the API docs render from this server alone (the browser has no internet)
-            page.goto(f"{server.url}/docs")
-            page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
-            assert "DeepFER" in page.inner_text(".swagger-ui .info .title")
-            page.wait_for_selector(".swagger-ui .opblock", timeout=10_000)
-            assert not errors, errors
-        finally:
-            browser.close()
+    with chromium_page(viewport={"width": 1400, "height": 1800}) as (page, errors):
+        page.goto(f"{server.url}/")
+        assert page.url.endswith("/login")
+        page.fill("#token", "wrong")
+        page.click("button[type=submit]")
+        assert "Wrong token" in page.content()
+        page.fill("#token", TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server.url}/")
+        # the camera added through the API is listed, with its chart filled from Redis roll-ups
+        page.wait_for_selector(f"#camera-{CAMERA} .status.ended", timeout=30_000)
+        wait_for_js(page, f"Number(document.getElementById('chart-{CAMERA}').dataset.points) > 0", timeout=30_000)
+        page.wait_for_selector(f"#chart-{CAMERA} .main-svg", timeout=10_000)  # plotly drew it
+        assert page.locator(f"#camera-{CAMERA} tr.person").count() >= 1
+        # the annotated MJPEG preview shows a frame (the camera has ended: its last frame)
+        wait_for_js(page, f"document.querySelector('#camera-{CAMERA} img').naturalWidth === 596", timeout=15_000)
+        # upload justin.jpg and see the predicted emotion
+        page.set_input_files("#predict-file", str(media / "justin.jpg"))
+        page.click("#predict-form button[type=submit]")
+        page.wait_for_selector("#predict-result .face-emotion", timeout=60_000)
+        emotion = page.inner_text("#predict-result .face-emotion")
+        assert emotion in EMOTIONS
+        # a person's timeline
+        page.click(f"#camera-{CAMERA} tr.person")
+        wait_for_js(page, "Number(document.getElementById('chart-person').dataset.points) > 0", timeout=15_000)
+        wait_for_js(page, "document.getElementById('live-status').textContent === 'live'", timeout=15_000)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        # the add-camera form: a bad source shows the API's reason; a good one appears live, then is removed
+        page.fill("#add-camera [name=id]", "ghost")
+        page.fill("#add-camera [name=url]", "/nonexistent/video.mp4")
+        page.click("#add-camera button[type=submit]")
+        page.wait_for_selector("#add-camera-message.error", timeout=10_000)
+        assert "cannot open the source" in page.inner_text("#add-camera-message")
+        page.fill("#add-camera [name=id]", "lobby2")
+        page.fill("#add-camera [name=url]", str(media / "woman2.mp4"))
+        page.check("#add-camera [name=realtime]")
+        page.click("#add-camera button[type=submit]")
+        page.wait_for_selector("#camera-lobby2 .status.connected", timeout=15_000)
+        # live faces arrive by Server-Sent Events while the camera plays
+        wait_for_js(
+            page,
+            "document.querySelector('#camera-lobby2 .live-faces').textContent.startsWith('now: ')",
+            timeout=15_000,
+        )
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click("#camera-lobby2 button.danger")
+        page.wait_for_selector("#camera-lobby2", state="detached", timeout=15_000)
+        # the API docs render from this server alone (the browser has no internet)
+        page.goto(f"{server.url}/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+        assert "DeepFER" in page.inner_text(".swagger-ui .info .title")
+        page.wait_for_selector(".swagger-ui .opblock", timeout=10_000)
+        assert not errors, errors
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
 
 

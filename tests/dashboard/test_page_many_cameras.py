@@ -9,7 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dashboard_helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings, wait_for_js
+from tests.dashboard_helpers import (
+    AUTH,
+    LiveServer,
+    dashboard_settings,
+    require_chromium,
+    signed_in_page,
+    wait_for_js,
+)
 from tests.redis_helpers import free_port, unique_prefix
 
 CAMERAS = 8
@@ -66,57 +73,48 @@ def two_visits(server, tmp_path: Path) -> str:
 
 
 def test_eight_cameras_the_page_keeps_updating(server, media, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     add_cameras(server, media)
     visitor = two_visits(server, tmp_path)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            metrics_answers: list[float] = []
-            page.on("requestfinished", lambda req: "/api/metrics?" in req.url and metrics_answers.append(time.time()))
-            page.goto(f"{server.url}/login")
-            page.fill("#token", TOKEN)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/")
-            wait_for_js(page, f"document.querySelectorAll('#cameras .camera').length === {CAMERAS}", timeout=20_000)
-            # the Overall panel and woman2's people table fill although eight previews are on the page
-            wait_for_js(page, "document.getElementById('kpi-people').textContent !== '–'", timeout=20_000)
-            wait_for_js(page, "document.querySelectorAll('#camera-cam0 tr.person').length > 0", timeout=20_000)
-            # a camera without data says so, rather than drawing invented axes around nothing (bug 5)
-            page.wait_for_selector("#chart-cam0 .main-svg", timeout=10_000)
-            wait_for_js(page, "document.querySelector('#chart-cam1').textContent === 'no data yet'", timeout=10_000)
-            assert page.locator("#chart-cam1 .main-svg").count() == 0
-            # "dwell" is the time in view (2 x 10 s), not first to last sighting (290 s)
-            with httpx.Client(base_url=server.url, headers=AUTH) as api:
-                people = {p["person_id"]: p for p in api.get("/api/cameras/cam0/people").json()["people"]}
-            assert people[visitor]["duration_s"] > 280 and 19 < people[visitor]["dwell_s"] < 21, people[visitor]
-            wait_for_js(page, f"!!document.querySelector('#camera-cam0 tr[data-person=\"{visitor}\"]')")
-            dwell = page.inner_text(f'#camera-cam0 tr[data-person="{visitor}"] td:nth-child(5)')
-            assert dwell == f"{people[visitor]['dwell_s']:.1f} s", dwell
-            # and keep updating (the page asks every 3 s)
-            seen = len(metrics_answers)
-            page.wait_for_timeout(7_000)  # (events reach the test only while it waits in playwright)
-            assert len(metrics_answers) >= seen + 2, metrics_answers
-            # woman2's preview shows its last frame; a card off screen fetches no preview
-            wait_for_js(page, "document.querySelector('#camera-cam0 img').naturalWidth === 596", timeout=15_000)
-            asked: list[str] = []
-            page.on("request", lambda req: "/preview" in req.url and asked.append(req.url))
-            page.wait_for_timeout(2_000)
-            assert any("/cam0/" in u for u in asked) and not any("/cam7/" in u for u in asked), asked
-            assert not any("preview.mjpg" in u for u in asked), asked
-            # the add-camera form still answers
-            page.fill("#add-camera [name=id]", "ghost")
-            page.fill("#add-camera [name=url]", "/nonexistent/video.mp4")
-            page.click("#add-camera button[type=submit]")
-            page.wait_for_selector("#add-camera-message.error", timeout=10_000)
-            assert not errors, errors
-        finally:
-            browser.close()
+    metrics_answers: list[float] = []
+
+    def count_metrics_answers(page) -> None:
+        page.on("requestfinished", lambda req: "/api/metrics?" in req.url and metrics_answers.append(time.time()))
+
+    with signed_in_page(server.url, viewport={"width": 1400, "height": 900},
+                        before=count_metrics_answers) as (page, errors):
+        wait_for_js(page, f"document.querySelectorAll('#cameras .camera').length === {CAMERAS}", timeout=20_000)
+        # the Overall panel and woman2's people table fill although eight previews are on the page
+        wait_for_js(page, "document.getElementById('kpi-people').textContent !== '–'", timeout=20_000)
+        wait_for_js(page, "document.querySelectorAll('#camera-cam0 tr.person').length > 0", timeout=20_000)
+        # a camera without data says so, rather than drawing invented axes around nothing (bug 5)
+        page.wait_for_selector("#chart-cam0 .main-svg", timeout=10_000)
+        wait_for_js(page, "document.querySelector('#chart-cam1').textContent === 'no data yet'", timeout=10_000)
+        assert page.locator("#chart-cam1 .main-svg").count() == 0
+        # "dwell" is the time in view (2 x 10 s), not first to last sighting (290 s)
+        with httpx.Client(base_url=server.url, headers=AUTH) as api:
+            people = {p["person_id"]: p for p in api.get("/api/cameras/cam0/people").json()["people"]}
+        assert people[visitor]["duration_s"] > 280 and 19 < people[visitor]["dwell_s"] < 21, people[visitor]
+        wait_for_js(page, f"!!document.querySelector('#camera-cam0 tr[data-person=\"{visitor}\"]')")
+        dwell = page.inner_text(f'#camera-cam0 tr[data-person="{visitor}"] td:nth-child(5)')
+        assert dwell == f"{people[visitor]['dwell_s']:.1f} s", dwell
+        # and keep updating (the page asks every 3 s)
+        seen = len(metrics_answers)
+        page.wait_for_timeout(7_000)  # (events reach the test only while it waits in playwright)
+        assert len(metrics_answers) >= seen + 2, metrics_answers
+        # woman2's preview shows its last frame; a card off screen fetches no preview
+        wait_for_js(page, "document.querySelector('#camera-cam0 img').naturalWidth === 596", timeout=15_000)
+        asked: list[str] = []
+        page.on("request", lambda req: "/preview" in req.url and asked.append(req.url))
+        page.wait_for_timeout(2_000)
+        assert any("/cam0/" in u for u in asked) and not any("/cam7/" in u for u in asked), asked
+        assert not any("preview.mjpg" in u for u in asked), asked
+        # the add-camera form still answers
+        page.fill("#add-camera [name=id]", "ghost")
+        page.fill("#add-camera [name=url]", "/nonexistent/video.mp4")
+        page.click("#add-camera button[type=submit]")
+        page.wait_for_selector("#add-camera-message.error", timeout=10_000)
+        assert not errors, errors
 
 
 def test_a_camera_removed_and_added_again_counts_new_people(server, media):

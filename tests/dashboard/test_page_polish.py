@@ -47,28 +47,16 @@ def test_an_alerts_chart_then_link_opens_the_page_at_that_moment(server):
     mode, live = server
     if mode != "open":
         pytest.skip("the page's behaviour is the same with a token; this case signs nobody in")
-    from tests.dashboard_helpers import CHROMIUM, CHROMIUM_ARGS, wait_for_js
+    from tests.dashboard_helpers import chromium_page, wait_for_js
 
-    playwright = pytest.importorskip("playwright.sync_api")
-    from pathlib import Path
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
     at = 1_790_000_000
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{live.url}/?camera=tills&at={at}")
-            wait_for_js(page, f"document.getElementById('chart-overall').dataset.start === '{at - 1800}'")
-            assert page.is_visible("#focus-note") and "tills around" in page.inner_text("#focus-when")
-            assert page.is_disabled("#range")
-            page.click("#focus-note a")  # back to live: the chosen range again, ending now
-            page.wait_for_url(f"{live.url}/")
-            wait_for_js(page, f"Number(document.getElementById('chart-overall').dataset.start) > {at}")
-            assert not page.is_visible("#focus-note")
-            assert not errors, errors
-        finally:
-            browser.close()
+    with chromium_page() as (page, errors):
+        page.goto(f"{live.url}/?camera=tills&at={at}")
+        wait_for_js(page, f"document.getElementById('chart-overall').dataset.start === '{at - 1800}'")
+        assert page.is_visible("#focus-note") and "tills around" in page.inner_text("#focus-when")
+        assert page.is_disabled("#range")
+        page.click("#focus-note a")  # back to live: the chosen range again, ending now
+        page.wait_for_url(f"{live.url}/")
+        wait_for_js(page, f"Number(document.getElementById('chart-overall').dataset.start) > {at}")
+        assert not page.is_visible("#focus-note")
+        assert not errors, errors

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from aggregator.timeseries import EmotionPoint, EmotionTimeSeries
 from deepfer_core.types import EMOTIONS
-from tests.dashboard_helpers import AUTH, CHROMIUM, CHROMIUM_ARGS, TOKEN, LiveServer, dashboard_settings, wait_for_js
+from tests.dashboard_helpers import AUTH, LiveServer, dashboard_settings, signed_in_page, wait_for_js
 from tests.redis_helpers import free_port, redis_settings, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
@@ -99,32 +98,18 @@ def test_the_metrics_answer_says_it_in_words(server):
 
 
 def test_the_page_shows_the_sentences_as_text(server):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{server.url}/login")
-            page.fill("#token", TOKEN)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/")
-            wait_for_js(page, "document.querySelector('#summary-overall').textContent.length > 0", timeout=60_000)
-            assert page.inner_text("#summary-overall") == OVERALL
-            wait_for_js(page, "!!document.querySelector('#camera-door p.summary')?.textContent", timeout=60_000)
-            assert page.inner_text("#camera-door p.summary") == DOOR
-            assert page.inner_text("#camera-yard p.summary") == YARD
-            # near the top: above the KPIs, and right under a card's heading
-            assert page.evaluate("document.querySelector('#summary-overall').compareDocumentPosition("
-                                 "document.querySelector('.kpis')) & Node.DOCUMENT_POSITION_FOLLOWING")
-            assert page.evaluate("document.querySelector('#camera-door .head').nextElementSibling.className") == \
-                "summary"
-            # text only: no element was made from the data
-            assert page.evaluate("document.querySelector('#summary-overall').children.length") == 0
-            assert page.evaluate("document.querySelector('#camera-door p.summary').children.length") == 0
-            assert not errors, errors
-        finally:
-            browser.close()
+    with signed_in_page(server.url, viewport={"width": 1400, "height": 900}) as (page, errors):
+        wait_for_js(page, "document.querySelector('#summary-overall').textContent.length > 0", timeout=60_000)
+        assert page.inner_text("#summary-overall") == OVERALL
+        wait_for_js(page, "!!document.querySelector('#camera-door p.summary')?.textContent", timeout=60_000)
+        assert page.inner_text("#camera-door p.summary") == DOOR
+        assert page.inner_text("#camera-yard p.summary") == YARD
+        # near the top: above the KPIs, and right under a card's heading
+        assert page.evaluate("document.querySelector('#summary-overall').compareDocumentPosition("
+                             "document.querySelector('.kpis')) & Node.DOCUMENT_POSITION_FOLLOWING")
+        assert page.evaluate("document.querySelector('#camera-door .head').nextElementSibling.className") == \
+            "summary"
+        # text only: no element was made from the data
+        assert page.evaluate("document.querySelector('#summary-overall').children.length") == 0
+        assert page.evaluate("document.querySelector('#camera-door p.summary').children.length") == 0
+        assert not errors, errors

@@ -136,57 +136,41 @@ def test_page_lists_the_visits_in_the_browsers_time_zone(server):
     """Headless Chromium in Kathmandu (UTC+5:45, so a UTC time can never pass for the local one): the Visits section
     lists the visits written to Redis with readable labels, local times (UTC in the title) and the camera filter."""
     from datetime import UTC, datetime
-    from pathlib import Path
     from zoneinfo import ZoneInfo
 
-    from tests.dashboard_helpers import CHROMIUM, CHROMIUM_ARGS, TOKEN, wait_for_js
+    from tests.dashboard_helpers import signed_in_page, wait_for_js
 
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with signed_in_page(server.url, timezone_id="Asia/Kathmandu", locale="en-US",
+                        console=lambda msg: f"console: {msg.text}" if msg.type == "error" else None) as (page, errors):
+        page.select_option("#visits-range", "86400")  # "today" in Kathmandu may begin after visitor 1 came
         try:
-            context = browser.new_context(timezone_id="Asia/Kathmandu", locale="en-US")
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda msg: msg.type == "error" and errors.append(f"console: {msg.text}"))
-            page.goto(f"{server.url}/login")
-            page.fill("#token", TOKEN)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/")
-            page.select_option("#visits-range", "86400")  # "today" in Kathmandu may begin after visitor 1 came
-            try:
-                wait_for_js(page, "document.querySelectorAll('#visits tr.visit').length === 3", timeout=20_000)
-            except AssertionError:
-                raise AssertionError(f"{errors} {page.inner_html('#visits')}") from None
-            rows = page.locator("#visits tr.visit")
-            assert [rows.nth(i).locator("td.visitor").inner_text() for i in range(3)] == [
-                "Visitor 3 · till", "Visitor 2 · door", "Visitor 1 · door"]
-            first = rows.nth(2)
-            assert first.locator("td.visitor").get_attribute("title") == f"person id {RUN}-1"
-            came = datetime.fromtimestamp(NOW - 3600, UTC)
-            assert first.locator("td.came").get_attribute("title") == came.strftime("%Y-%m-%d %H:%M:%S UTC")
-            local = came.astimezone(ZoneInfo("Asia/Kathmandu"))
-            text = first.locator("td.came").inner_text()
-            assert f"{local.hour % 12 or 12}:{local.minute:02d}:{local.second:02d}" in text, text
-            assert first.locator("td.in-view").inner_text() == "3.0 s"  # time in view, not the 302 s span
-            assert first.locator("td.mood").inner_text() == "happy"
-            assert rows.nth(1).locator("td.satisfaction").inner_text() == "-0.67"
-            assert "Asia/Kat" in page.inner_text("#visits-zone")  # ICU still says Katmandu
-            # a visit opens its person's timeline
-            first.click()
-            wait_for_js(page, "document.getElementById('chart-person').dataset.points === '5'", timeout=15_000)
-            assert page.inner_text("#person-hint").startswith(f"Visitor 1 · door ({RUN}-1): 5 points")
-            # the camera filter
-            wait_for_js(page, "[...document.querySelectorAll('#visits-camera option')].some(o => o.value === 'till')")
-            page.select_option("#visits-camera", "till")
-            wait_for_js(page, "document.querySelectorAll('#visits tr.visit').length === 1", timeout=15_000)
-            assert rows.nth(0).locator("td.visitor").inner_text() == "Visitor 3 · till"
-            page.select_option("#visits-camera", "door")
-            wait_for_js(page, "[...document.querySelectorAll('#visits td.visitor')].map(td => td.textContent).join()"
-                              " === 'Visitor 2 · door,Visitor 1 · door'", timeout=15_000)
-            assert not errors, errors
-        finally:
-            browser.close()
+            wait_for_js(page, "document.querySelectorAll('#visits tr.visit').length === 3", timeout=20_000)
+        except AssertionError:
+            raise AssertionError(f"{errors} {page.inner_html('#visits')}") from None
+        rows = page.locator("#visits tr.visit")
+        assert [rows.nth(i).locator("td.visitor").inner_text() for i in range(3)] == [
+            "Visitor 3 · till", "Visitor 2 · door", "Visitor 1 · door"]
+        first = rows.nth(2)
+        assert first.locator("td.visitor").get_attribute("title") == f"person id {RUN}-1"
+        came = datetime.fromtimestamp(NOW - 3600, UTC)
+        assert first.locator("td.came").get_attribute("title") == came.strftime("%Y-%m-%d %H:%M:%S UTC")
+        local = came.astimezone(ZoneInfo("Asia/Kathmandu"))
+        text = first.locator("td.came").inner_text()
+        assert f"{local.hour % 12 or 12}:{local.minute:02d}:{local.second:02d}" in text, text
+        assert first.locator("td.in-view").inner_text() == "3.0 s"  # time in view, not the 302 s span
+        assert first.locator("td.mood").inner_text() == "happy"
+        assert rows.nth(1).locator("td.satisfaction").inner_text() == "-0.67"
+        assert "Asia/Kat" in page.inner_text("#visits-zone")  # ICU still says Katmandu
+        # a visit opens its person's timeline
+        first.click()
+        wait_for_js(page, "document.getElementById('chart-person').dataset.points === '5'", timeout=15_000)
+        assert page.inner_text("#person-hint").startswith(f"Visitor 1 · door ({RUN}-1): 5 points")
+        # the camera filter
+        wait_for_js(page, "[...document.querySelectorAll('#visits-camera option')].some(o => o.value === 'till')")
+        page.select_option("#visits-camera", "till")
+        wait_for_js(page, "document.querySelectorAll('#visits tr.visit').length === 1", timeout=15_000)
+        assert rows.nth(0).locator("td.visitor").inner_text() == "Visitor 3 · till"
+        page.select_option("#visits-camera", "door")
+        wait_for_js(page, "[...document.querySelectorAll('#visits td.visitor')].map(td => td.textContent).join()"
+                          " === 'Visitor 2 · door,Visitor 1 · door'", timeout=15_000)
+        assert not errors, errors
