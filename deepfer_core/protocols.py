@@ -23,8 +23,9 @@ class PartialDetector(FaceDetector, Protocol):
     """A detector that can also look at parts of frames (MTCNN): the pipeline's motion gating uses them, where
     ``isinstance(detector, PartialDetector)``; others (Haar) get whole frames."""
 
-    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]
-                       ) -> list[list[FaceBox]]: ...  # the whole detector on those regions only
+    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]],
+                       min_sizes: Sequence[Sequence[float]] | None = None
+                       ) -> list[list[FaceBox]]: ...  # the whole detector on those regions only (faces from min_sizes)
 
     def refine(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[FaceBox]]
                ) -> list[list[FaceBox]]: ...  # each box moved onto its face and scored, or dropped

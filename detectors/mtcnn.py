@@ -110,11 +110,14 @@ class MtcnnDetector:
         s = self.settings
         return min(s.region_min_face_size, s.min_face_size) if self._native(frame) else s.min_face_size
 
-    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]) -> list[list[FaceBox]]:
+    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]],
+                       min_sizes: Sequence[Sequence[float]] | None = None) -> list[list[FaceBox]]:
         """The whole MTCNN on the given regions of each frame only (original pixels); boxes in original pixels.
         With ``detector.region_native`` at the frame's own resolution down to ``detector.region_min_face_size``
         (the faces a downscaled full pass is too coarse for: regions are small, so their pyramid is cheap), else
-        at the scale ``detect`` would use for the frame, so a face is found in a region as it would be in it."""
+        at the scale ``detect`` would use for the frame, so a face is found in a region as it would be in it.
+        ``min_sizes[i][j]``: look in region j of frame i only for faces of at least that size (a lost face of a
+        known size: the pyramid's small scales, most of its cost, are skipped)."""
         results: list[list[FaceBox]] = [[] for _ in frames]
         groups: dict[tuple[float, ...], list[tuple[int, np.ndarray, float, int, int]]] = defaultdict(list)
         for i, (frame, boxes) in enumerate(zip(frames, regions)):
@@ -122,8 +125,10 @@ class MtcnnDetector:
             h, w = frame.shape[:2]
             native = self._native(frame)
             scale = 1.0 if native else min(1.0, self.settings.max_side / max(h, w))
-            floor = self._floor(frame)
-            for r in boxes:
+            frame_floor = self._floor(frame)
+            hints = min_sizes[i] if min_sizes is not None else [0.0] * len(boxes)
+            for r, hint in zip(boxes, hints):
+                floor = max(frame_floor, int(hint) // REGION_STEP * REGION_STEP)  # few sizes: regions batch
                 cw = min(w, round(math.ceil(max(r.width, 1.0) * scale / REGION_STEP) * REGION_STEP / scale))
                 ch = min(h, round(math.ceil(max(r.height, 1.0) * scale / REGION_STEP) * REGION_STEP / scale))
                 x1 = int(min(max(round((r.x1 + r.x2 - cw) / 2), 0), w - cw))

@@ -53,13 +53,13 @@ class YunetProposalDetector:
             proposals.append(self.yunet.candidates(frame, None, min(1.0, side / max(frame.shape[:2]))))
         return self._verified(frames, proposals)
 
-    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]
-                       ) -> list[list[FaceBox]]:
+    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]],
+                       min_sizes: Sequence[Sequence[float]] | None = None) -> list[list[FaceBox]]:
         """Faces in the given regions of each frame: P-Net's, YuNet's checked by R-Net + O-Net, or YuNet's and,
-        in the regions where they leave no face, P-Net's (``region_proposals``)."""
+        in the regions where they leave no face, P-Net's (``region_proposals``); ``min_sizes`` as MTCNN's."""
         mode = self.settings.region_proposals
         if mode == "pnet":
-            return self.mtcnn.detect_regions(frames, regions)
+            return self.mtcnn.detect_regions(frames, regions, min_sizes)
         owners, entries = [], []  # one entry per region: its frame, and YuNet's candidates in it
         for i, (frame, rs) in enumerate(zip(frames, regions)):
             check_frame(frame)
@@ -70,15 +70,21 @@ class YunetProposalDetector:
         per_region = self.rows([frames[i] for i in owners], entries, nms=False)
         found: list[list[np.ndarray]] = [[] for _ in frames]
         missed: list[list[FaceBox]] = [[] for _ in frames]
-        for i, r, rows in zip(owners, (r for rs in regions for r in rs), per_region):
+        missed_sizes: list[list[float]] = [[] for _ in frames]
+        hints = [h for i, rs in enumerate(regions)
+                 for h in (min_sizes[i] if min_sizes is not None else [0.0] * len(rs))]
+        for i, r, hint, rows in zip(owners, (r for rs in regions for r in rs), hints, per_region):
+            rows = rows[np.maximum(rows[:, 2] - rows[:, 0], rows[:, 3] - rows[:, 1]) >= hint] if hint else rows
             found[i].append(rows)
             if mode == "yunet_else_pnet" and not self._faces(frames[i], rows):
                 missed[i].append(r)
+                missed_sizes[i].append(hint)
         per_frame = self._nms([np.concatenate(f) if f else np.zeros((0, 15), np.float32) for f in found])
         faces = [self._faces(frame, rows) for frame, rows in zip(frames, per_frame)]
         if any(missed):
             again = [i for i, m in enumerate(missed) if m]
-            extra = self.mtcnn.detect_regions([frames[i] for i in again], [missed[i] for i in again])
+            extra = self.mtcnn.detect_regions([frames[i] for i in again], [missed[i] for i in again],
+                                              [missed_sizes[i] for i in again])
             for i, more in zip(again, extra):
                 faces[i] = dedupe(faces[i] + more)
         return faces

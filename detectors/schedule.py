@@ -36,6 +36,7 @@ from deepfer_core.protocols import FaceDetector, PartialDetector
 from deepfer_core.settings import DetectorSettings, GatingSettings
 from deepfer_core.types import FaceBox, Pixels
 from detectors.motion import Motion, MotionGate, grow, inside, merge
+from detectors.prediction import FaceMotion
 from detectors.scaling import dedupe
 
 # A known face whose refined box overlaps it by less than this (IoU) was lost by refinement; a face a full detection
@@ -52,6 +53,7 @@ class DetectJob:
     full: bool = True
     regions: list[FaceBox] = field(default_factory=list)
     known: list[FaceBox] = field(default_factory=list)
+    lost_min_face: float = 0.0  # a known face refinement loses is looked for at sizes from this fraction of its own
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pixels", Pixels.of(self.pixels))
@@ -125,6 +127,8 @@ class DetectionScheduler:
         self._last_discovery: float | None = None  # when motion regions were last searched for new faces
         self._discovery_reference: np.ndarray | None = None  # the grey copy that search (or a full detection) saw
         self._deferred = False  # motion away from known faces waits for the next search
+        self.motion = FaceMotion(gating.track_margin) if gating.follow_motion and self.can_refine else None
+        self._last_job_at: float | None = None  # when the last frame the detector ran on was captured
         # Cameras started together would run their periodic full detections together, in one long batch; a phase
         # drawn from the camera id (the same on every run) spreads them over the period.
         self._phase = random.Random(phase_seed).uniform(0, gating.full_every_s) if phase_seed is not None else 0.0
@@ -135,11 +139,17 @@ class DetectionScheduler:
         self._found = list(boxes)
         self._confirming = self.confirm
 
-    def plan(self, pixels: Pixels | np.ndarray, t: float, known: Callable[[], list[FaceBox]]) -> Plan:
-        """The plan for the frame captured at ``t`` (stream seconds). ``known()``: where the camera's faces are
-        expected now (asked only when something moved or a full detection found faces)."""
+    def plan(self, pixels: Pixels | np.ndarray, t: float, known: Callable[[], list[FaceBox]],
+             known_at: float | None = None) -> Plan:
+        """The plan for the frame captured at ``t`` (stream seconds). ``known()``: the camera's faces as last
+        detected, on the frame captured at ``known_at`` (default: the last frame this scheduler gave a job), asked
+        only when something moved or a full detection found faces; with ``gating.follow_motion`` they are moved on
+        by their velocity to where they should be at ``t``."""
         pixels = Pixels.of(pixels)
-        plan = self._choose(pixels, t, known)
+        at = known_at if known_at is not None else self._last_job_at
+        plan = self._choose(pixels, t, known, at)
+        if plan.now is not None:
+            self._last_job_at = t
         c = self.counts
         if plan.kind == "full":
             c.full += 1
@@ -153,7 +163,7 @@ class DetectionScheduler:
             c.refined += 1
         return plan
 
-    def _choose(self, pixels: Pixels, t: float, known_fn: Callable[[], list[FaceBox]]) -> Plan:
+    def _choose(self, pixels: Pixels, t: float, known_fn: Callable[[], list[FaceBox]], at: float | None) -> Plan:
         if self.gate is None:
             return Plan(DetectJob(pixels))
         s = self.settings
@@ -168,6 +178,8 @@ class DetectionScheduler:
                 # faces the full detection beside the stream found that nobody knew: refined from now on
                 known = known + [f for f in found if not any(_overlap(f, k) > LOST_IOU for k in known)]
                 lost = self._still_lost(known, t)  # looked for again where they were, at the searches' pace
+                if self.motion is not None and at is not None:  # where their velocity puts them now
+                    known = self.motion.predict(known, at, t)
                 memo.append(known + (lost if discover else []))
             return memo[0]
 
@@ -187,26 +199,31 @@ class DetectionScheduler:
         outside = [r for r in changed.regions if not any(inside(r, z) for z in zones)]
         plan = Plan()
         if not outside:  # all of it on known faces (or only faces just found, on a still picture)
-            plan = Plan(DetectJob(pixels, full=False, known=known))
+            plan = Plan(self._parts(pixels, known))
         else:
             regions = merge([grow(r, s.region_pad, self.min_face, w, h) for r in outside])
             since_full = float("inf") if self.last_full_at is None else t - self.last_full_at
             if self.can_regions and sum(r.width * r.height for r in regions) <= s.full_above * w * h:
                 if discover:
-                    plan = Plan(DetectJob(pixels, full=False, regions=regions, known=known))
+                    plan = Plan(self._parts(pixels, known, regions))
                     self._confirming = self.confirm
                 else:  # searched at the next search, with whatever else changed by then
                     self._deferred = True
-                    plan = Plan(DetectJob(pixels, full=False, known=known)) if known else Plan()
+                    plan = Plan(self._parts(pixels, known)) if known else Plan()
             elif since_full >= s.full_min_interval_s and not self._searching:
                 return self._full(pixels, t, motion, known_now)
             elif known:
-                plan = Plan(DetectJob(pixels, full=False, known=known))
+                plan = Plan(self._parts(pixels, known))
         if plan.now is not None:
             self.gate.accept(motion)
             if discover:
                 self._discovered(t, motion)
         return plan
+
+    def _parts(self, pixels: Pixels, known: list[FaceBox], regions: list[FaceBox] | None = None) -> DetectJob:
+        """The known faces refined, and MTCNN on ``regions``."""
+        return DetectJob(pixels, full=False, regions=regions or [], known=known,
+                         lost_min_face=self.settings.lost_min_face)
 
     def _discovery_due(self, t: float) -> bool:
         every = self.settings.discover_every_s
@@ -262,7 +279,7 @@ class DetectionScheduler:
         if not known:  # awaited: a file, or a camera knowing no face (the frame has nothing better to wait for)
             return Plan(job)
         self._searching = True
-        return Plan(DetectJob(pixels, full=False, known=known), beside=job)
+        return Plan(self._parts(pixels, known), beside=job)
 
     def _native_regions(self, pixels: Pixels, motion: Motion) -> list[FaceBox]:
         if not self.full_regions or not self.can_regions:
@@ -275,7 +292,8 @@ class DetectionScheduler:
 
 
 def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[FaceBox]]:
-    """Faces per job: full frames in one detector call, regions in another, refinements in a third."""
+    """Faces per job: full frames in one detector call, regions in another, refinements in a third; a face
+    refinement lost is looked for where it was, at sizes from the job's ``lost_min_face`` of its own."""
     out: list[list[FaceBox]] = [[] for _ in jobs]
     full = [i for i, j in enumerate(jobs) if j.full]
     if full:
@@ -299,19 +317,40 @@ def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[Fac
     known = [i for i in parts if jobs[i].known]
     if known:
         found = detector.refine([jobs[i].image for i in known], [jobs[i].known for i in known])
-        lost: dict[int, list[FaceBox]] = {}
+        lost: dict[int, list[tuple[FaceBox, float]]] = {}
         for i, boxes in zip(known, found):
             out[i] += boxes
             h, w = jobs[i].image.shape[:2]
             gone = [k for k in jobs[i].known if not any(_overlap(k, b) > LOST_IOU for b in boxes)]
             if gone:  # turned, blurred or moved too far for O-Net: the whole MTCNN around where it was
-                lost[i] = merge([grow(k, 1.0, 0.0, w, h) for k in gone])
+                lost[i] = _merge_sized([(grow(k, 1.0, 0.0, w, h), jobs[i].lost_min_face * max(k.width, k.height))
+                                        for k in gone])
         if lost:
-            again = detector.detect_regions([jobs[i].image for i in lost], list(lost.values()))
+            again = detector.detect_regions([jobs[i].image for i in lost], [[r for r, _ in v] for v in lost.values()],
+                                            [[m for _, m in v] for v in lost.values()])
             for i, boxes in zip(lost, again):
                 out[i] += boxes
     for i in parts:
         out[i] = dedupe(out[i])
+    return out
+
+
+def _merge_sized(regions: list[tuple[FaceBox, float]]) -> list[tuple[FaceBox, float]]:
+    """Overlapping regions joined (their union), each with the smallest face size looked for in it."""
+    out = list(regions)
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                (a, ma), (b, mb) = out[i], out[j]
+                if a.x1 < b.x2 and b.x1 < a.x2 and a.y1 < b.y2 and b.y1 < a.y2:
+                    out[i] = (merge([a, b])[0], min(ma, mb))
+                    del out[j]
+                    joined = True
+                    break
+            if joined:
+                break
     return out
 
 

@@ -122,12 +122,14 @@ class YunetDetector:
         out[:, 4] = rows[:, 14]
         return out
 
-    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]]
-                       ) -> list[list[FaceBox]]:
+    def detect_regions(self, frames: Sequence[np.ndarray], regions: Sequence[Sequence[FaceBox]],
+                       min_sizes: Sequence[Sequence[float]] | None = None) -> list[list[FaceBox]]:
         out = []
-        for frame, rs in zip(frames, regions):
+        for i, (frame, rs) in enumerate(zip(frames, regions)):
             check_frame(frame)
-            out.append(dedupe([b for r in rs for b in self._in_region(frame, r)]))
+            hints = min_sizes[i] if min_sizes is not None else [0.0] * len(rs)
+            out.append(dedupe([b for r, hint in zip(rs, hints) for b in self._in_region(frame, r)
+                               if max(b.width, b.height) >= hint]))
         return out
 
     def refine(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[FaceBox]]) -> list[list[FaceBox]]:

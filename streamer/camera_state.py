@@ -154,6 +154,7 @@ class Anchor:
 
     boxes: asyncio.Future[list[FaceBox]] | None = None
     result: asyncio.Future[Analysis] | None = None
+    at: float | None = None  # when that frame was captured (stream seconds)
 
     def carried_boxes(self) -> asyncio.Future[list[FaceBox]]:
         assert self.boxes is not None, "the first frame a camera looks at is always detected"

@@ -262,7 +262,8 @@ class Pipeline:
         beside the stream when the scheduler plans one."""
         frame = item.frame
         known = await cam.anchor.known() if cam.scheduler.gate is not None else []
-        plan = cam.scheduler.plan(frame.pixels, frame.captured_at, functools.partial(in_frame, known, frame.shape))
+        plan = cam.scheduler.plan(frame.pixels, frame.captured_at, functools.partial(in_frame, known, frame.shape),
+                                  known_at=cam.anchor.at)
         if plan.beside is not None:
             self._search(cam, plan.beside, cam.source.batch_wait_s)
         return plan.now
@@ -276,7 +277,8 @@ class Pipeline:
         if not known:
             return None
         cam.scheduler.counts.refined += 1
-        return DetectJob(frame.pixels, full=False, known=known)
+        return DetectJob(frame.pixels, full=False, known=known,
+                         lost_min_face=cam.scheduler.settings.lost_min_face)
 
     def _start_analysis(self, cam: Camera, item: TimedFrame, job: DetectJob | None,
                         looked: bool = True) -> asyncio.Future[Analysis]:
@@ -286,6 +288,7 @@ class Pipeline:
         anchor = cam.anchor
         if job is not None:
             anchor.boxes = self._detect_frame(job, wait_s)
+            anchor.at = item.frame.captured_at
         task = asyncio.ensure_future(self._analyse(item, anchor.carried_boxes(),
                                                    None if job is not None else anchor.result, wait_s,
                                                    still=cam.cadence.still))

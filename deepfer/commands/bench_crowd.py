@@ -28,6 +28,10 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # new faces searched for (motion regions away from known faces) at most every N s; known faces refined between
     "discover-0": {"gating": {"discover_every_s": 0.0}},  # every frame the detector sees (before the setting)
     "discover-0.12": {"gating": {"discover_every_s": 0.12}},
+    "follow-off": {"gating": {"follow_motion": False}},  # refinement where each face was last detected
+    "lost-any-size": {"gating": {"lost_min_face": 0.0}},  # a lost face looked for at every size
+    # the former defaults: new and lost faces searched on every frame, at every size, refinement where faces were
+    "search-every-frame": {"gating": {"discover_every_s": 0.0, "follow_motion": False, "lost_min_face": 0.0}},
     "discover-0.2": {"gating": {"discover_every_s": 0.2}},
     "discover-0.32": {"gating": {"discover_every_s": 0.32}},
     "discover-0.5": {"gating": {"discover_every_s": 0.5}},

@@ -155,6 +155,13 @@ class GatingSettings(Section):
                                                            "are looked for again at the same pace (0: on every frame "
                                                            "the detector sees; 0.12 measured on a 1080p crowd: 1.8x "
                                                            "the fps, recall from 32 px 0.97 -> 0.96).")
+    lost_min_face: float = Field(0.6, ge=0, le=1, description="A face refinement lost is looked for again, where it "
+                                                               "was, at sizes from this fraction of its own (0: "
+                                                               "every size down to the detector's floor; the small "
+                                                               "scales are most of MTCNN's cost).")
+    follow_motion: bool = Field(True, description="Refinement looks for each known face where its velocity "
+                                                  "(from its last two detections) puts it now, moved at most "
+                                                  "track_margin box sizes (off: where it was last detected).")
     refine: bool = Field(True, description="Refresh known faces with R-Net + O-Net on their predicted boxes instead "
                                            "of a full pass (off: motion on faces runs a full detection).")
     classify_still: bool = Field(False, description="Classify the faces again on frames where nothing moved (off: "

@@ -282,3 +282,28 @@ def test_a_face_lost_on_one_frame_is_looked_for_where_it_was(detector, media: Pa
         assert plans[2].kind == "still"  # 1.3 s after it was lost: given up
     else:
         assert [p.kind for p in plans] == ["still", "still", "still"]
+
+
+def test_a_lost_face_is_looked_for_at_sizes_near_its_own(media: Path) -> None:
+    """``gating.lost_min_face``: the search where a lost face was skips the pyramid's small scales (most of MTCNN's
+    cost); the face is found at its own size, and a face smaller than asked for is not."""
+    from PIL import Image
+
+    from detectors.mtcnn import MtcnnDetector
+    from detectors.schedule import DetectJob, run_jobs
+
+    detector = MtcnnDetector(DetectorSettings(device="cpu"))
+    justin = np.asarray(Image.open(media / "justin.jpg").convert("RGB"))
+    (face,) = detector.detect([justin])[0]
+    size = max(face.width, face.height)
+    region = FaceBox(face.x1 - face.width, face.y1 - face.height, face.x2 + face.width, face.y2 + face.height)
+    (at_own,), (any_size,), (none,) = (detector.detect_regions([justin], [[region]], [[m]]) for m in
+                                       (0.6 * size, 0.0, 1.5 * size))
+    assert at_own and none == [] and iou_matrix(np.array([at_own[0].xyxy]), np.array([face.xyxy]))[0, 0] > 0.9
+    assert iou_matrix(np.array([any_size[0].xyxy]), np.array([at_own[0].xyxy]))[0, 0] > 0.9
+    # through run_jobs: a box refinement loses (moved off the face) is looked for with the job's lost_min_face
+    off = FaceBox(face.x1 + 0.9 * face.width, face.y1, face.x2 + 0.9 * face.width, face.y2)
+    for fraction, found in ((0.6, 1), (1.6, 0)):
+        boxes = run_jobs(detector, [DetectJob(justin, full=False, known=[off], lost_min_face=fraction)])[0]
+        assert len(boxes) == found, (fraction, boxes)
+    assert GatingSettings().lost_min_face == 0.6
