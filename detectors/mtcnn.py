@@ -143,59 +143,13 @@ class MtcnnDetector:
             min_face = max(12, round(floor * scale))
             for start in range(0, len(items), self.settings.batch_size):
                 chunk = items[start : start + self.settings.batch_size]
-                crops = [crop for _, crop, _, _, _ in chunk]
-                raw = (self._detect_opencv(crops, min_face) if self.settings.region_resize == "opencv"
-                       else self._detect_group(crops, min_face))
+                raw = self._detect_group([crop for _, crop, _, _, _ in chunk], min_face)
                 for (i, _, _, x1, y1), rows in zip(chunk, raw):
                     rows = rows.copy()
                     rows[:, [0, 2]] += x1 * scale
                     rows[:, [1, 3]] += y1 * scale
                     results[i] += self._boxes(rows, scale, frames[i].shape, floor)
         return [dedupe(found) for found in results]
-
-    @torch.inference_mode()
-    def _detect_opencv(self, crops: list[np.ndarray], min_face: int) -> list[np.ndarray]:
-        """MTCNN on equal-size crops as facenet's detect_face runs it, with OpenCV's area resize of the uint8
-        pixels for the pyramid and the R-Net/O-Net crops (facenet resamples float tensors: a fifth of the time of
-        a crowd's regions) and one R-Net and one O-Net call for all crops; rows of (x1, y1, x2, y2, p)."""
-        from facenet_pytorch.models.utils.detect_face import generateBoundingBox, rerec
-        from torchvision.ops import batched_nms
-
-        from detectors.mtcnn_batched import _nms_min
-
-        h, w = crops[0].shape[:2]
-        empty = [np.zeros((0, 5), np.float32) for _ in crops]
-        if min(h, w) < min_face:
-            return empty
-        m = self.mtcnn
-        scale, side = 12.0 / min_face, min(h, w) * 12.0 / min_face
-        found, owners = [], []
-        while side >= 12:
-            size = (int(w * scale + 1), int(h * scale + 1))
-            level = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_AREA) for c in crops])
-            x = (torch.from_numpy(level).permute(0, 3, 1, 2).float() - 127.5) * 0.0078125
-            reg, probs = m.pnet(x.to(self.device))
-            boxes, inds = generateBoundingBox(reg.cpu(), probs[:, 1].cpu(), scale, m.thresholds[0])
-            pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.5)
-            found.append(boxes[pick])
-            owners.append(inds[pick])
-            scale, side = scale * m.factor, side * m.factor
-        if not found:
-            return empty
-        boxes, inds = torch.cat(found), torch.cat(owners)
-        pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.7)
-        boxes, inds = boxes[pick], inds[pick]
-        rw, rh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        candidates = torch.stack([boxes[:, 0] + boxes[:, 5] * rw, boxes[:, 1] + boxes[:, 6] * rh,
-                                  boxes[:, 2] + boxes[:, 7] * rw, boxes[:, 3] + boxes[:, 8] * rh, boxes[:, 4]], 1)
-        rows = self.verify(crops, inds.tolist(), rerec(candidates), nms=0.7)
-        out = []
-        for r in rows:
-            if len(r) > 1:
-                t = torch.from_numpy(r)
-                r = r[_nms_min(t[:, :4], t[:, 4], torch.zeros(len(t), dtype=torch.long), 0.7).numpy()]
-            out.append(np.ascontiguousarray(r[:, :5]))
-        return out
 
     def refine(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[FaceBox]]) -> list[list[FaceBox]]:
         """R-Net then O-Net on each given box (where a known face is expected), as MTCNN's second and third stages
@@ -209,15 +163,13 @@ class MtcnnDetector:
         return [dedupe(self._boxes(r[:, :5], 1.0, f.shape, self._floor(f))) for f, r in zip(frames, rows)]
 
     @torch.inference_mode()
-    def verify(self, frames: Sequence[np.ndarray], owners: Sequence[int], candidates: torch.Tensor,
-               nms: float | None = None) -> list[np.ndarray]:
+    def verify(self, frames: Sequence[np.ndarray], owners: Sequence[int], candidates: torch.Tensor
+               ) -> list[np.ndarray]:
         """MTCNN's second and third stages on candidate boxes ``[K, 5]`` (x1, y1, x2, y2, score in original pixels;
         ``owners[k]`` is the frame of box k), whatever proposed them: one R-Net and one O-Net call for all frames.
         Per frame, rows of (x1, y1, x2, y2, p, 5 landmark x, 5 landmark y) in original pixels for the boxes O-Net
-        passed (``thresholds``), before ``min_confidence``, floors and the last NMS. ``nms``: R-Net's survivors go
-        through NMS at this IoU per frame first, as in MTCNN's own cascade (candidates from P-Net overlap)."""
+        passed (``thresholds``), before ``min_confidence``, floors and NMS."""
         from facenet_pytorch.models.utils.detect_face import bbreg, rerec
-        from torchvision.ops import batched_nms
 
         results = [np.zeros((0, 15), np.float32) for _ in frames]
         owner_list = list(owners)
@@ -241,12 +193,8 @@ class MtcnnDetector:
                 h = (seen[:, 3] - seen[:, 1] + 1)[:, None]
                 points = out[1].cpu()[passed]
                 landmarks = torch.cat([w * points[:, :5] + seen[:, :1] - 1, h * points[:, 5:] + seen[:, 1:2] - 1], 1)
-            candidates, reg = candidates[passed], reg[passed]
+            candidates = bbreg(candidates[passed], reg[passed])
             owner_list = [o for o, p in zip(owner_list, passed.tolist()) if p]
-            if net is m.rnet and nms is not None and len(owner_list) > 1:
-                pick = batched_nms(candidates[:, :4], candidates[:, 4], torch.tensor(owner_list), nms)
-                candidates, reg, owner_list = candidates[pick], reg[pick], [owner_list[k] for k in pick.tolist()]
-            candidates = bbreg(candidates, reg)
             if net is m.rnet:
                 candidates = rerec(candidates)
         rows = torch.cat([candidates[:, :5], landmarks], 1).numpy().astype(np.float32)

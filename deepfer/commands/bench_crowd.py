@@ -30,8 +30,6 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "discover-0.12": {"gating": {"discover_every_s": 0.12}},
     "follow-off": {"gating": {"follow_motion": False}},  # refinement where each face was last detected
     "lost-any-size": {"gating": {"lost_min_face": 0.0}},  # a lost face looked for at every size
-    "region-opencv": {"detector": {"region_resize": "opencv"}},  # regions resized by OpenCV, one R/O-Net call
-    "region-facenet": {"detector": {"region_resize": "facenet"}},
     # the former defaults: new and lost faces searched on every frame, at every size, refinement where faces were
     "search-every-frame": {"gating": {"discover_every_s": 0.0, "follow_motion": False, "lost_min_face": 0.0}},
     "discover-0.2": {"gating": {"discover_every_s": 0.2}},

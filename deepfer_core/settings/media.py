@@ -68,10 +68,6 @@ class DetectorSettings(Section):
                                                    "small faces of a 1080p crowd where they move.")
     region_min_face_size: int = Field(20, ge=8, description="Smallest face looked for in motion regions with "
                                                             "region_native (original pixels).")
-    region_resize: Literal["opencv", "facenet"] = Field(
-        "facenet", description="How MTCNN on motion regions resizes: \"opencv\" (the pyramid and the 24/48 px "
-                               "crops area-resized from uint8 pixels by OpenCV, R-Net and O-Net once for all regions "
-                               "of a batch) or \"facenet\" (facenet-pytorch's own detect_face per region size).")
     yunet_model: str = Field("", description="YuNet ONNX file for kind = \"yunet\" (not shipped: OpenCV model zoo's "
                                              "face_detection_yunet_2023mar.onnx); empty: not configured.")
     yunet_score_threshold: float = Field(0.6, ge=0, le=1, description="YuNet faces scored below this are dropped "
