@@ -127,7 +127,7 @@ class DetectionScheduler:
         self._last_discovery: float | None = None  # when motion regions were last searched for new faces
         self._discovery_reference: np.ndarray | None = None  # the grey copy that search (or a full detection) saw
         self._deferred = False  # motion away from known faces waits for the next search
-        self.motion = FaceMotion(gating.track_margin) if gating.follow_motion and self.can_refine else None
+        self.face_motion = FaceMotion(gating.track_margin) if gating.follow_motion and self.can_refine else None
         self._last_job_at: float | None = None  # when the last frame the detector ran on was captured
         # Cameras started together would run their periodic full detections together, in one long batch; a phase
         # drawn from the camera id (the same on every run) spreads them over the period.
@@ -178,8 +178,8 @@ class DetectionScheduler:
                 # faces the full detection beside the stream found that nobody knew: refined from now on
                 known = known + [f for f in found if not any(_overlap(f, k) > LOST_IOU for k in known)]
                 lost = self._still_lost(known, t)  # looked for again where they were, at the searches' pace
-                if self.motion is not None and at is not None:  # where their velocity puts them now
-                    known = self.motion.predict(known, at, t)
+                if self.face_motion is not None and at is not None:  # where their velocity puts them now
+                    known = self.face_motion.predict(known, at, t)
                 memo.append(known + (lost if discover else []))
             return memo[0]
 
