@@ -323,8 +323,11 @@ def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[Fac
             h, w = jobs[i].image.shape[:2]
             gone = [k for k in jobs[i].known if not any(_overlap(k, b) > LOST_IOU for b in boxes)]
             if gone:  # turned, blurred or moved too far for O-Net: the whole MTCNN around where it was
-                lost[i] = _merge_sized([(grow(k, 1.0, 0.0, w, h), jobs[i].lost_min_face * max(k.width, k.height))
-                                        for k in gone])
+                around = [grow(k, 1.0, 0.0, w, h) for k in gone]
+                # each merged region looks for faces from the smallest lost face's size in it
+                lost[i] = [(r, min(jobs[i].lost_min_face * max(k.width, k.height)
+                                   for k, a in zip(gone, around) if inside(a, r)))
+                           for r in merge(around)]
         if lost:
             again = detector.detect_regions([jobs[i].image for i in lost], [[r for r, _ in v] for v in lost.values()],
                                             [[m for _, m in v] for v in lost.values()])
@@ -332,25 +335,6 @@ def run_jobs(detector: FaceDetector, jobs: Sequence[DetectJob]) -> list[list[Fac
                 out[i] += boxes
     for i in parts:
         out[i] = dedupe(out[i])
-    return out
-
-
-def _merge_sized(regions: list[tuple[FaceBox, float]]) -> list[tuple[FaceBox, float]]:
-    """Overlapping regions joined (their union), each with the smallest face size looked for in it."""
-    out = list(regions)
-    joined = True
-    while joined:
-        joined = False
-        for i in range(len(out)):
-            for j in range(i + 1, len(out)):
-                (a, ma), (b, mb) = out[i], out[j]
-                if a.x1 < b.x2 and b.x1 < a.x2 and a.y1 < b.y2 and b.y1 < a.y2:
-                    out[i] = (merge([a, b])[0], min(ma, mb))
-                    del out[j]
-                    joined = True
-                    break
-            if joined:
-                break
     return out
 
 
